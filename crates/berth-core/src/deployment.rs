@@ -1,0 +1,189 @@
+//! The life of a deployment: which one governs an application in an environment, and
+//! how its phase follows from the progress the clusters report.
+//!
+//! ```text
+//!  Pending ──first report──▶ Progressing ──all clusters complete──▶ Succeeded
+//!                                │
+//!                                └──deadline passed──▶ Failed (previous release serves)
+//!  (any non-final) ──newer deployment──▶ Superseded
+//! ```
+
+use chrono::{DateTime, Utc};
+
+use crate::objects::{ClusterProgress, Deployment, DeploymentPhase, DeploymentStatus};
+
+/// The deployment that decides what runs: the newest one that has not failed.
+/// `deployments` are those of one application in one environment, in any order.
+#[must_use]
+pub fn governing(deployments: &[Deployment]) -> Option<&Deployment> {
+    deployments
+        .iter()
+        .filter(|d| d.status.phase != DeploymentPhase::Failed)
+        .max_by_key(|d| d.spec.number)
+}
+
+/// The newest deployment that succeeded, if any.
+#[must_use]
+pub fn last_succeeded(deployments: &[Deployment]) -> Option<&Deployment> {
+    deployments
+        .iter()
+        .filter(|d| d.status.phase == DeploymentPhase::Succeeded)
+        .max_by_key(|d| d.spec.number)
+}
+
+/// A change of phase worth an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseChange {
+    /// The new phase.
+    pub phase: DeploymentPhase,
+    /// Why, for people.
+    pub message: String,
+}
+
+/// The status that follows from `progress` at `now`, and the phase change if there is one.
+#[must_use]
+pub fn advance(
+    deployment: &Deployment,
+    progress: Vec<ClusterProgress>,
+    deadline_seconds: u32,
+    now: DateTime<Utc>,
+) -> (DeploymentStatus, Option<PhaseChange>) {
+    let old = &deployment.status;
+    let mut status = DeploymentStatus {
+        clusters: progress,
+        ..old.clone()
+    };
+    if old.phase.is_final() {
+        return (old.clone(), None);
+    }
+    let started = *status.started_at.get_or_insert(now);
+    let complete = !status.clusters.is_empty() && status.clusters.iter().all(ClusterProgress::is_complete);
+    let release = deployment.spec.release;
+    let change = if complete {
+        let replicas: u32 = status.clusters.iter().map(|c| c.ready).sum();
+        Some(PhaseChange {
+            phase: DeploymentPhase::Succeeded,
+            message: format!(
+                "release {release} runs {replicas} healthy replica(s) on {} cluster(s)",
+                status.clusters.len()
+            ),
+        })
+    } else if (now - started).num_seconds() > i64::from(deadline_seconds) {
+        let behind: Vec<String> = status
+            .clusters
+            .iter()
+            .filter(|c| !c.is_complete())
+            .map(|c| {
+                let why = c.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                format!("{} has {}/{} healthy{why}", c.cluster, c.ready, c.desired)
+            })
+            .collect();
+        Some(PhaseChange {
+            phase: DeploymentPhase::Failed,
+            message: format!(
+                "release {release} did not become healthy within {deadline_seconds}s ({})",
+                behind.join("; ")
+            ),
+        })
+    } else if old.phase == DeploymentPhase::Pending {
+        Some(PhaseChange {
+            phase: DeploymentPhase::Progressing,
+            message: format!("rolling out release {release}"),
+        })
+    } else {
+        None
+    };
+    if let Some(c) = &change {
+        status.phase = c.phase;
+        status.message = Some(c.message.clone());
+        if c.phase.is_final() {
+            status.finished_at = Some(now);
+        }
+    }
+    (status, change)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::objects::{DeploymentCause, DeploymentSpec};
+
+    fn dep(number: u64, phase: DeploymentPhase) -> Deployment {
+        let mut d = Deployment::new(
+            format!("web-qa-{number}"),
+            DeploymentSpec {
+                application: "web".into(),
+                environment: "qa".into(),
+                release: number,
+                number,
+                cause: DeploymentCause::Deploy,
+                requested_by: None,
+            },
+        );
+        d.status.phase = phase;
+        d
+    }
+
+    fn progress(ready: u32, old: u32) -> Vec<ClusterProgress> {
+        vec![ClusterProgress {
+            cluster: "local".into(),
+            datacenter: "dc1".into(),
+            desired: 2,
+            updated: 2,
+            ready,
+            old,
+            message: None,
+        }]
+    }
+
+    #[test]
+    fn the_newest_deployment_that_did_not_fail_governs() {
+        let ds = [
+            dep(1, DeploymentPhase::Succeeded),
+            dep(2, DeploymentPhase::Failed),
+        ];
+        assert_eq!(governing(&ds).unwrap().spec.number, 1);
+        let ds = [
+            dep(1, DeploymentPhase::Succeeded),
+            dep(3, DeploymentPhase::Pending),
+            dep(2, DeploymentPhase::Failed),
+        ];
+        assert_eq!(governing(&ds).unwrap().spec.number, 3);
+        assert_eq!(last_succeeded(&ds).unwrap().spec.number, 1);
+    }
+
+    #[test]
+    fn phases_follow_progress_and_deadline() {
+        let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let d = dep(2, DeploymentPhase::Pending);
+        let (s, c) = advance(&d, progress(0, 2), 60, t0);
+        assert_eq!(c.unwrap().phase, DeploymentPhase::Progressing);
+        assert_eq!(s.started_at, Some(t0));
+
+        let mut d = d;
+        d.status = s;
+        let (s, c) = advance(&d, progress(1, 1), 60, t0 + Duration::seconds(10));
+        assert_eq!((s.phase, c), (DeploymentPhase::Progressing, None));
+
+        let (s, c) = advance(&d, progress(2, 0), 60, t0 + Duration::seconds(20));
+        assert_eq!(c.unwrap().phase, DeploymentPhase::Succeeded);
+        assert!(s.finished_at.is_some());
+
+        let (s, c) = advance(&d, progress(1, 2), 60, t0 + Duration::seconds(61));
+        let c = c.unwrap();
+        assert_eq!(
+            (s.phase, c.phase),
+            (DeploymentPhase::Failed, DeploymentPhase::Failed)
+        );
+        assert!(c.message.contains("local has 1/2 healthy"), "{}", c.message);
+    }
+
+    #[test]
+    fn final_phases_stay() {
+        let d = dep(1, DeploymentPhase::Succeeded);
+        let (s, c) = advance(&d, progress(0, 0), 60, Utc::now());
+        assert_eq!((s.phase, c), (DeploymentPhase::Succeeded, None));
+    }
+}

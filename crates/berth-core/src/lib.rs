@@ -1,0 +1,27 @@
+//! Berth's domain core.
+//!
+//! Everything here is pure: types, validation, rendering of desired state and the
+//! planning of rollouts. No I/O and no async runtime; the edges to the world (store,
+//! runtimes, registry, clock) are traits in [`ports`], implemented by adapter crates.
+//!
+//! ```text
+//!  Application ──release──▶ Release (immutable, digest-pinned, numbered)
+//!                               │ deploy
+//!                               ▼
+//!  Environment ──clusters──▶ Deployment ──render──▶ Workload per cluster ──plan──▶ actions
+//! ```
+
+pub mod deployment;
+pub mod error;
+pub mod health;
+pub mod image;
+pub mod meta;
+pub mod name;
+pub mod objects;
+pub mod ports;
+pub mod quantity;
+pub mod render;
+pub mod rollout;
+
+pub use error::{FieldError, Invalid};
+pub use meta::{API_VERSION, Kind, ObjectMeta, Resource};

@@ -1,0 +1,169 @@
+//! The envelope every Berth object shares: `apiVersion`, `kind`, `metadata`, `spec`, `status`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use utoipa::ToSchema;
+
+use crate::{
+    error::{Errors, FieldError, Invalid},
+    name,
+};
+
+/// The API group and version of every object in this release of Berth.
+pub const API_VERSION: &str = "berth.dev/v1";
+
+/// Metadata common to all objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectMeta {
+    /// Name, unique per kind: a DNS-1123 label.
+    pub name: String,
+    /// Free-form labels, e.g. `tier: web`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Version of this object in the store; send it back to update only that version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// When the object was created (set by Berth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<DateTime<Utc>>,
+    /// When the object last changed (set by Berth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_timestamp: Option<DateTime<Utc>>,
+}
+
+/// A kind of object: its names, and the typed spec and status it carries.
+pub trait Kind: Sized + Send + Sync + 'static {
+    /// `kind` as written in documents, e.g. `Application`.
+    const KIND: &'static str;
+    /// Path segment of the collection in the API, e.g. `applications`.
+    const PLURAL: &'static str;
+    /// Longest name allowed: a DNS-1123 label for objects users name, longer for
+    /// objects Berth names after their parents.
+    const MAX_NAME: usize = name::MAX_LABEL;
+    /// The desired state, written by users.
+    type Spec: Serialize + DeserializeOwned + Clone + std::fmt::Debug + PartialEq + Send + Sync;
+    /// The observed state, written by Berth.
+    type Status: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Default + PartialEq + Send + Sync;
+
+    /// Checks the spec; paths in errors start at `spec`.
+    fn validate_spec(spec: &Self::Spec, errors: &mut Errors);
+
+    /// The object that owns this one (an application for releases and deployments), used
+    /// to list children without scanning every object.
+    fn owner(_spec: &Self::Spec) -> Option<&str> {
+        None
+    }
+}
+
+/// A whole object of kind `K`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, bound = "")]
+pub struct Resource<K: Kind> {
+    /// Always [`API_VERSION`].
+    pub api_version: String,
+    /// Always `K::KIND`.
+    pub kind: String,
+    /// Name, labels and bookkeeping.
+    pub metadata: ObjectMeta,
+    /// Desired state.
+    pub spec: K::Spec,
+    /// Observed state (ignored when written by a client).
+    #[serde(default)]
+    pub status: K::Status,
+}
+
+impl<K: Kind> Resource<K> {
+    /// A fresh object with an empty status.
+    #[must_use]
+    pub fn new(name: impl Into<String>, spec: K::Spec) -> Self {
+        Self {
+            api_version: API_VERSION.to_owned(),
+            kind: K::KIND.to_owned(),
+            metadata: ObjectMeta {
+                name: name.into(),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: K::Status::default(),
+        }
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// The stored version as a number, when it has one.
+    pub fn version(&self) -> Option<u64> {
+        self.metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Checks the envelope and the spec together, reporting every problem.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let mut errors = Errors::default();
+        if self.api_version != API_VERSION {
+            errors.push(
+                FieldError::new("apiVersion", format!("'{}' is not supported", self.api_version))
+                    .hint(format!("use apiVersion: {API_VERSION}")),
+            );
+        }
+        if self.kind != K::KIND {
+            errors.push(
+                FieldError::new(
+                    "kind",
+                    format!("'{}' was sent where {} was expected", self.kind, K::KIND),
+                )
+                .hint(format!("use kind: {}", K::KIND)),
+            );
+        }
+        errors.check(name::check_name(
+            "metadata.name",
+            &self.metadata.name,
+            K::MAX_NAME,
+        ));
+        for key in self.metadata.labels.keys() {
+            if key.is_empty() || key.len() > 63 {
+                errors.push(FieldError::new(
+                    format!("metadata.labels.{key}"),
+                    "label keys are 1-63 characters",
+                ));
+            }
+        }
+        if let Some(rv) = &self.metadata.resource_version
+            && rv.parse::<u64>().is_err()
+        {
+            errors.push(
+                FieldError::new(
+                    "metadata.resourceVersion",
+                    format!("'{rv}' is not a resource version"),
+                )
+                .hint("send back the resourceVersion Berth returned, or leave it out"),
+            );
+        }
+        K::validate_spec(&self.spec, &mut errors);
+        errors.finish(K::KIND)
+    }
+
+    /// Parses a JSON document, naming the field path of any error.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, Invalid> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            Invalid {
+                kind: K::KIND,
+                errors: vec![FieldError::new(path, e.inner().to_string())],
+            }
+        })
+    }
+}
+
+/// Whether a value equals its type's default; for `skip_serializing_if`.
+pub fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}

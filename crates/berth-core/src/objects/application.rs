@@ -1,0 +1,361 @@
+//! Application: one web app, one image.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{
+    error::{Errors, FieldError},
+    image::ImageRef,
+    meta::{Kind, Resource},
+    name, quantity,
+};
+
+/// The Application kind.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplicationKind;
+
+/// An application document.
+pub type Application = Resource<ApplicationKind>;
+
+/// HTTP health check, run by Berth against every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Path that answers 2xx or 3xx when the replica can serve.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Seconds between checks.
+    #[serde(default = "one")]
+    pub interval_seconds: u32,
+    /// Seconds one check may take.
+    #[serde(default = "one")]
+    pub timeout_seconds: u32,
+    /// Successes in a row before a replica receives traffic.
+    #[serde(default = "one")]
+    pub healthy_threshold: u32,
+    /// Failures in a row before a healthy replica is replaced.
+    #[serde(default = "three")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_path() -> String {
+    "/".to_owned()
+}
+fn one() -> u32 {
+    1
+}
+fn three() -> u32 {
+    3
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            path: default_path(),
+            interval_seconds: 1,
+            timeout_seconds: 1,
+            healthy_threshold: 1,
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+/// CPU and memory limits of one replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    /// CPU limit, e.g. `500m` or `2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Memory limit, e.g. `256Mi` or `1Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+/// A file placed in every replica's filesystem before it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Absolute path inside the container.
+    pub path: String,
+    /// The file's content (UTF-8).
+    pub content: String,
+}
+
+/// What differs in one environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvironmentOverride {
+    /// Replicas in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Environment variables added to (or replacing) the application's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// An extra hostname the router answers for, e.g. `shop.example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+/// Desired state of an application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApplicationSpec {
+    /// Container image: a tag (resolved to its digest when a release is made) or a digest.
+    pub image: String,
+    /// Overrides the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Overrides the image's command (arguments to the entrypoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Port the web app listens on inside the container.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// HTTP health check.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    /// Replicas per cluster.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// Resource limits per replica.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Files written into each replica.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_files: Vec<ConfigFile>,
+    /// Per-environment differences, keyed by environment name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environments: BTreeMap<String, EnvironmentOverride>,
+}
+
+fn default_port() -> u16 {
+    8080
+}
+fn default_replicas() -> u32 {
+    1
+}
+
+/// Largest replica count one application may ask for per cluster.
+pub const MAX_REPLICAS: u32 = 100;
+
+/// Observed state of an application (per-environment state lives in deployments).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationStatus {
+    /// Number of the newest release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_release: Option<u64>,
+}
+
+impl Kind for ApplicationKind {
+    const KIND: &'static str = "Application";
+    const PLURAL: &'static str = "applications";
+    type Spec = ApplicationSpec;
+    type Status = ApplicationStatus;
+
+    fn validate_spec(spec: &ApplicationSpec, errors: &mut Errors) {
+        validate_application_spec(spec, "spec", errors);
+    }
+}
+
+/// Checks an application spec whose fields live under `base` (`spec`, or
+/// `spec.template` inside a release).
+pub fn validate_application_spec(spec: &ApplicationSpec, base: &str, errors: &mut Errors) {
+    if let Err(e) = ImageRef::parse(&spec.image) {
+        errors.push(
+            FieldError::new(format!("{base}.image"), e.to_string()).hint("e.g. 127.0.0.1:5000/team/web:1.0"),
+        );
+    }
+    if spec.port == 0 {
+        errors.push(FieldError::new(
+            format!("{base}.port"),
+            "must be between 1 and 65535",
+        ));
+    }
+    check_replicas(&format!("{base}.replicas"), spec.replicas, errors);
+    let hc = &spec.health_check;
+    if !hc.path.starts_with('/') {
+        errors.push(
+            FieldError::new(
+                format!("{base}.healthCheck.path"),
+                format!("'{}' is not an absolute path", hc.path),
+            )
+            .hint("start it with '/', e.g. /healthz"),
+        );
+    }
+    for (field, value, max) in [
+        ("intervalSeconds", hc.interval_seconds, 300),
+        ("timeoutSeconds", hc.timeout_seconds, 60),
+        ("healthyThreshold", hc.healthy_threshold, 100),
+        ("unhealthyThreshold", hc.unhealthy_threshold, 100),
+    ] {
+        if !(1..=max).contains(&value) {
+            errors.push(FieldError::new(
+                format!("{base}.healthCheck.{field}"),
+                format!("must be between 1 and {max}"),
+            ));
+        }
+    }
+    if let Some(cpu) = &spec.resources.cpu
+        && quantity::parse_cpu(cpu).is_none()
+    {
+        errors.push(
+            FieldError::new(
+                format!("{base}.resources.cpu"),
+                format!("'{cpu}' is not a CPU quantity"),
+            )
+            .hint("use millicores like 500m or cores like 2"),
+        );
+    }
+    if let Some(memory) = &spec.resources.memory {
+        match quantity::parse_memory(memory) {
+            None => errors.push(
+                FieldError::new(
+                    format!("{base}.resources.memory"),
+                    format!("'{memory}' is not a memory quantity"),
+                )
+                .hint("use a whole number with a unit, like 256Mi or 1Gi"),
+            ),
+            Some(bytes) if bytes < 6 << 20 => errors.push(FieldError::new(
+                format!("{base}.resources.memory"),
+                "is below 6Mi, the smallest a container can run in",
+            )),
+            Some(_) => {}
+        }
+    }
+    check_env(&format!("{base}.env"), &spec.env, errors);
+    for (i, file) in spec.config_files.iter().enumerate() {
+        let path = format!("{base}.configFiles[{i}].path");
+        if !file.path.starts_with('/') || file.path.ends_with('/') || file.path.split('/').any(|p| p == "..")
+        {
+            errors.push(
+                FieldError::new(path, format!("'{}' is not an absolute file path", file.path))
+                    .hint("use a path like /etc/app/config.properties, without '..'"),
+            );
+        } else if spec.config_files[..i].iter().any(|f| f.path == file.path) {
+            errors.push(FieldError::new(path, format!("'{}' is listed twice", file.path)));
+        }
+    }
+    for (env, o) in &spec.environments {
+        let at = format!("{base}.environments.{env}");
+        errors.check(name::check_label(&at, env));
+        if let Some(r) = o.replicas {
+            check_replicas(&format!("{at}.replicas"), r, errors);
+        }
+        check_env(&format!("{at}.env"), &o.env, errors);
+        if let Some(host) = &o.hostname {
+            errors.check(name::check_hostname(&format!("{at}.hostname"), host));
+        }
+    }
+}
+
+fn check_replicas(path: &str, replicas: u32, errors: &mut Errors) {
+    if replicas > MAX_REPLICAS {
+        errors.push(FieldError::new(
+            path,
+            format!("{replicas} is more than the {MAX_REPLICAS} allowed"),
+        ));
+    }
+}
+
+fn check_env(base: &str, env: &BTreeMap<String, String>, errors: &mut Errors) {
+    for key in env.keys() {
+        let ok = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            errors.push(
+                FieldError::new(
+                    format!("{base}.{key}"),
+                    format!("'{key}' is not a valid variable name"),
+                )
+                .hint("use letters, digits and '_', not starting with a digit"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(json: serde_json::Value) -> Application {
+        Application::from_json(&json).unwrap()
+    }
+
+    fn minimal() -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "berth.dev/v1", "kind": "Application",
+            "metadata": {"name": "web"},
+            "spec": {"image": "127.0.0.1:5000/web:1"}
+        })
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let a = app(minimal());
+        assert_eq!((a.spec.port, a.spec.replicas), (8080, 1));
+        assert_eq!(a.spec.health_check, HealthCheck::default());
+        a.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_field_names_its_path() {
+        let mut j = minimal();
+        j["spec"]["healthCheck"] = serde_json::json!({"pth": "/x"});
+        let e = Application::from_json(&j).unwrap_err();
+        assert_eq!(e.errors[0].path, "spec.healthCheck.pth");
+        assert!(
+            e.errors[0].message.contains("unknown field `pth`"),
+            "{}",
+            e.errors[0].message
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_its_path() {
+        let mut j = minimal();
+        j["spec"]["replicas"] = serde_json::json!("three");
+        let e = Application::from_json(&j).unwrap_err();
+        assert_eq!(e.errors[0].path, "spec.replicas");
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported() {
+        let mut j = minimal();
+        j["metadata"]["name"] = "Web_1".into();
+        j["spec"]["healthCheck"] = serde_json::json!({"path": "healthz"});
+        j["spec"]["resources"] = serde_json::json!({"cpu": "lots", "memory": "1.5Gi"});
+        j["spec"]["env"] = serde_json::json!({"1BAD": "x"});
+        j["spec"]["environments"] = serde_json::json!({"prod": {"replicas": 1000, "hostname": "bad..host"}});
+        j["spec"]["configFiles"] = serde_json::json!([{"path": "etc/x", "content": ""}]);
+        let paths: Vec<_> = app(j)
+            .validate()
+            .unwrap_err()
+            .errors
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "metadata.name",
+                "spec.healthCheck.path",
+                "spec.resources.cpu",
+                "spec.resources.memory",
+                "spec.env.1BAD",
+                "spec.configFiles[0].path",
+                "spec.environments.prod.replicas",
+                "spec.environments.prod.hostname",
+            ]
+        );
+    }
+}

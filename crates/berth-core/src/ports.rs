@@ -1,0 +1,285 @@
+//! The edges of the core: traits that adapter crates implement.
+//!
+//! - [`Store`]: objects and the append-only event log (berth-store: SQLite).
+//! - [`ClusterRuntime`]: makes one cluster run the rendered workloads (berth-runtime-local).
+//! - [`ImageResolver`]: turns an image tag into its digest (berth-registry).
+//! - [`Clock`]: the time, so that deadlines can be tested.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::{
+    image::ImageRef,
+    objects::{Event, NewEvent},
+    render::{Workload, WorkloadKey},
+    rollout::Counts,
+};
+
+// === Store ===
+
+/// One write inside a [`Store::commit`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Create `kind/name`; fails with [`StoreError::AlreadyExists`] if it exists.
+    Create {
+        /// Kind, e.g. `Application`.
+        kind: String,
+        /// Name.
+        name: String,
+        /// The owning object's name (an application), for listing children.
+        owner: Option<String>,
+        /// The whole document.
+        document: Value,
+    },
+    /// Replace the document of `kind/name`, which must exist.
+    Replace {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// The whole new document.
+        document: Value,
+        /// Only replace this version; [`StoreError::Conflict`] otherwise.
+        expected_version: Option<u64>,
+    },
+    /// Delete `kind/name`, which must exist.
+    Delete {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Only delete this version; [`StoreError::Conflict`] otherwise.
+        expected_version: Option<u64>,
+    },
+}
+
+/// The outcome of a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    /// The store revision the commit created; every written object carries it as its
+    /// `metadata.resourceVersion`.
+    pub revision: u64,
+    /// Per write, the document as stored (`None` for a delete).
+    pub documents: Vec<Option<Value>>,
+    /// The events recorded, with their positions.
+    pub events: Vec<Event>,
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Kind.
+    pub kind: String,
+    /// Only children of this owner.
+    pub owner: Option<String>,
+    /// Continue after this cursor (from [`Page::next`]).
+    pub after: Option<u64>,
+    /// At most this many items.
+    pub limit: u32,
+}
+
+/// One page of a list, in creation order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    /// The documents.
+    pub items: Vec<Value>,
+    /// Cursor for the next page, when there is one.
+    pub next: Option<u64>,
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only events after this position.
+    pub after: u64,
+    /// At most this many.
+    pub limit: u32,
+    /// Only events about this application.
+    pub application: Option<String>,
+}
+
+/// An API token as stored: only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Human name of the token.
+    pub name: String,
+    /// Who it authenticates.
+    pub subject: String,
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Errors of a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such object.
+    #[error("{kind} '{name}' does not exist")]
+    NotFound {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+    },
+    /// The object exists already.
+    #[error("{kind} '{name}' already exists")]
+    AlreadyExists {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+    },
+    /// The object changed since the version the caller had.
+    #[error("{kind} '{name}' is at resourceVersion {actual}, not {expected}")]
+    Conflict {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Version the caller expected.
+        expected: u64,
+        /// Version stored.
+        actual: u64,
+    },
+    /// The database failed.
+    #[error("store backend error: {message}")]
+    Backend {
+        /// What the database said.
+        message: String,
+    },
+}
+
+/// Objects and events, with every mutation and its events in one transaction.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Applies `writes` and appends `events` atomically: all or nothing.
+    async fn commit(&self, writes: Vec<Write>, events: Vec<NewEvent>) -> Result<Commit, StoreError>;
+    /// Reads one document.
+    async fn get(&self, kind: &str, name: &str) -> Result<Option<Value>, StoreError>;
+    /// Lists documents of a kind in creation order.
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+    /// Reads events in log order.
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
+    /// Position of the newest event (0 when there is none).
+    async fn last_event(&self) -> Result<u64, StoreError>;
+    /// Returns once an event after `after` exists, or when `timeout` passes.
+    async fn wait_for_events(&self, after: u64, timeout: Duration);
+    /// Stores a token record.
+    async fn put_token(&self, token: TokenRecord) -> Result<(), StoreError>;
+    /// Finds a token by the hash of its secret.
+    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// How many tokens exist.
+    async fn count_tokens(&self) -> Result<u64, StoreError>;
+}
+
+// === Runtime ===
+
+/// How one workload stands on a cluster after a reconcile pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadReport {
+    /// Application and environment.
+    pub key: WorkloadKey,
+    /// Replica counts against the desired shape.
+    pub counts: Counts,
+    /// Why it is not progressing, when something is wrong (e.g. an image that will not pull).
+    pub message: Option<String>,
+}
+
+/// Something a runtime did or saw that people should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Application and environment.
+    pub key: WorkloadKey,
+    /// A warning (a failure or a correction) rather than routine.
+    pub warning: bool,
+    /// CamelCase reason, e.g. `ReplicaReplaced`, `DriftCorrected`.
+    pub reason: String,
+    /// A sentence.
+    pub message: String,
+}
+
+/// The result of one reconcile pass on a cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterReport {
+    /// One report per desired workload.
+    pub workloads: Vec<WorkloadReport>,
+    /// What happened during the pass.
+    pub notices: Vec<Notice>,
+}
+
+/// Errors of a cluster runtime.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuntimeError {
+    /// The runtime's API cannot be reached.
+    #[error("runtime unreachable: {message}")]
+    Unreachable {
+        /// What failed.
+        message: String,
+    },
+    /// The runtime answered with an error.
+    #[error("runtime error: {message}")]
+    Failed {
+        /// What it said.
+        message: String,
+    },
+}
+
+/// Drives one cluster toward a set of workloads.
+#[async_trait]
+pub trait ClusterRuntime: Send + Sync {
+    /// Checks the runtime answers, returning its version.
+    async fn version(&self) -> Result<String, RuntimeError>;
+    /// One level-triggered pass: compare `desired` with what runs, act, report.
+    /// Anything Berth runs on this cluster that is not in `desired` is removed.
+    async fn reconcile(&self, desired: &[Workload]) -> Result<ClusterReport, RuntimeError>;
+}
+
+// === Registry ===
+
+/// Errors resolving an image.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResolveError {
+    /// The registry has no such repository or tag.
+    #[error("image {image} was not found in its registry")]
+    NotFound {
+        /// The reference.
+        image: String,
+    },
+    /// The registry could not be reached or failed.
+    #[error("registry for {image} failed: {message}")]
+    Registry {
+        /// The reference.
+        image: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Resolves tags to digests through the registry.
+#[async_trait]
+pub trait ImageResolver: Send + Sync {
+    /// The digest (`sha256:…`) the reference points to now.
+    async fn resolve(&self, image: &ImageRef) -> Result<String, ResolveError>;
+}
+
+// === Clock ===
+
+/// The time.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,223 @@
+//! Rendering: what should run on one cluster for one application in one environment,
+//! as a runtime-neutral [`Workload`]. Pure: the same inputs give the same workload.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::{
+    objects::{ConfigFile, Deployment, Environment, HealthCheck, Release},
+    quantity,
+};
+
+/// Identifies an application in an environment.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+pub struct WorkloadKey {
+    /// The application.
+    pub application: String,
+    /// The environment.
+    pub environment: String,
+}
+
+impl std::fmt::Display for WorkloadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.application, self.environment)
+    }
+}
+
+/// What one cluster should run for one application in one environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Application and environment.
+    pub key: WorkloadKey,
+    /// The cluster it runs on.
+    pub cluster: String,
+    /// The deployment that asked for it.
+    pub deployment: String,
+    /// Release number.
+    pub release: u64,
+    /// Image pinned by digest.
+    pub image: String,
+    /// Entrypoint override.
+    pub command: Option<Vec<String>>,
+    /// Command override.
+    pub args: Option<Vec<String>>,
+    /// Port the app listens on in the container.
+    pub port: u16,
+    /// Environment variables, including Berth's own (`BERTH_*`, `PORT`).
+    pub env: BTreeMap<String, String>,
+    /// Files written into each replica.
+    pub config_files: Vec<ConfigFile>,
+    /// CPU limit in millicores.
+    pub cpu_millis: Option<u64>,
+    /// Memory limit in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Health check.
+    pub health: HealthCheck,
+    /// Replicas wanted on this cluster.
+    pub replicas: u32,
+    /// Hostnames the router answers for.
+    pub hosts: Vec<String>,
+    /// Seconds a new replica may take to become healthy.
+    pub startup_deadline_seconds: u32,
+    /// Hash of everything that shapes a replica; replicas with another hash are replaced.
+    pub spec_hash: String,
+}
+
+/// The default hostname of an application in an environment: `<app>.<env>.<domain>`.
+#[must_use]
+pub fn default_host(application: &str, environment: &str, domain: &str) -> String {
+    format!("{application}.{environment}.{domain}")
+}
+
+/// Renders the workload for `release` deployed by `deployment` to `environment` on `cluster`.
+#[must_use]
+pub fn render(
+    release: &Release,
+    deployment: &Deployment,
+    environment: &Environment,
+    cluster: &str,
+    domain: &str,
+) -> Workload {
+    let app = &release.spec.application;
+    let env_name = environment.name();
+    let t = &release.spec.template;
+    let over = t.environments.get(env_name).cloned().unwrap_or_default();
+
+    let mut env = t.env.clone();
+    env.extend(over.env);
+    env.insert("PORT".to_owned(), t.port.to_string());
+    env.insert("BERTH_APPLICATION".to_owned(), app.clone());
+    env.insert("BERTH_ENVIRONMENT".to_owned(), env_name.to_owned());
+    env.insert("BERTH_RELEASE".to_owned(), release.spec.number.to_string());
+
+    let mut hosts = vec![default_host(app, env_name, domain)];
+    hosts.extend(over.hostname);
+
+    let mut workload = Workload {
+        key: WorkloadKey {
+            application: app.clone(),
+            environment: env_name.to_owned(),
+        },
+        cluster: cluster.to_owned(),
+        deployment: deployment.name().to_owned(),
+        release: release.spec.number,
+        image: t.image.clone(),
+        command: t.command.clone(),
+        args: t.args.clone(),
+        port: t.port,
+        env,
+        config_files: t.config_files.clone(),
+        cpu_millis: t.resources.cpu.as_deref().and_then(quantity::parse_cpu),
+        memory_bytes: t.resources.memory.as_deref().and_then(quantity::parse_memory),
+        health: t.health_check.clone(),
+        replicas: over.replicas.unwrap_or(t.replicas),
+        hosts,
+        startup_deadline_seconds: environment.spec.rollout.progress_deadline_seconds,
+        spec_hash: String::new(),
+    };
+    workload.spec_hash = spec_hash(&workload);
+    workload
+}
+
+/// Hash of the fields that shape one replica. Replica count, hostnames and deadlines are
+/// left out: changing them must not replace running replicas.
+fn spec_hash(w: &Workload) -> String {
+    let shape = serde_json::json!({
+        "release": w.release,
+        "image": w.image,
+        "command": w.command,
+        "args": w.args,
+        "port": w.port,
+        "env": w.env,
+        "files": w.config_files,
+        "cpu": w.cpu_millis,
+        "memory": w.memory_bytes,
+        "health": w.health,
+    });
+    let digest = Sha256::digest(shape.to_string().as_bytes());
+    hex::encode(&digest[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::{
+        ApplicationSpec, DeploymentCause, DeploymentSpec, EnvironmentOverride, EnvironmentSpec, Placement,
+        ReleaseOrigin,
+    };
+
+    const DIGEST: &str =
+        "127.0.0.1:5000/web@sha256:0000000000000000000000000000000000000000000000000000000000000001";
+
+    fn release(replicas: u32) -> Release {
+        let spec: ApplicationSpec = serde_json::from_value(serde_json::json!({
+            "image": DIGEST, "replicas": replicas, "env": {"A": "1"},
+            "resources": {"cpu": "250m", "memory": "64Mi"},
+            "environments": {"production": {"replicas": 3, "env": {"A": "2"}, "hostname": "shop.example.com"}}
+        }))
+        .unwrap();
+        Release::of("web", 4, spec, ReleaseOrigin::default())
+    }
+
+    fn env(name: &str) -> Environment {
+        Environment::new(
+            name,
+            EnvironmentSpec {
+                clusters: vec![Placement {
+                    cluster: "local".into(),
+                    weight: 1,
+                }],
+                ..Default::default()
+            },
+        )
+    }
+
+    fn deployment(env: &str) -> Deployment {
+        Deployment::new(
+            format!("web-{env}-1"),
+            DeploymentSpec {
+                application: "web".into(),
+                environment: env.into(),
+                release: 4,
+                number: 1,
+                cause: DeploymentCause::Deploy,
+                requested_by: None,
+            },
+        )
+    }
+
+    #[test]
+    fn overrides_apply_per_environment() {
+        let qa = render(&release(2), &deployment("qa"), &env("qa"), "local", "localhost");
+        assert_eq!(qa.replicas, 2);
+        assert_eq!(qa.env["A"], "1");
+        assert_eq!(qa.hosts, ["web.qa.localhost"]);
+        let prod = render(
+            &release(2),
+            &deployment("production"),
+            &env("production"),
+            "local",
+            "localhost",
+        );
+        assert_eq!(prod.replicas, 3);
+        assert_eq!(prod.env["A"], "2");
+        assert_eq!(prod.env["BERTH_RELEASE"], "4");
+        assert_eq!(prod.hosts, ["web.production.localhost", "shop.example.com"]);
+        assert_eq!((prod.cpu_millis, prod.memory_bytes), (Some(250), Some(64 << 20)));
+        assert_ne!(
+            qa.spec_hash, prod.spec_hash,
+            "env vars differ, so replicas differ"
+        );
+    }
+
+    #[test]
+    fn replica_count_does_not_change_the_replica_shape() {
+        let a = render(&release(1), &deployment("qa"), &env("qa"), "local", "localhost");
+        let b = render(&release(5), &deployment("qa"), &env("qa"), "local", "localhost");
+        assert_eq!(a.spec_hash, b.spec_hash);
+        let _ = EnvironmentOverride::default();
+    }
+}
