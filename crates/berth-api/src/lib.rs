@@ -1,1 +1,36 @@
-//! placeholder
+//! Berth's REST API.
+//!
+//! Maps HTTP onto core operations: authentication, decoding and validation, error
+//! mapping (problem+json, in [`error`]). It holds no business rules: decisions come from
+//! `berth_core`, state from the [`Store`]. The OpenAPI document is generated from the
+//! handlers and served at `/api/v1/openapi.json`.
+
+pub mod auth;
+pub mod body;
+pub mod delivery;
+pub mod error;
+pub mod events;
+pub mod objects;
+mod routes;
+
+use std::sync::Arc;
+
+use berth_core::ports::{ImageResolver, Store};
+use tokio::sync::Notify;
+
+pub use routes::{openapi, router};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Objects and events.
+    pub store: Arc<dyn Store>,
+    /// Tag to digest resolution.
+    pub resolver: Arc<dyn ImageResolver>,
+    /// Notified after every change, so the reconciler acts at once.
+    pub changed: Arc<Notify>,
+    /// Domain of application hostnames (`<app>.<env>.<domain>`).
+    pub domain: String,
+    /// Port of the built-in router, for the URLs in status answers.
+    pub router_port: Option<u16>,
+}

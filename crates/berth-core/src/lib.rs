@@ -11,6 +11,7 @@
 //!  Environment ──clusters──▶ Deployment ──render──▶ Workload per cluster ──plan──▶ actions
 //! ```
 
+pub mod delivery;
 pub mod deployment;
 pub mod error;
 pub mod health;
@@ -21,7 +22,9 @@ pub mod objects;
 pub mod ports;
 pub mod quantity;
 pub mod render;
+pub mod repo;
 pub mod rollout;
 
 pub use error::{FieldError, Invalid};
 pub use meta::{API_VERSION, Kind, ObjectMeta, Resource};
+pub use objects::{Event, NewEvent};

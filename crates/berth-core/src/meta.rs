@@ -1,10 +1,16 @@
 //! The envelope every Berth object shares: `apiVersion`, `kind`, `metadata`, `spec`, `status`.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use utoipa::ToSchema;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{
+        RefOr, Type,
+        schema::{Object, Ref, Schema},
+    },
+};
 
 use crate::{
     error::{Errors, FieldError, Invalid},
@@ -44,9 +50,17 @@ pub trait Kind: Sized + Send + Sync + 'static {
     /// objects Berth names after their parents.
     const MAX_NAME: usize = name::MAX_LABEL;
     /// The desired state, written by users.
-    type Spec: Serialize + DeserializeOwned + Clone + std::fmt::Debug + PartialEq + Send + Sync;
+    type Spec: Serialize + DeserializeOwned + Clone + std::fmt::Debug + PartialEq + Send + Sync + ToSchema;
     /// The observed state, written by Berth.
-    type Status: Serialize + DeserializeOwned + Clone + std::fmt::Debug + Default + PartialEq + Send + Sync;
+    type Status: Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + Default
+        + PartialEq
+        + Send
+        + Sync
+        + ToSchema;
 
     /// Checks the spec; paths in errors start at `spec`.
     fn validate_spec(spec: &Self::Spec, errors: &mut Errors);
@@ -160,6 +174,41 @@ impl<K: Kind> Resource<K> {
                 errors: vec![FieldError::new(path, e.inner().to_string())],
             }
         })
+    }
+}
+
+// The envelope is generic over the kind, so its OpenAPI schema is written by hand: one
+// named schema per kind (`Application`, `Cluster`…) referring to the kind's spec and status.
+impl<K: Kind> utoipa::PartialSchema for Resource<K> {
+    fn schema() -> RefOr<Schema> {
+        let string = || Object::builder().schema_type(Type::String);
+        Object::builder()
+            .description(Some(format!("A {} document.", K::KIND)))
+            .property("apiVersion", string().enum_values(Some([API_VERSION])))
+            .property("kind", string().enum_values(Some([K::KIND])))
+            .property("metadata", Ref::from_schema_name(ObjectMeta::name()))
+            .property("spec", Ref::from_schema_name(K::Spec::name()))
+            .property("status", Ref::from_schema_name(K::Status::name()))
+            .required("apiVersion")
+            .required("kind")
+            .required("metadata")
+            .required("spec")
+            .into()
+    }
+}
+
+impl<K: Kind> ToSchema for Resource<K> {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed(K::KIND)
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((ObjectMeta::name().into_owned(), ObjectMeta::schema()));
+        schemas.push((K::Spec::name().into_owned(), K::Spec::schema()));
+        schemas.push((K::Status::name().into_owned(), K::Status::schema()));
+        ObjectMeta::schemas(schemas);
+        K::Spec::schemas(schemas);
+        K::Status::schemas(schemas);
     }
 }
 

@@ -1,1 +1,23 @@
-//! placeholder
+//! Berth's store: objects and the append-only event log in SQLite, one transaction per mutation.
+//!
+//! ```text
+//!   commit(writes, events) ──▶ BEGIN IMMEDIATE
+//!                                 revision += 1            (one per commit)
+//!                                 objects  ◀─ each write   (version = revision)
+//!                                 events   ◀─ append       (seq strictly increasing)
+//!                              COMMIT ──▶ watch(last seq) ──▶ wait_for_events wakes
+//! ```
+//!
+//! [`SqliteStore`] implements the core's [`Store`](berth_core::ports::Store) port. The store owns
+//! the bookkeeping of every document (`metadata.resourceVersion`, `creationTimestamp`,
+//! `updateTimestamp`) so that no caller can forget it or get it wrong.
+//!
+//! [`conformance`] holds the behaviour every `Store` adapter must show, as functions over
+//! `&dyn Store`; it is compiled for this crate's tests and, with the `conformance` feature,
+//! for other adapters' tests.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod sqlite;
+
+pub use sqlite::SqliteStore;

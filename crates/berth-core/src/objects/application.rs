@@ -147,11 +147,7 @@ pub const MAX_REPLICAS: u32 = 100;
 /// Observed state of an application (per-environment state lives in deployments).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ApplicationStatus {
-    /// Number of the newest release.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest_release: Option<u64>,
-}
+pub struct ApplicationStatus {}
 
 impl Kind for ApplicationKind {
     const KIND: &'static str = "Application";

@@ -8,16 +8,21 @@ mod event;
 mod release;
 
 pub use application::{
-    Application, ApplicationSpec, ApplicationStatus, ConfigFile, EnvironmentOverride, HealthCheck, Resources,
+    Application, ApplicationKind, ApplicationSpec, ApplicationStatus, ConfigFile, EnvironmentOverride,
+    HealthCheck, Resources, validate_application_spec,
 };
-pub use cluster::{Cluster, ClusterPhase, ClusterSpec, ClusterStatus, LocalRuntime, RuntimeKind};
+pub use cluster::{
+    Cluster, ClusterKind, ClusterPhase, ClusterSpec, ClusterStatus, LocalRuntime, RuntimeKind,
+};
 pub use deployment::{
-    ClusterProgress, Deployment, DeploymentCause, DeploymentPhase, DeploymentSpec, DeploymentStatus,
-    deployment_name,
+    ClusterProgress, Deployment, DeploymentCause, DeploymentKind, DeploymentPhase, DeploymentSpec,
+    DeploymentStatus, deployment_name,
 };
-pub use environment::{Environment, EnvironmentSpec, EnvironmentStatus, Placement, RolloutPolicy};
+pub use environment::{
+    Environment, EnvironmentKind, EnvironmentSpec, EnvironmentStatus, Placement, RolloutPolicy,
+};
 pub use event::{Event, EventType, NewEvent};
-pub use release::{Release, ReleaseOrigin, ReleaseSpec, ReleaseStatus, release_name};
+pub use release::{Release, ReleaseKind, ReleaseOrigin, ReleaseSpec, ReleaseStatus, release_name};
 
 /// Every kind's name, in the order documents are applied (dependencies first).
 pub const KINDS: [&str; 5] = ["Cluster", "Environment", "Application", "Release", "Deployment"];

@@ -1,0 +1,425 @@
+//! Releases, deploys, rollbacks and status: load, let the core decide, commit.
+
+use berth_core::{
+    NewEvent, Resource,
+    delivery::{self, ReleaseChoice, Requested},
+    deployment::governing,
+    image::ImageRef,
+    objects::{
+        Application, ApplicationSpec, ClusterProgress, Deployment, DeploymentCause, DeploymentPhase,
+        DeploymentSpec, EnvironmentKind, Release, ReleaseKind, ReleaseOrigin, deployment_name,
+    },
+    ports::StoreError,
+    render::default_host,
+    repo,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{
+    ApiState,
+    auth::Actor,
+    error::{ApiError, Result},
+    objects,
+};
+
+/// Body of `POST /applications/{app}/releases`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// Image for the release; the application's image when left out. A tag is resolved
+    /// to its digest now.
+    pub image: Option<String>,
+    /// Why the release is made.
+    pub description: Option<String>,
+}
+
+/// Body of `POST /applications/{app}/deploy`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// The environment to deploy to.
+    pub environment: String,
+    /// An existing release number. Without it (and without `image`), the application's
+    /// current spec is deployed: its newest release if that matches, else a new release.
+    pub release: Option<u64>,
+    /// Deploy a new release of the current spec with this image.
+    pub image: Option<String>,
+}
+
+/// Body of `POST /applications/{app}/rollback`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The environment to roll back.
+    pub environment: String,
+    /// The release to go back to; the newest other release that ran successfully there
+    /// when left out.
+    pub to: Option<u64>,
+}
+
+/// Summary of the deployment that governs an environment.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentSummary {
+    /// Deployment name.
+    pub name: String,
+    /// Phase.
+    pub phase: DeploymentPhase,
+    /// Message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// An application in one environment.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EnvironmentState {
+    /// The environment.
+    pub environment: String,
+    /// The release that should run there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<u64>,
+    /// Its image, by digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The deployment that put it there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentSummary>,
+    /// Replicas per cluster.
+    pub clusters: Vec<ClusterProgress>,
+    /// Where it answers.
+    pub urls: Vec<String>,
+}
+
+/// Status of an application across environments.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApplicationState {
+    /// The application.
+    pub application: String,
+    /// Per environment it was deployed to.
+    pub environments: Vec<EnvironmentState>,
+}
+
+const ATTEMPTS: usize = 3;
+
+/// Resolves the image of `template` to a digest and builds the release (uncommitted).
+async fn make_release(
+    state: &ApiState,
+    actor: &Actor,
+    app: &Application,
+    number: u64,
+    template: ApplicationSpec,
+    description: Option<String>,
+) -> Result<Release> {
+    let image = ImageRef::parse(&template.image).map_err(|e| {
+        ApiError::Invalid(berth_core::Invalid {
+            kind: "Release",
+            errors: vec![
+                berth_core::FieldError::new("image", e.to_string()).hint("e.g. 127.0.0.1:5000/team/web:1.0"),
+            ],
+        })
+    })?;
+    let digest = state.resolver.resolve(&image).await?;
+    let requested = template.image.clone();
+    let template = ApplicationSpec {
+        image: image.pinned(&digest).to_string(),
+        ..template
+    };
+    let origin = ReleaseOrigin {
+        requested_image: Some(requested),
+        created_by: Some(actor.0.clone()),
+        description,
+    };
+    let release = Release::of(app.name(), number, template, origin);
+    release.validate()?;
+    Ok(release)
+}
+
+fn release_event(release: &Release, actor: &Actor) -> NewEvent {
+    NewEvent::normal(
+        "ReleaseCreated",
+        "Release",
+        release.name(),
+        &actor.0,
+        format!(
+            "release {} of {} pins {}",
+            release.spec.number, release.spec.application, release.spec.template.image
+        ),
+    )
+    .about(&release.spec.application, None)
+}
+
+/// Creates a new release of the application's current spec (or another image).
+pub async fn create_release(
+    state: &ApiState,
+    actor: &Actor,
+    app: &str,
+    req: ReleaseRequest,
+) -> Result<Release> {
+    let application = objects::get::<berth_core::objects::ApplicationKind>(state, app).await?;
+    for _ in 0..ATTEMPTS {
+        let releases = objects::releases(state, app).await?;
+        let image = req
+            .image
+            .clone()
+            .unwrap_or_else(|| application.spec.image.clone());
+        let ReleaseChoice::New { number, template } =
+            delivery::choose_release(app, &application.spec, &releases, &Requested::Image(&image))?
+        else {
+            continue;
+        };
+        let release = make_release(
+            state,
+            actor,
+            &application,
+            number,
+            *template,
+            req.description.clone(),
+        )
+        .await?;
+        match state
+            .store
+            .commit(
+                vec![repo::create(&release)?],
+                vec![release_event(&release, actor)],
+            )
+            .await
+        {
+            Ok(commit) => {
+                return Ok(repo::decode_committed(
+                    commit.documents.into_iter().next().flatten(),
+                )?);
+            }
+            Err(StoreError::AlreadyExists { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(busy())
+}
+
+fn busy() -> ApiError {
+    ApiError::Conflict {
+        message: "other changes to this application kept racing with the request".to_owned(),
+        hint: "retry the request".to_owned(),
+    }
+}
+
+async fn environment(state: &ApiState, name: &str) -> Result<Resource<EnvironmentKind>> {
+    repo::get::<EnvironmentKind>(state.store.as_ref(), name)
+        .await?
+        .ok_or_else(|| ApiError::MissingReference {
+            path: "environment".to_owned(),
+            kind: "Environment",
+            name: name.to_owned(),
+        })
+}
+
+fn of_environment(deployments: Vec<Deployment>, env: &str) -> Vec<Deployment> {
+    deployments
+        .into_iter()
+        .filter(|d| d.spec.environment == env)
+        .collect()
+}
+
+/// A deployment about to be recorded.
+struct Intent<'a> {
+    app: &'a str,
+    env: &'a str,
+    release: u64,
+    /// The release itself, when the deploy makes it.
+    new_release: Option<&'a Release>,
+    cause: DeploymentCause,
+}
+
+/// Records a deployment (and its release when it is new); `None` when another request
+/// took the deployment number first.
+async fn record_deployment(
+    state: &ApiState,
+    actor: &Actor,
+    intent: Intent<'_>,
+    deployments: &[Deployment],
+) -> Result<Option<Deployment>> {
+    let Intent {
+        app,
+        env,
+        release,
+        new_release,
+        cause,
+    } = intent;
+    let number = delivery::next_deployment_number(deployments);
+    let mut deployment = Deployment::new(
+        deployment_name(app, env, number),
+        DeploymentSpec {
+            application: app.to_owned(),
+            environment: env.to_owned(),
+            release,
+            number,
+            cause: cause.clone(),
+            requested_by: Some(actor.0.clone()),
+        },
+    );
+    deployment.status.previous_release = governing(deployments).map(|d| d.spec.release);
+    deployment.validate()?;
+    let verb = match cause {
+        DeploymentCause::Rollback { from_release } => {
+            format!("rollback of {app} in {env} from release {from_release} to {release}")
+        }
+        _ => format!("deploy of release {release} of {app} to {env}"),
+    };
+    let mut writes = Vec::new();
+    let mut events = Vec::new();
+    if let Some(r) = new_release {
+        writes.push(repo::create(r)?);
+        events.push(release_event(r, actor));
+    }
+    writes.push(repo::create(&deployment)?);
+    events.push(
+        NewEvent::normal(
+            "DeploymentCreated",
+            "Deployment",
+            deployment.name(),
+            &actor.0,
+            format!("{verb} requested by {}", actor.0),
+        )
+        .about(app, Some(env)),
+    );
+    match state.store.commit(writes, events).await {
+        Ok(commit) => {
+            state.changed.notify_one();
+            Ok(Some(repo::decode_committed(
+                commit.documents.into_iter().last().flatten(),
+            )?))
+        }
+        Err(StoreError::AlreadyExists { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deploys a release of an application to an environment.
+pub async fn deploy(state: &ApiState, actor: &Actor, app: &str, req: DeployRequest) -> Result<Deployment> {
+    let application = objects::get::<berth_core::objects::ApplicationKind>(state, app).await?;
+    environment(state, &req.environment).await?;
+    let requested = match (&req.release, &req.image) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give either release or image, not both".to_owned(),
+            ));
+        }
+        (Some(n), None) => Requested::Release(*n),
+        (None, Some(image)) => Requested::Image(image),
+        (None, None) => Requested::Current,
+    };
+    for _ in 0..ATTEMPTS {
+        let releases = objects::releases(state, app).await?;
+        let deployments = of_environment(objects::deployments(state, app).await?, &req.environment);
+        let (number, new_release) =
+            match delivery::choose_release(app, &application.spec, &releases, &requested)? {
+                ReleaseChoice::Existing(n) => (n, None),
+                ReleaseChoice::New { number, template } => (
+                    number,
+                    Some(make_release(state, actor, &application, number, *template, None).await?),
+                ),
+            };
+        let intent = Intent {
+            app,
+            env: &req.environment,
+            release: number,
+            new_release: new_release.as_ref(),
+            cause: DeploymentCause::Deploy,
+        };
+        let recorded = record_deployment(state, actor, intent, &deployments).await?;
+        if let Some(d) = recorded {
+            return Ok(d);
+        }
+    }
+    Err(busy())
+}
+
+/// Rolls an environment back to an earlier release.
+pub async fn rollback(
+    state: &ApiState,
+    actor: &Actor,
+    app: &str,
+    req: RollbackRequest,
+) -> Result<Deployment> {
+    objects::get::<berth_core::objects::ApplicationKind>(state, app).await?;
+    environment(state, &req.environment).await?;
+    for _ in 0..ATTEMPTS {
+        let releases = objects::releases(state, app).await?;
+        let deployments = of_environment(objects::deployments(state, app).await?, &req.environment);
+        let (from, to) = delivery::rollback_target(app, &req.environment, &deployments, &releases, req.to)?;
+        let intent = Intent {
+            app,
+            env: &req.environment,
+            release: to,
+            new_release: None,
+            cause: DeploymentCause::Rollback { from_release: from },
+        };
+        if let Some(d) = record_deployment(state, actor, intent, &deployments).await? {
+            return Ok(d);
+        }
+    }
+    Err(busy())
+}
+
+/// Where an application stands in every environment it was deployed to.
+pub async fn status(state: &ApiState, app: &str) -> Result<ApplicationState> {
+    objects::get::<berth_core::objects::ApplicationKind>(state, app).await?;
+    let releases = objects::releases(state, app).await?;
+    let deployments = objects::deployments(state, app).await?;
+    let mut envs: Vec<&str> = deployments.iter().map(|d| d.spec.environment.as_str()).collect();
+    envs.sort_unstable();
+    envs.dedup();
+    let mut environments = Vec::new();
+    for env in envs {
+        let of_env: Vec<Deployment> = deployments
+            .iter()
+            .filter(|d| d.spec.environment == env)
+            .cloned()
+            .collect();
+        let current = governing(&of_env);
+        let release = current.map(|d| d.spec.release);
+        let image = release
+            .and_then(|n| releases.iter().find(|r| r.spec.number == n))
+            .map(|r| r.spec.template.image.clone());
+        let mut urls = Vec::new();
+        if let (Some(port), Some(r)) = (
+            state.router_port,
+            release.and_then(|n| releases.iter().find(|r| r.spec.number == n)),
+        ) {
+            urls.push(format!(
+                "http://{}:{port}/",
+                default_host(app, env, &state.domain)
+            ));
+            if let Some(host) = r
+                .spec
+                .template
+                .environments
+                .get(env)
+                .and_then(|o| o.hostname.as_ref())
+            {
+                urls.push(format!("http://{host}:{port}/"));
+            }
+        }
+        environments.push(EnvironmentState {
+            environment: env.to_owned(),
+            release,
+            image,
+            deployment: current.map(|d| DeploymentSummary {
+                name: d.metadata.name.clone(),
+                phase: d.status.phase,
+                message: d.status.message.clone(),
+            }),
+            clusters: current.map(|d| d.status.clusters.clone()).unwrap_or_default(),
+            urls,
+        });
+    }
+    Ok(ApplicationState {
+        application: app.to_owned(),
+        environments,
+    })
+}
+
+/// Finds release `number` of `app`.
+pub async fn release(state: &ApiState, app: &str, number: u64) -> Result<Release> {
+    objects::get::<ReleaseKind>(state, &berth_core::objects::release_name(app, number)).await
+}

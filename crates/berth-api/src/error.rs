@@ -1,0 +1,228 @@
+//! The one place where errors become HTTP responses: `application/problem+json`
+//! (RFC 9457) naming what is wrong, where (field paths) and how to fix it.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use berth_core::{
+    FieldError, Invalid,
+    delivery::DeliveryError,
+    ports::{ResolveError, StoreError},
+    repo::RepoError,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A problem document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// A short summary.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What happened in this case.
+    pub detail: String,
+    /// Problems with individual fields.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The document or request is invalid.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The body is not JSON, or not the JSON expected.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such object.
+    #[error("{kind} '{name}' does not exist")]
+    NotFound {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+    },
+    /// The request names an object that does not exist (422, not 404).
+    #[error("{path} names {kind} '{name}', which does not exist")]
+    MissingReference {
+        /// Field path.
+        path: String,
+        /// Kind referred to.
+        kind: &'static str,
+        /// Name referred to.
+        name: String,
+    },
+    /// A conflict: a stale version, an existing object, an immutable object.
+    #[error("{message}")]
+    Conflict {
+        /// What conflicts.
+        message: String,
+        /// How to resolve it.
+        hint: String,
+    },
+    /// The request cannot be carried out in the current state.
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    /// The image cannot be resolved.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// No valid token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The body is larger than allowed.
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// A stored document is unreadable.
+    #[error(transparent)]
+    Corrupt(RepoError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { kind, name } => Self::NotFound { kind, name },
+            StoreError::AlreadyExists { kind, name } => Self::Conflict {
+                message: format!("{kind} '{name}' already exists"),
+                hint: "use PUT to replace it, or choose another name".to_owned(),
+            },
+            StoreError::Conflict {
+                kind,
+                name,
+                expected,
+                actual,
+            } => Self::Conflict {
+                message: format!(
+                    "{kind} '{name}' changed: it is at resourceVersion {actual}, the request was based on {expected}"
+                ),
+                hint: "read the object again and re-apply your change to the new version".to_owned(),
+            },
+            e @ StoreError::Backend { .. } => Self::Store(e),
+        }
+    }
+}
+
+impl From<RepoError> for ApiError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Store(e) => e.into(),
+            e @ RepoError::Corrupt { .. } => Self::Corrupt(e),
+        }
+    }
+}
+
+/// Result of a handler.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::Invalid(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "The document is invalid",
+            ),
+            Self::BadRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "The request cannot be read",
+            ),
+            Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::MissingReference { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing-reference",
+                "A referenced object does not exist",
+            ),
+            Self::Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Self::Delivery(DeliveryError::NoSuchRelease { .. }) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no-such-release",
+                "No such release",
+            ),
+            Self::Delivery(_) => (
+                StatusCode::CONFLICT,
+                "cannot-roll-back",
+                "Nothing to roll back to",
+            ),
+            Self::Resolve(ResolveError::NotFound { .. }) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "image-not-found",
+                "The image does not exist",
+            ),
+            Self::Resolve(_) => (StatusCode::BAD_GATEWAY, "registry-failed", "The registry failed"),
+            Self::Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication required",
+            ),
+            Self::TooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "The request body is too large",
+            ),
+            Self::Store(_) | Self::Corrupt(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-failed",
+                "The store failed; nothing was changed",
+            ),
+        }
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid(invalid) => invalid.errors.clone(),
+            Self::MissingReference { path, kind, name } => vec![
+                FieldError::new(path.clone(), format!("{kind} '{name}' does not exist"))
+                    .hint(format!("create the {kind} first, or correct the name")),
+            ],
+            Self::Conflict { message, hint } => vec![FieldError::new("", message.clone()).hint(hint.clone())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The problem document for this error.
+    #[must_use]
+    pub fn problem(&self) -> Problem {
+        let (status, slug, title) = self.parts();
+        Problem {
+            problem_type: format!("https://berth.dev/problems/{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors: self.field_errors(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        if problem.status >= 500 {
+            tracing::error!(error = %self, "request failed");
+        }
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,95 @@
+//! The event log over HTTP: pages, and a server-sent event stream that resumes from a
+//! position (`after=` or the `Last-Event-ID` header).
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use berth_core::{Event, ports::EventQuery};
+use futures::{Stream, stream};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{ApiState, error::Result};
+
+/// Which events.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// Only events after this position (`seq`).
+    pub after: Option<u64>,
+    /// At most this many (1-1000, default 500).
+    pub limit: Option<u32>,
+    /// Only events about this application.
+    pub application: Option<String>,
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventList {
+    /// Events in log order.
+    pub items: Vec<Event>,
+}
+
+/// Reads a page of events.
+pub async fn list(state: &ApiState, params: EventParams) -> Result<EventList> {
+    let items = state
+        .store
+        .events(&EventQuery {
+            after: params.after.unwrap_or(0),
+            limit: params.limit.unwrap_or(500).clamp(1, 1000),
+            application: params.application,
+        })
+        .await?;
+    Ok(EventList { items })
+}
+
+/// How long one wait for new events lasts before the stream checks again.
+const POLL: Duration = Duration::from_secs(10);
+
+/// Streams events after `after`, forever.
+pub fn stream(
+    state: ApiState,
+    after: u64,
+    application: Option<String>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let events = stream::unfold(
+        (state, after, Vec::<Event>::new()),
+        move |(state, mut cursor, mut buffer)| {
+            let application = application.clone();
+            async move {
+                loop {
+                    if !buffer.is_empty() {
+                        let event = buffer.remove(0);
+                        cursor = event.seq;
+                        let sse = SseEvent::default()
+                            .id(event.seq.to_string())
+                            .event("event")
+                            .json_data(&event)
+                            .unwrap_or_else(|_| SseEvent::default().comment("unencodable event"));
+                        return Some((Ok(sse), (state, cursor, buffer)));
+                    }
+                    // Read the log's end before querying: if the (filtered) query then finds
+                    // nothing, every event up to `last` was looked at and can be skipped.
+                    let last = state.store.last_event().await.unwrap_or(cursor);
+                    let query = EventQuery {
+                        after: cursor,
+                        limit: 200,
+                        application: application.clone(),
+                    };
+                    match state.store.events(&query).await {
+                        Ok(page) if !page.is_empty() => buffer = page,
+                        Ok(_) => {
+                            cursor = cursor.max(last);
+                            state.store.wait_for_events(cursor, POLL).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "event stream: store failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        },
+    );
+    Sse::new(events).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,350 @@
+//! Create, read, replace, patch, list and delete for the declarative kinds (Cluster,
+//! Environment, Application), plus reads of releases and deployments.
+
+use std::future::Future;
+
+use axum::{Json, http::StatusCode};
+use berth_core::{
+    Kind, NewEvent, Resource,
+    meta::ObjectMeta,
+    objects::{
+        Application, ApplicationKind, ClusterKind, Deployment, DeploymentKind, Environment, EnvironmentKind,
+        Release, ReleaseKind,
+    },
+    ports::{ListQuery, StoreError, Write},
+    repo,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{
+    ApiState,
+    auth::Actor,
+    error::{ApiError, Result},
+};
+
+/// Paging parameters of list endpoints.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Items per page (1-1000, default 500).
+    pub limit: Option<u32>,
+    /// The `metadata.continue` value of the previous page.
+    #[serde(rename = "continue")]
+    pub continue_token: Option<String>,
+}
+
+/// Metadata of a list.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ListMeta {
+    /// Pass as `continue` to get the next page; absent on the last page.
+    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
+}
+
+/// A page of objects.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectList {
+    /// Always `berth.dev/v1`.
+    pub api_version: String,
+    /// `<Kind>List`.
+    pub kind: String,
+    /// Paging.
+    pub metadata: ListMeta,
+    /// The objects.
+    pub items: Vec<Value>,
+}
+
+/// Per-kind rules the API enforces around writes: references to other objects, and what
+/// a delete takes with it.
+pub trait Managed: Kind {
+    /// Refuses (422) a document that names objects that do not exist.
+    fn check_references(state: &ApiState, object: &Resource<Self>)
+    -> impl Future<Output = Result<()>> + Send;
+    /// Refuses a delete that would break others, or returns the writes that delete what
+    /// belongs to the object.
+    fn on_delete(state: &ApiState, name: &str) -> impl Future<Output = Result<Vec<Write>>> + Send;
+}
+
+impl Managed for ClusterKind {
+    async fn check_references(_: &ApiState, _: &Resource<Self>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
+        let users: Vec<String> = repo::list_all::<EnvironmentKind>(state.store.as_ref(), None)
+            .await?
+            .into_iter()
+            .filter(|e| e.spec.clusters.iter().any(|p| p.cluster == name))
+            .map(|e| e.metadata.name)
+            .collect();
+        if users.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(ApiError::Conflict {
+                message: format!("Cluster '{name}' is used by environment(s) {}", users.join(", ")),
+                hint: "remove the cluster from those environments first".to_owned(),
+            })
+        }
+    }
+}
+
+impl Managed for EnvironmentKind {
+    async fn check_references(state: &ApiState, env: &Environment) -> Result<()> {
+        for (i, p) in env.spec.clusters.iter().enumerate() {
+            if state.store.get(ClusterKind::KIND, &p.cluster).await?.is_none() {
+                return Err(ApiError::MissingReference {
+                    path: format!("spec.clusters[{i}].cluster"),
+                    kind: ClusterKind::KIND,
+                    name: p.cluster.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
+        // The environment's deployments go with it; the reconciler then stops its replicas.
+        let deployments = repo::list_all::<DeploymentKind>(state.store.as_ref(), None).await?;
+        Ok(deployments
+            .iter()
+            .filter(|d| d.spec.environment == name)
+            .map(repo::delete)
+            .collect())
+    }
+}
+
+impl Managed for ApplicationKind {
+    async fn check_references(_: &ApiState, _: &Application) -> Result<()> {
+        Ok(())
+    }
+
+    async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
+        let store = state.store.as_ref();
+        let mut writes: Vec<Write> = repo::list_all::<DeploymentKind>(store, Some(name))
+            .await?
+            .iter()
+            .map(repo::delete)
+            .collect();
+        writes.extend(
+            repo::list_all::<ReleaseKind>(store, Some(name))
+                .await?
+                .iter()
+                .map(repo::delete),
+        );
+        Ok(writes)
+    }
+}
+
+fn parse_cursor(params: &ListParams) -> Result<Option<u64>> {
+    params
+        .continue_token
+        .as_deref()
+        .map(|c| {
+            c.parse().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "continue='{c}' is not a token this server gave; start the list again without it"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// Lists objects of `K`, optionally only those owned by `owner` and passing `keep`.
+pub async fn list<K: Kind>(
+    state: &ApiState,
+    params: &ListParams,
+    owner: Option<&str>,
+    keep: impl Fn(&Value) -> bool,
+) -> Result<ObjectList> {
+    let page = state
+        .store
+        .list(&ListQuery {
+            kind: K::KIND.to_owned(),
+            owner: owner.map(str::to_owned),
+            after: parse_cursor(params)?,
+            limit: params.limit.unwrap_or(500).clamp(1, 1000),
+        })
+        .await?;
+    Ok(ObjectList {
+        api_version: berth_core::API_VERSION.to_owned(),
+        kind: format!("{}List", K::KIND),
+        metadata: ListMeta {
+            continue_token: page.next.map(|n| n.to_string()),
+        },
+        items: page.items.into_iter().filter(|v| keep(v)).collect(),
+    })
+}
+
+/// Reads one object.
+pub async fn get<K: Kind>(state: &ApiState, name: &str) -> Result<Resource<K>> {
+    repo::get::<K>(state.store.as_ref(), name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            kind: K::KIND.to_owned(),
+            name: name.to_owned(),
+        })
+}
+
+/// Parses and validates a document sent by a client; status is Berth's and is dropped.
+fn accept<K: Kind>(body: &Value, url_name: Option<&str>) -> Result<Resource<K>> {
+    let mut doc = body.clone();
+    if let (Some(name), Some(meta)) = (url_name, doc.get_mut("metadata").and_then(Value::as_object_mut)) {
+        meta.entry("name")
+            .or_insert_with(|| Value::String(name.to_owned()));
+    }
+    let mut object = Resource::<K>::from_json(&doc)?;
+    if let Some(name) = url_name
+        && object.metadata.name != name
+    {
+        return Err(ApiError::BadRequest(format!(
+            "metadata.name is '{}' but the URL names '{name}'; they must be the same",
+            object.metadata.name
+        )));
+    }
+    object.validate()?;
+    object.status = K::Status::default();
+    object.metadata.creation_timestamp = None;
+    object.metadata.update_timestamp = None;
+    Ok(object)
+}
+
+fn event<K: Kind>(reason: &str, name: &str, actor: &Actor, verb: &str) -> NewEvent {
+    NewEvent::normal(
+        reason,
+        K::KIND,
+        name,
+        &actor.0,
+        format!("{} '{name}' {verb} by {}", K::KIND, actor.0),
+    )
+}
+
+/// Creates an object (409 if it exists).
+pub async fn create<K: Managed>(
+    state: &ApiState,
+    actor: &Actor,
+    body: &Value,
+) -> Result<(StatusCode, Json<Resource<K>>)> {
+    let mut object = accept::<K>(body, None)?;
+    object.metadata.resource_version = None;
+    K::check_references(state, &object).await?;
+    let commit = state
+        .store
+        .commit(
+            vec![repo::create(&object)?],
+            vec![event::<K>("Created", object.name(), actor, "created")],
+        )
+        .await?;
+    state.changed.notify_one();
+    Ok((
+        StatusCode::CREATED,
+        Json(repo::decode_committed(
+            commit.documents.into_iter().next().flatten(),
+        )?),
+    ))
+}
+
+/// Creates or replaces an object. With `metadata.resourceVersion`, replaces only that
+/// version (409 otherwise). An identical document changes nothing.
+pub async fn put<K: Managed>(
+    state: &ApiState,
+    actor: &Actor,
+    name: &str,
+    body: &Value,
+) -> Result<(StatusCode, Json<Resource<K>>)> {
+    let object = accept::<K>(body, Some(name))?;
+    K::check_references(state, &object).await?;
+    let Some(current) = repo::get::<K>(state.store.as_ref(), name).await? else {
+        if object.metadata.resource_version.is_some() {
+            return Err(ApiError::NotFound {
+                kind: K::KIND.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        return create::<K>(state, actor, body).await;
+    };
+    if let (Some(sent), Some(stored)) = (object.version(), current.version())
+        && sent != stored
+    {
+        let conflict = StoreError::Conflict {
+            kind: K::KIND.to_owned(),
+            name: name.to_owned(),
+            expected: sent,
+            actual: stored,
+        };
+        return Err(conflict.into());
+    }
+    if current.spec == object.spec && current.metadata.labels == object.metadata.labels {
+        return Ok((StatusCode::OK, Json(current)));
+    }
+    let replacement = Resource::<K> {
+        metadata: ObjectMeta {
+            resource_version: current.metadata.resource_version.clone(),
+            ..object.metadata
+        },
+        status: current.status.clone(),
+        ..object
+    };
+    let commit = state
+        .store
+        .commit(
+            vec![repo::replace(&replacement)?],
+            vec![event::<K>("Updated", name, actor, "updated")],
+        )
+        .await?;
+    state.changed.notify_one();
+    Ok((
+        StatusCode::OK,
+        Json(repo::decode_committed(
+            commit.documents.into_iter().next().flatten(),
+        )?),
+    ))
+}
+
+/// Applies an RFC 7386 JSON merge patch.
+pub async fn patch<K: Managed>(
+    state: &ApiState,
+    actor: &Actor,
+    name: &str,
+    patch: &Value,
+) -> Result<Json<Resource<K>>> {
+    let current = get::<K>(state, name).await?;
+    let mut doc = serde_json::to_value(&current).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    json_patch::merge(&mut doc, patch);
+    if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut)
+        && patch.pointer("/metadata/resourceVersion").is_none()
+    {
+        // Without a version in the patch, it applies to the version just read.
+        meta.insert(
+            "resourceVersion".to_owned(),
+            serde_json::json!(current.metadata.resource_version),
+        );
+    }
+    let (_, Json(object)) = put::<K>(state, actor, name, &doc).await?;
+    Ok(Json(object))
+}
+
+/// Deletes an object and whatever belongs to it, in one transaction.
+pub async fn delete<K: Managed>(state: &ApiState, actor: &Actor, name: &str) -> Result<Json<Resource<K>>> {
+    let current = get::<K>(state, name).await?;
+    let mut writes = K::on_delete(state, name).await?;
+    writes.push(repo::delete(&current));
+    state
+        .store
+        .commit(writes, vec![event::<K>("Deleted", name, actor, "deleted")])
+        .await?;
+    state.changed.notify_one();
+    Ok(Json(current))
+}
+
+/// Release documents of an application, newest last.
+pub async fn releases(state: &ApiState, application: &str) -> Result<Vec<Release>> {
+    Ok(repo::list_all::<ReleaseKind>(state.store.as_ref(), Some(application)).await?)
+}
+
+/// Deployment documents of an application.
+pub async fn deployments(state: &ApiState, application: &str) -> Result<Vec<Deployment>> {
+    Ok(repo::list_all::<DeploymentKind>(state.store.as_ref(), Some(application)).await?)
+}

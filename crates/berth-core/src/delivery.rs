@@ -1,0 +1,266 @@
+//! Decisions of delivery: which release a deploy uses, what a rollback goes back to,
+//! how deployments are numbered. Pure; the API layer loads the inputs and commits.
+
+use crate::{
+    deployment::governing,
+    objects::{ApplicationSpec, Deployment, DeploymentPhase, Release},
+};
+
+/// What a deploy request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requested<'a> {
+    /// An existing release by number.
+    Release(u64),
+    /// A new release of the current spec with another image.
+    Image(&'a str),
+    /// The current spec: the newest release if it matches, otherwise a new one.
+    Current,
+}
+
+/// How a deploy gets its release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseChoice {
+    /// Use this existing release.
+    Existing(u64),
+    /// Make release `number` from `template`, whose `image` still has to be resolved.
+    New {
+        /// The number the new release gets.
+        number: u64,
+        /// The spec to release; `image` as requested (a tag or a digest).
+        template: Box<ApplicationSpec>,
+    },
+}
+
+/// Why a deploy or rollback cannot go ahead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// The named release does not exist.
+    #[error("release {number} of '{application}' does not exist")]
+    NoSuchRelease {
+        /// Application.
+        application: String,
+        /// Number asked for.
+        number: u64,
+    },
+    /// Nothing runs in the environment, so there is nothing to roll back.
+    #[error("'{application}' has never been deployed to '{environment}', so there is nothing to roll back")]
+    NothingDeployed {
+        /// Application.
+        application: String,
+        /// Environment.
+        environment: String,
+    },
+    /// No earlier release ever ran successfully there.
+    #[error("'{application}' has no earlier release that ran successfully in '{environment}'")]
+    NoEarlierRelease {
+        /// Application.
+        application: String,
+        /// Environment.
+        environment: String,
+    },
+}
+
+/// Chooses the release for a deploy of `spec`, given the application's `releases`.
+pub fn choose_release(
+    application: &str,
+    spec: &ApplicationSpec,
+    releases: &[Release],
+    requested: &Requested<'_>,
+) -> Result<ReleaseChoice, DeliveryError> {
+    let next = releases.iter().map(|r| r.spec.number).max().unwrap_or(0) + 1;
+    match requested {
+        Requested::Release(number) => releases
+            .iter()
+            .any(|r| r.spec.number == *number)
+            .then_some(ReleaseChoice::Existing(*number))
+            .ok_or_else(|| DeliveryError::NoSuchRelease {
+                application: application.to_owned(),
+                number: *number,
+            }),
+        Requested::Image(image) => Ok(ReleaseChoice::New {
+            number: next,
+            template: Box::new(ApplicationSpec {
+                image: (*image).to_owned(),
+                ..spec.clone()
+            }),
+        }),
+        Requested::Current => {
+            let newest = releases.iter().max_by_key(|r| r.spec.number);
+            match newest {
+                Some(r) if same_as_released(spec, r) => Ok(ReleaseChoice::Existing(r.spec.number)),
+                _ => Ok(ReleaseChoice::New {
+                    number: next,
+                    template: Box::new(spec.clone()),
+                }),
+            }
+        }
+    }
+}
+
+/// Whether `release` was made from exactly `spec` (its image as requested, then pinned).
+fn same_as_released(spec: &ApplicationSpec, release: &Release) -> bool {
+    let requested = release
+        .spec
+        .origin
+        .requested_image
+        .as_deref()
+        .unwrap_or(&release.spec.template.image);
+    requested == spec.image
+        && ApplicationSpec {
+            image: spec.image.clone(),
+            ..release.spec.template.clone()
+        } == *spec
+}
+
+/// The release a rollback goes to: `to` if given, else the newest release other than the
+/// current one that ran successfully in the environment.
+pub fn rollback_target(
+    application: &str,
+    environment: &str,
+    deployments: &[Deployment],
+    releases: &[Release],
+    to: Option<u64>,
+) -> Result<(u64, u64), DeliveryError> {
+    let current = governing(deployments)
+        .ok_or_else(|| DeliveryError::NothingDeployed {
+            application: application.to_owned(),
+            environment: environment.to_owned(),
+        })?
+        .spec
+        .release;
+    if let Some(number) = to {
+        if !releases.iter().any(|r| r.spec.number == number) {
+            return Err(DeliveryError::NoSuchRelease {
+                application: application.to_owned(),
+                number,
+            });
+        }
+        return Ok((current, number));
+    }
+    let mut succeeded: Vec<&Deployment> = deployments
+        .iter()
+        .filter(|d| d.status.phase == DeploymentPhase::Succeeded)
+        .collect();
+    succeeded.sort_by_key(|d| std::cmp::Reverse(d.spec.number));
+    succeeded
+        .iter()
+        .map(|d| d.spec.release)
+        .find(|r| *r != current)
+        .map(|target| (current, target))
+        .ok_or_else(|| DeliveryError::NoEarlierRelease {
+            application: application.to_owned(),
+            environment: environment.to_owned(),
+        })
+}
+
+/// The number the next deployment of an application to an environment gets.
+#[must_use]
+pub fn next_deployment_number(deployments: &[Deployment]) -> u64 {
+    deployments.iter().map(|d| d.spec.number).max().unwrap_or(0) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::{DeploymentCause, DeploymentSpec, ReleaseOrigin};
+
+    const D1: &str = "r/web@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn spec(image: &str) -> ApplicationSpec {
+        serde_json::from_value(serde_json::json!({"image": image})).unwrap()
+    }
+
+    fn release(n: u64, requested: &str) -> Release {
+        Release::of(
+            "web",
+            n,
+            ApplicationSpec {
+                image: D1.into(),
+                ..spec(requested)
+            },
+            ReleaseOrigin {
+                requested_image: Some(requested.into()),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn dep(n: u64, release: u64, phase: DeploymentPhase) -> Deployment {
+        let mut d = Deployment::new(
+            format!("web-qa-{n}"),
+            DeploymentSpec {
+                application: "web".into(),
+                environment: "qa".into(),
+                release,
+                number: n,
+                cause: DeploymentCause::Deploy,
+                requested_by: None,
+            },
+        );
+        d.status.phase = phase;
+        d
+    }
+
+    #[test]
+    fn deploying_an_unchanged_spec_reuses_the_newest_release() {
+        let rs = [release(1, "r/web:1"), release(2, "r/web:2")];
+        assert_eq!(
+            choose_release("web", &spec("r/web:2"), &rs, &Requested::Current),
+            Ok(ReleaseChoice::Existing(2))
+        );
+        let changed = ApplicationSpec {
+            replicas: 3,
+            ..spec("r/web:2")
+        };
+        assert!(matches!(
+            choose_release("web", &changed, &rs, &Requested::Current),
+            Ok(ReleaseChoice::New { number: 3, .. })
+        ));
+        assert!(matches!(
+            choose_release("web", &spec("r/web:1"), &[], &Requested::Current),
+            Ok(ReleaseChoice::New { number: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn explicit_release_and_image() {
+        let rs = [release(1, "r/web:1")];
+        assert_eq!(
+            choose_release("web", &spec("x/y:1"), &rs, &Requested::Release(1)),
+            Ok(ReleaseChoice::Existing(1))
+        );
+        assert!(matches!(
+            choose_release("web", &spec("x/y:1"), &rs, &Requested::Release(7)),
+            Err(DeliveryError::NoSuchRelease { number: 7, .. })
+        ));
+        let Ok(ReleaseChoice::New { number, template }) =
+            choose_release("web", &spec("x/y:1"), &rs, &Requested::Image("r/web:9"))
+        else {
+            panic!()
+        };
+        assert_eq!((number, template.image.as_str()), (2, "r/web:9"));
+    }
+
+    #[test]
+    fn rollback_goes_to_the_newest_other_release_that_succeeded() {
+        let rs = [release(1, "a"), release(2, "a"), release(3, "a")];
+        let ds = [
+            dep(1, 1, DeploymentPhase::Succeeded),
+            dep(2, 2, DeploymentPhase::Succeeded),
+            dep(3, 3, DeploymentPhase::Progressing),
+        ];
+        assert_eq!(rollback_target("web", "qa", &ds, &rs, None), Ok((3, 2)));
+        assert_eq!(rollback_target("web", "qa", &ds, &rs, Some(1)), Ok((3, 1)));
+        assert!(rollback_target("web", "qa", &ds, &rs, Some(9)).is_err());
+        assert!(matches!(
+            rollback_target("web", "qa", &[], &rs, None),
+            Err(DeliveryError::NothingDeployed { .. })
+        ));
+        let only = [dep(1, 1, DeploymentPhase::Succeeded)];
+        assert!(matches!(
+            rollback_target("web", "qa", &only, &rs, None),
+            Err(DeliveryError::NoEarlierRelease { .. })
+        ));
+        assert_eq!(next_deployment_number(&ds), 4);
+    }
+}
