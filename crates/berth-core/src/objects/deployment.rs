@@ -20,7 +20,7 @@ pub type Deployment = Resource<DeploymentKind>;
 
 /// Why a deployment was made.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", tag = "type")]
+#[serde(tag = "type")]
 pub enum DeploymentCause {
     /// Someone asked for this release.
     #[default]

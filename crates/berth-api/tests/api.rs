@@ -1,0 +1,519 @@
+//! The REST API over real HTTP on loopback, with a real SQLite store and the real
+//! registry resolver (the local registry from `scripts/setup-runtime.sh`).
+
+use std::sync::Arc;
+
+use berth_api::{ApiState, auth};
+use berth_registry::RegistryResolver;
+use berth_store::SqliteStore;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+struct Api {
+    base: String,
+    token: String,
+    http: Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("berth.db")).await.unwrap());
+        let token = auth::ensure_bootstrap_token(store.as_ref())
+            .await
+            .unwrap()
+            .unwrap();
+        let state = ApiState {
+            store,
+            resolver: Arc::new(RegistryResolver::new(vec!["127.0.0.1:5000".into()])),
+            changed: Arc::new(Notify::new()),
+            domain: "localhost".into(),
+            router_port: Some(8080),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, berth_api::router(state)).await.unwrap() });
+        Self {
+            base: format!("http://{addr}"),
+            token,
+            http: Client::new(),
+            _dir: dir,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn platform(&self) {
+        let cluster = json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "local"}, "spec": {"datacenter": "dc1"}});
+        assert_eq!(
+            self.call(Method::PUT, "/clusters/local", Some(cluster)).await.0,
+            StatusCode::CREATED
+        );
+        for env in ["qa", "production"] {
+            let doc = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": env}, "spec": {"clusters": [{"cluster": "local"}]}});
+            assert_eq!(
+                self.call(Method::PUT, &format!("/environments/{env}"), Some(doc))
+                    .await
+                    .0,
+                StatusCode::CREATED
+            );
+        }
+    }
+}
+
+fn app(image: &str) -> Value {
+    json!({
+        "apiVersion": "berth.dev/v1", "kind": "Application", "metadata": {"name": "web"},
+        "spec": {"image": image, "command": ["httpd", "-f", "-p", "8080", "-h", "/www"], "healthCheck": {"path": "/healthz"}}
+    })
+}
+
+fn paths(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_endpoint_needs_a_valid_token() {
+    let api = Api::start().await;
+    let res = api
+        .http
+        .get(format!("{}/api/v1/applications", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let res = api
+        .http
+        .get(format!("{}/api/v1/applications", api.base))
+        .bearer_auth("berth_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // The description and the liveness probe are open.
+    let res = api
+        .http
+        .get(format!("{}/api/v1/openapi.json", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        api.call(Method::GET, "/applications", None).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn create_get_replace_patch_delete_with_optimistic_concurrency() {
+    let api = Api::start().await;
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/applications",
+            Some(app("127.0.0.1:5000/busybox:latest")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(created["metadata"]["creationTimestamp"].is_string());
+    assert_eq!(
+        api.call(Method::POST, "/applications", Some(app("x/y:1")))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+
+    // Same document again: nothing changes, not even the version.
+    let (status, same) = api
+        .call(
+            Method::PUT,
+            "/applications/web",
+            Some(app("127.0.0.1:5000/busybox:latest")),
+        )
+        .await;
+    assert_eq!(
+        (status, same["metadata"]["resourceVersion"].as_str()),
+        (StatusCode::OK, Some(rv.as_str()))
+    );
+
+    let mut changed = app("127.0.0.1:5000/busybox:latest");
+    changed["spec"]["replicas"] = json!(3);
+    changed["metadata"]["resourceVersion"] = json!(rv);
+    let (status, replaced) = api
+        .call(Method::PUT, "/applications/web", Some(changed.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(replaced["spec"]["replicas"], 3);
+    assert_ne!(
+        replaced["metadata"]["resourceVersion"].as_str(),
+        Some(rv.as_str())
+    );
+
+    // The same stale version again: 409, and nothing is written.
+    changed["spec"]["replicas"] = json!(5);
+    let (status, problem) = api.call(Method::PUT, "/applications/web", Some(changed)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("resourceVersion"));
+    assert_eq!(
+        api.call(Method::GET, "/applications/web", None).await.1["spec"]["replicas"],
+        3
+    );
+
+    let (status, patched) = api
+        .call(
+            Method::PATCH,
+            "/applications/web",
+            Some(json!({"spec": {"replicas": 2}})),
+        )
+        .await;
+    assert_eq!(
+        (status, patched["spec"]["replicas"].clone()),
+        (StatusCode::OK, json!(2))
+    );
+
+    assert_eq!(
+        api.call(Method::DELETE, "/applications/web", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.call(Method::GET, "/applications/web", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Every mutation left an event.
+    let (_, events) = api.call(Method::GET, "/events", None).await;
+    let reasons: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["Created", "Updated", "Updated", "Deleted"]);
+}
+
+#[tokio::test]
+async fn invalid_documents_name_every_field_and_change_nothing() {
+    let api = Api::start().await;
+    let mut doc = app("127.0.0.1:5000/busybox:latest");
+    doc["spec"]["healthCheck"] = json!({"path": "healthz"});
+    doc["spec"]["resources"] = json!({"memory": "lots"});
+    let (status, problem) = api.call(Method::POST, "/applications", Some(doc)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        paths(&problem),
+        ["spec.healthCheck.path", "spec.resources.memory"]
+    );
+    assert!(problem["errors"][0]["hint"].as_str().unwrap().contains('/'));
+
+    let mut doc = app("127.0.0.1:5000/busybox:latest");
+    doc["spec"]["replicaz"] = json!(2);
+    let (status, problem) = api.call(Method::POST, "/applications", Some(doc)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(paths(&problem), ["spec.replicaz"]);
+
+    let res = api
+        .http
+        .post(format!("{}/api/v1/applications", api.base))
+        .bearer_auth(&api.token)
+        .body("{\"apiVersion\": \"berth.dev/v1\",\n  \"kind\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let problem: Value = res.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("line 2"),
+        "{problem}"
+    );
+
+    let (_, list) = api.call(Method::GET, "/applications", None).await;
+    assert_eq!(list["items"], json!([]));
+    assert_eq!(api.call(Method::GET, "/events", None).await.1["items"], json!([]));
+}
+
+#[tokio::test]
+async fn references_to_missing_objects_are_refused() {
+    let api = Api::start().await;
+    let env = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "qa"}, "spec": {"clusters": [{"cluster": "nowhere"}]}});
+    let (status, problem) = api.call(Method::PUT, "/environments/qa", Some(env)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(paths(&problem), ["spec.clusters[0].cluster"]);
+    assert_eq!(
+        api.call(Method::GET, "/environments/qa", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    api.platform().await;
+    // A cluster in use cannot be deleted.
+    let (status, problem) = api.call(Method::DELETE, "/clusters/local", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("qa"));
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let api = Api::start().await;
+    let mut doc = app("127.0.0.1:5000/busybox:latest");
+    doc["spec"]["env"] = json!({"BIG": "x".repeat(2 << 20)});
+    let (status, problem) = api.call(Method::POST, "/applications", Some(doc)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{problem}");
+    assert_eq!(problem["status"], 413);
+}
+
+#[tokio::test]
+async fn lists_paginate() {
+    let api = Api::start().await;
+    for i in 0..5 {
+        let c = json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": format!("c{i}")}, "spec": {}});
+        assert_eq!(
+            api.call(Method::POST, "/clusters", Some(c)).await.0,
+            StatusCode::CREATED
+        );
+    }
+    let mut names = Vec::new();
+    let mut next = String::new();
+    loop {
+        let (_, page) = api
+            .call(Method::GET, &format!("/clusters?limit=2{next}"), None)
+            .await;
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        names.extend(
+            items
+                .iter()
+                .map(|c| c["metadata"]["name"].as_str().unwrap().to_owned()),
+        );
+        match page["metadata"]["continue"].as_str() {
+            Some(c) => next = format!("&continue={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
+    assert_eq!(
+        api.call(Method::GET, "/clusters?continue=abc", None).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.call(Method::GET, "/clusters?limit=-1", None).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn releases_pin_digests_and_deploys_number_themselves() {
+    let api = Api::start().await;
+    api.platform().await;
+    api.call(
+        Method::POST,
+        "/applications",
+        Some(app("127.0.0.1:5000/busybox:latest")),
+    )
+    .await;
+
+    let (status, d1) = api
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{d1}");
+    assert_eq!(
+        (d1["spec"]["release"].clone(), d1["spec"]["number"].clone()),
+        (json!(1), json!(1))
+    );
+    let (_, r1) = api.call(Method::GET, "/applications/web/releases/1", None).await;
+    let image = r1["spec"]["template"]["image"].as_str().unwrap();
+    assert!(image.starts_with("127.0.0.1:5000/busybox@sha256:"), "{image}");
+    assert_eq!(
+        r1["spec"]["origin"]["requestedImage"],
+        "127.0.0.1:5000/busybox:latest"
+    );
+
+    // An unchanged spec deploys the same release; a change makes a new one.
+    let (_, d2) = api
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "production"})),
+        )
+        .await;
+    assert_eq!(d2["spec"]["release"], 1);
+    api.call(
+        Method::PATCH,
+        "/applications/web",
+        Some(json!({"spec": {"replicas": 2}})),
+    )
+    .await;
+    let (_, d3) = api
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa"})),
+        )
+        .await;
+    assert_eq!(
+        (d3["spec"]["release"].clone(), d3["spec"]["number"].clone()),
+        (json!(2), json!(2))
+    );
+    assert_eq!(d3["status"]["previousRelease"], 1);
+
+    // Releases are immutable: there is no endpoint that writes one.
+    let (status, _) = api
+        .call(Method::PUT, "/applications/web/releases/1", Some(r1.clone()))
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // Bad requests say what is wrong.
+    let (status, p) = api
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "staging"})),
+        )
+        .await;
+    assert_eq!(
+        (status, paths(&p)),
+        (StatusCode::UNPROCESSABLE_ENTITY, vec!["environment".to_owned()])
+    );
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa", "release": 9})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, p) = api
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa", "image": "127.0.0.1:5000/busybox:nope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/applications/nope/deploy",
+            Some(json!({"environment": "qa"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Nothing succeeded yet in qa, so there is nothing to roll back to.
+    let (status, p) = api
+        .call(
+            Method::POST,
+            "/applications/web/rollback",
+            Some(json!({"environment": "qa"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    let (status, d4) = api
+        .call(
+            Method::POST,
+            "/applications/web/rollback",
+            Some(json!({"environment": "qa", "to": 1})),
+        )
+        .await;
+    assert_eq!(
+        (status, d4["spec"]["cause"].clone()),
+        (StatusCode::CREATED, json!({"type": "Rollback", "fromRelease": 2}))
+    );
+
+    let (_, status) = api.call(Method::GET, "/applications/web/status", None).await;
+    let envs = status["environments"].as_array().unwrap();
+    assert_eq!(envs.len(), 2);
+    assert_eq!(envs[1]["environment"], "qa");
+    assert_eq!(envs[1]["release"], 1);
+    assert_eq!(envs[1]["urls"], json!(["http://web.qa.localhost:8080/"]));
+}
+
+#[tokio::test]
+async fn event_stream_resumes_from_a_position() {
+    let api = Api::start().await;
+    for i in 0..3 {
+        let c = json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": format!("c{i}")}, "spec": {}});
+        api.call(Method::POST, "/clusters", Some(c)).await;
+    }
+    let res = api
+        .http
+        .get(format!("{}/api/v1/events/stream", api.base))
+        .bearer_auth(&api.token)
+        .header("Last-Event-ID", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut res = res;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while text.matches("event: event").count() < 3 {
+        if text.matches("event: event").count() == 2 {
+            // A commit after the stream started arrives too.
+            let c = json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "late"}, "spec": {}});
+            if !text.contains("late-sent") {
+                api.call(Method::POST, "/clusters", Some(c)).await;
+                text.push_str("late-sent");
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, res.chunk())
+            .await
+            .expect("events arrive in time")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!text.contains("id: 1\n"), "resumes after position 1");
+    assert!(
+        text.contains("id: 2\n") && text.contains("id: 3\n") && text.contains("id: 4\n"),
+        "{text}"
+    );
+    assert!(text.contains("\"name\":\"late\""));
+}
+
+#[tokio::test]
+async fn openapi_document_describes_every_route() {
+    let doc = serde_json::to_value(berth_api::openapi()).unwrap();
+    let mut paths: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    paths.sort();
+    insta::assert_json_snapshot!("openapi-paths", paths);
+    for schema in [
+        "Application",
+        "Cluster",
+        "Environment",
+        "Release",
+        "Deployment",
+        "ApplicationSpec",
+        "Problem",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
+}
