@@ -1,1 +1,283 @@
-//! placeholder
+//! The `berth` command-line client.
+//!
+//! Everything here speaks to a Berth server through its REST API (`/api/v1`) and
+//! nothing else, as the console does: the CLI holds no business rules, it loads
+//! documents, sends them, and shows what the server answers.
+//!
+//! ```text
+//!  CliArgs ─▶ config (which server, which token) ─▶ Client (HTTP, problem+json)
+//!     │                                                  ▲
+//!     └─▶ commands::{apply,get,describe,delete,deploy,rollback,status,events} ─▶ output
+//! ```
+//!
+//! The `berth` binary embeds this crate next to its own `server` subcommand:
+//! [`GlobalArgs`] flattens into its top-level parser and [`Command`] flattens into
+//! its subcommand enum; it then calls [`run`] (or [`run_command`]).
+
+pub mod client;
+pub mod commands;
+pub mod config;
+#[cfg(test)]
+mod fake;
+pub mod kind;
+pub mod output;
+
+use std::{io::Write, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::Client;
+pub use crate::commands::{
+    apply::ApplyArgs, delete::DeleteArgs, deploy::DeployArgs, describe::DescribeArgs, events::EventsArgs,
+    get::GetArgs, rollback::RollbackArgs, status::StatusArgs,
+};
+
+/// The whole command line of the client on its own: global flags and one command.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "berth", version, about = "Ship applications with Berth.")]
+pub struct CliArgs {
+    /// Which server to talk to, and as whom.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every client command accepts: where the server is and how to authenticate.
+///
+/// Each value is taken from the flag, else the environment variable, else the config
+/// file, else the default (see [`config::resolve`]).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Berth server URL [env: BERTH_SERVER] [default: http://127.0.0.1:7070].
+    #[arg(long, global = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// API token sent as `Authorization: Bearer` [env: BERTH_TOKEN].
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Entry of the config file to use instead of its `current` [env: BERTH_CONTEXT].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+/// The client's commands; flattenable into a binary's own subcommand enum.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Create or update clusters, environments and applications from YAML or JSON files.
+    Apply(ApplyArgs),
+    /// List objects of a kind, or show one.
+    Get(GetArgs),
+    /// Show one object in detail, with its recent events.
+    Describe(DescribeArgs),
+    /// Delete an object.
+    Delete(DeleteArgs),
+    /// Deploy a release (or a new image) of an application to an environment.
+    Deploy(DeployArgs),
+    /// Go back to an earlier release in an environment.
+    Rollback(RollbackArgs),
+    /// Show where an application runs: releases, rollouts, ready replicas and URLs.
+    Status(StatusArgs),
+    /// List events, or follow them as they happen.
+    Events(EventsArgs),
+}
+
+/// Runs one client command, printing its output to stdout.
+///
+/// Failures are printed to stderr as `error: …` (for server errors: title, detail and
+/// one line per field problem) and turn into exit code 1, so the caller only has to
+/// return the exit code. An `Err` is returned only if stdout or stderr cannot be written.
+pub async fn run(args: CliArgs) -> anyhow::Result<ExitCode> {
+    run_command(args.global, args.command).await
+}
+
+/// Like [`run`], for a binary that parsed [`GlobalArgs`] and [`Command`] itself.
+pub async fn run_command(global: GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout();
+    let result = dispatch(&global, command, &mut stdout).await;
+    stdout.flush()?;
+    match result {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            let mut stderr = std::io::stderr();
+            writeln!(stderr, "{}", output::error_report(&e))?;
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn dispatch(
+    global: &GlobalArgs,
+    command: Command,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let target = config::resolve(global, &config::ProcessEnv)?;
+    let client = Client::new(&target)?;
+    run_with(&client, command, out).await
+}
+
+/// Runs `command` against `client`, writing to `out`; what [`run`] does after it has
+/// resolved the server. Errors are returned, not printed.
+pub async fn run_with(
+    client: &Client,
+    command: Command,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Apply(a) => commands::apply::run(client, a, out).await,
+        Command::Get(a) => commands::get::run(client, a, out).await,
+        Command::Describe(a) => commands::describe::run(client, a, out).await,
+        Command::Delete(a) => commands::delete::run(client, a, out).await,
+        Command::Deploy(a) => commands::deploy::run(client, a, out).await,
+        Command::Rollback(a) => commands::rollback::run(client, a, out).await,
+        Command::Status(a) => commands::status::run(client, a, out).await,
+        Command::Events(a) => commands::events::run(client, a, out).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+    use crate::{fake::FakeApi, kind::KindName, output::Format};
+
+    /// The shape the `berth` binary uses: its own `server` next to the client's commands.
+    #[derive(Debug, Parser)]
+    #[command(name = "berth")]
+    struct Binary {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(subcommand)]
+        command: Top,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Top {
+        /// Run the server.
+        Server {
+            #[arg(long)]
+            listen: Option<String>,
+        },
+        #[command(flatten)]
+        Client(Command),
+    }
+
+    fn parse(args: &[&str]) -> Result<CliArgs, clap::Error> {
+        CliArgs::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_client_flattens_into_a_binary() {
+        Binary::command().debug_assert();
+        let b =
+            Binary::try_parse_from(["berth", "--server", "http://x:1", "get", "apps", "-o", "yaml"]).unwrap();
+        assert_eq!(b.global.server.as_deref(), Some("http://x:1"));
+        let Top::Client(Command::Get(g)) = b.command else {
+            panic!("not get: {b:?}")
+        };
+        assert_eq!((g.kind, g.output), (KindName::Application, Format::Yaml));
+        let b = Binary::try_parse_from(["berth", "server", "--listen", "0.0.0.0:7070"]).unwrap();
+        assert!(matches!(b.command, Top::Server { .. }));
+        // Global flags work after the subcommand too.
+        let b = Binary::try_parse_from(["berth", "status", "web", "--token", "t"]).unwrap();
+        assert_eq!(b.global.token.as_deref(), Some("t"));
+        // The client's own parser is well formed, and usable from matches.
+        CliArgs::command().debug_assert();
+        let m = CliArgs::command().get_matches_from(["berth", "events", "-f", "--since", "7"]);
+        let a = CliArgs::from_arg_matches(&m).unwrap();
+        assert!(matches!(
+            a.command,
+            Command::Events(EventsArgs {
+                follow: true,
+                since: 7,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn command_lines() {
+        let a = parse(&["apply", "-f", "a.yaml", "dir", "-f", "-"]).unwrap();
+        let Command::Apply(apply) = a.command else {
+            panic!()
+        };
+        assert_eq!(
+            apply.files,
+            [std::path::PathBuf::from("a.yaml"), "dir".into(), "-".into()]
+        );
+        assert!(parse(&["apply"]).is_err(), "-f is required");
+
+        let a = parse(&["deploy", "web", "--env", "qa", "--release", "3", "--no-wait"]).unwrap();
+        let Command::Deploy(d) = a.command else { panic!() };
+        assert_eq!((d.release, d.wait.no_wait), (Some(3), true));
+        let e = parse(&["deploy", "web", "--env", "qa", "--release", "3", "--image", "x"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(parse(&["deploy", "web"]).is_err(), "--env is required");
+
+        let a = parse(&["rollback", "web", "--env", "qa", "--to", "2", "--timeout", "30"]).unwrap();
+        let Command::Rollback(r) = a.command else { panic!() };
+        assert_eq!((r.to, r.wait.timeout), (Some(2), Some(30)));
+
+        let e = parse(&["get", "pods"]).unwrap_err().to_string();
+        assert!(e.contains("unknown kind 'pods'"), "{e}");
+        let a = parse(&["get", "rel", "3", "--app", "web", "-o", "json"]).unwrap();
+        let Command::Get(g) = a.command else { panic!() };
+        assert_eq!(
+            (g.kind, g.name.as_deref(), g.app.as_deref()),
+            (KindName::Release, Some("3"), Some("web"))
+        );
+        let a = parse(&["get", "deploy", "--app", "web", "--env", "qa"]).unwrap();
+        let Command::Get(g) = a.command else { panic!() };
+        assert_eq!(
+            (g.kind, g.environment.as_deref()),
+            (KindName::Deployment, Some("qa"))
+        );
+
+        let a = parse(&["describe", "env", "qa"]).unwrap();
+        assert!(matches!(
+            a.command,
+            Command::Describe(DescribeArgs {
+                kind: KindName::Environment,
+                ..
+            })
+        ));
+        let a = parse(&["delete", "app", "web"]).unwrap();
+        assert!(matches!(
+            a.command,
+            Command::Delete(DeleteArgs {
+                kind: KindName::Application,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn commands_run_against_a_server() {
+        let fake = FakeApi::default();
+        let client = fake.serve().await;
+        fake.insert(
+            "clusters",
+            serde_json::json!({"apiVersion": "berth.dev/v1", "kind": "Cluster",
+                "metadata": {"name": "local"}, "spec": {"runtime": "local", "datacenter": "dc1"}}),
+        );
+        let mut out = Vec::new();
+        let a = parse(&["get", "clusters", "local", "-o", "json"]).unwrap();
+        let code = run_with(&client, a.command, &mut out).await.unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["spec"]["datacenter"], "dc1");
+
+        let mut out = Vec::new();
+        let a = parse(&["delete", "cluster", "local"]).unwrap();
+        run_with(&client, a.command, &mut out).await.unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "cluster/local deleted\n");
+
+        let a = parse(&["get", "cluster", "local"]).unwrap();
+        let e = run_with(&client, a.command, &mut Vec::new()).await.unwrap_err();
+        assert_eq!(
+            output::error_report(&e),
+            "error: getting cluster/local: Not Found: clusters/local does not exist"
+        );
+    }
+}

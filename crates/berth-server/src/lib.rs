@@ -1,1 +1,227 @@
-//! placeholder
+//! `berth server`: one process that serves the API, runs the reconcilers and the
+//! built-in router.
+//!
+//! ```text
+//!   HTTP :7070 ──▶ api ──▶ store (SQLite in --data-dir)
+//!                              ▲
+//!   reconciler (every 1 s, or when woken) ──▶ cluster runtimes ──▶ containers
+//!                                                  │
+//!   HTTP :8080 ──▶ router ◀── route table ─────────┘
+//! ```
+
+pub mod reconciler;
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::Context;
+use berth_api::{ApiState, auth};
+use berth_core::{
+    objects::{Cluster, RuntimeKind},
+    ports::SystemClock,
+};
+use berth_registry::RegistryResolver;
+use berth_runtime_local::{LocalRuntime, RouteTable, Router, RouterOptions, RuntimeOptions};
+use berth_store::SqliteStore;
+use tokio::{net::TcpListener, sync::Notify};
+
+use crate::reconciler::{Connected, Reconciler};
+
+/// Flags of `berth server`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Address the API listens on.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Directory for the database and the bootstrap token.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = "berth-data")]
+    pub data_dir: PathBuf,
+    /// Address the built-in router listens on for application traffic.
+    #[arg(long, env = "BERTH_ROUTER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub router_listen: SocketAddr,
+    /// Domain of application hostnames: `<app>.<env>.<domain>`.
+    #[arg(long, env = "BERTH_DOMAIN", default_value = "localhost")]
+    pub domain: String,
+    /// Registries reached over plain HTTP (host:port), e.g. a local registry; repeatable.
+    #[arg(
+        long = "insecure-registry",
+        env = "BERTH_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+}
+
+/// A running server, for tests and embedding.
+pub struct Server {
+    /// Where the API answers.
+    pub api_addr: SocketAddr,
+    /// Where the router answers.
+    pub router_addr: SocketAddr,
+    /// The bootstrap token, when this start created it.
+    pub bootstrap_token: Option<String>,
+    tasks: tokio::task::JoinSet<()>,
+    shutdown: Arc<Notify>,
+}
+
+impl Server {
+    /// Stops accepting work and waits for the tasks to end.
+    pub async fn shutdown(mut self) {
+        self.shutdown.notify_waiters();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Waits until one of the server's tasks ends (it should not).
+    pub async fn wait(&mut self) {
+        self.tasks.join_next().await;
+    }
+}
+
+fn wait_for(shutdown: &Arc<Notify>) -> impl Future<Output = ()> + Send + 'static {
+    let shutdown = shutdown.clone();
+    async move { shutdown.notified().await }
+}
+
+/// Starts every part of the server and returns once it is serving.
+pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    let store = Arc::new(
+        SqliteStore::open(&args.data_dir.join("berth.db"))
+            .await
+            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
+    );
+    let bootstrap_token = auth::ensure_bootstrap_token(store.as_ref())
+        .await
+        .context("cannot create the bootstrap token")?;
+    if let Some(token) = &bootstrap_token {
+        write_secret(&args.data_dir.join("bootstrap-token"), token)?;
+    }
+
+    let api_listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the API", args.listen))?;
+    let router_listener = TcpListener::bind(args.router_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the router", args.router_listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let router_addr = router_listener.local_addr()?;
+
+    let shutdown = Arc::new(Notify::new());
+    let changed = Arc::new(Notify::new());
+    let table = RouteTable::new();
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let router = Router::new(
+        table.clone(),
+        RouterOptions {
+            domain: Some(args.domain.clone()),
+            ..RouterOptions::default()
+        },
+    );
+    tasks.spawn(router.run(router_listener, wait_for(&shutdown)));
+
+    let connect_table = table.clone();
+    let connector: reconciler::Connector =
+        Box::new(move |cluster: &Cluster| connect(cluster, &connect_table));
+    let reconciler = Reconciler::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        args.domain.clone(),
+        connector,
+        changed.clone(),
+    );
+    tasks.spawn(reconciler.run(wait_for(&shutdown)));
+
+    let state = ApiState {
+        store,
+        resolver: Arc::new(RegistryResolver::new(args.insecure_registries.clone())),
+        changed,
+        domain: args.domain.clone(),
+        router_port: Some(router_addr.port()),
+    };
+    let app = berth_api::router(state);
+    let api_shutdown = wait_for(&shutdown);
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(api_listener, app)
+            .with_graceful_shutdown(api_shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+    Ok(Server {
+        api_addr,
+        router_addr,
+        bootstrap_token,
+        tasks,
+        shutdown,
+    })
+}
+
+fn connect(cluster: &Cluster, table: &RouteTable) -> Result<Connected, String> {
+    match cluster.spec.runtime {
+        RuntimeKind::Local => {
+            let runtime = LocalRuntime::new(
+                cluster.name(),
+                cluster.spec.local.endpoint.clone(),
+                table.clone(),
+                RuntimeOptions::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            let changed = runtime.changed();
+            Ok(Connected {
+                runtime: Arc::new(runtime),
+                changed: Some(changed),
+            })
+        }
+    }
+}
+
+/// Writes a secret file readable by its owner only.
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "{secret}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// `berth server`: starts, prints where it listens, runs until SIGINT or SIGTERM.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone();
+    let mut server = start(args).await?;
+    if let Some(token) = &server.bootstrap_token {
+        println!(
+            "bootstrap admin token (shown once; also in {}):",
+            data_dir.join("bootstrap-token").display()
+        );
+        println!("{token}");
+    }
+    println!(
+        "berth API on http://{}  router on http://{}",
+        server.api_addr, server.router_addr
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        () = server.wait() => anyhow::bail!("a server task stopped unexpectedly"),
+    }
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Structured logs to stderr; `RUST_LOG` chooses what (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,1 +1,49 @@
-fn main() {}
+//! `berth`: the server (`berth server`) and the client commands in one binary.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Ship applications with Berth, an application-centric container cloud.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version)]
+struct Args {
+    #[command(flatten)]
+    global: berth_cli::GlobalArgs,
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Run the Berth server: REST API, reconcilers and the application router.
+    Server(berth_server::ServerArgs),
+    #[command(flatten)]
+    Client(berth_cli::Command),
+}
+
+fn main() -> ExitCode {
+    // One TLS provider for every client in the process (reqwest, the registry client).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match args.command {
+            Top::Server(server) => {
+                berth_server::init_logging();
+                berth_server::run(server).await.map(|()| ExitCode::SUCCESS)
+            }
+            Top::Client(command) => berth_cli::run_command(args.global, command).await,
+        }
+    });
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,928 @@
+//! `berth apply -f PATH…`: make the server's clusters, environments and applications
+//! match documents kept in files.
+//!
+//! Every document is read and checked locally first — YAML syntax, the typed schema
+//! (unknown fields, wrong types) and the domain core's validation — and if any document
+//! is wrong, the command reports all of them (with file, line and column) and sends
+//! nothing. Only then are documents sent, dependencies first (clusters, environments,
+//! applications), each with `PUT`, so applying the same files twice changes nothing.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    io::{Read, Write},
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use berth_core::{
+    Invalid, Kind, Resource,
+    objects::{Application, Cluster, Environment},
+};
+use serde_json::Value;
+
+use crate::{client::Client, kind::KindName};
+
+/// Arguments of `berth apply`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApplyArgs {
+    /// Files or directories to apply; `-` reads standard input. Directories contribute
+    /// their *.yaml, *.yml and *.json files, in name order. Files may hold several
+    /// YAML documents separated by `---`.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+}
+
+/// The text of one input: a file, or standard input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// How errors name it: the path, or `<stdin>`.
+    pub name: String,
+    /// Its content.
+    pub text: String,
+}
+
+/// Where a document came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The source's name.
+    pub source: String,
+    /// Line of the document's first content, counting from 1.
+    pub line: u64,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.source, self.line)
+    }
+}
+
+/// An object `apply` can send.
+#[derive(Debug, Clone)]
+pub enum Object {
+    /// A cluster.
+    Cluster(Cluster),
+    /// An environment.
+    Environment(Environment),
+    /// An application.
+    Application(Application),
+}
+
+impl Object {
+    /// Its kind.
+    #[must_use]
+    pub fn kind(&self) -> KindName {
+        match self {
+            Self::Cluster(_) => KindName::Cluster,
+            Self::Environment(_) => KindName::Environment,
+            Self::Application(_) => KindName::Application,
+        }
+    }
+
+    /// Its name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Cluster(r) => r.name(),
+            Self::Environment(r) => r.name(),
+            Self::Application(r) => r.name(),
+        }
+    }
+
+    /// The domain core's verdict on the document.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        match self {
+            Self::Cluster(r) => r.validate(),
+            Self::Environment(r) => r.validate(),
+            Self::Application(r) => r.validate(),
+        }
+    }
+
+    /// The JSON sent to the server: the document with defaults filled in and without
+    /// `status`, which only Berth writes.
+    pub fn body(&self) -> anyhow::Result<Value> {
+        let mut v = match self {
+            Self::Cluster(r) => serde_json::to_value(r)?,
+            Self::Environment(r) => serde_json::to_value(r)?,
+            Self::Application(r) => serde_json::to_value(r)?,
+        };
+        if let Some(map) = v.as_object_mut() {
+            map.remove("status");
+        }
+        Ok(v)
+    }
+}
+
+/// A checked document ready to send.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// Where it was written.
+    pub origin: Origin,
+    /// What it says.
+    pub object: Object,
+}
+
+/// Documents that cannot be applied; nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentErrors {
+    /// One entry per problem, each starting `file:line:column: `.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for DocumentErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{n} problem{} in the documents; nothing was applied",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DocumentErrors {}
+
+/// What `PUT` did to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It did not exist.
+    Created,
+    /// It existed and its spec or labels changed.
+    Configured,
+    /// It existed and nothing changed.
+    Unchanged,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Created => "created",
+            Self::Configured => "configured",
+            Self::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// Runs `berth apply`.
+pub async fn run(client: &Client, args: ApplyArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
+    let sources = read_sources(&args.files, &mut std::io::stdin())?;
+    let documents = parse_sources(&sources)?;
+    if documents.is_empty() {
+        anyhow::bail!(
+            "no documents found in {}",
+            args.files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    apply(client, &documents, out).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends checked documents in order, printing `kind/name outcome` for each.
+pub async fn apply(
+    client: &Client,
+    documents: &[Document],
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    for doc in documents {
+        let kind = doc.object.kind();
+        let name = doc.object.name();
+        let path = [kind.plural(), name];
+        let before: Option<Value> = client
+            .get_optional(&path)
+            .await
+            .with_context(|| format!("reading {kind}/{name}"))?;
+        let after: Value = client
+            .put(&path, &doc.object.body()?)
+            .await
+            .with_context(|| format!("applying {kind}/{name} from {}", doc.origin))?;
+        let outcome = match before {
+            None => Outcome::Created,
+            Some(before) if same_desired_state(&before, &after) => Outcome::Unchanged,
+            Some(_) => Outcome::Configured,
+        };
+        writeln!(out, "{kind}/{name} {outcome}")?;
+    }
+    Ok(())
+}
+
+/// Whether two server copies of an object want the same thing: equal spec and labels.
+fn same_desired_state(before: &Value, after: &Value) -> bool {
+    let labels = |v: &Value| match v.pointer("/metadata/labels") {
+        None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+        Some(l) => l.clone(),
+    };
+    before.get("spec") == after.get("spec") && labels(before) == labels(after)
+}
+
+/// Reads every path: files as they are, directories' *.yaml, *.yml and *.json files in
+/// name order, and `-` from `stdin` (once).
+pub fn read_sources(paths: &[PathBuf], stdin: &mut dyn Read) -> anyhow::Result<Vec<Source>> {
+    let mut sources = Vec::new();
+    let mut read_stdin = false;
+    for path in paths {
+        if path.as_os_str() == "-" {
+            anyhow::ensure!(!read_stdin, "'-' (standard input) is given more than once");
+            read_stdin = true;
+            let mut text = String::new();
+            stdin
+                .read_to_string(&mut text)
+                .context("cannot read standard input")?;
+            sources.push(Source {
+                name: "<stdin>".to_owned(),
+                text,
+            });
+            continue;
+        }
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            for file in manifest_files(path)? {
+                sources.push(read_file(&file)?);
+            }
+        } else {
+            sources.push(read_file(path)?);
+        }
+    }
+    Ok(sources)
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Source> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Source {
+        name: path.display().to_string(),
+        text,
+    })
+}
+
+/// The document files directly in `dir`, sorted by name.
+fn manifest_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
+        let is_manifest = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["yaml", "yml", "json"].contains(&e.to_ascii_lowercase().as_str()));
+        if is_manifest && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// One YAML document's text and the line it starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Chunk {
+    text: String,
+    /// Line (from 1) of the chunk's first line in its source.
+    first_line: u64,
+}
+
+impl Chunk {
+    /// Lines before this chunk, to turn a chunk-relative line into a source line.
+    fn offset(&self) -> u64 {
+        self.first_line - 1
+    }
+
+    /// Line of the first content, for problems that have no finer location.
+    fn content_line(&self) -> u64 {
+        let skip = self
+            .text
+            .lines()
+            .position(|l| is_content(l) && !is_document_start(l))
+            .unwrap_or(0);
+        self.first_line + skip as u64
+    }
+}
+
+fn is_document_start(line: &str) -> bool {
+    line.trim_end_matches(['\n', '\r'])
+        .strip_prefix("---")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+}
+
+/// Whether a `---` line also carries content, as in `--- {a: 1}`.
+fn starts_with_content(line: &str) -> bool {
+    line.strip_prefix("---")
+        .map(str::trim)
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('#'))
+}
+
+/// Whether a line carries a document's content (not blank, comment or directive).
+fn is_content(line: &str) -> bool {
+    let t = line.trim();
+    !(t.is_empty() || t.starts_with('#') || line.starts_with('%'))
+}
+
+/// Splits a YAML stream at its `---` lines, keeping each document's starting line so
+/// that typed errors found later can still name the line in the source.
+fn split_documents(text: &str) -> Vec<Chunk> {
+    let mut chunks = Vec::new();
+    let mut current = Chunk {
+        text: String::new(),
+        first_line: 1,
+    };
+    let mut has_content = false;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        // A `---` after content starts the next document; directives and comments
+        // before the first `---` belong to the document that follows them.
+        if is_document_start(line) {
+            let next = Chunk {
+                text: String::new(),
+                first_line: i as u64 + 1,
+            };
+            if has_content {
+                chunks.push(std::mem::replace(&mut current, next));
+            } else if !current.text.lines().any(|l| l.starts_with('%')) {
+                // Only comments and blank lines so far: an empty document, dropped so
+                // that the next one is parsed on its own.
+                current = next;
+            }
+            has_content = false;
+        }
+        current.text.push_str(line);
+        if is_document_start(line) {
+            has_content |= starts_with_content(line);
+        } else if is_content(line) {
+            has_content = true;
+        }
+    }
+    if has_content {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// The message of a YAML error without its `at line …, column …` suffix.
+pub(crate) fn plain_message(e: &serde_saphyr::Error, line_offset: u64) -> String {
+    let opts = serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+        line_offset: line_offset,
+    };
+    let text = e.render_with_options(opts);
+    match e.location() {
+        Some(l) => {
+            let suffix = format!(" at line {}, column {}", l.line() + line_offset, l.column());
+            text.strip_suffix(&suffix).unwrap_or(&text).to_owned()
+        }
+        None => text,
+    }
+}
+
+/// A `file:line:column: message` problem with the offending lines quoted under it.
+fn yaml_problem(e: &serde_saphyr::Error, source: &str, chunk: &Chunk) -> String {
+    let offset = chunk.offset();
+    let (line, column) = e
+        .location()
+        .map_or((chunk.content_line(), 1), |l| (l.line() + offset, l.column()));
+    let mut out = format!("{source}:{line}:{column}: {}", plain_message(e, offset));
+    let opts = serde_saphyr::render_options! {
+        line_offset: offset,
+        source_name: Some(source),
+    };
+    // The snippet's own header repeats the message and location; keep only the quote.
+    for l in e
+        .render_with_options(opts)
+        .lines()
+        .filter(|l| !l.starts_with("error:") && !l.contains("-->"))
+    {
+        out.push_str("\n  ");
+        out.push_str(l);
+    }
+    out
+}
+
+/// Parses and checks every document of every source. Either all documents are fine
+/// (returned in apply order: clusters, environments, applications, each in input
+/// order) or every problem found is returned.
+pub fn parse_sources(sources: &[Source]) -> Result<Vec<Document>, DocumentErrors> {
+    let mut documents = Vec::new();
+    let mut problems = Vec::new();
+    for source in sources {
+        for chunk in split_documents(&source.text) {
+            parse_chunk(&source.name, &chunk, &mut documents, &mut problems);
+        }
+    }
+    let mut seen: BTreeMap<(KindName, String), Origin> = BTreeMap::new();
+    for doc in &documents {
+        let key = (doc.object.kind(), doc.object.name().to_owned());
+        if let Some(first) = seen.get(&key) {
+            problems.push(format!(
+                "{}:1: {}/{} is also defined at {first}; keep one",
+                doc.origin, key.0, key.1
+            ));
+        } else {
+            seen.insert(key, doc.origin.clone());
+        }
+    }
+    if !problems.is_empty() {
+        return Err(DocumentErrors { problems });
+    }
+    documents.sort_by_key(|d| d.object.kind());
+    Ok(documents)
+}
+
+fn parse_chunk(source: &str, chunk: &Chunk, documents: &mut Vec<Document>, problems: &mut Vec<String>) {
+    let values: Vec<Value> = match serde_saphyr::from_str_multiple::<Value, Vec<_>>(&chunk.text) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(yaml_problem(&e, source, chunk));
+            return;
+        }
+    };
+    let origin = Origin {
+        source: source.to_owned(),
+        line: chunk.content_line(),
+    };
+    // One value is the usual case: it is parsed again, typed, from its text so that
+    // schema errors keep their line and column. Anything else falls back to JSON paths.
+    let single = values.len() == 1;
+    for value in values {
+        let at = format!("{origin}:1");
+        let Some(kind) = value.get("kind").and_then(Value::as_str).map(str::to_owned) else {
+            problems.push(format!(
+                "{at}: the document has no kind; use kind: Cluster, Environment or Application"
+            ));
+            continue;
+        };
+        if let Some(items) = kind
+            .strip_suffix("List")
+            .and(value.get("items"))
+            .and_then(Value::as_array)
+        {
+            for (i, item) in items.iter().enumerate() {
+                let label = format!("{at}: items[{i}]");
+                if let Some(object) = object_from_json(item, &label, problems) {
+                    documents.push(Document {
+                        origin: origin.clone(),
+                        object,
+                    });
+                }
+            }
+            continue;
+        }
+        let object = if single {
+            typed_from_yaml(&kind, source, chunk, &at, problems)
+        } else {
+            object_from_json(&value, &at, problems)
+        };
+        if let Some(object) = object {
+            documents.push(Document {
+                origin: origin.clone(),
+                object,
+            });
+        }
+    }
+}
+
+/// Why a kind that exists cannot be applied, or what to write instead of an unknown one.
+fn refusal(kind: &str) -> String {
+    match KindName::from_document_kind(kind) {
+        Some(KindName::Release) => "kind Release cannot be applied: releases are immutable and made by \
+                                    `berth deploy APP --image REF` (or POST /applications/APP/releases)"
+            .to_owned(),
+        Some(KindName::Deployment) => "kind Deployment cannot be applied: deployments are made by \
+                                       `berth deploy` and `berth rollback`"
+            .to_owned(),
+        Some(KindName::Event) => "kind Event cannot be applied: events are recorded by Berth".to_owned(),
+        _ => match kind.parse::<KindName>() {
+            Ok(k @ (KindName::Cluster | KindName::Environment | KindName::Application)) => {
+                format!("unknown kind '{kind}'; did you mean kind: {}?", k.kind())
+            }
+            _ => format!("unknown kind '{kind}'; apply takes Cluster, Environment and Application"),
+        },
+    }
+}
+
+fn typed_from_yaml(
+    kind: &str,
+    source: &str,
+    chunk: &Chunk,
+    at: &str,
+    problems: &mut Vec<String>,
+) -> Option<Object> {
+    let parsed = match KindName::from_document_kind(kind) {
+        Some(KindName::Cluster) => from_yaml(&chunk.text).map(Object::Cluster),
+        Some(KindName::Environment) => from_yaml(&chunk.text).map(Object::Environment),
+        Some(KindName::Application) => from_yaml(&chunk.text).map(Object::Application),
+        _ => {
+            problems.push(format!("{at}: {}", refusal(kind)));
+            return None;
+        }
+    };
+    match parsed {
+        Ok(object) => checked(object, at, problems),
+        Err(e) => {
+            problems.push(yaml_problem(&e, source, chunk));
+            None
+        }
+    }
+}
+
+fn from_yaml<K: Kind>(text: &str) -> Result<Resource<K>, serde_saphyr::Error> {
+    serde_saphyr::from_str(text)
+}
+
+fn object_from_json(value: &Value, at: &str, problems: &mut Vec<String>) -> Option<Object> {
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let parsed = match KindName::from_document_kind(kind) {
+        Some(KindName::Cluster) => Resource::from_json(value).map(Object::Cluster),
+        Some(KindName::Environment) => Resource::from_json(value).map(Object::Environment),
+        Some(KindName::Application) => Resource::from_json(value).map(Object::Application),
+        _ => {
+            problems.push(format!("{at}: {}", refusal(kind)));
+            return None;
+        }
+    };
+    match parsed {
+        Ok(object) => checked(object, at, problems),
+        Err(invalid) => {
+            problems.push(invalid_problem(at, &invalid, None));
+            None
+        }
+    }
+}
+
+fn checked(object: Object, at: &str, problems: &mut Vec<String>) -> Option<Object> {
+    match object.validate() {
+        Ok(()) => Some(object),
+        Err(invalid) => {
+            problems.push(invalid_problem(at, &invalid, Some(object.name())));
+            None
+        }
+    }
+}
+
+fn invalid_problem(at: &str, invalid: &Invalid, name: Option<&str>) -> String {
+    let mut out = format!("{at}: invalid {}", invalid.kind);
+    if let Some(name) = name.filter(|n| !n.is_empty()) {
+        out.push_str(&format!(" '{name}'"));
+    }
+    out.push(':');
+    for e in &invalid.errors {
+        out.push_str(&format!("\n  {e}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLUSTER: &str =
+        "apiVersion: berth.dev/v1\nkind: Cluster\nmetadata:\n  name: local\nspec:\n  runtime: local\n";
+    const ENV: &str = "apiVersion: berth.dev/v1\nkind: Environment\nmetadata:\n  name: qa\nspec:\n  clusters:\n  - cluster: local\n";
+    const APP: &str = "apiVersion: berth.dev/v1\nkind: Application\nmetadata:\n  name: web\nspec:\n  image: \
+                       127.0.0.1:5000/web:1\n  replicas: 2\n  env:\n    PORT: 8080\n";
+
+    fn src(name: &str, text: &str) -> Source {
+        Source {
+            name: name.to_owned(),
+            text: text.to_owned(),
+        }
+    }
+
+    fn summary(docs: &[Document]) -> Vec<String> {
+        docs.iter()
+            .map(|d| format!("{}/{} @ {}", d.object.kind(), d.object.name(), d.origin))
+            .collect()
+    }
+
+    fn problems(sources: &[Source]) -> Vec<String> {
+        parse_sources(sources).unwrap_err().problems
+    }
+
+    #[test]
+    fn multi_document_files_apply_in_dependency_order() {
+        let text = format!("# everything for qa\n---\n{APP}---\n{ENV}\n---\n# nothing here\n---\n{CLUSTER}");
+        let docs = parse_sources(&[src("all.yaml", &text)]).unwrap();
+        assert_eq!(
+            summary(&docs),
+            [
+                "cluster/local @ all.yaml:24",
+                "environment/qa @ all.yaml:13",
+                "application/web @ all.yaml:3"
+            ]
+        );
+        // Typed parsing of YAML: `PORT: 8080` is the string "8080", defaults are filled in.
+        let Object::Application(app) = &docs[2].object else {
+            panic!("not an application")
+        };
+        assert_eq!(app.spec.env["PORT"], "8080");
+        assert_eq!(app.spec.port, 8080);
+        let body = docs[2].object.body().unwrap();
+        assert_eq!(body["spec"]["replicas"], 2);
+        assert!(body.get("status").is_none());
+    }
+
+    #[test]
+    fn order_within_a_kind_follows_the_input() {
+        let app2 = APP.replace("name: web", "name: api");
+        let docs =
+            parse_sources(&[src("a.yaml", APP), src("b.yaml", &app2), src("c.yaml", CLUSTER)]).unwrap();
+        assert_eq!(
+            summary(&docs),
+            [
+                "cluster/local @ c.yaml:1",
+                "application/web @ a.yaml:1",
+                "application/api @ b.yaml:1"
+            ]
+        );
+    }
+
+    #[test]
+    fn directories_contribute_manifest_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("20-app.yaml"), APP).unwrap();
+        std::fs::write(dir.path().join("10-env.yml"), ENV).unwrap();
+        std::fs::write(
+            dir.path().join("30-cluster.json"),
+            r#"{"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "dc2"}, "spec": {}}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("README.md"), "not a manifest").unwrap();
+        std::fs::create_dir(dir.path().join("nested.yaml")).unwrap();
+        let sources = read_sources(&[dir.path().to_path_buf()], &mut std::io::empty()).unwrap();
+        let names: Vec<_> = sources
+            .iter()
+            .map(|s| {
+                Path::new(&s.name)
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names, ["10-env.yml", "20-app.yaml", "30-cluster.json"]);
+        let docs = parse_sources(&sources).unwrap();
+        let kinds: Vec<_> = docs.iter().map(|d| d.object.name().to_owned()).collect();
+        assert_eq!(kinds, ["dc2", "qa", "web"]);
+    }
+
+    #[test]
+    fn stdin_is_read_once_and_only_when_asked() {
+        struct NoStdin;
+        impl Read for NoStdin {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                panic!("stdin was read")
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, CLUSTER).unwrap();
+        let sources = read_sources(std::slice::from_ref(&file), &mut NoStdin).unwrap();
+        assert_eq!(sources.len(), 1);
+
+        let mut stdin = std::io::Cursor::new(APP.as_bytes());
+        let sources = read_sources(&[PathBuf::from("-"), file], &mut stdin).unwrap();
+        assert_eq!(sources[0].name, "<stdin>");
+        assert_eq!(
+            summary(&parse_sources(&sources).unwrap())[1],
+            "application/web @ <stdin>:1"
+        );
+
+        let e = read_sources(&[PathBuf::from("-"), PathBuf::from("-")], &mut std::io::empty()).unwrap_err();
+        assert!(e.to_string().contains("more than once"), "{e}");
+    }
+
+    #[test]
+    fn missing_path_is_named() {
+        let e = read_sources(&[PathBuf::from("/nonexistent/x.yaml")], &mut std::io::empty()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot read /nonexistent/x.yaml"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_file_line_and_column() {
+        let text = format!(
+            "{CLUSTER}---\n{}",
+            "apiVersion: berth.dev/v1\nkind: Environment\nmetadata: {name: [qa\n"
+        );
+        let p = problems(&[src("envs.yaml", &text)]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        let first = p[0].lines().next().unwrap();
+        assert!(first.starts_with("envs.yaml:10:"), "{}", p[0]);
+    }
+
+    #[test]
+    fn schema_errors_name_file_line_and_column() {
+        let bad = APP.replace("replicas: 2", "replicas: three");
+        let text = format!("{CLUSTER}---\n{bad}");
+        let p = problems(&[src("apps.yaml", &text)]);
+        insta::assert_snapshot!(p.join("\n"), @r"
+        apps.yaml:14:13: invalid u32
+             |
+          12 | spec:
+          13 |   image: 127.0.0.1:5000/web:1
+          14 |   replicas: three
+             |             ^ invalid u32
+          15 |   env:
+          16 |     PORT: 8080
+             |
+        ");
+        let bad = APP.replace("replicas: 2", "replica: 2");
+        let p = problems(&[src("apps.yaml", &bad)]);
+        let first = p[0].lines().next().unwrap();
+        assert!(
+            first.starts_with("apps.yaml:7:3: unknown field `replica`"),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn every_bad_document_is_reported_and_nothing_is_returned() {
+        let invalid = APP
+            .replace("name: web", "name: Web_1")
+            .replace("replicas: 2", "replicas: 1000");
+        let release = "apiVersion: berth.dev/v1\nkind: Release\nmetadata: {name: web-1}\nspec: {}\n";
+        let deployment = "apiVersion: berth.dev/v1\nkind: Deployment\nmetadata: {name: web-qa-1}\nspec: {}\n";
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n";
+        let lower = "apiVersion: berth.dev/v1\nkind: application\nmetadata: {name: p}\n";
+        let nokind = "apiVersion: berth.dev/v1\nmetadata: {name: p}\n";
+        let text = [
+            CLUSTER, &invalid, release, deployment, pod, lower, nokind, CLUSTER,
+        ]
+        .join("---\n");
+        let p = problems(&[src("mixed.yaml", &text)]);
+        insta::assert_snapshot!(p.join("\n"), @r"
+        mixed.yaml:8:1: invalid Application 'Web_1':
+          metadata.name: 'Web_1' contains 'W', which a DNS-1123 label cannot hold (use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit)
+          spec.replicas: 1000 is more than the 100 allowed
+        mixed.yaml:18:1: kind Release cannot be applied: releases are immutable and made by `berth deploy APP --image REF` (or POST /applications/APP/releases)
+        mixed.yaml:23:1: kind Deployment cannot be applied: deployments are made by `berth deploy` and `berth rollback`
+        mixed.yaml:28:1: unknown kind 'Pod'; apply takes Cluster, Environment and Application
+        mixed.yaml:32:1: unknown kind 'application'; did you mean kind: Application?
+        mixed.yaml:36:1: the document has no kind; use kind: Cluster, Environment or Application
+        mixed.yaml:39:1: cluster/local is also defined at mixed.yaml:1; keep one
+        ");
+    }
+
+    #[test]
+    fn json_lists_and_stdin_json_are_accepted() {
+        let list = r#"{"apiVersion": "berth.dev/v1", "kind": "ClusterList", "items": [
+            {"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "a"}, "spec": {}},
+            {"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "b"}, "spec": {"datacenter": "dc2"},
+             "status": {"phase": "Ready"}}
+        ]}"#;
+        let docs = parse_sources(&[src("<stdin>", list)]).unwrap();
+        assert_eq!(summary(&docs), ["cluster/a @ <stdin>:1", "cluster/b @ <stdin>:1"]);
+        let bad = list.replace("\"datacenter\"", "\"dc\"");
+        let p = problems(&[src("l.json", &bad)]);
+        assert!(
+            p[0].starts_with("l.json:1:1: items[1]: invalid Cluster:\n  spec.dc: unknown field `dc`"),
+            "{}",
+            p[0]
+        );
+    }
+
+    #[test]
+    fn empty_input_gives_no_documents() {
+        assert!(
+            parse_sources(&[src("e.yaml", "# nothing\n---\n---\n")])
+                .unwrap()
+                .is_empty()
+        );
+        assert!(parse_sources(&[src("e.yaml", "")]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn document_splitting_keeps_line_numbers() {
+        let chunks = split_documents("%YAML 1.2\n---\na: 1\n--- # two\nb: 2\n...\n---\n\n");
+        let got: Vec<_> = chunks.iter().map(|c| (c.first_line, c.content_line())).collect();
+        assert_eq!(got, [(1, 3), (4, 5)]);
+        assert!(is_document_start("---\n") && is_document_start("--- {a: 1}") && !is_document_start("----"));
+    }
+
+    #[test]
+    fn outcome_compares_spec_and_labels_only() {
+        let a = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "1"}, "spec": {"a": 1}});
+        let b = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "2", "labels": {}}, "spec": {"a": 1}});
+        assert!(same_desired_state(&a, &b));
+        let c = serde_json::json!({"metadata": {"name": "x", "labels": {"t": "w"}}, "spec": {"a": 1}});
+        assert!(!same_desired_state(&a, &c));
+        let d = serde_json::json!({"metadata": {"name": "x"}, "spec": {"a": 2}});
+        assert!(!same_desired_state(&a, &d));
+    }
+
+    fn write_manifests(dir: &Path, replicas: u32) {
+        std::fs::write(
+            dir.join("1-app.yaml"),
+            APP.replace("replicas: 2", &format!("replicas: {replicas}")),
+        )
+        .unwrap();
+        std::fs::write(dir.join("2-infra.yaml"), format!("{ENV}---\n{CLUSTER}")).unwrap();
+    }
+
+    async fn apply_dir(client: &Client, dir: &Path) -> anyhow::Result<String> {
+        let mut out = Vec::new();
+        let args = ApplyArgs {
+            files: vec![dir.to_path_buf()],
+        };
+        run(client, args, &mut out).await?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[tokio::test]
+    async fn apply_creates_then_leaves_unchanged_then_configures() {
+        let fake = crate::fake::FakeApi::default();
+        let client = fake.serve().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_manifests(dir.path(), 2);
+
+        let out = apply_dir(&client, dir.path()).await.unwrap();
+        assert_eq!(
+            out,
+            "cluster/local created\nenvironment/qa created\napplication/web created\n"
+        );
+        assert_eq!(
+            fake.requests(),
+            [
+                "GET /clusters/local",
+                "PUT /clusters/local",
+                "GET /environments/qa",
+                "PUT /environments/qa",
+                "GET /applications/web",
+                "PUT /applications/web"
+            ]
+        );
+        let stored = fake.objects.lock().unwrap()[&("applications".to_owned(), "web".to_owned())].clone();
+        assert_eq!(stored["spec"]["env"]["PORT"], "8080");
+        assert!(stored.get("status").is_none());
+
+        let out = apply_dir(&client, dir.path()).await.unwrap();
+        assert_eq!(
+            out,
+            "cluster/local unchanged\nenvironment/qa unchanged\napplication/web unchanged\n"
+        );
+
+        write_manifests(dir.path(), 3);
+        let out = apply_dir(&client, dir.path()).await.unwrap();
+        assert_eq!(
+            out,
+            "cluster/local unchanged\nenvironment/qa unchanged\napplication/web configured\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_sent_when_any_document_is_bad() {
+        let fake = crate::fake::FakeApi::default();
+        let client = fake.serve().await;
+        let dir = tempfile::tempdir().unwrap();
+        write_manifests(dir.path(), 2);
+        std::fs::write(
+            dir.path().join("3-pod.yaml"),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n",
+        )
+        .unwrap();
+        let e = apply_dir(&client, dir.path()).await.unwrap_err();
+        let report = crate::output::error_report(&e);
+        let pod = dir.path().join("3-pod.yaml");
+        assert_eq!(
+            report,
+            format!(
+                "error: 1 problem in the documents; nothing was applied\n{}:1:1: unknown kind 'Pod'; apply takes \
+                 Cluster, Environment and Application",
+                pod.display()
+            )
+        );
+        assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+    }
+
+    #[tokio::test]
+    async fn a_server_refusal_stops_the_apply_and_names_the_document() {
+        let fake = crate::fake::FakeApi::default();
+        let client = fake.serve().await;
+        let text = format!(
+            "{APP}---\n{}---\n{CLUSTER}",
+            ENV.replace("name: qa", "name: refused")
+        );
+        let docs = parse_sources(&[src("all.yaml", &text)]).unwrap();
+        let mut out = Vec::new();
+        let e = apply(&client, &docs, &mut out).await.unwrap_err();
+        assert_eq!(String::from_utf8(out).unwrap(), "cluster/local created\n");
+        assert_eq!(
+            crate::output::error_report(&e),
+            "error: applying environment/refused from all.yaml:11: Invalid document: environments/refused was \
+             refused\n  spec.clusters[0].cluster: names Cluster 'gone', which does not exist (apply the cluster first)"
+        );
+        assert!(
+            !fake.requests().iter().any(|r| r.contains("applications")),
+            "{:?}",
+            fake.requests()
+        );
+    }
+}

@@ -1,0 +1,566 @@
+//! `berth get KIND [NAME]`: list objects of a kind, or show one, as a table, YAML or JSON.
+//!
+//! Lists follow the server's `continue` tokens until everything has been read. YAML
+//! output is one document per object, so `berth get apps -o yaml > apps.yaml` can be
+//! applied again.
+
+use std::{io::Write, process::ExitCode};
+
+use anyhow::Context;
+use berth_core::{
+    API_VERSION,
+    objects::{Application, Cluster, Deployment, Environment, Event, Release},
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{events, variant};
+use crate::{
+    client::Client,
+    kind::KindName,
+    output::{self, Format, Table},
+};
+
+/// Arguments of `berth get`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GetArgs {
+    /// Kind: cluster(s), environment(s)/env, application(s)/app, release(s), deployment(s)/deploy, event(s).
+    pub kind: KindName,
+    /// One object's name (releases: APP-NUMBER, or NUMBER with --app); all when left out.
+    pub name: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
+    /// Only objects of this application (releases, deployments, events).
+    #[arg(long, value_name = "APP")]
+    pub app: Option<String>,
+    /// Only deployments to this environment.
+    #[arg(long = "env", value_name = "ENV")]
+    pub environment: Option<String>,
+}
+
+/// Objects of one kind, as the server returned them.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// Clusters.
+    Clusters(Vec<Cluster>),
+    /// Environments.
+    Environments(Vec<Environment>),
+    /// Applications.
+    Applications(Vec<Application>),
+    /// Releases.
+    Releases(Vec<Release>),
+    /// Deployments.
+    Deployments(Vec<Deployment>),
+    /// Events.
+    Events(Vec<Event>),
+}
+
+impl Found {
+    fn kind(&self) -> KindName {
+        match self {
+            Self::Clusters(_) => KindName::Cluster,
+            Self::Environments(_) => KindName::Environment,
+            Self::Applications(_) => KindName::Application,
+            Self::Releases(_) => KindName::Release,
+            Self::Deployments(_) => KindName::Deployment,
+            Self::Events(_) => KindName::Event,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Clusters(v) => v.len(),
+            Self::Environments(v) => v.len(),
+            Self::Applications(v) => v.len(),
+            Self::Releases(v) => v.len(),
+            Self::Deployments(v) => v.len(),
+            Self::Events(v) => v.len(),
+        }
+    }
+
+    fn values(&self) -> anyhow::Result<Vec<Value>> {
+        fn all<T: Serialize>(v: &[T]) -> anyhow::Result<Vec<Value>> {
+            v.iter()
+                .map(|x| serde_json::to_value(x).map_err(Into::into))
+                .collect()
+        }
+        match self {
+            Self::Clusters(v) => all(v),
+            Self::Environments(v) => all(v),
+            Self::Applications(v) => all(v),
+            Self::Releases(v) => all(v),
+            Self::Deployments(v) => all(v),
+            Self::Events(v) => all(v),
+        }
+    }
+
+    /// The objects as a table, ages counted up to `now`.
+    #[must_use]
+    pub fn table(&self, now: DateTime<Utc>) -> Table {
+        match self {
+            Self::Clusters(v) => cluster_table(v, now),
+            Self::Environments(v) => environment_table(v, now),
+            Self::Applications(v) => application_table(v, now),
+            Self::Releases(v) => release_table(v, now),
+            Self::Deployments(v) => deployment_table(v, now),
+            Self::Events(v) => event_table(v, now),
+        }
+    }
+}
+
+/// Runs `berth get`.
+pub async fn run(client: &Client, args: GetArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
+    let found = fetch(client, &args).await?;
+    let text = render(&found, args.output, args.name.is_some(), Utc::now())?;
+    out.write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what was found in `format`; `single` when one object was asked for by name.
+pub fn render(found: &Found, format: Format, single: bool, now: DateTime<Utc>) -> anyhow::Result<String> {
+    match format {
+        Format::Table if found.len() == 0 => Ok(format!("No {} found.\n", found.kind().plural())),
+        Format::Table => Ok(found.table(now).render()),
+        Format::Yaml => output::yaml_documents(&found.values()?),
+        Format::Json => {
+            let mut values = found.values()?;
+            if single && values.len() == 1 {
+                return output::json(&values.remove(0));
+            }
+            let list = serde_json::json!({
+                "apiVersion": API_VERSION,
+                "kind": format!("{}List", found.kind().kind()),
+                "items": values,
+            });
+            output::json(&list)
+        }
+    }
+}
+
+/// Fetches what `args` asks for.
+pub async fn fetch(client: &Client, args: &GetArgs) -> anyhow::Result<Found> {
+    let kind = args.kind;
+    if let Some(name) = &args.name {
+        return fetch_one(client, kind, name, args.app.as_deref()).await;
+    }
+    let mut query = Vec::new();
+    if let Some(app) = &args.app {
+        query.push(("application", app.clone()));
+    }
+    if kind == KindName::Deployment
+        && let Some(env) = &args.environment
+    {
+        query.push(("environment", env.clone()));
+    }
+    let list = |segments: &'static [&'static str], query: Vec<(&'static str, String)>| async move {
+        client
+            .list::<Value>(segments, &query)
+            .await
+            .with_context(|| format!("listing {}", segments.join("/")))
+    };
+    Ok(match kind {
+        KindName::Cluster => Found::Clusters(typed(list(&["clusters"], vec![]).await?)?),
+        KindName::Environment => Found::Environments(typed(list(&["environments"], vec![]).await?)?),
+        KindName::Application => Found::Applications(typed(list(&["applications"], vec![]).await?)?),
+        KindName::Release => Found::Releases(typed(list(&["releases"], query).await?)?),
+        KindName::Deployment => Found::Deployments(typed(list(&["deployments"], query).await?)?),
+        KindName::Event => Found::Events(events::list(client, args.app.as_deref(), 0).await?),
+    })
+}
+
+fn typed<T: serde::de::DeserializeOwned>(values: Vec<Value>) -> anyhow::Result<Vec<T>> {
+    values
+        .into_iter()
+        .map(|v| {
+            serde_json::from_value(v).context("the server sent an object this client does not understand")
+        })
+        .collect()
+}
+
+/// Fetches one object by name.
+pub async fn fetch_one(
+    client: &Client,
+    kind: KindName,
+    name: &str,
+    app: Option<&str>,
+) -> anyhow::Result<Found> {
+    let ctx = || format!("getting {kind}/{name}");
+    Ok(match kind {
+        KindName::Cluster => Found::Clusters(vec![
+            client.get(&["clusters", name], &[]).await.with_context(ctx)?,
+        ]),
+        KindName::Environment => Found::Environments(vec![
+            client.get(&["environments", name], &[]).await.with_context(ctx)?,
+        ]),
+        KindName::Application => Found::Applications(vec![
+            client.get(&["applications", name], &[]).await.with_context(ctx)?,
+        ]),
+        KindName::Release => {
+            let (app, number) = release_ref(name, app)?;
+            let number = number.to_string();
+            Found::Releases(vec![
+                client
+                    .get(&["applications", &app, "releases", &number], &[])
+                    .await
+                    .with_context(ctx)?,
+            ])
+        }
+        KindName::Deployment => Found::Deployments(vec![
+            client.get(&["deployments", name], &[]).await.with_context(ctx)?,
+        ]),
+        KindName::Event => {
+            anyhow::bail!(
+                "events have no names; list them with `berth events` (add --app APP to narrow them)"
+            )
+        }
+    })
+}
+
+/// Splits a release reference: `web-3`, or `3` with `--app web`.
+pub fn release_ref(name: &str, app: Option<&str>) -> anyhow::Result<(String, u64)> {
+    if let (Some(app), Ok(n)) = (app, name.parse::<u64>()) {
+        return Ok((app.to_owned(), n));
+    }
+    match name.rsplit_once('-').map(|(a, n)| (a, n.parse::<u64>())) {
+        Some((a, Ok(n))) if !a.is_empty() => match app {
+            Some(app) if app != a => {
+                anyhow::bail!("release {name} belongs to application '{a}', not '{app}'")
+            }
+            _ => Ok((a.to_owned(), n)),
+        },
+        _ => anyhow::bail!(
+            "'{name}' is not a release; name one as APP-NUMBER (web-3), or NUMBER with --app APP"
+        ),
+    }
+}
+
+/// NAME RUNTIME DATACENTER PHASE AGE.
+#[must_use]
+pub fn cluster_table(items: &[Cluster], now: DateTime<Utc>) -> Table {
+    let mut t = Table::new(&["NAME", "RUNTIME", "DATACENTER", "PHASE", "AGE"]);
+    for c in items {
+        t.row([
+            c.metadata.name.clone(),
+            variant(&c.spec.runtime),
+            c.spec.datacenter.clone(),
+            variant(&c.status.phase),
+            output::age(c.metadata.creation_timestamp, now),
+        ]);
+    }
+    t
+}
+
+/// NAME ORDER CLUSTERS AGE.
+#[must_use]
+pub fn environment_table(items: &[Environment], now: DateTime<Utc>) -> Table {
+    let mut t = Table::new(&["NAME", "ORDER", "CLUSTERS", "AGE"]);
+    for e in items {
+        let clusters: Vec<_> = e.spec.clusters.iter().map(|p| p.cluster.as_str()).collect();
+        t.row([
+            e.metadata.name.clone(),
+            e.spec.order.to_string(),
+            clusters.join(","),
+            output::age(e.metadata.creation_timestamp, now),
+        ]);
+    }
+    t
+}
+
+/// NAME IMAGE REPLICAS AGE.
+#[must_use]
+pub fn application_table(items: &[Application], now: DateTime<Utc>) -> Table {
+    let mut t = Table::new(&["NAME", "IMAGE", "REPLICAS", "AGE"]);
+    for a in items {
+        t.row([
+            a.metadata.name.clone(),
+            a.spec.image.clone(),
+            a.spec.replicas.to_string(),
+            output::age(a.metadata.creation_timestamp, now),
+        ]);
+    }
+    t
+}
+
+/// APP NUMBER IMAGE AGE DESCRIPTION.
+#[must_use]
+pub fn release_table(items: &[Release], now: DateTime<Utc>) -> Table {
+    let mut t = Table::new(&["APP", "NUMBER", "IMAGE", "AGE", "DESCRIPTION"]);
+    for r in items {
+        t.row([
+            r.spec.application.clone(),
+            r.spec.number.to_string(),
+            r.spec.template.image.clone(),
+            output::age(r.metadata.creation_timestamp, now),
+            r.spec.origin.description.clone().unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+/// NAME APP ENV RELEASE PHASE AGE.
+#[must_use]
+pub fn deployment_table(items: &[Deployment], now: DateTime<Utc>) -> Table {
+    let mut t = Table::new(&["NAME", "APP", "ENV", "RELEASE", "PHASE", "AGE"]);
+    for d in items {
+        t.row([
+            d.metadata.name.clone(),
+            d.spec.application.clone(),
+            d.spec.environment.clone(),
+            d.spec.release.to_string(),
+            variant(&d.status.phase),
+            output::age(d.metadata.creation_timestamp.or(d.status.started_at), now),
+        ]);
+    }
+    t
+}
+
+/// SEQ AGE TYPE REASON OBJECT MESSAGE.
+#[must_use]
+pub fn event_table(items: &[Event], now: DateTime<Utc>) -> Table {
+    let mut t = Table::new(&["SEQ", "AGE", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
+    for e in items {
+        t.row([
+            e.seq.to_string(),
+            output::age(Some(e.time), now),
+            variant(&e.event.event_type),
+            e.event.reason.clone(),
+            events::object(e),
+            e.event.message.clone(),
+        ]);
+    }
+    t
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use berth_core::objects::{
+        ApplicationSpec, ClusterPhase, ClusterProgress, ClusterSpec, DeploymentPhase, DeploymentSpec,
+        EnvironmentSpec, NewEvent, Placement, ReleaseOrigin,
+    };
+    use chrono::TimeZone;
+
+    use super::*;
+
+    pub(crate) fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
+    }
+
+    fn ago(secs: i64) -> Option<DateTime<Utc>> {
+        Some(now() - chrono::Duration::seconds(secs))
+    }
+
+    pub(crate) fn cluster(name: &str, dc: &str, phase: ClusterPhase, age: i64) -> Cluster {
+        let mut c = Cluster::new(
+            name,
+            ClusterSpec {
+                datacenter: dc.into(),
+                ..ClusterSpec::default()
+            },
+        );
+        c.status.phase = phase;
+        c.metadata.creation_timestamp = ago(age);
+        c
+    }
+
+    pub(crate) fn app(name: &str, image: &str, replicas: u32) -> Application {
+        let spec: ApplicationSpec = serde_json::from_value(serde_json::json!({"image": image})).unwrap();
+        let mut a = Application::new(name, ApplicationSpec { replicas, ..spec });
+        a.metadata.creation_timestamp = ago(4_000);
+        a
+    }
+
+    pub(crate) fn deployment(
+        app: &str,
+        env: &str,
+        number: u64,
+        release: u64,
+        phase: DeploymentPhase,
+    ) -> Deployment {
+        let mut d = Deployment::new(
+            berth_core::objects::deployment_name(app, env, number),
+            DeploymentSpec {
+                application: app.into(),
+                environment: env.into(),
+                release,
+                number,
+                cause: Default::default(),
+                requested_by: Some("alice".into()),
+            },
+        );
+        d.status.phase = phase;
+        d.status.clusters = vec![ClusterProgress {
+            cluster: "local".into(),
+            datacenter: "default".into(),
+            desired: 3,
+            updated: 3,
+            ready: 2,
+            old: 1,
+            message: None,
+        }];
+        d.metadata.creation_timestamp = ago(95);
+        d
+    }
+
+    pub(crate) fn event(seq: u64, reason: &str, kind: &str, name: &str, message: &str) -> Event {
+        Event {
+            seq,
+            time: now() - chrono::Duration::seconds(30),
+            event: NewEvent::normal(reason, kind, name, "alice", message),
+        }
+    }
+
+    #[test]
+    fn tables() {
+        let clusters = [
+            cluster("local", "default", ClusterPhase::Ready, 3 * 86_400),
+            cluster("dc2-east", "east", ClusterPhase::Unreachable, 50),
+        ];
+        let mut env = Environment::new(
+            "production",
+            EnvironmentSpec {
+                order: 2,
+                clusters: vec![
+                    Placement {
+                        cluster: "local".into(),
+                        weight: 1,
+                    },
+                    Placement {
+                        cluster: "dc2-east".into(),
+                        weight: 1,
+                    },
+                ],
+                rollout: Default::default(),
+            },
+        );
+        env.metadata.creation_timestamp = ago(7_300);
+        let web = app("web", "127.0.0.1:5000/team/web:1.0", 3);
+        let apps = [web.clone(), app("api", "127.0.0.1:5000/api:2", 1)];
+        let release = Release::of(
+            "web",
+            4,
+            ApplicationSpec {
+                image: "127.0.0.1:5000/team/web@sha256:0123456789ab".into(),
+                ..web.spec.clone()
+            },
+            ReleaseOrigin {
+                description: Some("new checkout".into()),
+                ..ReleaseOrigin::default()
+            },
+        );
+        let deployments = [
+            deployment("web", "qa", 3, 4, DeploymentPhase::Progressing),
+            deployment("web", "production", 12, 3, DeploymentPhase::Succeeded),
+        ];
+        let events = [
+            event(41, "Created", "Application", "web", "created by alice"),
+            event(42, "RolloutStarted", "Deployment", "web-qa-3", "release 4 to qa"),
+        ];
+        let all = [
+            Found::Clusters(clusters.to_vec()),
+            Found::Environments(vec![env]),
+            Found::Applications(apps.to_vec()),
+            Found::Releases(vec![release]),
+            Found::Deployments(deployments.to_vec()),
+            Found::Events(events.to_vec()),
+            Found::Applications(vec![]),
+        ];
+        let text: Vec<String> = all
+            .iter()
+            .map(|f| render(f, Format::Table, false, now()).unwrap())
+            .collect();
+        insta::assert_snapshot!(text.join("\n"), @r"
+        NAME       RUNTIME   DATACENTER   PHASE         AGE
+        local      local     default      Ready         3d
+        dc2-east   local     east         Unreachable   50s
+
+        NAME         ORDER   CLUSTERS         AGE
+        production   2       local,dc2-east   2h
+
+        NAME   IMAGE                         REPLICAS   AGE
+        web    127.0.0.1:5000/team/web:1.0   3          66m
+        api    127.0.0.1:5000/api:2          1          66m
+
+        APP   NUMBER   IMAGE                                         AGE         DESCRIPTION
+        web   4        127.0.0.1:5000/team/web@sha256:0123456789ab   <unknown>   new checkout
+
+        NAME                APP   ENV          RELEASE   PHASE         AGE
+        web-qa-3            web   qa           4         Progressing   95s
+        web-production-12   web   production   3         Succeeded     95s
+
+        SEQ   AGE   TYPE     REASON           OBJECT                MESSAGE
+        41    30s   Normal   Created          application/web       created by alice
+        42    30s   Normal   RolloutStarted   deployment/web-qa-3   release 4 to qa
+
+        No applications found.
+        ");
+    }
+
+    #[test]
+    fn json_and_yaml() {
+        let c = cluster("local", "default", ClusterPhase::Ready, 10);
+        let one = Found::Clusters(vec![c.clone()]);
+        let json = render(&one, Format::Json, true, now()).unwrap();
+        let back: Cluster = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            serde_json::to_value(back).unwrap(),
+            serde_json::to_value(&c).unwrap()
+        );
+        let list = render(&one, Format::Json, false, now()).unwrap();
+        let v: Value = serde_json::from_str(&list).unwrap();
+        assert_eq!(v["kind"], "ClusterList");
+        assert_eq!(v["items"][0]["metadata"]["name"], "local");
+        let two = Found::Clusters(vec![c.clone(), cluster("b", "x", ClusterPhase::Unknown, 1)]);
+        let yaml = render(&two, Format::Yaml, false, now()).unwrap();
+        let docs: Vec<Cluster> = serde_saphyr::from_str_multiple(&yaml).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(
+            serde_json::to_value(&docs[0]).unwrap(),
+            serde_json::to_value(&c).unwrap()
+        );
+    }
+
+    #[test]
+    fn release_refs() {
+        assert_eq!(release_ref("web-3", None).unwrap(), ("web".into(), 3));
+        assert_eq!(release_ref("my-web-12", None).unwrap(), ("my-web".into(), 12));
+        assert_eq!(release_ref("3", Some("web")).unwrap(), ("web".into(), 3));
+        assert_eq!(release_ref("web-3", Some("web")).unwrap(), ("web".into(), 3));
+        assert!(release_ref("web-3", Some("api")).is_err());
+        assert!(release_ref("web", None).is_err());
+        assert!(release_ref("3", None).is_err());
+    }
+
+    #[tokio::test]
+    async fn lists_follow_continue_tokens() {
+        let fake = crate::fake::FakeApi::default();
+        for name in ["a", "b", "c"] {
+            fake.insert(
+                "applications",
+                serde_json::to_value(app(name, "r/x:1", 1)).unwrap(),
+            );
+        }
+        let client = fake.serve().await;
+        let args = GetArgs {
+            kind: KindName::Application,
+            name: None,
+            output: Format::Table,
+            app: None,
+            environment: None,
+        };
+        let Found::Applications(apps) = fetch(&client, &args).await.unwrap() else {
+            panic!("not applications")
+        };
+        let names: Vec<_> = apps.iter().map(|a| a.metadata.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(
+            fake.requests(),
+            [
+                "GET /applications",
+                "GET /applications?continue=1",
+                "GET /applications?continue=2"
+            ]
+        );
+    }
+}

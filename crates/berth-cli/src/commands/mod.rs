@@ -1,0 +1,23 @@
+//! One module per verb. Each has an `…Args` struct (clap) and a `run` function taking
+//! the [`Client`](crate::client::Client) and the output to write to, so that every
+//! command can be driven in tests against an in-process server.
+
+pub mod apply;
+pub mod delete;
+pub mod deploy;
+pub mod describe;
+pub mod events;
+pub mod get;
+pub mod rollback;
+pub mod status;
+
+use serde::Serialize;
+
+/// The name serde gives a unit enum variant (`local`, `Ready`), for tables.
+pub(crate) fn variant<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_owned(),
+    }
+}

@@ -1,0 +1,227 @@
+//! Benchmarks of a real `berth server` process (release build):
+//!
+//! - start-up time: spawn → first `200` from `/healthz`, over several fresh starts;
+//! - idle memory: RSS after the server has been idle for a few seconds;
+//! - API reads on loopback: latency percentiles and throughput with concurrent clients;
+//! - deploy → first new container started (from Podman's event stream).
+//!
+//! Run: `cargo build --release -p berth && cargo run --release -p berth --example bench`
+//! (needs `scripts/setup-runtime.sh up` for the deploy measurement).
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+
+const BIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/berth");
+
+fn spawn(data: &Path, api: &str, router: &str) -> anyhow::Result<Child> {
+    Ok(Command::new(BIN)
+        .args([
+            "server",
+            "--listen",
+            api,
+            "--router-listen",
+            router,
+            "--insecure-registry",
+            "127.0.0.1:5000",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
+    Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn wait_healthy(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
+    for _ in 0..2000 {
+        if http
+            .get(format!("http://{api}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    anyhow::bail!("server did not become healthy")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let api = "127.0.0.1:17070";
+    let router = "127.0.0.1:18080";
+
+    // Start-up time, fresh data directory each time (includes creating the database).
+    let mut starts = Vec::new();
+    for _ in 0..10 {
+        let dir = tempfile::tempdir()?;
+        let t = Instant::now();
+        let mut child = spawn(dir.path(), api, router)?;
+        wait_healthy(&http, api).await?;
+        starts.push(t.elapsed());
+        child.kill()?;
+        child.wait()?;
+    }
+    starts.sort();
+    println!(
+        "start-up (spawn to first /healthz 200, fresh data dir, n=10): median {:?}, max {:?}",
+        percentile(&starts, 0.5),
+        starts[starts.len() - 1]
+    );
+
+    let dir = tempfile::tempdir()?;
+    let mut child = spawn(dir.path(), api, router)?;
+    wait_healthy(&http, api).await?;
+    let token = std::fs::read_to_string(dir.path().join("bootstrap-token"))?
+        .trim()
+        .to_owned();
+    let base = format!("http://{api}/api/v1");
+
+    // Some objects to read.
+    let cluster = format!("bench{}", std::process::id());
+    http.put(format!("{base}/clusters/{cluster}")).bearer_auth(&token)
+        .json(&json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": cluster}, "spec": {}}))
+        .send().await?.error_for_status()?;
+    http.put(format!("{base}/environments/qa")).bearer_auth(&token)
+        .json(&json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "qa"}, "spec": {"clusters": [{"cluster": cluster}]}}))
+        .send().await?.error_for_status()?;
+    for i in 0..50 {
+        http.put(format!("{base}/applications/app{i}")).bearer_auth(&token)
+            .json(&json!({"apiVersion": "berth.dev/v1", "kind": "Application", "metadata": {"name": format!("app{i}")},
+                "spec": {"image": "127.0.0.1:5000/busybox:latest", "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                         "configFiles": [{"path": "/www/index.html", "content": "hi"}]}}))
+            .send().await?.error_for_status()?;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "idle RSS after 5 s (50 applications stored): {} KiB",
+        rss_kib(child.id())?
+    );
+
+    // API reads: 8 concurrent clients, GET one application and list all, for 10 s.
+    let clients = 8;
+    let run_for = Duration::from_secs(10);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut i = c;
+            while started.elapsed() < run_for {
+                let url = if i % 5 == 0 {
+                    format!("{base}/applications")
+                } else {
+                    format!("{base}/applications/app{}", i % 50)
+                };
+                let t = Instant::now();
+                let ok = http
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    samples.push(t.elapsed());
+                }
+                i += 1;
+            }
+            samples
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    println!(
+        "API reads ({clients} clients, 80% GET one, 20% list of 50, {:?}): {} requests, {:.0} req/s, p50 {:?}, p95 {:?}, p99 {:?}",
+        run_for,
+        all.len(),
+        all.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&all, 0.50),
+        percentile(&all, 0.95),
+        percentile(&all, 0.99)
+    );
+    println!("RSS after the read load: {} KiB", rss_kib(child.id())?);
+
+    // Deploy call → first container of the release started, seen in Podman's events.
+    let mut samples = Vec::new();
+    for n in 0..5 {
+        let mut events = Command::new("podman")
+            .args([
+                "events",
+                "--filter",
+                "event=start",
+                "--filter",
+                &format!("label=berth.cluster={cluster}"),
+                "--format",
+                "{{.Name}}",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = events.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Some(Ok(line)) = BufReader::new(stdout).lines().next() {
+                let _ = tx.send((Instant::now(), line));
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await; // let `podman events` subscribe
+        let t = Instant::now();
+        http.post(format!("{base}/applications/app{n}/deploy"))
+            .bearer_auth(&token)
+            .json(&json!({"environment": "qa"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let (at, name) = rx.recv_timeout(Duration::from_secs(30))?;
+        samples.push(at - t);
+        println!(
+            "  deploy app{n}: first container {name} started after {:?}",
+            at - t
+        );
+        let _ = events.kill();
+        let _ = events.wait();
+    }
+    samples.sort();
+    println!(
+        "deploy call → first container started (n=5): median {:?}, max {:?}",
+        percentile(&samples, 0.5),
+        samples[samples.len() - 1]
+    );
+
+    child.kill()?;
+    child.wait()?;
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "podman rm -f -t0 $(podman ps -aq --filter label=berth.cluster={cluster}) >/dev/null 2>&1"
+        ))
+        .status();
+    Ok(())
+}

@@ -1,0 +1,289 @@
+//! A real `berth server` process for end-to-end tests: its own data directory, ports
+//! and cluster name, and the containers it made removed afterwards even on failure.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const IMAGE: &str = "127.0.0.1:5000/busybox:latest";
+pub const BIN: &str = env!("CARGO_BIN_EXE_berth");
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A running server.
+pub struct Berth {
+    child: Option<Child>,
+    pub api: String,
+    pub router: String,
+    pub token: String,
+    pub cluster: String,
+    pub data: PathBuf,
+    _dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+fn spawn(data: &Path) -> (Child, String, String) {
+    let mut child = Command::new(BIN)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--router-listen",
+            "127.0.0.1:0",
+            "--insecure-registry",
+            "127.0.0.1:5000",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("berth server starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines.next().expect("server prints its addresses").unwrap();
+        if let Some(rest) = line.strip_prefix("berth API on http://") {
+            let (api, router) = rest.split_once("  router on http://").unwrap();
+            // Keep draining stdout so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (child, format!("http://{api}"), router.trim().to_owned());
+        }
+    }
+}
+
+impl Berth {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (child, api, router) = spawn(&data);
+        let token = std::fs::read_to_string(data.join("bootstrap-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let cluster = format!("e2e{}x{n}", std::process::id());
+        let berth = Self {
+            child: Some(child),
+            api,
+            router,
+            token,
+            cluster,
+            data,
+            _dir: dir,
+            http: reqwest::Client::new(),
+        };
+        berth.wait_healthy().await;
+        berth
+    }
+
+    async fn wait_healthy(&self) {
+        wait_until(Duration::from_secs(10), "server healthy", || async {
+            self.http
+                .get(format!("{}/healthz", self.api))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+    }
+
+    /// kill -9 the server and start it again on the same data directory.
+    pub async fn crash_and_restart(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (child, api, router) = spawn(&self.data);
+        self.child = Some(child);
+        self.api = api;
+        self.router = router;
+        self.wait_healthy().await;
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.api))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("BERTH_SERVER", &self.api)
+            .env("BERTH_TOKEN", &self.token)
+            .env("BERTH_CONFIG", self.data.join("no-config.yaml"))
+            .output()
+            .unwrap()
+    }
+
+    /// A cluster of this test's own, an environment `qa` on it, and application `web`.
+    pub async fn platform(&self, deadline_seconds: u32) {
+        let (s, b) = self
+            .call(Method::PUT, &format!("/clusters/{}", self.cluster), Some(json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": self.cluster}, "spec": {"datacenter": "dc1"}})))
+            .await;
+        assert!(s.is_success(), "{b}");
+        let env = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "qa"},
+            "spec": {"clusters": [{"cluster": self.cluster}], "rollout": {"progressDeadlineSeconds": deadline_seconds}}});
+        let (s, b) = self.call(Method::PUT, "/environments/qa", Some(env)).await;
+        assert!(s.is_success(), "{b}");
+    }
+
+    /// GET through the router with `Host: <app>.<env>.localhost`.
+    pub async fn get_app(&self, host: &str, path: &str) -> Result<(u16, String), String> {
+        let res = self
+            .http
+            .get(format!("http://{}{path}", self.router))
+            .header("host", host)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = res.status().as_u16();
+        Ok((status, res.text().await.map_err(|e| e.to_string())?))
+    }
+
+    pub async fn deployment(&self, name: &str) -> Value {
+        self.call(Method::GET, &format!("/deployments/{name}"), None)
+            .await
+            .1
+    }
+
+    pub async fn wait_phase(&self, name: &str, phase: &str, within: Duration) -> Value {
+        let mut last = Value::Null;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            last = self.deployment(name).await;
+            if last["status"]["phase"] == phase {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("deployment {name} did not reach {phase} within {within:?}: {last}");
+    }
+
+    pub async fn events(&self) -> Vec<Value> {
+        self.call(Method::GET, "/events?limit=1000", None).await.1["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Containers of this test's cluster: (id, release, state).
+    pub fn containers(&self) -> Vec<(String, String, String)> {
+        let out = Command::new("podman")
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label=berth.cluster={}", self.cluster),
+                "--format",
+                "{{.ID}} {{.Labels}} {{.State}}",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let id = l.split_whitespace().next().unwrap().to_owned();
+                let release = l
+                    .split("berth.release:")
+                    .nth(1)
+                    .map(|r| r.split(|c: char| !c.is_ascii_digit()).next().unwrap().to_owned())
+                    .unwrap_or_default();
+                let state = l.split_whitespace().last().unwrap().to_owned();
+                (id, release, state)
+            })
+            .collect()
+    }
+
+    pub fn running(&self) -> Vec<(String, String)> {
+        self.containers()
+            .into_iter()
+            .filter(|c| c.2 == "running")
+            .map(|c| (c.0, c.1))
+            .collect()
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let out = Command::new("podman")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=berth.cluster={}", self.cluster),
+            ])
+            .output();
+        if let Ok(out) = out {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            if !ids.is_empty() {
+                let _ = Command::new("podman")
+                    .args(["rm", "-f", "-t", "0"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
+}
+
+/// Polls `check` until it holds, failing the test after `within`.
+pub async fn wait_until<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {within:?} waiting for {what}");
+}
+
+/// The sample application document: busybox httpd serving `page` at `/`.
+pub fn web_app(page: &str, replicas: u32, health_path: &str) -> Value {
+    json!({
+        "apiVersion": "berth.dev/v1", "kind": "Application", "metadata": {"name": "web"},
+        "spec": {
+            "image": IMAGE,
+            "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+            "healthCheck": {"path": health_path},
+            "replicas": replicas,
+            "resources": {"memory": "32Mi"},
+            "configFiles": [
+                {"path": "/www/index.html", "content": page},
+                {"path": "/www/healthz", "content": "ok"}
+            ]
+        }
+    })
+}
