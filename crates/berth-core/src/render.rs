@@ -46,7 +46,8 @@ pub struct Workload {
     pub args: Option<Vec<String>>,
     /// Port the app listens on in the container.
     pub port: u16,
-    /// Environment variables, including Berth's own (`BERTH_*`, `PORT`).
+    /// Environment variables, including Berth's own (`BERTH_APPLICATION`,
+    /// `BERTH_ENVIRONMENT`, `PORT`).
     pub env: BTreeMap<String, String>,
     /// Files written into each replica.
     pub config_files: Vec<ConfigFile>,
@@ -91,7 +92,6 @@ pub fn render(
     env.insert("PORT".to_owned(), t.port.to_string());
     env.insert("BERTH_APPLICATION".to_owned(), app.clone());
     env.insert("BERTH_ENVIRONMENT".to_owned(), env_name.to_owned());
-    env.insert("BERTH_RELEASE".to_owned(), release.spec.number.to_string());
 
     let mut hosts = vec![default_host(app, env_name, domain)];
     hosts.extend(over.hostname);
@@ -122,11 +122,11 @@ pub fn render(
     workload
 }
 
-/// Hash of the fields that shape one replica. Replica count, hostnames and deadlines are
-/// left out: changing them must not replace running replicas.
+/// Hash of the fields that shape one replica. The release number, replica count,
+/// hostnames and deadlines are left out: a release that only scales (or a rollback to an
+/// identical shape) keeps the running replicas instead of replacing them.
 fn spec_hash(w: &Workload) -> String {
     let shape = serde_json::json!({
-        "release": w.release,
         "image": w.image,
         "command": w.command,
         "args": w.args,
@@ -204,7 +204,7 @@ mod tests {
         );
         assert_eq!(prod.replicas, 3);
         assert_eq!(prod.env["A"], "2");
-        assert_eq!(prod.env["BERTH_RELEASE"], "4");
+        assert_eq!(prod.env["BERTH_ENVIRONMENT"], "production");
         assert_eq!(prod.hosts, ["web.production.localhost", "shop.example.com"]);
         assert_eq!((prod.cpu_millis, prod.memory_bytes), (Some(250), Some(64 << 20)));
         assert_ne!(

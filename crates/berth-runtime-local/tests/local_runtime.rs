@@ -2,6 +2,9 @@
 //! the local registry at 127.0.0.1:5000, both started by `scripts/setup-runtime.sh up`.
 //! Each test uses a cluster name of its own and removes its containers when it ends.
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::{
@@ -211,10 +214,81 @@ async fn a_killed_replica_is_replaced_within_five_seconds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_replica_is_replaced_within_five_seconds() {
+    let image = image().await;
+    let cluster = Cluster::new("sick");
+    let table = RouteTable::new();
+    let rt = cluster.runtime(table.clone(), options());
+    let w = workload(&image, &cluster.name, 1, 2);
+    let desired = std::slice::from_ref(&w);
+    drive(&rt, desired, Duration::from_secs(20), POLL, |r, _| settled(r, 2))
+        .await
+        .unwrap();
+
+    // The health file goes away: checks fail from now on (interval 1 s, threshold 2).
+    let victim = cluster.containers().await[0].clone();
+    let id = victim.id.unwrap();
+    let name = victim.names.unwrap()[0].trim_start_matches('/').to_owned();
+    let docker = docker();
+    let exec = docker
+        .create_exec(
+            &id,
+            bollard::exec::CreateExecOptions {
+                cmd: Some(vec!["rm", "/www/healthz"]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    docker
+        .start_exec(
+            &exec.id,
+            Some(bollard::exec::StartExecOptions {
+                detach: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let broken = Instant::now();
+    let notices = drive(
+        &rt,
+        desired,
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+        |r, seen| {
+            settled(r, 2)
+                && seen
+                    .iter()
+                    .any(|n| n.reason == "ReplicaReplaced" && n.message.contains(&name))
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("unhealthy replica replaced {:?} after it broke", broken.elapsed());
+    let replaced = notices.iter().find(|n| n.reason == "ReplicaReplaced").unwrap();
+    assert!(
+        replaced.message.contains("failed its health checks") && replaced.message.contains("404"),
+        "{replaced:?}"
+    );
+    let backends = &table.cluster_routes(&cluster.name)[0].backends;
+    assert!(
+        backends.iter().all(|b| b.container != id),
+        "the sick replica takes no traffic"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_removed_or_paused_behind_berths_back_are_replaced() {
     let image = image().await;
     let cluster = Cluster::new("drift");
-    let rt = cluster.runtime(RouteTable::new(), options());
+    let rt = cluster.runtime(
+        RouteTable::new(),
+        RuntimeOptions {
+            drift_check_interval: Duration::ZERO,
+            ..options()
+        },
+    );
     let w = workload(&image, &cluster.name, 1, 2);
     let desired = std::slice::from_ref(&w);
     drive(&rt, desired, Duration::from_secs(20), POLL, |r, _| settled(r, 2))
@@ -222,13 +296,61 @@ async fn replicas_removed_or_paused_behind_berths_back_are_replaced() {
         .unwrap();
 
     let containers = cluster.containers().await;
+    // A replica whose memory limit is not what its release says (Podman 4.3 cannot
+    // change the limits of a running container through the Docker API, so one is made
+    // that way, with Berth's labels).
+    let forged = format!("forged-{}", cluster.name);
+    let docker = docker();
+    let id = docker
+        .create_container(
+            Some(
+                bollard::query_parameters::CreateContainerOptionsBuilder::default()
+                    .name(&forged)
+                    .build(),
+            ),
+            bollard::models::ContainerCreateBody {
+                image: Some(image.clone()),
+                entrypoint: w.command.clone(),
+                labels: containers[0].labels.clone(),
+                host_config: Some(bollard::models::HostConfig {
+                    init: Some(true),
+                    memory: Some(32 << 20),
+                    nano_cpus: Some(500_000_000),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    docker
+        .start_container(&id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await
+        .unwrap();
+    let notices = drive(&rt, desired, Duration::from_secs(10), POLL, |r, seen| {
+        settled(r, 2)
+            && seen
+                .iter()
+                .any(|n| n.reason == "DriftCorrected" && n.message.contains(&forged))
+    })
+    .await
+    .unwrap();
+    let about = notices
+        .iter()
+        .find(|n| n.reason == "DriftCorrected" && n.message.contains(&forged))
+        .unwrap();
+    assert!(
+        about.warning && about.message.contains("memory limit of 33554432"),
+        "{about:?}"
+    );
+
     let name = |i: usize| {
         containers[i].names.as_ref().unwrap()[0]
             .trim_start_matches('/')
             .to_owned()
     };
     let (removed, paused) = (name(0), name(1));
-    let docker = docker();
     docker
         .remove_container(
             containers[0].id.as_deref().unwrap(),
@@ -268,7 +390,7 @@ async fn replicas_removed_or_paused_behind_berths_back_are_replaced() {
             .iter()
             .map(|c| c.names.as_ref().unwrap()[0].clone())
             .collect();
-        if names.len() == 2 && !names.iter().any(|n| n.contains(&paused)) {
+        if names.len() == 2 && !names.iter().any(|n| n.contains(&paused) || n.contains(&forged)) {
             break;
         }
         assert!(

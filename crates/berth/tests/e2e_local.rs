@@ -361,7 +361,10 @@ async fn cli_apply_reports_bad_yaml_with_its_location_and_applies_nothing() {
     let out = berth.cli(&["apply", "-f", dir.path().to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("b.yaml") && err.contains("line"), "{err}");
+    assert!(
+        err.contains("b.yaml:4:"),
+        "names the file, line and column: {err}"
+    );
     assert_eq!(
         berth.call(Method::GET, "/clusters/fine", None).await.0,
         reqwest::StatusCode::NOT_FOUND

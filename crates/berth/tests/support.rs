@@ -130,7 +130,9 @@ impl Berth {
             .args(args)
             .env("BERTH_SERVER", &self.api)
             .env("BERTH_TOKEN", &self.token)
-            .env("BERTH_CONFIG", self.data.join("no-config.yaml"))
+            .env_remove("BERTH_CONFIG")
+            .env("HOME", &self.data)
+            .env("XDG_CONFIG_HOME", &self.data)
             .output()
             .unwrap()
     }
@@ -196,22 +198,19 @@ impl Berth {
                 "--filter",
                 &format!("label=berth.cluster={}", self.cluster),
                 "--format",
-                "{{.ID}} {{.Labels}} {{.State}}",
+                "json",
             ])
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let id = l.split_whitespace().next().unwrap().to_owned();
-                let release = l
-                    .split("berth.release:")
-                    .nth(1)
-                    .map(|r| r.split(|c: char| !c.is_ascii_digit()).next().unwrap().to_owned())
-                    .unwrap_or_default();
-                let state = l.split_whitespace().last().unwrap().to_owned();
-                (id, release, state)
+        let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        list.iter()
+            .map(|c| {
+                let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+                (
+                    text(&c["Id"]),
+                    text(&c["Labels"]["berth.release"]),
+                    text(&c["State"]),
+                )
             })
             .collect()
     }

@@ -2,7 +2,7 @@
 //! after themselves, workloads, driving reconcile passes until a condition holds, and an
 //! HTTP client.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
     collections::BTreeMap,
