@@ -453,40 +453,12 @@ impl Reconciler {
                     make(reason, DeploymentKind::KIND, g.name(), "berth", c.message.clone())
                         .about(app, Some(env_name)),
                 );
-                if c.phase == DeploymentPhase::Failed && env.spec.rollout.auto_rollback {
-                    if let Some(back) =
-                        last_succeeded(deployments).filter(|d| d.spec.release != g.spec.release)
-                    {
-                        let number = deployments.iter().map(|d| d.spec.number).max().unwrap_or(0) + 1;
-                        let mut rollback = Deployment::new(
-                            deployment_name(app, env_name, number),
-                            DeploymentSpec {
-                                application: app.clone(),
-                                environment: env_name.clone(),
-                                release: back.spec.release,
-                                number,
-                                cause: DeploymentCause::AutoRollback {
-                                    failed_deployment: g.metadata.name.clone(),
-                                },
-                                requested_by: Some("berth".to_owned()),
-                            },
-                        );
-                        rollback.status.previous_release = Some(g.spec.release);
-                        writes.push(repo::create(&rollback)?);
-                        events.push(
-                            NewEvent::warning(
-                                "AutoRollback",
-                                DeploymentKind::KIND,
-                                rollback.name(),
-                                "berth",
-                                format!(
-                                    "rolling {app} in {env_name} back to release {} after {} failed",
-                                    back.spec.release, g.metadata.name
-                                ),
-                            )
-                            .about(app, Some(env_name)),
-                        );
-                    }
+                if c.phase == DeploymentPhase::Failed
+                    && env.spec.rollout.auto_rollback
+                    && let Some((write, event)) = auto_rollback(g, deployments)?
+                {
+                    writes.push(write);
+                    events.push(event);
                 }
             }
             None => {
@@ -522,4 +494,43 @@ impl Reconciler {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The deployment that takes an environment back to the last release that succeeded
+/// there, after `failed` failed; `None` when there is no such release.
+fn auto_rollback(
+    failed: &Deployment,
+    deployments: &[Deployment],
+) -> Result<Option<(Write, NewEvent)>, RepoError> {
+    let Some(back) = last_succeeded(deployments).filter(|d| d.spec.release != failed.spec.release) else {
+        return Ok(None);
+    };
+    let (app, env) = (&failed.spec.application, &failed.spec.environment);
+    let number = deployments.iter().map(|d| d.spec.number).max().unwrap_or(0) + 1;
+    let mut rollback = Deployment::new(
+        deployment_name(app, env, number),
+        DeploymentSpec {
+            application: app.clone(),
+            environment: env.clone(),
+            release: back.spec.release,
+            number,
+            cause: DeploymentCause::AutoRollback {
+                failed_deployment: failed.metadata.name.clone(),
+            },
+            requested_by: Some("berth".to_owned()),
+        },
+    );
+    rollback.status.previous_release = Some(failed.spec.release);
+    let event = NewEvent::warning(
+        "AutoRollback",
+        DeploymentKind::KIND,
+        rollback.name(),
+        "berth",
+        format!(
+            "rolling {app} in {env} back to release {} after {} failed",
+            back.spec.release, failed.metadata.name
+        ),
+    )
+    .about(app, Some(env));
+    Ok(Some((repo::create(&rollback)?, event)))
 }

@@ -1,6 +1,13 @@
 //! End to end on the local runtime: the real `berth` binary (server and CLI), real
 //! Podman containers, the real registry, HTTP through the built-in router.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::zombie_processes
+)]
+
 mod support;
 
 use std::{

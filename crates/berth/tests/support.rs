@@ -1,7 +1,13 @@
 //! A real `berth server` process for end-to-end tests: its own data directory, ports
 //! and cluster name, and the containers it made removed afterwards even on failure.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::zombie_processes
+)]
 
 use std::{
     io::{BufRead, BufReader},
