@@ -378,19 +378,15 @@ async fn not_found() -> ApiError {
     }
 }
 
-/// The whole HTTP application: `/api/v1/...` behind authentication, the OpenAPI document
-/// and `/healthz` open.
+/// The whole HTTP application: `/api/v1/...` (the OpenAPI document included) behind
+/// authentication; only the liveness probe `/healthz` is open.
 pub fn router(state: ApiState) -> Router {
     let (api, mut doc) = api_router().split_for_parts();
     doc.servers = Some(vec![utoipa::openapi::Server::new("/api/v1")]);
     let doc = Arc::new(serde_json::to_string(&doc).unwrap_or_default());
     let api = api
-        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(DefaultBodyLimit::max(MAX_BODY));
-    Router::new()
-        .nest("/api/v1", api)
         .route(
-            "/api/v1/openapi.json",
+            "/openapi.json",
             get(move || {
                 let doc = doc.clone();
                 async move {
@@ -401,6 +397,10 @@ pub fn router(state: ApiState) -> Router {
                 }
             }),
         )
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    Router::new()
+        .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)
         .layer(SetResponseHeaderLayer::overriding(

@@ -117,14 +117,24 @@ async fn every_endpoint_needs_a_valid_token() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    // The description and the liveness probe are open.
     let res = api
         .http
         .get(format!("{}/api/v1/openapi.json", api.base))
         .send()
         .await
         .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Only the liveness probe is open.
+    let res = api
+        .http
+        .get(format!("{}/healthz", api.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    let (status, doc) = api.call(Method::GET, "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with('3'));
     assert_eq!(
         api.call(Method::GET, "/applications", None).await.0,
         StatusCode::OK
