@@ -316,7 +316,7 @@ impl LocalRuntime {
                         reason: "ReplicaStarted".to_owned(),
                         message: format!("replica {} (release {}) started", s.name, w.release),
                     });
-                    let mut tracked = Tracked::adopted(
+                    let tracked = Tracked::started(
                         &Observed {
                             id: s.id.clone(),
                             name: s.name,
@@ -330,12 +330,15 @@ impl LocalRuntime {
                         },
                         now,
                     );
-                    tracked.adopted = false;
                     state.replicas.insert(s.id, tracked);
                 }
                 if let Some(error) = error {
-                    failing.insert(w.key.clone());
-                    self.bump_backoff(&mut state, &w.key, error.clone());
+                    // One step of backoff per pass, however many things failed in it.
+                    if failing.insert(w.key.clone()) {
+                        self.bump_backoff(&mut state, &w.key, error.clone());
+                    } else if let Some(b) = state.backoff.get_mut(&w.key) {
+                        b.last.clone_from(&error);
+                    }
                     messages.insert(w.key.clone(), error);
                 }
             }

@@ -93,6 +93,13 @@ impl Tracked {
         }
     }
 
+    pub fn started(o: &Observed, now: DateTime<Utc>) -> Self {
+        Self {
+            adopted: false,
+            ..Self::adopted(o, now)
+        }
+    }
+
     pub fn refresh(&mut self, o: &Observed) {
         self.state = o.state;
         if o.host_port.is_some() {
