@@ -6,6 +6,7 @@
 //! - deploy → first new container started (from Podman's event stream).
 //!
 //! Run: `cargo build --release -p berth && cargo run --release -p berth --example bench`
+//! (`BERTH_BIN=path` measures another build of the binary)
 //! (needs `scripts/setup-runtime.sh up` for the deploy measurement).
 
 use std::{
@@ -17,10 +18,14 @@ use std::{
 
 use serde_json::json;
 
-const BIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/berth");
+/// The release binary: `$BERTH_BIN`, else `target/release/berth` of this workspace.
+fn bin() -> String {
+    std::env::var("BERTH_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/berth").to_owned())
+}
 
 fn spawn(data: &Path, api: &str, router: &str) -> anyhow::Result<Child> {
-    Ok(Command::new(BIN)
+    Ok(Command::new(bin())
         .args([
             "server",
             "--listen",
