@@ -103,6 +103,38 @@ pub fn advance(
     (status, change)
 }
 
+/// The status after a runtime reported that the rollout cannot complete (e.g. Kubernetes'
+/// `ProgressDeadlineExceeded`): the deployment fails at once with `reason`, instead of
+/// waiting for Berth's own deadline. Final deployments stay as they are.
+#[must_use]
+pub fn fail_stalled(
+    deployment: &Deployment,
+    progress: Vec<ClusterProgress>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> (DeploymentStatus, Option<PhaseChange>) {
+    let old = &deployment.status;
+    if old.phase.is_final() {
+        return (old.clone(), None);
+    }
+    let mut status = DeploymentStatus {
+        clusters: progress,
+        ..old.clone()
+    };
+    status.started_at.get_or_insert(now);
+    let message = format!("release {} failed to roll out: {reason}", deployment.spec.release);
+    status.phase = DeploymentPhase::Failed;
+    status.message = Some(message.clone());
+    status.finished_at = Some(now);
+    (
+        status,
+        Some(PhaseChange {
+            phase: DeploymentPhase::Failed,
+            message,
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, TimeZone};
@@ -185,5 +217,17 @@ mod tests {
         let d = dep(1, DeploymentPhase::Succeeded);
         let (s, c) = advance(&d, progress(0, 0), 60, Utc::now());
         assert_eq!((s.phase, c), (DeploymentPhase::Succeeded, None));
+    }
+
+    #[test]
+    fn a_stalled_rollout_fails_at_once() {
+        let d = dep(2, DeploymentPhase::Progressing);
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let (status, change) = fail_stalled(&d, vec![], "prod: ProgressDeadlineExceeded", now);
+        assert_eq!(status.phase, DeploymentPhase::Failed);
+        assert_eq!(change.map(|c| c.phase), Some(DeploymentPhase::Failed));
+        assert!(status.message.unwrap_or_default().contains("ProgressDeadlineExceeded"));
+        let done = dep(2, DeploymentPhase::Succeeded);
+        assert_eq!(fail_stalled(&done, vec![], "x", now).1, None);
     }
 }

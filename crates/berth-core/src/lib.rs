@@ -11,6 +11,7 @@
 //!  Environment ──clusters──▶ Deployment ──render──▶ Workload per cluster ──plan──▶ actions
 //! ```
 
+pub mod build;
 pub mod delivery;
 pub mod deployment;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod meta;
 pub mod name;
 pub mod objects;
 pub mod ports;
+pub mod promotion;
 pub mod quantity;
 pub mod render;
 pub mod repo;

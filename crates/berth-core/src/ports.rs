@@ -179,7 +179,7 @@ pub trait Store: Send + Sync {
 // === Runtime ===
 
 /// How one workload stands on a cluster after a reconcile pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkloadReport {
     /// Application and environment.
     pub key: WorkloadKey,
@@ -187,6 +187,10 @@ pub struct WorkloadReport {
     pub counts: Counts,
     /// Why it is not progressing, when something is wrong (e.g. an image that will not pull).
     pub message: Option<String>,
+    /// The runtime itself gave up on the rollout (Kubernetes reports
+    /// `ProgressDeadlineExceeded`): the deployment fails now, without waiting for Berth's
+    /// own deadline.
+    pub stalled: bool,
 }
 
 /// Something a runtime did or saw that people should know about.

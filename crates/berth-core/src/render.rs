@@ -8,12 +8,12 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::{
-    objects::{ConfigFile, Deployment, Environment, HealthCheck, Release},
+    objects::{Autoscaling, ConfigFile, Deployment, Environment, HealthCheck, Release},
     quantity,
 };
 
 /// Identifies an application in an environment.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 pub struct WorkloadKey {
     /// The application.
     pub application: String,
@@ -28,7 +28,7 @@ impl std::fmt::Display for WorkloadKey {
 }
 
 /// What one cluster should run for one application in one environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workload {
     /// Application and environment.
     pub key: WorkloadKey,
@@ -65,6 +65,35 @@ pub struct Workload {
     pub startup_deadline_seconds: u32,
     /// Hash of everything that shapes a replica; replicas with another hash are replaced.
     pub spec_hash: String,
+    /// The team that owns the application (`default` until teams exist).
+    #[serde(default)]
+    pub team: String,
+    /// Kubernetes namespace: one per team and environment.
+    #[serde(default)]
+    pub namespace: String,
+    /// Autoscaling bounds in this environment, when set (then `replicas` is the minimum).
+    #[serde(default)]
+    pub autoscaling: Option<Autoscaling>,
+    /// Whether the runtime may take over fields that other managers own (the
+    /// environment's `rollout.forceConflicts`).
+    #[serde(default)]
+    pub force_conflicts: bool,
+}
+
+/// The team an application belongs to until teams exist.
+pub const DEFAULT_TEAM: &str = "default";
+
+/// The Kubernetes namespace of a team in an environment: `<team>-<environment>`, cut to
+/// the 63 characters a namespace may have (with a hash so cut names stay distinct).
+#[must_use]
+pub fn namespace_of(team: &str, environment: &str) -> String {
+    let full = format!("{team}-{environment}");
+    if full.len() <= 63 {
+        return full;
+    }
+    let digest = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
+    let head: String = full.chars().take(63 - 9).collect();
+    format!("{}-{digest}", head.trim_end_matches('-'))
 }
 
 /// The default hostname of an application in an environment: `<app>.<env>.<domain>`.
@@ -113,10 +142,17 @@ pub fn render(
         cpu_millis: t.resources.cpu.as_deref().and_then(quantity::parse_cpu),
         memory_bytes: t.resources.memory.as_deref().and_then(quantity::parse_memory),
         health: t.health_check.clone(),
-        replicas: over.replicas.unwrap_or(t.replicas),
+        replicas: over
+            .autoscaling
+            .as_ref()
+            .map_or(over.replicas.unwrap_or(t.replicas), |a| a.min_replicas),
         hosts,
         startup_deadline_seconds: environment.spec.rollout.progress_deadline_seconds,
         spec_hash: String::new(),
+        team: DEFAULT_TEAM.to_owned(),
+        namespace: namespace_of(DEFAULT_TEAM, env_name),
+        autoscaling: over.autoscaling.clone(),
+        force_conflicts: environment.spec.rollout.force_conflicts,
     };
     workload.spec_hash = spec_hash(&workload);
     workload
@@ -219,5 +255,14 @@ mod tests {
         let b = render(&release(5), &deployment("qa"), &env("qa"), "local", "localhost");
         assert_eq!(a.spec_hash, b.spec_hash);
         let _ = EnvironmentOverride::default();
+    }
+
+    #[test]
+    fn namespaces_are_per_team_and_environment_and_fit_a_label() {
+        let w = render(&release(1), &deployment("qa"), &env("qa"), "local", "localhost");
+        assert_eq!((w.team.as_str(), w.namespace.as_str()), ("default", "default-qa"));
+        let long = namespace_of(&"t".repeat(40), &"e".repeat(40));
+        assert!(long.len() <= 63, "{long}");
+        assert_ne!(long, namespace_of(&"t".repeat(40), &"e".repeat(41)));
     }
 }

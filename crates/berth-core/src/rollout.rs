@@ -261,6 +261,7 @@ mod tests {
             hosts: vec![],
             startup_deadline_seconds: 60,
             spec_hash: "new".into(),
+            ..Workload::default()
         }
     }
 

@@ -551,6 +551,7 @@ mod tests {
             hosts: vec![],
             startup_deadline_seconds: 30,
             spec_hash: "h1".into(),
+            ..Workload::default()
         }
     }
 

@@ -377,6 +377,7 @@ impl LocalRuntime {
                     key: key.clone(),
                     counts,
                     message,
+                    stalled: false,
                 });
             }
             state.published = published;

@@ -173,6 +173,7 @@ fn connect(cluster: &Cluster, table: &RouteTable) -> Result<Connected, String> {
                 changed: Some(changed),
             })
         }
+        RuntimeKind::Kubernetes => Err("this server cannot drive Kubernetes clusters yet".to_owned()),
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::source::{Builder, Source, validate_source};
 use crate::{
     error::{Errors, FieldError},
     image::ImageRef,
@@ -132,6 +133,10 @@ pub struct ApplicationSpec {
     /// Per-environment differences, keyed by environment name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environments: BTreeMap<String, EnvironmentOverride>,
+    /// Where the image is built from. With a `dockerfile` or `java` builder, `image` names
+    /// the repository builds are pushed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 fn default_port() -> u16 {
@@ -163,10 +168,27 @@ impl Kind for ApplicationKind {
 /// Checks an application spec whose fields live under `base` (`spec`, or
 /// `spec.template` inside a release).
 pub fn validate_application_spec(spec: &ApplicationSpec, base: &str, errors: &mut Errors) {
-    if let Err(e) = ImageRef::parse(&spec.image) {
-        errors.push(
+    match ImageRef::parse(&spec.image) {
+        Err(e) => errors.push(
             FieldError::new(format!("{base}.image"), e.to_string()).hint("e.g. 127.0.0.1:5000/team/web:1.0"),
-        );
+        ),
+        // A built image is pushed under a tag of Berth's choosing; a release pins it.
+        Ok(r) if base == "spec"
+            && spec.source.as_ref().is_some_and(|s| s.builder != Builder::Image)
+            && (r.tag.is_some() || r.digest.is_some()) =>
+        {
+            errors.push(
+                FieldError::new(
+                    format!("{base}.image"),
+                    "with a source, image names the repository builds are pushed to",
+                )
+                .hint("leave out the tag and digest, e.g. 127.0.0.1:5000/team/web"),
+            );
+        }
+        Ok(_) => {}
+    }
+    if let Some(source) = &spec.source {
+        validate_source(source, &format!("{base}.source"), errors);
     }
     if spec.port == 0 {
         errors.push(FieldError::new(

@@ -24,6 +24,8 @@ pub enum RuntimeKind {
     /// Containers through the Docker Engine API (Podman or Docker) on one machine.
     #[default]
     Local,
+    /// A Kubernetes cluster driven through the Kubernetes API.
+    Kubernetes,
 }
 
 /// Settings of a local cluster.
@@ -34,6 +36,33 @@ pub struct LocalRuntime {
     /// `DOCKER_HOST` (or the platform default) when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+}
+
+/// Where the kubeconfig of a Kubernetes cluster comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum KubeconfigSource {
+    /// A kubeconfig file on the Berth server's machine.
+    Path(String),
+    /// The kubeconfig document itself (YAML). It holds credentials: prefer `path` where
+    /// the server's filesystem can hold the file.
+    Inline(String),
+}
+
+/// Settings of a Kubernetes cluster: a kubeconfig (and context), or the in-cluster
+/// service account when Berth itself runs in the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesRuntime {
+    /// The kubeconfig to use: `{path: /etc/berth/prod.yaml}` or `{inline: "apiVersion: v1…"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<KubeconfigSource>,
+    /// Context inside the kubeconfig; its `current-context` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Use the service account of the pod Berth runs in instead of a kubeconfig.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_cluster: bool,
 }
 
 /// Desired state of a cluster.
@@ -49,6 +78,9 @@ pub struct ClusterSpec {
     /// Settings for `runtime: local`.
     #[serde(default)]
     pub local: LocalRuntime,
+    /// Settings for `runtime: kubernetes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesRuntime>,
 }
 
 fn default_datacenter() -> String {
@@ -108,6 +140,114 @@ impl Kind for ClusterKind {
                 )
                 .hint("use unix:///path/to/socket, tcp://host:port or http://host:port"),
             );
+        }
+        validate_kubernetes(spec, errors);
+    }
+}
+
+fn validate_kubernetes(spec: &ClusterSpec, errors: &mut Errors) {
+    match (spec.runtime, &spec.kubernetes) {
+        (RuntimeKind::Local, Some(_)) => errors.push(
+            FieldError::new("spec.kubernetes", "is only for clusters with runtime: kubernetes")
+                .hint("set runtime: kubernetes, or remove spec.kubernetes"),
+        ),
+        (RuntimeKind::Kubernetes, None) => errors.push(
+            FieldError::new("spec.kubernetes", "a Kubernetes cluster needs a kubeconfig or inCluster: true")
+                .hint("add kubernetes: {kubeconfig: {path: /path/to/kubeconfig}, context: <name>}"),
+        ),
+        (RuntimeKind::Kubernetes, Some(k)) => {
+            if spec.local.endpoint.is_some() {
+                errors.push(FieldError::new(
+                    "spec.local.endpoint",
+                    "is only for clusters with runtime: local",
+                ));
+            }
+            match (&k.kubeconfig, k.in_cluster) {
+                (Some(_), true) => errors.push(
+                    FieldError::new(
+                        "spec.kubernetes.inCluster",
+                        "cannot be combined with a kubeconfig",
+                    )
+                    .hint("use either kubeconfig (and context) or inCluster: true"),
+                ),
+                (None, false) => errors.push(
+                    FieldError::new("spec.kubernetes.kubeconfig", "is missing")
+                        .hint("give {path: /path/to/kubeconfig} or {inline: <document>}, or set inCluster: true"),
+                ),
+                (None, true) if k.context.is_some() => errors.push(FieldError::new(
+                    "spec.kubernetes.context",
+                    "only applies to a kubeconfig, not to inCluster",
+                )),
+                _ => {}
+            }
+            match &k.kubeconfig {
+                Some(KubeconfigSource::Path(path)) if !path.starts_with('/') => errors.push(
+                    FieldError::new(
+                        "spec.kubernetes.kubeconfig.path",
+                        format!("'{path}' is not an absolute path"),
+                    )
+                    .hint("give the absolute path of the file on the Berth server's machine"),
+                ),
+                Some(KubeconfigSource::Inline(doc)) if !doc.contains("clusters") => errors.push(
+                    FieldError::new(
+                        "spec.kubernetes.kubeconfig.inline",
+                        "does not look like a kubeconfig (it has no clusters)",
+                    )
+                    .hint("paste the whole kubeconfig document, e.g. the output of `kubectl config view --raw --minify`"),
+                ),
+                _ => {}
+            }
+            if let Some(context) = &k.context
+                && context.trim().is_empty()
+            {
+                errors.push(FieldError::new("spec.kubernetes.context", "is empty"));
+            }
+        }
+        (RuntimeKind::Local, None) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(spec: serde_json::Value) -> Result<(), Vec<String>> {
+        let c = Cluster::from_json(&serde_json::json!({
+            "apiVersion": "berth.dev/v1", "kind": "Cluster",
+            "metadata": {"name": "prod"}, "spec": spec
+        }))
+        .map_err(|e| e.errors.into_iter().map(|e| e.path).collect::<Vec<_>>())?;
+        c.validate()
+            .map_err(|e| e.errors.into_iter().map(|e| e.path).collect())
+    }
+
+    #[test]
+    fn kubernetes_settings_are_checked() {
+        let ok = serde_json::json!({"runtime": "kubernetes",
+            "kubernetes": {"kubeconfig": {"path": "/etc/berth/prod.yaml"}, "context": "prod"}});
+        assert_eq!(cluster(ok), Ok(()));
+        let inline = serde_json::json!({"runtime": "kubernetes",
+            "kubernetes": {"kubeconfig": {"inline": "apiVersion: v1\nclusters: []"}}});
+        assert_eq!(cluster(inline), Ok(()));
+        assert_eq!(
+            cluster(serde_json::json!({"runtime": "kubernetes", "kubernetes": {"inCluster": true}})),
+            Ok(())
+        );
+        let cases = [
+            (serde_json::json!({"runtime": "kubernetes"}), "spec.kubernetes"),
+            (serde_json::json!({"runtime": "kubernetes", "kubernetes": {}}), "spec.kubernetes.kubeconfig"),
+            (
+                serde_json::json!({"runtime": "kubernetes", "kubernetes": {"kubeconfig": {"path": "kube.yaml"}}}),
+                "spec.kubernetes.kubeconfig.path",
+            ),
+            (
+                serde_json::json!({"runtime": "kubernetes", "kubernetes": {"inCluster": true, "kubeconfig": {"path": "/k"}}}),
+                "spec.kubernetes.inCluster",
+            ),
+            (serde_json::json!({"kubernetes": {"inCluster": true}}), "spec.kubernetes"),
+        ];
+        for (spec, path) in cases {
+            assert_eq!(cluster(spec.clone()), Err(vec![path.to_owned()]), "{spec}");
         }
     }
 }

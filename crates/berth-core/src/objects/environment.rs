@@ -71,6 +71,19 @@ pub struct EnvironmentSpec {
     /// Rollout behaviour.
     #[serde(default)]
     pub rollout: RolloutPolicy,
+    /// Rules every deploy to this environment must pass.
+    #[serde(default, skip_serializing_if = "crate::meta::is_default")]
+    pub policies: Policies,
+}
+
+/// Rules every deploy to an environment must pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policies {
+    /// Environments an image digest must have run in successfully before it may be
+    /// deployed or promoted here, e.g. `[qa]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_verified_in: Vec<String>,
 }
 
 /// Observed state of an environment.
@@ -108,6 +121,12 @@ impl Kind for EnvironmentKind {
                     "must be at least 1",
                 ));
             }
+        }
+        for (i, env) in spec.policies.require_verified_in.iter().enumerate() {
+            errors.check(name::check_label(
+                &format!("spec.policies.requireVerifiedIn[{i}]"),
+                env,
+            ));
         }
         if !(10..=86_400).contains(&spec.rollout.progress_deadline_seconds) {
             errors.push(

@@ -6,6 +6,8 @@ mod deployment;
 mod environment;
 mod event;
 mod release;
+mod source;
+mod build;
 
 pub use application::{
     Application, ApplicationKind, ApplicationSpec, ApplicationStatus, ConfigFile, EnvironmentOverride,
@@ -19,10 +21,23 @@ pub use deployment::{
     DeploymentStatus, deployment_name,
 };
 pub use environment::{
-    Environment, EnvironmentKind, EnvironmentSpec, EnvironmentStatus, Placement, RolloutPolicy,
+    Environment, EnvironmentKind, EnvironmentSpec, EnvironmentStatus, Placement, Policies, RolloutPolicy,
 };
 pub use event::{Event, EventType, NewEvent};
-pub use release::{Release, ReleaseKind, ReleaseOrigin, ReleaseSpec, ReleaseStatus, release_name};
+pub use release::{
+    Promotion, Release, ReleaseKind, ReleaseOrigin, ReleaseSpec, ReleaseStatus, release_name,
+};
+pub use source::{
+    Builder, DEFAULT_JAVA_BASE, DEFAULT_REF, DockerfileBuilder, JavaBuilder, Source, validate_source,
+};
+pub use build::{Build, BuildKind, BuildLayer, BuildPhase, BuildSpec, BuildStatus, build_name};
 
 /// Every kind's name, in the order documents are applied (dependencies first).
-pub const KINDS: [&str; 5] = ["Cluster", "Environment", "Application", "Release", "Deployment"];
+pub const KINDS: [&str; 6] = [
+    "Cluster",
+    "Environment",
+    "Application",
+    "Build",
+    "Release",
+    "Deployment",
+];

@@ -176,6 +176,7 @@ pub fn workload(image: &str, cluster: &str, release: u64, replicas: u32) -> Work
         hosts: vec!["web.qa.localhost".into(), HOST.into()],
         startup_deadline_seconds: 15,
         spec_hash: String::new(),
+        ..Workload::default()
     };
     rehash(&mut w);
     w
