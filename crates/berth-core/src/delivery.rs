@@ -3,7 +3,7 @@
 
 use crate::{
     deployment::governing,
-    objects::{ApplicationSpec, Deployment, DeploymentPhase, Release},
+    objects::{ApplicationSpec, Builder, Deployment, DeploymentPhase, Release},
 };
 
 /// What a deploy request asks for.
@@ -50,6 +50,12 @@ pub enum DeliveryError {
         /// Environment.
         environment: String,
     },
+    /// The application is built from source and no build has produced an image yet.
+    #[error("'{application}' is built from its source and has no successful build yet; build it first (berth build {application})")]
+    NotBuilt {
+        /// Application.
+        application: String,
+    },
     /// No earlier release ever ran successfully there.
     #[error("'{application}' has no earlier release that ran successfully in '{environment}'")]
     NoEarlierRelease {
@@ -88,6 +94,24 @@ pub fn choose_release(
             let newest = releases.iter().max_by_key(|r| r.spec.number);
             match newest {
                 Some(r) if same_as_released(spec, r) => Ok(ReleaseChoice::Existing(r.spec.number)),
+                _ if is_built(spec) => {
+                    // The spec changed since the last build: release the newest built
+                    // image with it. Never a tag: built images are known by digest only.
+                    let built = releases
+                        .iter()
+                        .filter(|r| r.spec.origin.build.is_some())
+                        .max_by_key(|r| r.spec.number)
+                        .ok_or_else(|| DeliveryError::NotBuilt {
+                            application: application.to_owned(),
+                        })?;
+                    Ok(ReleaseChoice::New {
+                        number: next,
+                        template: Box::new(ApplicationSpec {
+                            image: built.spec.template.image.clone(),
+                            ..spec.clone()
+                        }),
+                    })
+                }
                 _ => Ok(ReleaseChoice::New {
                     number: next,
                     template: Box::new(spec.clone()),
@@ -95,6 +119,11 @@ pub fn choose_release(
             }
         }
     }
+}
+
+/// Whether the application's image comes out of a build (not the `image` builder).
+fn is_built(spec: &ApplicationSpec) -> bool {
+    spec.source.as_ref().is_some_and(|s| s.builder != Builder::Image)
 }
 
 /// Whether `release` was made from exactly `spec` (its image as requested, then pinned).
@@ -239,6 +268,47 @@ mod tests {
             panic!()
         };
         assert_eq!((number, template.image.as_str()), (2, "r/web:9"));
+    }
+
+    #[test]
+    fn a_built_application_deploys_its_newest_build_by_digest() {
+        let built_spec: ApplicationSpec = serde_json::from_value(serde_json::json!({"image": "r/web",
+            "source": {"git": "file:///r.git", "builder": {"java": {"jar": "a.jar"}}}}))
+        .unwrap();
+        assert_eq!(
+            choose_release("web", &built_spec, &[], &Requested::Current),
+            Err(DeliveryError::NotBuilt {
+                application: "web".into()
+            })
+        );
+        let built = Release::of(
+            "web",
+            1,
+            ApplicationSpec {
+                image: D1.into(),
+                ..built_spec.clone()
+            },
+            ReleaseOrigin {
+                requested_image: Some("r/web".into()),
+                build: Some("web-build-1".into()),
+                ..Default::default()
+            },
+        );
+        let rs = [built];
+        assert_eq!(
+            choose_release("web", &built_spec, &rs, &Requested::Current),
+            Ok(ReleaseChoice::Existing(1))
+        );
+        let scaled = ApplicationSpec {
+            replicas: 4,
+            ..built_spec
+        };
+        let Ok(ReleaseChoice::New { number, template }) =
+            choose_release("web", &scaled, &rs, &Requested::Current)
+        else {
+            panic!()
+        };
+        assert_eq!((number, template.image.as_str(), template.replicas), (2, D1, 4));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`Store`]: objects and the append-only event log (berth-store: SQLite).
 //! - [`ClusterRuntime`]: makes one cluster run the rendered workloads (berth-runtime-local).
 //! - [`ImageResolver`]: turns an image tag into its digest (berth-registry).
+//! - [`Builds`]: builds images from sources, once per commit and builder (berth-build).
 //! - [`Clock`]: the time, so that deadlines can be tested.
 
 use std::time::Duration;
@@ -12,8 +13,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::{
+    error::Invalid,
     image::ImageRef,
-    objects::{Event, NewEvent},
+    objects::{Build, Event, NewEvent},
     render::{Workload, WorkloadKey},
     rollout::Counts,
 };
@@ -268,6 +270,72 @@ pub enum ResolveError {
 pub trait ImageResolver: Send + Sync {
     /// The digest (`sha256:…`) the reference points to now.
     async fn resolve(&self, image: &ImageRef) -> Result<String, ResolveError>;
+}
+
+// === Builds ===
+
+/// A request to build an application's source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    /// The application.
+    pub application: String,
+    /// The branch, tag or commit; the application's `source.ref` when `None`.
+    pub git_ref: Option<String>,
+    /// Who asks.
+    pub requested_by: String,
+}
+
+/// The answer to a build request.
+#[derive(Debug, Clone)]
+pub struct BuildTicket {
+    /// The build that stands for the request.
+    pub build: Build,
+    /// Whether it is an earlier build of the same commit and builder (finished or still
+    /// running) rather than a new one.
+    pub reused: bool,
+}
+
+/// A piece of a build's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogChunk {
+    /// The text from the offset asked for.
+    pub text: String,
+    /// The offset after `text`: ask from here next.
+    pub next: u64,
+    /// Whether the build has ended (nothing will be added).
+    pub finished: bool,
+}
+
+/// Errors of the build service.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No such application or build.
+    #[error("{kind} '{name}' does not exist")]
+    NotFound {
+        /// Kind.
+        kind: &'static str,
+        /// Name.
+        name: String,
+    },
+    /// The application cannot be built as it is.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Builds images from sources: each (commit, builder configuration) at most once.
+#[async_trait]
+pub trait Builds: Send + Sync {
+    /// Starts a build of the application (or joins/reuses the one of the same key) and
+    /// returns it at once; the work goes on in the background.
+    async fn request(&self, request: BuildRequest) -> Result<BuildTicket, BuildError>;
+    /// The log of build `name` from byte `offset`.
+    async fn log(&self, name: &str, offset: u64) -> Result<LogChunk, BuildError>;
+    /// Returns once the log of `name` grows past `offset` or the build ends, or when
+    /// `timeout` passes.
+    async fn wait_log(&self, name: &str, offset: u64, timeout: Duration);
 }
 
 // === Clock ===

@@ -1,5 +1,6 @@
 //! Release: an immutable, numbered snapshot of what runs, pinned to an image digest.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -31,6 +32,32 @@ pub struct ReleaseOrigin {
     /// Why it was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The build that made the image, when Berth built it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    /// The git commit the image was built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The promotion that made this release, when it is a copy of a release that ran in
+    /// another environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+}
+
+/// A release copied from one environment to the next, with the identical image digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Promotion {
+    /// The environment the release ran in.
+    pub from_environment: String,
+    /// The release that ran there.
+    pub from_release: u64,
+    /// The environment it was promoted to.
+    pub to_environment: String,
+    /// Who promoted it.
+    pub promoted_by: String,
+    /// When.
+    pub promoted_at: DateTime<Utc>,
 }
 
 /// The immutable content of a release.

@@ -1,0 +1,293 @@
+//! Where an application's image comes from: a git repository and the builder that turns
+//! one of its commits into an OCI image.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{Errors, FieldError};
+
+/// The branch built when a source names none.
+pub const DEFAULT_REF: &str = "main";
+
+/// The base image of the `java` builder when it names none; made by the project's setup
+/// (`scripts/setup-runtime.sh`) with `jlink` from the machine's JDK.
+pub const DEFAULT_JAVA_BASE: &str = "127.0.0.1:5000/berth/jre:17";
+
+/// A git repository and a builder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    /// Git repository URL: `file://`, `http://` or `https://`. Not used by the `image`
+    /// builder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<String>,
+    /// Branch, tag or commit to build.
+    #[serde(rename = "ref", default = "default_ref")]
+    pub git_ref: String,
+    /// How the image is made.
+    pub builder: Builder,
+}
+
+fn default_ref() -> String {
+    DEFAULT_REF.to_owned()
+}
+
+/// How an image is made from a source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Builder {
+    /// The repository's Dockerfile, built through the build host's Docker Engine API.
+    Dockerfile(DockerfileBuilder),
+    /// Daemonless, Jib-style: layers for dependencies, resources and classes on a JRE base
+    /// image, written straight to the registry; reproducible.
+    Java(JavaBuilder),
+    /// No build: the application's `image` reference, resolved to its digest.
+    Image,
+}
+
+impl Builder {
+    /// The builder's name as written in documents: `dockerfile`, `java` or `image`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Dockerfile(_) => "dockerfile",
+            Self::Java(_) => "java",
+            Self::Image => "image",
+        }
+    }
+}
+
+/// Settings of the `dockerfile` builder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DockerfileBuilder {
+    /// Path of the Dockerfile in the repository.
+    #[serde(default = "default_dockerfile")]
+    pub path: String,
+    /// Directory of the repository sent as the build context.
+    #[serde(default = "default_context")]
+    pub context: String,
+}
+
+fn default_dockerfile() -> String {
+    "Dockerfile".to_owned()
+}
+fn default_context() -> String {
+    ".".to_owned()
+}
+
+impl Default for DockerfileBuilder {
+    fn default() -> Self {
+        Self {
+            path: default_dockerfile(),
+            context: default_context(),
+        }
+    }
+}
+
+/// Settings of the `java` builder. Exactly one of `jar` and `sources` names the
+/// application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JavaBuilder {
+    /// A JAR in the repository (the output of its build); its classes and its other
+    /// files go to separate layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jar: Option<String>,
+    /// A directory of Java sources in the repository, compiled with the build host's
+    /// `javac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<String>,
+    /// A directory of resources (with `sources`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<String>,
+    /// A directory of dependency JARs: the first layer, which rarely changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<String>,
+    /// The class with `main`; from the JAR's manifest when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_class: Option<String>,
+    /// `javac --release` for `sources`.
+    #[serde(default = "default_release")]
+    pub release: u32,
+    /// The JRE image the layers go on top of.
+    #[serde(default = "default_base")]
+    pub base_image: String,
+    /// Extra JVM options, before the main class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jvm_options: Vec<String>,
+}
+
+fn default_release() -> u32 {
+    17
+}
+fn default_base() -> String {
+    DEFAULT_JAVA_BASE.to_owned()
+}
+
+/// Checks a source whose fields live under `base` (`spec.source`).
+pub fn validate_source(source: &Source, base: &str, errors: &mut Errors) {
+    let builder = source.builder.kind();
+    match (&source.git, &source.builder) {
+        (Some(_), Builder::Image) => errors.push(
+            FieldError::new(format!("{base}.git"), "the image builder takes no git repository")
+                .hint("remove git, or choose the dockerfile or java builder"),
+        ),
+        (None, Builder::Dockerfile(_) | Builder::Java(_)) => errors.push(
+            FieldError::new(
+                format!("{base}.git"),
+                format!("the {builder} builder needs a git repository"),
+            )
+            .hint("e.g. git: https://git.example.com/team/web.git"),
+        ),
+        (Some(url), _) => {
+            let scheme_ok = ["file:///", "http://", "https://"]
+                .iter()
+                .any(|s| url.starts_with(s) && url.len() > s.len());
+            if !scheme_ok || url.chars().any(char::is_whitespace) {
+                errors.push(
+                    FieldError::new(format!("{base}.git"), format!("'{url}' is not a git URL Berth can fetch"))
+                        .hint("use file:///path/to/repo.git, http:// or https://"),
+                );
+            }
+        }
+        (None, Builder::Image) => {}
+    }
+    let r = &source.git_ref;
+    if r.is_empty()
+        || r.starts_with('-')
+        || r.contains("..")
+        || r.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+    {
+        errors.push(
+            FieldError::new(format!("{base}.ref"), format!("'{r}' is not a branch, tag or commit"))
+                .hint("e.g. main, v1.2.0 or a commit id"),
+        );
+    }
+    match &source.builder {
+        Builder::Dockerfile(d) => {
+            check_path(&format!("{base}.builder.dockerfile.path"), &d.path, errors);
+            if d.context != "." {
+                check_path(&format!("{base}.builder.dockerfile.context"), &d.context, errors);
+            }
+        }
+        Builder::Java(j) => validate_java(j, &format!("{base}.builder.java"), errors),
+        Builder::Image => {}
+    }
+}
+
+fn validate_java(j: &JavaBuilder, base: &str, errors: &mut Errors) {
+    match (&j.jar, &j.sources) {
+        (Some(_), Some(_)) | (None, None) => errors.push(
+            FieldError::new(base, "name exactly one of jar and sources")
+                .hint("jar: a JAR the repository holds; sources: a directory javac compiles"),
+        ),
+        (None, Some(_)) if j.main_class.is_none() => errors.push(
+            FieldError::new(format!("{base}.mainClass"), "is needed with sources")
+                .hint("e.g. mainClass: com.example.Main"),
+        ),
+        _ => {}
+    }
+    for (field, path) in [
+        ("jar", &j.jar),
+        ("sources", &j.sources),
+        ("resources", &j.resources),
+        ("dependencies", &j.dependencies),
+    ] {
+        if let Some(p) = path {
+            check_path(&format!("{base}.{field}"), p, errors);
+        }
+    }
+    if let Some(m) = &j.main_class
+        && (m.is_empty()
+            || !m
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$')))
+    {
+        errors.push(
+            FieldError::new(format!("{base}.mainClass"), format!("'{m}' is not a class name"))
+                .hint("e.g. com.example.Main"),
+        );
+    }
+    if !(8..=99).contains(&j.release) {
+        errors.push(FieldError::new(
+            format!("{base}.release"),
+            "must be a Java release between 8 and 99",
+        ));
+    }
+    if crate::image::ImageRef::parse(&j.base_image).is_err() {
+        errors.push(
+            FieldError::new(format!("{base}.baseImage"), format!("'{}' is not an image reference", j.base_image))
+                .hint(format!("e.g. {DEFAULT_JAVA_BASE}")),
+        );
+    }
+}
+
+/// A path inside the repository: relative, without `..`.
+fn check_path(path: &str, value: &str, errors: &mut Errors) {
+    if value.is_empty() || value.starts_with('/') || value.split('/').any(|p| p == "..") {
+        errors.push(
+            FieldError::new(path, format!("'{value}' is not a path inside the repository"))
+                .hint("use a relative path without '..', e.g. build/app.jar"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(json: serde_json::Value) -> Source {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn paths(s: &Source) -> Vec<String> {
+        let mut errors = Errors::default();
+        validate_source(s, "spec.source", &mut errors);
+        errors
+            .finish("Application")
+            .err()
+            .map(|e| e.errors.into_iter().map(|e| e.path).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn defaults_and_shapes() {
+        let s = source(serde_json::json!({"git": "file:///r.git", "builder": {"java": {"jar": "app.jar"}}}));
+        assert_eq!(s.git_ref, "main");
+        let Builder::Java(j) = &s.builder else { panic!() };
+        assert_eq!((j.release, j.base_image.as_str()), (17, DEFAULT_JAVA_BASE));
+        assert!(paths(&s).is_empty());
+        let s = source(serde_json::json!({"builder": "image"}));
+        assert_eq!(s.builder, Builder::Image);
+        let s = source(serde_json::json!({"git": "https://g/x.git", "ref": "v1", "builder": {"dockerfile": {}}}));
+        assert_eq!(s.builder, Builder::Dockerfile(DockerfileBuilder::default()));
+        assert!(paths(&s).is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let s = source(serde_json::json!({"git": "ftp://x", "ref": "a..b",
+            "builder": {"java": {"jar": "/abs.jar", "sources": "src", "mainClass": "a..B", "release": 3}}}));
+        assert_eq!(
+            paths(&s),
+            [
+                "spec.source.git",
+                "spec.source.ref",
+                "spec.source.builder.java",
+                "spec.source.builder.java.jar",
+                "spec.source.builder.java.mainClass",
+                "spec.source.builder.java.release"
+            ]
+        );
+        let s = source(serde_json::json!({"builder": {"dockerfile": {"path": "../Dockerfile"}}}));
+        assert_eq!(
+            paths(&s),
+            ["spec.source.git", "spec.source.builder.dockerfile.path"]
+        );
+        let s = source(serde_json::json!({"git": "file:///r", "builder": "image"}));
+        assert_eq!(paths(&s), ["spec.source.git"]);
+        let s = source(serde_json::json!({"git": "file:///r", "builder": {"java": {"sources": "src"}}}));
+        assert_eq!(paths(&s), ["spec.source.builder.java.mainClass"]);
+    }
+}
