@@ -35,6 +35,7 @@ set -euo pipefail
 : "${REGISTRY_ADDR:=127.0.0.1:5000}"
 : "${BASE_IMAGE:=localhost/busybox:latest}"
 : "${LINK_DOCKER_SOCK:=1}"                        # 0: leave /var/run/docker.sock alone
+: "${JRE_IMAGE:=berth/jre:17}"                   # the java builder's default base image
 
 RUN_DIR="$LOCAL_RUNTIME_DIR/run"
 LOG_DIR="$LOCAL_RUNTIME_DIR/log"
@@ -54,8 +55,10 @@ die() { log "ERROR: $*"; exit 1; }
 # port mapping but does not depend on it, and the fresh image lacks it (it only came
 # in by accident via containernetworking-plugins). runc is required: crun 1.8 fails
 # here with "cgroups in hybrid mode not supported". docker-registry = distribution 2.8.2.
+# openjdk-17-jdk-headless: jlink makes the JRE base image of Berth's java builder, and
+# javac compiles java sources for it.
 PKGS=(podman runc buildah catatonit netavark aardvark-dns iptables skopeo docker-registry
-      busybox-static iproute2 iputils-ping curl jq)
+      busybox-static iproute2 iputils-ping curl jq openjdk-17-jdk-headless git)
 
 install_packages() {
   local missing=() p
@@ -258,6 +261,41 @@ push_base_image() {
   log "registry: pushed $REGISTRY_ADDR/$name"
 }
 
+# --------------------------------------------------------------------------- JRE base image
+# The java builder puts applications on a JRE image, and nothing can be pulled from
+# public registries: jlink a small runtime (java.base + jdk.httpserver + a few common
+# modules) from the machine's JDK, add the shared libraries it links against and
+# busybox, and push it to the local registry as $REGISTRY_ADDR/$JRE_IMAGE.
+build_jre_image() {
+  local ref="$REGISTRY_ADDR/$JRE_IMAGE" repo="${JRE_IMAGE%:*}" tag="${JRE_IMAGE##*:}"
+  if curl -fsS "http://$REGISTRY_ADDR/v2/$repo/tags/list" 2>/dev/null | grep -q "\"$tag\""; then
+    log "registry: $ref present"; return
+  fi
+  local jdk; jdk=$(dirname "$(dirname "$(readlink -f "$(command -v jlink)")")")
+  local root="$LOCAL_RUNTIME_DIR/jre-rootfs" lib
+  rm -rf "$root"; mkdir -p "$root"/{bin,etc,tmp,app}
+  chmod 1777 "$root/tmp"
+  "$jdk/bin/jlink" --module-path "$jdk/jmods" \
+    --add-modules java.base,java.logging,java.naming,java.net.http,java.xml,jdk.httpserver,jdk.crypto.ec,jdk.unsupported \
+    --strip-debug --no-man-pages --no-header-files --compress=2 --output "$root/opt/java"
+  # The dynamic loader and every library the runtime links against, at the same paths.
+  for lib in $( { ldd "$root/opt/java/bin/java"; find "$root/opt/java/lib" -name '*.so' -exec ldd {} \; ; } 2>/dev/null \
+               | grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
+    [ -e "$lib" ] && { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
+  done
+  cp /bin/busybox "$root/bin/busybox"
+  for lib in sh ls cat env wget; do ln -sf busybox "$root/bin/$lib"; done
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+  echo 'root:x:0:' >"$root/etc/group"
+  tar -C "$root" -cf "$LOCAL_RUNTIME_DIR/jre-rootfs.tar" .
+  podman import -q --change 'ENV PATH=/opt/java/bin:/bin' --change 'ENV JAVA_HOME=/opt/java' \
+    --change 'CMD ["java", "-version"]' "$LOCAL_RUNTIME_DIR/jre-rootfs.tar" "localhost/$JRE_IMAGE" >/dev/null
+  rm -rf "$root" "$LOCAL_RUNTIME_DIR/jre-rootfs.tar"
+  podman run --rm "localhost/$JRE_IMAGE" java -version >/dev/null 2>&1 || die "the JRE image does not run java"
+  podman push -q --format oci "localhost/$JRE_IMAGE" "$ref" >/dev/null
+  log "registry: pushed $ref (jlink'd from $jdk)"
+}
+
 # --------------------------------------------------------------------------- commands
 cmd_up() {
   mkdir -p "$RUN_DIR" "$LOG_DIR"
@@ -269,6 +307,7 @@ cmd_up() {
   link_docker_sock
   start_registry
   push_base_image
+  build_jre_image
   log "ready: export DOCKER_HOST=unix://$PODMAN_SOCK ; registry http://$REGISTRY_ADDR"
 }
 

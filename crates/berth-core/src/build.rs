@@ -129,7 +129,10 @@ mod tests {
             ..a.clone()
         };
         assert_eq!(builder_hash(&more, &source), h);
-        let port = ApplicationSpec { port: 9090, ..a.clone() };
+        let port = ApplicationSpec {
+            port: 9090,
+            ..a.clone()
+        };
         assert_ne!(builder_hash(&port, &source), h);
         let mut other = source.clone();
         other.builder = Builder::Java(

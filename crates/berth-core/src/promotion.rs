@@ -293,7 +293,12 @@ pub fn provenance(
         }
     }
     promotions.reverse();
-    let build_name = release.spec.origin.build.as_deref().or(at.spec.origin.build.as_deref());
+    let build_name = release
+        .spec
+        .origin
+        .build
+        .as_deref()
+        .or(at.spec.origin.build.as_deref());
     let build = build_name
         .and_then(|n| builds.iter().find(|b| b.metadata.name == n))
         .map(|b| BuildSummary {
@@ -412,7 +417,10 @@ mod tests {
             panic!()
         };
         assert_eq!(missing, &["staging"]);
-        assert!(e.to_string().contains("not deployed successfully in staging"), "{e}");
+        assert!(
+            e.to_string().contains("not deployed successfully in staging"),
+            "{e}"
+        );
         // Going back to what already ran in production is allowed when asked for.
         let ran = [Verification {
             environment: "production".into(),
@@ -495,9 +503,18 @@ mod tests {
         let hops: Vec<(&str, &str, &str)> = p
             .promotions
             .iter()
-            .map(|p| (p.from_environment.as_str(), p.to_environment.as_str(), p.promoted_by.as_str()))
+            .map(|p| {
+                (
+                    p.from_environment.as_str(),
+                    p.to_environment.as_str(),
+                    p.promoted_by.as_str(),
+                )
+            })
             .collect();
-        assert_eq!(hops, [("qa", "staging", "bob"), ("staging", "production", "carol")]);
+        assert_eq!(
+            hops,
+            [("qa", "staging", "bob"), ("staging", "production", "carol")]
+        );
         let envs: Vec<&str> = p.verified_in.iter().map(|v| v.environment.as_str()).collect();
         assert_eq!(envs, ["production", "qa", "staging"]);
         assert!(matches!(

@@ -146,8 +146,11 @@ pub fn validate_source(source: &Source, base: &str, errors: &mut Errors) {
                 .any(|s| url.starts_with(s) && url.len() > s.len());
             if !scheme_ok || url.chars().any(char::is_whitespace) {
                 errors.push(
-                    FieldError::new(format!("{base}.git"), format!("'{url}' is not a git URL Berth can fetch"))
-                        .hint("use file:///path/to/repo.git, http:// or https://"),
+                    FieldError::new(
+                        format!("{base}.git"),
+                        format!("'{url}' is not a git URL Berth can fetch"),
+                    )
+                    .hint("use file:///path/to/repo.git, http:// or https://"),
                 );
             }
         }
@@ -157,11 +160,15 @@ pub fn validate_source(source: &Source, base: &str, errors: &mut Errors) {
     if r.is_empty()
         || r.starts_with('-')
         || r.contains("..")
-        || r.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+        || r.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
     {
         errors.push(
-            FieldError::new(format!("{base}.ref"), format!("'{r}' is not a branch, tag or commit"))
-                .hint("e.g. main, v1.2.0 or a commit id"),
+            FieldError::new(
+                format!("{base}.ref"),
+                format!("'{r}' is not a branch, tag or commit"),
+            )
+            .hint("e.g. main, v1.2.0 or a commit id"),
         );
     }
     match &source.builder {
@@ -217,8 +224,11 @@ fn validate_java(j: &JavaBuilder, base: &str, errors: &mut Errors) {
     }
     if crate::image::ImageRef::parse(&j.base_image).is_err() {
         errors.push(
-            FieldError::new(format!("{base}.baseImage"), format!("'{}' is not an image reference", j.base_image))
-                .hint(format!("e.g. {DEFAULT_JAVA_BASE}")),
+            FieldError::new(
+                format!("{base}.baseImage"),
+                format!("'{}' is not an image reference", j.base_image),
+            )
+            .hint(format!("e.g. {DEFAULT_JAVA_BASE}")),
         );
     }
 }
@@ -260,7 +270,8 @@ mod tests {
         assert!(paths(&s).is_empty());
         let s = source(serde_json::json!({"builder": "image"}));
         assert_eq!(s.builder, Builder::Image);
-        let s = source(serde_json::json!({"git": "https://g/x.git", "ref": "v1", "builder": {"dockerfile": {}}}));
+        let s =
+            source(serde_json::json!({"git": "https://g/x.git", "ref": "v1", "builder": {"dockerfile": {}}}));
         assert_eq!(s.builder, Builder::Dockerfile(DockerfileBuilder::default()));
         assert!(paths(&s).is_empty());
     }

@@ -1,0 +1,550 @@
+//! The `java` builder: daemonless and Jib-style.
+//!
+//! The application is split into three layers on top of a JRE base image, in the order
+//! they change least to most often, so that a one-class change uploads one small layer:
+//!
+//! ```text
+//!  base image layers (JRE)       never uploaded again: mounted or already present
+//!  /app/libs/*.jar               dependencies   (the `dependencies` directory)
+//!  /app/resources/**             resources      (non-class files of the JAR, or `resources`)
+//!  /app/classes/**               classes        (the JAR's classes, or javac's output)
+//! ```
+//!
+//! Layers are reproducible (see [`crate::layer`]) and so is the image config (fixed
+//! creation time, no host-specific fields), so the same inputs give the same digest.
+//! Nothing is built by a daemon: blobs and the manifest go straight to the registry.
+
+use std::{collections::BTreeMap, io::Read, path::Path};
+
+use berth_core::objects::JavaBuilder;
+use bytes::Bytes;
+use oci_client::Reference;
+use serde_json::{Value, json};
+
+use crate::{
+    git::Tree,
+    image::{ImageWriter, LAYER_TYPE, Pushed},
+    layer::{Entry, Layer, layer},
+    log::BuildLog,
+    registry::{Registry, RegistryError},
+};
+
+/// Where the layers put the application inside the image.
+const APP: &str = "app";
+/// Heap sizing from the container's memory limit, and a clean exit on OOM so that the
+/// platform replaces the replica.
+pub const JAVA_TOOL_OPTIONS: &str =
+    "-XX:InitialRAMPercentage=50.0 -XX:MaxRAMPercentage=75.0 -XX:+ExitOnOutOfMemoryError";
+/// The creation time written into the image config: fixed, for reproducibility.
+const EPOCH: &str = "1970-01-01T00:00:00Z";
+
+/// Errors of the java builder.
+#[derive(Debug, thiserror::Error)]
+pub enum JavaError {
+    /// A file or directory the settings name is not in the commit.
+    #[error("{field} '{path}' is not in the repository at commit {commit}")]
+    Missing {
+        /// The setting, e.g. `jar`.
+        field: &'static str,
+        /// Its value.
+        path: String,
+        /// The commit.
+        commit: String,
+    },
+    /// The JAR cannot be read.
+    #[error("'{path}' is not a readable JAR: {message}")]
+    BadJar {
+        /// Its path.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// No main class was named and the JAR's manifest has none.
+    #[error("'{path}' has no Main-Class in its manifest; set mainClass in the java builder")]
+    NoMainClass {
+        /// The JAR.
+        path: String,
+    },
+    /// javac failed.
+    #[error("javac failed: {message}")]
+    Compile {
+        /// Its first error line.
+        message: String,
+    },
+    /// The base image cannot be used.
+    #[error("base image {image}: {message}")]
+    Base {
+        /// The reference.
+        image: String,
+        /// Why.
+        message: String,
+    },
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A local file operation failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Result of this module.
+pub type Result<T, E = JavaError> = std::result::Result<T, E>;
+
+/// The application's files, sorted into layers, and how to start it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppFiles {
+    /// `/app/libs/*.jar`.
+    pub dependencies: Vec<Entry>,
+    /// `/app/resources/**`.
+    pub resources: Vec<Entry>,
+    /// `/app/classes/**`.
+    pub classes: Vec<Entry>,
+    /// The class with `main`.
+    pub main_class: String,
+}
+
+fn entry(dir: &str, path: &str, data: Vec<u8>) -> Entry {
+    Entry {
+        path: format!("{APP}/{dir}/{path}"),
+        data,
+        mode: 0o644,
+    }
+}
+
+fn missing(field: &'static str, path: &str, tree: &Tree) -> JavaError {
+    JavaError::Missing {
+        field,
+        path: path.to_owned(),
+        commit: tree.commit.clone(),
+    }
+}
+
+/// Collects the application's files from the commit: explodes the JAR, or compiles the
+/// sources with the build host's `javac`.
+pub async fn prepare(tree: &Tree, settings: &JavaBuilder, log: &BuildLog) -> Result<AppFiles> {
+    let mut app = AppFiles::default();
+    if let Some(dir) = &settings.dependencies {
+        let files = tree.under(dir);
+        if files.is_empty() {
+            return Err(missing("dependencies", dir, tree));
+        }
+        for (path, file) in files {
+            if path.ends_with(".jar") && !path.contains('/') {
+                app.dependencies.push(entry("libs", path, file.data.clone()));
+            }
+        }
+        log.line(format!(
+            "dependencies: {} JAR(s) from {dir}/",
+            app.dependencies.len()
+        ));
+    }
+    match (&settings.jar, &settings.sources) {
+        (Some(jar), _) => {
+            let file = tree
+                .files
+                .get(jar.as_str())
+                .ok_or_else(|| missing("jar", jar, tree))?;
+            let main = explode(jar, &file.data, &mut app)?;
+            app.main_class = settings
+                .main_class
+                .clone()
+                .or(main)
+                .ok_or_else(|| JavaError::NoMainClass { path: jar.clone() })?;
+            log.line(format!(
+                "{jar}: {} class(es), {} resource(s)",
+                app.classes.len(),
+                app.resources.len()
+            ));
+        }
+        (None, Some(sources)) => {
+            compile(tree, sources, settings, &mut app, log).await?;
+            if let Some(dir) = &settings.resources {
+                let files = tree.under(dir);
+                if files.is_empty() {
+                    return Err(missing("resources", dir, tree));
+                }
+                for (path, file) in files {
+                    app.resources.push(entry("resources", path, file.data.clone()));
+                }
+            }
+            app.main_class = settings.main_class.clone().unwrap_or_default();
+        }
+        (None, None) => return Err(missing("jar", "", tree)),
+    }
+    Ok(app)
+}
+
+/// Splits a JAR into classes and resources; returns its manifest's `Main-Class`.
+fn explode(path: &str, data: &[u8], app: &mut AppFiles) -> Result<Option<String>> {
+    let bad = |e: &dyn std::fmt::Display| JavaError::BadJar {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(data)).map_err(|e| bad(&e))?;
+    let mut main = None;
+    for i in 0..archive.len() {
+        let mut file = archive.by_index(i).map_err(|e| bad(&e))?;
+        if file.is_dir() {
+            continue;
+        }
+        let name = file.name().map_err(|e| bad(&e))?.into_owned();
+        if name.starts_with('/') || name.split('/').any(|p| p == "..") {
+            return Err(bad(&format!("entry '{name}' escapes the JAR")));
+        }
+        let mut content = Vec::new();
+        file.read_to_end(&mut content).map_err(|e| bad(&e))?;
+        if name == "META-INF/MANIFEST.MF" {
+            // Its build time and tool versions would make the image differ for the
+            // same classes; the image's entrypoint takes its place.
+            main = main_class_of(&String::from_utf8_lossy(&content));
+        } else if name.ends_with(".class") {
+            app.classes.push(entry("classes", &name, content));
+        } else {
+            app.resources.push(entry("resources", &name, content));
+        }
+    }
+    Ok(main)
+}
+
+/// `Main-Class` of a JAR manifest (whose long lines continue after a leading space).
+fn main_class_of(manifest: &str) -> Option<String> {
+    let mut joined: Vec<String> = Vec::new();
+    for line in manifest.lines() {
+        match (line.strip_prefix(' '), joined.last_mut()) {
+            (Some(rest), Some(last)) => last.push_str(rest),
+            _ => joined.push(line.to_owned()),
+        }
+    }
+    joined.iter().find_map(|l| {
+        l.strip_prefix("Main-Class:")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+/// Compiles the sources below `sources` with `javac --release N`, dependencies on the
+/// class path, and adds the class files.
+async fn compile(
+    tree: &Tree,
+    sources: &str,
+    settings: &JavaBuilder,
+    app: &mut AppFiles,
+    log: &BuildLog,
+) -> Result<()> {
+    let io = |e: std::io::Error| JavaError::Io(format!("compiling {sources}: {e}"));
+    let files = tree.under(sources);
+    let java: Vec<(&str, &crate::git::File)> = files
+        .iter()
+        .filter(|(p, _)| p.ends_with(".java"))
+        .map(|(p, f)| (*p, *f))
+        .collect();
+    if java.is_empty() {
+        return Err(missing("sources", sources, tree));
+    }
+    let work = tempfile::tempdir().map_err(io)?;
+    let src = work.path().join("src");
+    let out = work.path().join("classes");
+    let libs = work.path().join("libs");
+    for (path, file) in &java {
+        write(&src.join(path), &file.data).map_err(io)?;
+    }
+    for dep in &app.dependencies {
+        let name = dep.path.rsplit('/').next().unwrap_or("dep.jar");
+        write(&libs.join(name), &dep.data).map_err(io)?;
+    }
+    std::fs::create_dir_all(&out).map_err(io)?;
+    let mut command = tokio::process::Command::new("javac");
+    command
+        .arg("--release")
+        .arg(settings.release.to_string())
+        .args(["-encoding", "UTF-8", "-nowarn", "-d"])
+        .arg(&out)
+        .arg("-cp")
+        .arg(format!("{}/*", libs.display()));
+    for (path, _) in &java {
+        command.arg(src.join(path));
+    }
+    log.line(format!(
+        "javac --release {} ({} file(s) in {sources}/)",
+        settings.release,
+        java.len()
+    ));
+    let output = command.output().await.map_err(|e| JavaError::Compile {
+        message: format!("cannot run javac ({e}); install a JDK (javac) on the build host"),
+    })?;
+    log.output(&String::from_utf8_lossy(&output.stdout));
+    log.output(&String::from_utf8_lossy(&output.stderr));
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr
+            .lines()
+            .find(|l| l.contains("error:"))
+            .unwrap_or("see the build log")
+            .to_owned();
+        return Err(JavaError::Compile { message: first });
+    }
+    let mut classes = BTreeMap::new();
+    collect(&out, &out, &mut classes).map_err(io)?;
+    for (path, data) in classes {
+        app.classes.push(entry("classes", &path, data));
+    }
+    Ok(())
+}
+
+fn write(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, data)
+}
+
+/// Every file below `dir`, by path relative to `root`.
+fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) -> std::io::Result<()> {
+    for item in std::fs::read_dir(dir)? {
+        let path = item?.path();
+        if path.is_dir() {
+            collect(root, &path, out)?;
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.insert(rel.to_string_lossy().replace('\\', "/"), std::fs::read(&path)?);
+        }
+    }
+    Ok(())
+}
+
+/// The application's layers, least often changed first; empty ones are left out.
+pub fn layers(app: &AppFiles) -> Result<Vec<Layer>> {
+    let io = |e: std::io::Error| JavaError::Io(format!("writing a layer: {e}"));
+    let mut out = Vec::new();
+    for (role, entries) in [
+        ("dependencies", &app.dependencies),
+        ("resources", &app.resources),
+        ("classes", &app.classes),
+    ] {
+        if !entries.is_empty() {
+            out.push(layer(role, entries).map_err(io)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The command that starts the application.
+#[must_use]
+pub fn entrypoint(settings: &JavaBuilder, main_class: &str) -> Vec<String> {
+    let mut cmd = vec!["java".to_owned()];
+    cmd.extend(settings.jvm_options.iter().cloned());
+    cmd.push("-cp".to_owned());
+    cmd.push(format!("/{APP}/resources:/{APP}/classes:/{APP}/libs/*"));
+    cmd.push(main_class.to_owned());
+    cmd
+}
+
+/// The image config: the base's, with the application's layers, entrypoint, Java
+/// defaults and port; no timestamps or host details, so it is reproducible.
+pub fn image_config(
+    base: &str,
+    layers: &[Layer],
+    settings: &JavaBuilder,
+    main_class: &str,
+    port: u16,
+    commit: &str,
+) -> Result<Vec<u8>> {
+    let mut config: Value = serde_json::from_str(base).map_err(|e| JavaError::Base {
+        image: settings.base_image.clone(),
+        message: format!("its config is not JSON: {e}"),
+    })?;
+    let Some(root) = config.as_object_mut() else {
+        return Err(JavaError::Base {
+            image: settings.base_image.clone(),
+            message: "its config is not a JSON object".to_owned(),
+        });
+    };
+    root.insert("created".to_owned(), json!(EPOCH));
+    let inner = root
+        .entry("config")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or_else(|| JavaError::Base {
+            image: settings.base_image.clone(),
+            message: "its config.config is not an object".to_owned(),
+        })?;
+    let mut env: Vec<Value> = inner
+        .get("Env")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| !v.as_str().is_some_and(|s| s.starts_with("JAVA_TOOL_OPTIONS=")))
+        .collect();
+    env.push(json!(format!("JAVA_TOOL_OPTIONS={JAVA_TOOL_OPTIONS}")));
+    inner.insert("Env".to_owned(), Value::Array(env));
+    inner.insert("Entrypoint".to_owned(), json!(entrypoint(settings, main_class)));
+    inner.insert("Cmd".to_owned(), Value::Null);
+    inner.insert("WorkingDir".to_owned(), json!(format!("/{APP}")));
+    inner.insert("ExposedPorts".to_owned(), json!({ format!("{port}/tcp"): {} }));
+    let labels = inner
+        .entry("Labels")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or_else(|| JavaError::Base {
+            image: settings.base_image.clone(),
+            message: "its Labels are not an object".to_owned(),
+        })?;
+    labels.insert("org.opencontainers.image.revision".to_owned(), json!(commit));
+    labels.insert("dev.berth.builder".to_owned(), json!("java"));
+    let rootfs = root
+        .entry("rootfs")
+        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    if let Some(ids) = rootfs.get_mut("diff_ids").and_then(Value::as_array_mut) {
+        ids.extend(layers.iter().map(|l| json!(l.diff_id)));
+    }
+    if let Some(history) = root.get_mut("history").and_then(Value::as_array_mut) {
+        history.extend(
+            layers
+                .iter()
+                .map(|l| json!({"created": EPOCH, "created_by": format!("berth java builder: {}", l.role)})),
+        );
+    }
+    serde_json::to_vec(&config).map_err(|e| JavaError::Io(e.to_string()))
+}
+
+/// Docker's media types name the same bytes as OCI's; the manifest is OCI.
+fn oci_layer_type(media_type: &str) -> &str {
+    match media_type {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => LAYER_TYPE,
+        "application/vnd.docker.image.rootfs.diff.tar" => "application/vnd.oci.image.layer.v1.tar",
+        other => other,
+    }
+}
+
+/// Writes the image straight to the registry under `target` (a tagged reference):
+/// base blobs are mounted or found, application blobs uploaded only when missing.
+pub async fn push(
+    registry: &Registry,
+    target: &Reference,
+    app: &AppFiles,
+    settings: &JavaBuilder,
+    port: u16,
+    commit: &str,
+    log: &BuildLog,
+) -> Result<Pushed> {
+    let base_ref = Registry::reference(&settings.base_image)?;
+    let base = registry.pull(&base_ref, Some(log)).await.map_err(|e| match e {
+        RegistryError::NotFound { .. } => JavaError::Base {
+            image: settings.base_image.clone(),
+            message: "not found; scripts/setup-runtime.sh makes and pushes the default one".to_owned(),
+        },
+        e => e.into(),
+    })?;
+    log.line(format!(
+        "base {} ({} layer(s))",
+        settings.base_image,
+        base.manifest.layers.len()
+    ));
+    let new_layers = layers(app)?;
+    let config = Bytes::from(image_config(
+        &base.config,
+        &new_layers,
+        settings,
+        &app.main_class,
+        port,
+        commit,
+    )?);
+    let mut image = ImageWriter::new(registry, target, log);
+    for l in &base.manifest.layers {
+        let copied = registry
+            .copy_blob(&base_ref, target, &l.digest, Some(log))
+            .await?;
+        let size = u64::try_from(l.size).unwrap_or(0);
+        image.present_layer("base", &l.digest, size, oci_layer_type(&l.media_type), copied);
+    }
+    for l in &new_layers {
+        image.layer(&l.role, &l.data).await?;
+    }
+    Ok(image.finish(&config).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> JavaBuilder {
+        serde_json::from_value(json!({"jar": "app.jar", "jvmOptions": ["-Xss512k"]})).unwrap()
+    }
+
+    #[test]
+    fn main_class_from_a_wrapped_manifest() {
+        let m = "Manifest-Version: 1.0\r\nMain-Class: com.example.a.very.long.packag\r\n e.Main\r\nCreated-By: x\r\n";
+        assert_eq!(
+            main_class_of(m).as_deref(),
+            Some("com.example.a.very.long.package.Main")
+        );
+        assert_eq!(main_class_of("Manifest-Version: 1.0\n"), None);
+    }
+
+    #[test]
+    fn the_config_carries_java_defaults_and_no_time() {
+        let base = r#"{"architecture":"amd64","os":"linux","created":"2026-11-26T10:00:00Z",
+            "config":{"Env":["PATH=/opt/java/bin:/bin","JAVA_TOOL_OPTIONS=-Xmx1g"],"Cmd":["/bin/sh"]},
+            "rootfs":{"type":"layers","diff_ids":["sha256:aa"]},"history":[{"created":"2026-11-26T10:00:00Z"}]}"#;
+        let l = layer("classes", &[entry("classes", "a/A.class", b"x".to_vec())]).unwrap();
+        let config: Value = serde_json::from_slice(
+            &image_config(base, std::slice::from_ref(&l), &settings(), "a.A", 8080, "c0ffee").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(config["created"], EPOCH);
+        assert_eq!(
+            config["config"]["Entrypoint"],
+            json!([
+                "java",
+                "-Xss512k",
+                "-cp",
+                "/app/resources:/app/classes:/app/libs/*",
+                "a.A"
+            ])
+        );
+        assert_eq!(config["config"]["Cmd"], Value::Null);
+        assert_eq!(
+            config["config"]["Env"],
+            json!([
+                "PATH=/opt/java/bin:/bin",
+                format!("JAVA_TOOL_OPTIONS={JAVA_TOOL_OPTIONS}")
+            ])
+        );
+        assert_eq!(config["config"]["ExposedPorts"], json!({"8080/tcp": {}}));
+        assert_eq!(
+            config["config"]["Labels"]["org.opencontainers.image.revision"],
+            "c0ffee"
+        );
+        assert_eq!(config["rootfs"]["diff_ids"], json!(["sha256:aa", l.diff_id]));
+        assert_eq!(config["history"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_jar_splits_into_classes_and_resources() {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut buf);
+            let o = zip::write::SimpleFileOptions::default();
+            w.start_file("META-INF/MANIFEST.MF", o).unwrap();
+            std::io::Write::write_all(&mut w, b"Manifest-Version: 1.0\nMain-Class: a.Main\n").unwrap();
+            w.add_directory("a/", o).unwrap();
+            w.start_file("a/Main.class", o).unwrap();
+            std::io::Write::write_all(&mut w, b"cafebabe").unwrap();
+            w.start_file("a/greeting.txt", o).unwrap();
+            std::io::Write::write_all(&mut w, b"hi").unwrap();
+            w.finish().unwrap();
+        }
+        let mut app = AppFiles::default();
+        let main = explode("app.jar", buf.get_ref(), &mut app).unwrap();
+        assert_eq!(main.as_deref(), Some("a.Main"));
+        assert_eq!(
+            app.classes.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+            ["app/classes/a/Main.class"]
+        );
+        assert_eq!(
+            app.resources.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+            ["app/resources/a/greeting.txt"]
+        );
+        assert!(explode("x.jar", b"not a zip", &mut AppFiles::default()).is_err());
+    }
+}
