@@ -150,10 +150,15 @@ pub fn get<'a>(object: &'a Value, path: &[Step]) -> Option<&'a Value> {
         at = match step {
             Step::Field(f) => at.get(f)?,
             Step::Key(k) => at.as_array()?.iter().find(|e| matches_key(e, k))?,
-            Step::Value(v) => at.as_array()?.iter().find(|e| e.to_string() == *v)?,
+            Step::Value(v) => at.as_array()?.iter().find(|e| is_value(e, v))?,
         };
     }
     Some(at)
+}
+
+/// Whether a set element is the one written as JSON `v`.
+fn is_value(element: &Value, v: &str) -> bool {
+    serde_json::from_str::<Value>(v).is_ok_and(|x| x == *element)
 }
 
 /// Removes the value at `path` (a field, or a list element); absent paths are ignored.
@@ -170,7 +175,7 @@ pub fn remove(object: &mut Value, path: &[Step]) {
                 .and_then(|a| a.iter_mut().find(|e| matches_key(e, k))),
             Step::Value(v) => at
                 .as_array_mut()
-                .and_then(|a| a.iter_mut().find(|e| e.to_string() == *v)),
+                .and_then(|a| a.iter_mut().find(|e| is_value(e, v))),
         };
         match next {
             Some(n) => at = n,
@@ -190,7 +195,7 @@ pub fn remove(object: &mut Value, path: &[Step]) {
         }
         Step::Value(v) => {
             if let Some(a) = at.as_array_mut() {
-                a.retain(|e| e.to_string() != *v);
+                a.retain(|e| !is_value(e, v));
             }
         }
     }

@@ -63,12 +63,16 @@ pub const RESOURCES: &[ResourceType] = &[
     rt("networking.k8s.io", "v1", "ingresses", "Ingress", true, true),
     rt("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", true, true),
     rt("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, true),
+    rt("", "v1", "resourcequotas", "ResourceQuota", true, true),
+    rt("", "v1", "limitranges", "LimitRange", true, false),
 ];
 
 /// Index of the pods resource (served from the rollout simulation).
 pub const PODS: usize = 4;
 /// Index of the deployments resource.
 pub const DEPLOYMENTS: usize = 5;
+/// Index of the horizontal pod autoscalers resource.
+pub const AUTOSCALERS: usize = 7;
 /// Index of the namespaces resource.
 pub const NAMESPACES: usize = 0;
 

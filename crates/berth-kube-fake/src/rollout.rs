@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
-    resources::DEPLOYMENTS,
+    resources::{AUTOSCALERS, DEPLOYMENTS},
+    store::PatchType,
     selector::Selector,
     store::{Key, Store},
 };
@@ -91,6 +92,10 @@ pub(crate) async fn run(
                     tracks.remove(&key);
                     continue;
                 };
+                if autoscale(&store, &key, &d) {
+                    // The scale-up is a spec change of its own and comes back here.
+                    continue;
+                }
                 let generation = d["metadata"]["generation"].as_u64().unwrap_or(1);
                 if tracks.get(&key).is_some_and(|t| t.generation == generation) {
                     continue;
@@ -121,6 +126,24 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// What the horizontal pod autoscaler does first: bring a Deployment up to its
+/// `minReplicas` (as the field manager `horizontal-pod-autoscaler`). Returns whether it
+/// scaled.
+fn autoscale(store: &Store, key: &Key, d: &Value) -> bool {
+    let Some(hpa) = store.get_value(AUTOSCALERS, key) else {
+        return false;
+    };
+    let min = hpa["spec"]["minReplicas"].as_u64().unwrap_or(1);
+    let replicas = d["spec"]["replicas"].as_u64().unwrap_or(1);
+    if replicas >= min {
+        return false;
+    }
+    let patch = json!({"spec": {"replicas": min}}).to_string();
+    store
+        .patch(DEPLOYMENTS, key, PatchType::Merge, patch.as_bytes(), Some("horizontal-pod-autoscaler"), false)
+        .is_ok()
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::{
     fields::{self, FieldSet, Path},
-    resources::{DEPLOYMENTS, NAMESPACES, RESOURCES, ResourceType},
+    resources::{AUTOSCALERS, DEPLOYMENTS, NAMESPACES, RESOURCES, ResourceType},
 };
 
 /// `(namespace, name)`; the namespace is empty for cluster-scoped objects.
@@ -457,7 +457,7 @@ impl Store {
             EventType::Added
         };
         self.record(inner, r, key, kind, labels, raw.clone());
-        if r == DEPLOYMENTS && generation_changed {
+        if (r == DEPLOYMENTS && generation_changed) || r == AUTOSCALERS {
             let _ = self.rollouts.send(key.clone());
         }
         raw

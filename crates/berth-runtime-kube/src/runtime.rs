@@ -1,0 +1,715 @@
+//! [`KubeRuntime`]: one Kubernetes cluster behind Berth's [`ClusterRuntime`] trait.
+//!
+//! A pass is level-triggered and keeps nothing the next pass needs:
+//!
+//! ```text
+//!  desired workloads ──render──▶ wanted objects (kind, namespace, name, hash)
+//!  LIST every kind, label app.kubernetes.io/managed-by=berth, 500 per page
+//!        │  per object: hash annotation differs → outdated (Berth wants something new)
+//!        │              same hash, fields differ → drifted (someone changed it)
+//!        │              not wanted, Berth's labels → prune
+//!        ▼
+//!  apply (server-side, field manager `berth`, force only by policy) what is missing,
+//!  outdated or drifted; delete what is pruned; read rollout status; report.
+//! ```
+//!
+//! A pass where nothing changed makes no write request at all. Known-good objects are
+//! remembered by resource version, so a steady pass does not even compare fields again
+//! (an optimisation only: after a restart everything is compared once).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use berth_core::{
+    objects::{KubeconfigSource, KubernetesRuntime},
+    ports::{ClusterReport, ClusterRuntime, Notice, RuntimeError, WorkloadReport},
+    render::{Workload, WorkloadKey},
+};
+use futures::{StreamExt, stream};
+use kube::{
+    Client, Config,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    core::{ObjectList, Request},
+};
+use rand::Rng;
+use serde_json::Value;
+use tokio::{sync::Notify, task::JoinHandle, time::Instant};
+
+use crate::{
+    FIELD_MANAGER,
+    diff::{self, Difference},
+    error::{Error, Result},
+    render::{self, APPLICATION, APPLIED_HASH, ENVIRONMENT, MANAGED_BY, MANAGED_SELECTOR, ObjectKind},
+    status::{self, Rollout},
+};
+
+/// Tuning of a Kubernetes runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Requests in flight at once per cluster.
+    pub concurrency: usize,
+    /// Objects per list page.
+    pub page_size: u32,
+    /// Longest wait for one request.
+    pub request_timeout: Duration,
+    /// Retries of a request that failed with 429, 5xx or a transport error.
+    pub retries: u32,
+    /// Stop applying after this long in one pass and report the rest as waiting (the
+    /// next pass goes on), so a pass answers before the reconciler gives up on it.
+    pub pass_budget: Option<Duration>,
+    /// Watch Berth's objects and wake the reconciler when they change.
+    pub watch: bool,
+    /// Pod lists per pass to explain rollouts that do not progress.
+    pub pod_lookups: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            page_size: 500,
+            request_timeout: Duration::from_secs(10),
+            retries: 3,
+            pass_budget: Some(Duration::from_secs(15)),
+            watch: true,
+            pod_lookups: 20,
+        }
+    }
+}
+
+/// How the cluster is reached.
+#[derive(Clone)]
+enum Access {
+    Kubeconfig(Box<Kubeconfig>, Option<String>),
+    InCluster,
+}
+
+/// Identifies one object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ObjKey {
+    kind: ObjectKind,
+    namespace: String,
+    name: String,
+}
+
+impl std::fmt::Display for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind.name(), self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind.name(), self.namespace, self.name)
+        }
+    }
+}
+
+/// What a pass found for one wanted object.
+enum Seen {
+    InSync,
+    Outdated,
+    Drifted(Vec<Difference>, Vec<String>),
+}
+
+/// A request that failed.
+enum Failure {
+    Kube(kube::Error),
+    Timeout(Duration),
+}
+
+/// A Kubernetes cluster as a [`ClusterRuntime`].
+pub struct KubeRuntime {
+    name: String,
+    access: Access,
+    options: RuntimeOptions,
+    client: tokio::sync::OnceCell<Client>,
+    /// Objects known to match what Berth applied: key → (resourceVersion, hash).
+    verified: Mutex<HashMap<ObjKey, (String, String)>>,
+    changed: Arc<Notify>,
+    watches: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for KubeRuntime {
+    fn drop(&mut self) {
+        for w in self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            w.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn collection_path(kind: ObjectKind, namespace: Option<&str>) -> String {
+    let (g, v, _, plural) = kind.gvk();
+    let base = if g.is_empty() { format!("/api/{v}") } else { format!("/apis/{g}/{v}") };
+    match namespace {
+        Some(ns) if !ns.is_empty() => format!("{base}/namespaces/{ns}/{plural}"),
+        _ => format!("{base}/{plural}"),
+    }
+}
+
+impl KubeRuntime {
+    /// A runtime for cluster `name`; the kubeconfig is read and its context checked now,
+    /// the connection is made on first use.
+    pub fn new(name: &str, spec: &KubernetesRuntime, options: RuntimeOptions) -> Result<Self> {
+        let access = if spec.in_cluster {
+            Access::InCluster
+        } else {
+            let kc = match &spec.kubeconfig {
+                Some(KubeconfigSource::Path(p)) => Kubeconfig::read_from(p),
+                Some(KubeconfigSource::Inline(doc)) => Kubeconfig::from_yaml(doc),
+                None => {
+                    return Err(Error::InvalidKubeconfig {
+                        cluster: name.to_owned(),
+                        reason: "none given".to_owned(),
+                    });
+                }
+            }
+            .map_err(|e| Error::InvalidKubeconfig {
+                cluster: name.to_owned(),
+                reason: e.to_string(),
+            })?;
+            let context = spec.context.clone().or_else(|| kc.current_context.clone());
+            match &context {
+                Some(c) if !kc.contexts.iter().any(|n| &n.name == c) => {
+                    return Err(Error::UnknownContext {
+                        cluster: name.to_owned(),
+                        context: c.clone(),
+                        available: kc
+                            .contexts
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                None => {
+                    return Err(Error::InvalidKubeconfig {
+                        cluster: name.to_owned(),
+                        reason: "it has no current-context and spec.kubernetes.context is not set".to_owned(),
+                    });
+                }
+                Some(_) => {}
+            }
+            Access::Kubeconfig(Box::new(kc), spec.context.clone())
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            access,
+            options,
+            client: tokio::sync::OnceCell::new(),
+            verified: Mutex::new(HashMap::new()),
+            changed: Arc::new(Notify::new()),
+            watches: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Notified when Berth's objects change on the cluster (watch events), so that the
+    /// reconciler passes at once.
+    #[must_use]
+    pub fn changed(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    async fn client(&self) -> Result<Client> {
+        let client = self
+            .client
+            .get_or_try_init(|| async {
+                let mut config = match &self.access {
+                    Access::InCluster => Config::incluster().map_err(|e| Error::InCluster {
+                        cluster: self.name.clone(),
+                        reason: e.to_string(),
+                    })?,
+                    Access::Kubeconfig(kc, context) => {
+                        let opts = KubeConfigOptions {
+                            context: context.clone(),
+                            ..KubeConfigOptions::default()
+                        };
+                        Config::from_custom_kubeconfig((**kc).clone(), &opts)
+                            .await
+                            .map_err(|e| Error::InvalidKubeconfig {
+                                cluster: self.name.clone(),
+                                reason: e.to_string(),
+                            })?
+                    }
+                };
+                // Retries are ours: bounded, jittered, and within the pass budget
+                // (kube's default retries 429 up to 15 times, for minutes).
+                config.default_retry = false;
+                config.connect_timeout = Some(Duration::from_secs(5));
+                Client::try_from(config).map_err(|e| Error::InvalidKubeconfig {
+                    cluster: self.name.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .await?;
+        Ok(client.clone())
+    }
+
+    /// One request with a timeout, retried with jittered exponential backoff on 429,
+    /// 5xx and transport errors.
+    async fn call<T, F, Fut>(&self, f: F) -> std::result::Result<T, Failure>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = kube::Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let outcome = match tokio::time::timeout(self.options.request_timeout, f()).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => Failure::Kube(e),
+                Err(_) => Failure::Timeout(self.options.request_timeout),
+            };
+            let retryable = match &outcome {
+                Failure::Kube(kube::Error::Api(s)) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
+                Failure::Kube(kube::Error::HyperError(_) | kube::Error::Service(_)) => true,
+                Failure::Kube(_) => false,
+                Failure::Timeout(_) => true,
+            };
+            if !retryable || attempt >= self.options.retries {
+                return Err(outcome);
+            }
+            let base = Duration::from_millis(100u64 << attempt.min(5));
+            let jitter = rand::rng().random_range(0..=base.as_millis() as u64);
+            tokio::time::sleep(base + Duration::from_millis(jitter)).await;
+            attempt += 1;
+        }
+    }
+
+    fn error(&self, f: Failure) -> Error {
+        match f {
+            Failure::Kube(e) => Error::from_kube(&self.name, &e),
+            Failure::Timeout(d) => Error::Unreachable {
+                cluster: self.name.clone(),
+                reason: format!("no answer within {}s", d.as_secs()),
+            },
+        }
+    }
+
+    async fn list_all(&self, client: &Client, path: &str, selector: &str) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().labels(selector).limit(self.options.page_size);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let req = Request::new(path).list(&lp).map_err(|e| Error::Api {
+                cluster: self.name.clone(),
+                message: e.to_string(),
+            })?;
+            let page: ObjectList<Value> = self
+                .call(|| client.request::<ObjectList<Value>>(clone_request(&req)))
+                .await
+                .map_err(|f| self.error(f))?;
+            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            out.extend(page.items);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn apply(&self, client: &Client, m: &render::Manifest, force: bool) -> std::result::Result<Value, Failure> {
+        let ns = (!m.namespace.is_empty()).then_some(m.namespace.as_str());
+        let mut pp = PatchParams::apply(FIELD_MANAGER);
+        pp.force = force;
+        let req = Request::new(collection_path(m.kind, ns))
+            .patch(&m.name, &pp, &Patch::Apply(&m.body))
+            .map_err(|e| Failure::Kube(kube::Error::BuildRequest(e)))?;
+        self.call(|| client.request::<Value>(clone_request(&req))).await
+    }
+
+    fn start_watches(&self, client: &Client) {
+        let mut watches = lock(&self.watches);
+        if !self.options.watch || !watches.is_empty() {
+            return;
+        }
+        for kind in ObjectKind::ALL.into_iter().filter(|k| k.per_application()) {
+            let (g, v, k, plural) = kind.gvk();
+            let ar = kube::core::ApiResource::from_gvk_with_plural(&kube::core::GroupVersionKind::gvk(g, v, k), plural);
+            let api: kube::Api<kube::core::DynamicObject> = kube::Api::all_with(client.clone(), &ar);
+            let changed = self.changed.clone();
+            watches.push(tokio::spawn(async move {
+                let config = kube::runtime::watcher::Config::default().labels(MANAGED_SELECTOR);
+                let mut events = Box::pin(kube::runtime::watcher(api, config));
+                while let Some(e) = events.next().await {
+                    match e {
+                        Ok(kube::runtime::watcher::Event::Apply(_) | kube::runtime::watcher::Event::Delete(_)) => {
+                            changed.notify_one();
+                        }
+                        Ok(_) => {}
+                        // The watcher relists by itself; wait a little not to spin.
+                        Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                    }
+                }
+            }));
+        }
+    }
+
+    /// One pass; see the module documentation.
+    #[allow(clippy::too_many_lines)]
+    async fn pass(&self, desired: &[Workload]) -> Result<ClusterReport> {
+        let client = self.client().await?;
+        self.start_watches(&client);
+        let budget_end = self.options.pass_budget.map(|b| Instant::now() + b);
+
+        // What Berth wants: object → (workload, hash).
+        let mut wanted: BTreeMap<ObjKey, (usize, String)> = BTreeMap::new();
+        let mut namespaces: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, w) in desired.iter().enumerate() {
+            for m in render::manifests(w) {
+                if m.kind == ObjectKind::Namespace {
+                    namespaces.entry(m.name).or_insert(i);
+                    continue;
+                }
+                wanted.entry(ObjKey {
+                    kind: m.kind,
+                    namespace: m.namespace,
+                    name: m.name,
+                })
+                .or_insert((i, m.hash));
+            }
+        }
+
+        // What is there.
+        let kinds: Vec<ObjectKind> = ObjectKind::ALL.into_iter().filter(|k| *k != ObjectKind::Namespace).collect();
+        let lists = stream::iter(kinds.into_iter().map(|kind| {
+            let client = client.clone();
+            let path = collection_path(kind, None);
+            async move { (kind, self.list_all(&client, &path, MANAGED_SELECTOR).await) }
+        }))
+        .buffer_unordered(3)
+        .collect::<Vec<_>>()
+        .await;
+        let existing_ns: HashSet<String> = self
+            .list_all(&client, &collection_path(ObjectKind::Namespace, None), MANAGED_SELECTOR)
+            .await?
+            .iter()
+            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
+            .collect();
+
+        let mut seen: HashMap<ObjKey, Seen> = HashMap::new();
+        let mut rollouts: HashMap<usize, Rollout> = HashMap::new();
+        let mut prune: Vec<(ObjKey, WorkloadKey)> = Vec::new();
+        for (kind, list) in lists {
+            for obj in list? {
+                let meta = &obj["metadata"];
+                let key = ObjKey {
+                    kind,
+                    namespace: meta["namespace"].as_str().unwrap_or_default().to_owned(),
+                    name: meta["name"].as_str().unwrap_or_default().to_owned(),
+                };
+                let Some((i, hash)) = wanted.get(&key) else {
+                    let labels = &meta["labels"];
+                    // Only what carries Berth's ownership labels, never anything else.
+                    if labels[MANAGED_BY] == "berth"
+                        && let Some(app) = labels[APPLICATION].as_str()
+                    {
+                        let env = labels[ENVIRONMENT].as_str().unwrap_or_default().to_owned();
+                        prune.push((
+                            key,
+                            WorkloadKey {
+                                application: app.to_owned(),
+                                environment: env,
+                            },
+                        ));
+                    }
+                    continue;
+                };
+                let w = &desired[*i];
+                let rv = meta["resourceVersion"].as_str().unwrap_or_default().to_owned();
+                let state = if meta["annotations"][APPLIED_HASH].as_str() != Some(hash.as_str()) {
+                    Seen::Outdated
+                } else if lock(&self.verified).get(&key).is_some_and(|(v, h)| *v == rv && h == hash) {
+                    Seen::InSync
+                } else {
+                    let diffs = render::manifest(w, kind)
+                        .map(|m| diff::differences(&m.body, &obj))
+                        .unwrap_or_default();
+                    if diffs.is_empty() {
+                        lock(&self.verified).insert(key.clone(), (rv, hash.clone()));
+                        Seen::InSync
+                    } else {
+                        let mut managers: Vec<String> = Vec::new();
+                        for d in &diffs {
+                            for m in diff::managers_of(&obj, &d.path) {
+                                if !managers.contains(&m) {
+                                    managers.push(m);
+                                }
+                            }
+                        }
+                        Seen::Drifted(diffs, managers)
+                    }
+                };
+                if kind == ObjectKind::Deployment {
+                    rollouts.insert(*i, status::rollout(w, &obj));
+                }
+                seen.insert(key, state);
+            }
+        }
+
+        let mut problems: HashMap<usize, Vec<String>> = HashMap::new();
+        let mut notices: Vec<Notice> = Vec::new();
+        let notice = |w: &Workload, warning: bool, reason: &str, message: String| Notice {
+            key: w.key.clone(),
+            warning,
+            reason: reason.to_owned(),
+            message,
+        };
+
+        // Namespaces first: everything else lives in them.
+        let missing_ns: Vec<(String, usize)> = namespaces
+            .iter()
+            .filter(|(n, _)| !existing_ns.contains(*n))
+            .map(|(n, i)| (n.clone(), *i))
+            .collect();
+        let ns_results = stream::iter(missing_ns.into_iter().map(|(_, i)| {
+            let client = client.clone();
+            let m = render::namespace_manifest(&desired[i]);
+            async move { (i, self.apply(&client, &m, false).await) }
+        }))
+        .buffer_unordered(self.options.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        for (i, r) in ns_results {
+            if let Err(f) = r {
+                let e = self.error(f);
+                if e.is_cluster_wide() {
+                    return Err(e);
+                }
+                problems.entry(i).or_default().push(e.to_string());
+            }
+        }
+
+        // Then every object that is missing, outdated or drifted.
+        let mut todo: Vec<(ObjKey, usize, Option<Seen>)> = Vec::new();
+        for (key, (i, _)) in &wanted {
+            match seen.remove(key) {
+                Some(Seen::InSync) => {}
+                other => todo.push((key.clone(), *i, other)),
+            }
+        }
+        todo.sort_by_key(|(k, _, _)| k.kind);
+        let results = stream::iter(todo.into_iter().map(|(key, i, state)| {
+            let client = client.clone();
+            async move {
+                if budget_end.is_some_and(|end| Instant::now() > end) {
+                    return (key, i, state, None);
+                }
+                let w = &desired[i];
+                let Some(m) = render::manifest(w, key.kind) else {
+                    return (key, i, state, None);
+                };
+                let r = self.apply(&client, &m, w.force_conflicts).await;
+                (key, i, state, Some(r.map(|v| (v, m.hash))))
+            }
+        }))
+        .buffer_unordered(self.options.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        let mut waiting: HashMap<usize, u32> = HashMap::new();
+        for (key, i, state, result) in results {
+            let w = &desired[i];
+            let Some(result) = result else {
+                *waiting.entry(i).or_default() += 1;
+                continue;
+            };
+            match result {
+                Ok((obj, hash)) => {
+                    let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned();
+                    let before = lock(&self.verified).insert(key.clone(), (rv, hash.clone()));
+                    if key.kind == ObjectKind::Deployment {
+                        rollouts.insert(i, status::rollout(w, &obj));
+                    }
+                    match state {
+                        Some(Seen::Drifted(diffs, managers)) => {
+                            let list: Vec<String> = diffs.iter().take(5).map(ToString::to_string).collect();
+                            let by = if managers.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" by {}", managers.join(", "))
+                            };
+                            notices.push(notice(
+                                w,
+                                true,
+                                "DriftCorrected",
+                                format!("{key} was changed outside Berth{by} ({}); re-applied", list.join("; ")),
+                            ));
+                        }
+                        None if before.is_some_and(|(_, h)| h == hash) => {
+                            notices.push(notice(
+                                w,
+                                true,
+                                "DriftCorrected",
+                                format!("{key} was deleted outside Berth; re-created"),
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                Err(f) => {
+                    let conflict = match &f {
+                        Failure::Kube(kube::Error::Api(s)) if s.code == 409 => Some(s.message.clone()),
+                        _ => None,
+                    };
+                    if let Some(message) = conflict {
+                        let what = match &state {
+                            Some(Seen::Drifted(diffs, _)) => format!(
+                                " after it was changed outside Berth ({})",
+                                diffs.iter().take(3).map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                            ),
+                            _ => String::new(),
+                        };
+                        let text = format!(
+                            "{key}: another field manager owns fields Berth sets{what}: {message}; \
+                             Berth leaves them alone unless the environment sets rollout.forceConflicts: true"
+                        );
+                        notices.push(notice(w, true, "ApplyConflict", text.clone()));
+                        problems.entry(i).or_default().push(text);
+                        continue;
+                    }
+                    let e = self.error(f);
+                    if e.is_cluster_wide() {
+                        return Err(e);
+                    }
+                    problems.entry(i).or_default().push(format!("{key}: {e}"));
+                }
+            }
+        }
+
+        // Objects Berth no longer wants.
+        let pruned = stream::iter(prune.into_iter().map(|(key, wk)| {
+            let client = client.clone();
+            async move {
+                let req = Request::new(collection_path(key.kind, Some(&key.namespace)))
+                    .delete(&key.name, &DeleteParams::background())
+                    .map_err(|e| Failure::Kube(kube::Error::BuildRequest(e)));
+                let r = match req {
+                    Ok(req) => self.call(|| client.request::<Value>(clone_request(&req))).await,
+                    Err(f) => Err(f),
+                };
+                (key, wk, r)
+            }
+        }))
+        .buffer_unordered(self.options.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        for (key, wk, r) in pruned {
+            lock(&self.verified).remove(&key);
+            match r {
+                Ok(_) => notices.push(Notice {
+                    key: wk,
+                    warning: false,
+                    reason: "Pruned".to_owned(),
+                    message: format!("removed {key}, which Berth no longer wants"),
+                }),
+                Err(Failure::Kube(kube::Error::Api(s))) if s.code == 404 => {}
+                Err(f) => {
+                    let e = self.error(f);
+                    if e.is_cluster_wide() {
+                        return Err(e);
+                    }
+                    notices.push(Notice {
+                        key: wk,
+                        warning: true,
+                        reason: "PruneFailed".to_owned(),
+                        message: format!("could not remove {key}: {e}"),
+                    });
+                }
+            }
+        }
+
+        // Explain rollouts that do not progress, from their pods.
+        let mut lookups = 0;
+        for (i, w) in desired.iter().enumerate() {
+            let Some(r) = rollouts.get_mut(&i) else { continue };
+            if lookups >= self.options.pod_lookups
+                || !(r.stalled || r.in_progress)
+                || r.counts.ready >= w.replicas
+                || problems.contains_key(&i)
+            {
+                continue;
+            }
+            lookups += 1;
+            let selector = format!("app.kubernetes.io/instance={}", render::instance(w));
+            let path = format!("/api/v1/namespaces/{}/pods", render::namespace(w));
+            if let Ok(pods) = self.list_all(&client, &path, &selector).await
+                && let Some(why) = status::pod_problems(&pods)
+            {
+                r.message = Some(match &r.message {
+                    Some(m) => format!("{m}; {why}"),
+                    None => why,
+                });
+            }
+        }
+
+        let workloads = desired
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let r = rollouts.remove(&i).unwrap_or_default();
+                let mut message = problems.remove(&i).map(|p| p.join("; ")).or(r.message);
+                if let Some(n) = waiting.get(&i) {
+                    let wait = format!("{n} object(s) wait for the next pass (this one ran out of time)");
+                    message = Some(message.map_or(wait.clone(), |m| format!("{m}; {wait}")));
+                }
+                WorkloadReport {
+                    key: w.key.clone(),
+                    counts: r.counts,
+                    message,
+                    stalled: r.stalled,
+                }
+            })
+            .collect();
+        Ok(ClusterReport { workloads, notices })
+    }
+}
+
+/// `kube::core::Request` builds `http::Request<Vec<u8>>`, which is not `Clone`.
+fn clone_request(req: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
+    let mut out = http::Request::new(req.body().clone());
+    *out.method_mut() = req.method().clone();
+    *out.uri_mut() = req.uri().clone();
+    *out.headers_mut() = req.headers().clone();
+    out
+}
+
+#[async_trait]
+impl ClusterRuntime for KubeRuntime {
+    async fn version(&self) -> Result<String, RuntimeError> {
+        let client = self.client().await?;
+        let v = self
+            .call(|| client.apiserver_version())
+            .await
+            .map_err(|f| self.error(f))?;
+        let ready = self
+            .call(|| {
+                let req = http::Request::get("/readyz").body(Vec::new());
+                let client = client.clone();
+                async move {
+                    let req = req.map_err(kube::Error::HttpError)?;
+                    client.request_text(req).await
+                }
+            })
+            .await
+            .map_err(|f| match self.error(f) {
+                Error::Overloaded { message, .. } | Error::Api { message, .. } => Error::NotReady {
+                    cluster: self.name.clone(),
+                    message,
+                },
+                e => e,
+            })?;
+        Ok(format!("Kubernetes {} ({})", v.git_version, ready.trim()))
+    }
+
+    async fn reconcile(&self, desired: &[Workload]) -> Result<ClusterReport, RuntimeError> {
+        Ok(self.pass(desired).await?)
+    }
+}

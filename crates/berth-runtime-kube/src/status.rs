@@ -1,0 +1,184 @@
+//! Rollout status, honestly, from a Deployment as the API server reports it. Pure.
+//!
+//! Only a status whose `observedGeneration` has caught up with the spec says anything
+//! about the release Berth applied; until then every replica counts as old. The
+//! `Progressing` condition with reason `ProgressDeadlineExceeded` means Kubernetes gave
+//! up: the rollout is reported as stalled and the deployment fails.
+
+use berth_core::{render::Workload, rollout::Counts};
+use serde_json::Value;
+
+/// What a Deployment says about its rollout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rollout {
+    /// Replica counts for the reconciler.
+    pub counts: Counts,
+    /// Why it is not done, when something is wrong.
+    pub message: Option<String>,
+    /// Kubernetes gave up (`ProgressDeadlineExceeded`).
+    pub stalled: bool,
+    /// Still rolling out (the observed generation is current, not complete, not stalled).
+    pub in_progress: bool,
+}
+
+fn count(v: &Value) -> u32 {
+    v.as_u64().map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// The rollout of `w` as the Deployment `d` shows it.
+#[must_use]
+pub fn rollout(w: &Workload, d: &Value) -> Rollout {
+    let status = &d["status"];
+    let generation = d["metadata"]["generation"].as_u64().unwrap_or(0);
+    let observed = status["observedGeneration"].as_u64().unwrap_or(0);
+    let replicas = count(&status["replicas"]);
+    if observed < generation {
+        return Rollout {
+            counts: Counts {
+                updated: 0,
+                ready: 0,
+                old: replicas,
+            },
+            message: None,
+            stalled: false,
+            in_progress: true,
+        };
+    }
+    let updated = count(&status["updatedReplicas"]);
+    let available = count(&status["availableReplicas"]);
+    let old = replicas.saturating_sub(updated);
+    // Available pods of the old ReplicaSets count first: what is left is a lower bound
+    // on the available pods of the new one.
+    let mut ready = updated.min(available.saturating_sub(old));
+    let mut updated_n = updated;
+    if w.autoscaling.is_some() {
+        // The autoscaler may run more than the minimum Berth asks for: that is done, too.
+        updated_n = updated_n.min(w.replicas);
+        ready = ready.min(w.replicas);
+    }
+    let progressing = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"));
+    let stalled = progressing.is_some_and(|c| c["status"] == "False" && c["reason"] == "ProgressDeadlineExceeded");
+    let message = if stalled {
+        let text = progressing
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or("the rollout made no progress in time");
+        Some(format!("ProgressDeadlineExceeded: {text}"))
+    } else {
+        None
+    };
+    let complete = old == 0 && updated_n >= w.replicas && ready >= w.replicas;
+    Rollout {
+        counts: Counts {
+            updated: updated_n,
+            ready,
+            old,
+        },
+        message,
+        stalled,
+        in_progress: !stalled && !complete,
+    }
+}
+
+/// Why pods are not ready, from a pod list: `2 pods: ImagePullBackOff (Back-off pulling
+/// image "x")`; `None` when nothing says.
+#[must_use]
+pub fn pod_problems(pods: &[Value]) -> Option<String> {
+    let mut reasons: Vec<(String, u32)> = Vec::new();
+    for p in pods {
+        let Some(statuses) = p["status"]["containerStatuses"].as_array() else {
+            continue;
+        };
+        for c in statuses {
+            if c["ready"].as_bool() == Some(true) {
+                continue;
+            }
+            let waiting = &c["state"]["waiting"];
+            let terminated = &c["lastState"]["terminated"];
+            let text = if let Some(r) = waiting["reason"].as_str().filter(|r| *r != "ContainerCreating") {
+                match waiting["message"].as_str() {
+                    Some(m) => format!("{r} ({m})"),
+                    None => r.to_owned(),
+                }
+            } else if let Some(r) = terminated["reason"].as_str() {
+                format!("last exit: {r} (code {})", terminated["exitCode"])
+            } else if c["state"].get("running").is_some() {
+                "running but not ready (the readiness probe fails)".to_owned()
+            } else {
+                continue;
+            };
+            match reasons.iter_mut().find(|(t, _)| *t == text) {
+                Some((_, n)) => *n += 1,
+                None => reasons.push((text, 1)),
+            }
+        }
+    }
+    if reasons.is_empty() {
+        return None;
+    }
+    Some(
+        reasons
+            .into_iter()
+            .map(|(t, n)| format!("{n} pod(s): {t}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn w(replicas: u32) -> Workload {
+        Workload {
+            replicas,
+            ..Workload::default()
+        }
+    }
+
+    #[test]
+    fn a_status_not_yet_observed_says_nothing_of_the_release() {
+        let d = json!({"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "replicas": 2,
+            "updatedReplicas": 2, "availableReplicas": 2}});
+        let r = rollout(&w(2), &d);
+        assert_eq!((r.counts.updated, r.counts.ready, r.counts.old), (0, 0, 2));
+        assert!(r.in_progress);
+    }
+
+    #[test]
+    fn counts_during_and_after_a_rollout() {
+        let during = json!({"metadata": {"generation": 2}, "status": {"observedGeneration": 2,
+            "replicas": 5, "updatedReplicas": 3, "availableReplicas": 3}});
+        let r = rollout(&w(3), &during);
+        assert_eq!((r.counts.updated, r.counts.ready, r.counts.old), (3, 1, 2));
+        let done = json!({"metadata": {"generation": 2}, "status": {"observedGeneration": 2,
+            "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3, "readyReplicas": 3}});
+        let r = rollout(&w(3), &done);
+        assert_eq!((r.counts.updated, r.counts.ready, r.counts.old), (3, 3, 0));
+        assert!(!r.in_progress && !r.stalled);
+    }
+
+    #[test]
+    fn progress_deadline_exceeded_stalls() {
+        let d = json!({"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "replicas": 4,
+            "updatedReplicas": 2, "availableReplicas": 2, "conditions": [
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                 "message": "ReplicaSet \"web-1\" has timed out progressing."}]}});
+        let r = rollout(&w(2), &d);
+        assert!(r.stalled);
+        assert_eq!(r.message.as_deref(), Some("ProgressDeadlineExceeded: ReplicaSet \"web-1\" has timed out progressing."));
+    }
+
+    #[test]
+    fn pod_problems_are_summarised() {
+        let pods = vec![
+            json!({"status": {"containerStatuses": [{"ready": false, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off"}}}]}}),
+            json!({"status": {"containerStatuses": [{"ready": false, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off"}}}]}}),
+            json!({"status": {"containerStatuses": [{"ready": true, "state": {"running": {}}}]}}),
+        ];
+        assert_eq!(pod_problems(&pods).as_deref(), Some("2 pod(s): ImagePullBackOff (Back-off)"));
+    }
+}
