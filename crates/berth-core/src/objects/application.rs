@@ -98,6 +98,28 @@ pub struct EnvironmentOverride {
     /// An extra hostname the router answers for, e.g. `shop.example.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Scale on CPU between bounds in this environment (Kubernetes clusters); `replicas`
+    /// is then ignored there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+}
+
+/// Replica bounds and the CPU target a horizontal autoscaler keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Autoscaling {
+    /// Fewest replicas per cluster.
+    #[serde(default = "one")]
+    pub min_replicas: u32,
+    /// Most replicas per cluster.
+    pub max_replicas: u32,
+    /// Average CPU use, in percent of the CPU request, that the autoscaler aims at.
+    #[serde(default = "default_cpu_target")]
+    pub target_cpu_percent: u32,
+}
+
+fn default_cpu_target() -> u32 {
+    75
 }
 
 /// Desired state of an application.
@@ -270,8 +292,34 @@ pub fn validate_application_spec(spec: &ApplicationSpec, base: &str, errors: &mu
         if let Some(host) = &o.hostname {
             errors.check(name::check_hostname(&format!("{at}.hostname"), host));
         }
+        if let Some(a) = &o.autoscaling {
+            check_autoscaling(&format!("{at}.autoscaling"), a, errors);
+        }
     }
 }
+
+fn check_autoscaling(at: &str, a: &Autoscaling, errors: &mut Errors) {
+    if a.min_replicas == 0 {
+        errors.push(
+            FieldError::new(format!("{at}.minReplicas"), "must be at least 1")
+                .hint("an autoscaled application keeps at least one replica"),
+        );
+    }
+    check_replicas(&format!("{at}.maxReplicas"), a.max_replicas, errors);
+    if a.max_replicas < a.min_replicas {
+        errors.push(FieldError::new(
+            format!("{at}.maxReplicas"),
+            format!("{} is below minReplicas ({})", a.max_replicas, a.min_replicas),
+        ));
+    }
+    if !(1..=100).contains(&a.target_cpu_percent) {
+        errors.push(FieldError::new(
+            format!("{at}.targetCpuPercent"),
+            "must be between 1 and 100",
+        ));
+    }
+}
+
 
 fn check_replicas(path: &str, replicas: u32, errors: &mut Errors) {
     if replicas > MAX_REPLICAS {
@@ -373,6 +421,26 @@ mod tests {
                 "spec.configFiles[0].path",
                 "spec.environments.prod.replicas",
                 "spec.environments.prod.hostname",
+            ]
+        );
+    }
+
+    #[test]
+    fn autoscaling_bounds_are_checked() {
+        let mut j = minimal();
+        j["spec"]["environments"] = serde_json::json!({
+            "production": {"autoscaling": {"minReplicas": 0, "maxReplicas": 500, "targetCpuPercent": 0}},
+            "qa": {"autoscaling": {"minReplicas": 4, "maxReplicas": 2}},
+            "staging": {"autoscaling": {"maxReplicas": 3}}
+        });
+        let paths: Vec<_> = app(j).validate().unwrap_err().errors.into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.environments.production.autoscaling.minReplicas",
+                "spec.environments.production.autoscaling.maxReplicas",
+                "spec.environments.production.autoscaling.targetCpuPercent",
+                "spec.environments.qa.autoscaling.maxReplicas",
             ]
         );
     }

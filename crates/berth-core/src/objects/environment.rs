@@ -41,6 +41,11 @@ pub struct RolloutPolicy {
     /// On failure, go back to the release that ran before (default on).
     #[serde(default = "yes")]
     pub auto_rollback: bool,
+    /// On Kubernetes, take over fields that another field manager owns when applying
+    /// (server-side apply with force). Off by default: such conflicts are reported and
+    /// left alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_conflicts: bool,
 }
 
 fn default_deadline() -> u32 {
@@ -55,6 +60,7 @@ impl Default for RolloutPolicy {
         Self {
             progress_deadline_seconds: default_deadline(),
             auto_rollback: true,
+            force_conflicts: false,
         }
     }
 }

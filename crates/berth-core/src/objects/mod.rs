@@ -10,7 +10,7 @@ mod source;
 mod build;
 
 pub use application::{
-    Application, ApplicationKind, ApplicationSpec, ApplicationStatus, ConfigFile, EnvironmentOverride,
+    Application, ApplicationKind, ApplicationSpec, ApplicationStatus, Autoscaling, ConfigFile, EnvironmentOverride,
     HealthCheck, Resources, validate_application_spec,
 };
 pub use cluster::{
