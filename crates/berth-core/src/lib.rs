@@ -11,6 +11,8 @@
 //!  Environment ──clusters──▶ Deployment ──render──▶ Workload per cluster ──plan──▶ actions
 //! ```
 
+pub mod audit;
+pub mod authz;
 pub mod build;
 pub mod delivery;
 pub mod deployment;
@@ -23,6 +25,7 @@ pub mod objects;
 pub mod ports;
 pub mod promotion;
 pub mod quantity;
+pub mod quota;
 pub mod render;
 pub mod repo;
 pub mod rollout;

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::{
+    audit::{AuditEntry, AuditQuery, Change, Head},
     error::Invalid,
     image::ImageRef,
     objects::{Build, Event, NewEvent},
@@ -106,6 +107,8 @@ pub struct EventQuery {
 /// An API token as stored: only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
+    /// Public identifier: shown in lists, used to revoke; never the secret.
+    pub id: String,
     /// Human name of the token.
     pub name: String,
     /// Who it authenticates.
@@ -114,6 +117,18 @@ pub struct TokenRecord {
     pub hash: String,
     /// When it was made.
     pub created_at: DateTime<Utc>,
+    /// From this instant on the token no longer authenticates.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked; a revoked token never authenticates again.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TokenRecord {
+    /// Whether the token authenticates at `now`.
+    #[must_use]
+    pub fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now < e)
+    }
 }
 
 /// Errors of a store.
@@ -155,11 +170,27 @@ pub enum StoreError {
     },
 }
 
-/// Objects and events, with every mutation and its events in one transaction.
+/// Objects and events, with every mutation, its events and its audit entries in one
+/// transaction.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Applies `writes` and appends `events` atomically: all or nothing.
-    async fn commit(&self, writes: Vec<Write>, events: Vec<NewEvent>) -> Result<Commit, StoreError>;
+    /// Applies `writes` and appends `events` atomically: all or nothing. Every write is
+    /// recorded in the audit log as made by `change`.
+    async fn commit_as(
+        &self,
+        change: &Change,
+        writes: Vec<Write>,
+        events: Vec<NewEvent>,
+    ) -> Result<Commit, StoreError>;
+    /// [`Store::commit_as`] by the actor of the first event (for the reconciler:
+    /// `berth`), whose reason names the action.
+    async fn commit(&self, writes: Vec<Write>, events: Vec<NewEvent>) -> Result<Commit, StoreError> {
+        let change = events.first().map_or_else(
+            || Change::new("berth", "commit"),
+            |e| Change::new(&e.actor, &e.reason),
+        );
+        self.commit_as(&change, writes, events).await
+    }
     /// Reads one document.
     async fn get(&self, kind: &str, name: &str) -> Result<Option<Value>, StoreError>;
     /// Lists documents of a kind in creation order.
@@ -170,12 +201,22 @@ pub trait Store: Send + Sync {
     async fn last_event(&self) -> Result<u64, StoreError>;
     /// Returns once an event after `after` exists, or when `timeout` passes.
     async fn wait_for_events(&self, after: u64, timeout: Duration);
-    /// Stores a token record.
-    async fn put_token(&self, token: TokenRecord) -> Result<(), StoreError>;
+    /// Stores a token record (replacing one of the same hash), audited as `change`.
+    async fn put_token(&self, token: TokenRecord, change: &Change) -> Result<(), StoreError>;
     /// Finds a token by the hash of its secret.
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
     /// How many tokens exist.
     async fn count_tokens(&self) -> Result<u64, StoreError>;
+    /// Every token (of `subject`, when given), oldest first.
+    async fn list_tokens(&self, subject: Option<&str>) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revokes the token with public id `id` at `at`, audited as `change`; returns it as
+    /// stored now. A token revoked before keeps its first revocation time.
+    async fn revoke_token(&self, id: &str, at: DateTime<Utc>, change: &Change)
+    -> Result<TokenRecord, StoreError>;
+    /// Reads audit entries in log order.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The newest audit entry as recorded beside the log.
+    async fn audit_head(&self) -> Result<Option<Head>, StoreError>;
 }
 
 // === Runtime ===

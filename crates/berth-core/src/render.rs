@@ -8,8 +8,9 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::{
-    objects::{Autoscaling, ConfigFile, Deployment, Environment, HealthCheck, Release},
+    objects::{Autoscaling, ConfigFile, Deployment, Environment, HealthCheck, Release, SecretRef, SecretValue},
     quantity,
+    quota::NamespaceQuota,
 };
 
 /// Identifies an application in an environment.
@@ -74,14 +75,74 @@ pub struct Workload {
     /// Autoscaling bounds in this environment, when set (then `replicas` is the minimum).
     #[serde(default)]
     pub autoscaling: Option<Autoscaling>,
+    /// Secret environment variables (kept out of `env`, and out of logs and events:
+    /// values print as `***` and are never serialized).
+    #[serde(skip)]
+    pub secret_env: BTreeMap<String, SecretValue>,
+    /// Secret files written into each replica (never serialized).
+    #[serde(skip)]
+    pub secret_files: Vec<SecretFile>,
+    /// Name and version of every secret delivered: what of the secrets shapes a replica.
+    #[serde(default)]
+    pub secret_versions: BTreeMap<String, u64>,
+    /// The team's quota in this namespace, when it has one; the Kubernetes runtime renders
+    /// it as the namespace's ResourceQuota and LimitRange.
+    #[serde(default)]
+    pub quota: Option<NamespaceQuota>,
     /// Whether the runtime may take over fields that other managers own (the
     /// environment's `rollout.forceConflicts`).
     #[serde(default)]
     pub force_conflicts: bool,
 }
 
-/// The team an application belongs to until teams exist.
-pub const DEFAULT_TEAM: &str = "default";
+pub use crate::objects::DEFAULT_TEAM;
+
+/// A secret file written into each replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretFile {
+    /// Absolute path inside the container.
+    pub path: String,
+    /// The content.
+    pub value: SecretValue,
+}
+
+/// A secret's current value, as the reconciler decrypted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedSecret {
+    /// Its version.
+    pub version: u64,
+    /// Its value.
+    pub value: SecretValue,
+}
+
+/// Delivers the secrets `refs` asks for to `workload`, from `secrets` (by name), and
+/// updates the workload's hash so that a new secret version replaces replicas. Returns
+/// the names of referenced secrets that `secrets` lacks (the others are delivered).
+pub fn attach_secrets(
+    workload: &mut Workload,
+    refs: &[SecretRef],
+    secrets: &BTreeMap<String, ResolvedSecret>,
+) -> Vec<String> {
+    let mut missing = Vec::new();
+    for r in refs {
+        let Some(s) = secrets.get(&r.name) else {
+            missing.push(r.name.clone());
+            continue;
+        };
+        workload.secret_versions.insert(r.name.clone(), s.version);
+        if let Some(var) = &r.env {
+            workload.secret_env.insert(var.clone(), s.value.clone());
+        }
+        if let Some(path) = &r.path {
+            workload.secret_files.push(SecretFile {
+                path: path.clone(),
+                value: s.value.clone(),
+            });
+        }
+    }
+    workload.spec_hash = spec_hash(workload);
+    missing
+}
 
 /// The Kubernetes namespace of a team in an environment: `<team>-<environment>`, cut to
 /// the 63 characters a namespace may have (with a hash so cut names stay distinct).
@@ -149,9 +210,13 @@ pub fn render(
         hosts,
         startup_deadline_seconds: environment.spec.rollout.progress_deadline_seconds,
         spec_hash: String::new(),
-        team: DEFAULT_TEAM.to_owned(),
-        namespace: namespace_of(DEFAULT_TEAM, env_name),
+        team: t.team.clone(),
+        namespace: namespace_of(&t.team, env_name),
         autoscaling: over.autoscaling.clone(),
+        secret_env: BTreeMap::new(),
+        secret_files: Vec::new(),
+        secret_versions: BTreeMap::new(),
+        quota: None,
         force_conflicts: environment.spec.rollout.force_conflicts,
     };
     workload.spec_hash = spec_hash(&workload);
@@ -173,6 +238,17 @@ fn spec_hash(w: &Workload) -> String {
         "memory": w.memory_bytes,
         "health": w.health,
     });
+    let mut shape = shape;
+    // Only when present, so that workloads without secrets keep their hash. Versions
+    // and targets, never values: the hash is written where anyone may read it.
+    if !w.secret_versions.is_empty() {
+        let files: Vec<&str> = w.secret_files.iter().map(|f| f.path.as_str()).collect();
+        shape["secrets"] = serde_json::json!({
+            "versions": w.secret_versions,
+            "env": w.secret_env.keys().collect::<Vec<_>>(),
+            "files": files,
+        });
+    }
     let digest = Sha256::digest(shape.to_string().as_bytes());
     hex::encode(&digest[..8])
 }
@@ -255,6 +331,33 @@ mod tests {
         let b = render(&release(5), &deployment("qa"), &env("qa"), "local", "localhost");
         assert_eq!(a.spec_hash, b.spec_hash);
         let _ = EnvironmentOverride::default();
+    }
+
+    #[test]
+    fn secrets_are_delivered_and_versions_shape_the_replica() {
+        let base = render(&release(1), &deployment("qa"), &env("qa"), "local", "localhost");
+        let refs: Vec<SecretRef> = serde_json::from_value(serde_json::json!([
+            {"name": "db", "env": "DB_PASSWORD"}, {"name": "tls", "path": "/run/tls.pem"}, {"name": "gone", "env": "X"}
+        ]))
+        .unwrap();
+        let resolved = |version| {
+            BTreeMap::from([
+                ("db".to_owned(), ResolvedSecret { version, value: SecretValue::new("s3cret".into()) }),
+                ("tls".to_owned(), ResolvedSecret { version: 1, value: SecretValue::new("PEM".into()) }),
+            ])
+        };
+        let mut w = base.clone();
+        assert_eq!(attach_secrets(&mut w, &refs, &resolved(1)), ["gone"]);
+        assert_eq!(w.secret_env["DB_PASSWORD"].expose(), "s3cret");
+        assert_eq!(w.secret_files[0].path, "/run/tls.pem");
+        assert!(!w.env.contains_key("DB_PASSWORD"), "secrets stay out of env");
+        assert_ne!(w.spec_hash, base.spec_hash);
+        let mut rotated = base.clone();
+        attach_secrets(&mut rotated, &refs, &resolved(2));
+        assert_ne!(rotated.spec_hash, w.spec_hash, "a new version replaces replicas");
+        let json = serde_json::to_string(&w).unwrap();
+        assert!(!json.contains("s3cret") && !json.contains("PEM"), "{json}");
+        assert!(!format!("{w:?}").contains("s3cret"));
     }
 
     #[test]

@@ -308,7 +308,22 @@ pub fn create_body(cluster: &str, workload: &Workload) -> ContainerCreateBody {
     let cpus = nano_cpus(workload);
     ContainerCreateBody {
         image: Some(workload.image.clone()),
-        env: Some(workload.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        // The container's environment is how secrets reach a local replica; the values
+        // are in the create request and nowhere else Berth writes.
+        env: Some(
+            workload
+                .env
+                .iter()
+                .filter(|(k, _)| !workload.secret_env.contains_key(*k))
+                .map(|(k, v)| format!("{k}={v}"))
+                .chain(
+                    workload
+                        .secret_env
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", v.expose())),
+                )
+                .collect(),
+        ),
         entrypoint: workload.command.clone(),
         cmd: workload.args.clone(),
         exposed_ports: Some(vec![port]),
@@ -338,30 +353,39 @@ pub enum ArchiveError {
     Tar(#[source] std::io::Error),
 }
 
-/// A tar of the workload's config files, to be extracted at `/`. Missing parent
-/// directories are created by the engine when it extracts (Docker and Podman both do),
-/// so existing directories keep their permissions.
+/// A tar of the workload's config files and secret files, to be extracted at `/`.
+/// Missing parent directories are created by the engine when it extracts (Docker and
+/// Podman both do), so existing directories keep their permissions. Secret files are
+/// read-only (0444: whatever user the app runs as can read them, nobody writes them).
 pub fn config_archive(workload: &Workload) -> Result<Vec<u8>, ArchiveError> {
     let mut builder = tar::Builder::new(Vec::new());
     let mtime = u64::try_from(Utc::now().timestamp()).unwrap_or(0);
-    for file in &workload.config_files {
-        let relative = file.path.trim_start_matches('/');
-        if !file.path.starts_with('/')
+    let files = workload
+        .config_files
+        .iter()
+        .map(|f| (f.path.as_str(), f.content.as_bytes(), 0o644))
+        .chain(
+            workload
+                .secret_files
+                .iter()
+                .map(|f| (f.path.as_str(), f.value.expose().as_bytes(), 0o444)),
+        );
+    for (path, content, mode) in files {
+        let relative = path.trim_start_matches('/');
+        if !path.starts_with('/')
             || relative.is_empty()
             || relative.ends_with('/')
             || relative.split('/').any(|part| part == ".." || part.is_empty())
         {
-            return Err(ArchiveError::BadPath {
-                path: file.path.clone(),
-            });
+            return Err(ArchiveError::BadPath { path: path.to_owned() });
         }
         let mut header = tar::Header::new_gnu();
-        header.set_size(file.content.len() as u64);
-        header.set_mode(0o644);
+        header.set_size(content.len() as u64);
+        header.set_mode(mode);
         header.set_mtime(mtime);
         header.set_entry_type(tar::EntryType::Regular);
         builder
-            .append_data(&mut header, relative, file.content.as_bytes())
+            .append_data(&mut header, relative, content)
             .map_err(ArchiveError::Tar)?;
     }
     builder.into_inner().map_err(ArchiveError::Tar)
@@ -603,6 +627,34 @@ mod tests {
             w.config_files[0].path = bad.into();
             assert!(config_archive(&w).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn secrets_go_into_the_container_env_and_read_only_files() {
+        use berth_core::{objects::SecretValue, render::SecretFile};
+        let mut w = workload();
+        w.env.insert("DB_PASSWORD".into(), "not-the-secret".into());
+        w.secret_env.insert("DB_PASSWORD".into(), SecretValue::new("s3cret".into()));
+        w.secret_files.push(SecretFile {
+            path: "/run/secrets/tls.pem".into(),
+            value: SecretValue::new("PEM".into()),
+        });
+        let value = serde_json::to_value(create_body("dc1", &w)).unwrap();
+        assert_eq!(value["Env"], serde_json::json!(["A=1", "DB_PASSWORD=s3cret"]));
+        let bytes = config_archive(&w).unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let entries: Vec<(String, u32)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().mode().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [("www/deep/healthz".to_owned(), 0o644), ("run/secrets/tls.pem".to_owned(), 0o444)]
+        );
     }
 
     #[test]

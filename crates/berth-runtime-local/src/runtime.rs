@@ -603,7 +603,7 @@ impl LocalRuntime {
     }
 
     async fn start_one(&self, docker: &Docker, w: &Workload) -> Result<Started, String> {
-        let archive = if w.config_files.is_empty() {
+        let archive = if w.config_files.is_empty() && w.secret_files.is_empty() {
             None
         } else {
             Some(engine::config_archive(w).map_err(|e| format!("cannot start a replica: {e}"))?)

@@ -8,6 +8,7 @@
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use berth_core::{
+    audit::{AuditEntry, AuditQuery, Change, Verification, Verifier},
     objects::{Event, NewEvent},
     ports::{EventQuery, ListQuery, Page, Store, StoreError, TokenRecord, Write},
 };
@@ -807,7 +808,8 @@ pub async fn concurrent_commits(store: Arc<dyn Store>) -> Result<(), StoreError>
 
 // === Tokens ===
 
-/// Tokens are stored by hash, found by hash, replaced by hash and counted.
+/// Tokens are stored by hash, found by hash, replaced by hash, counted, listed by
+/// subject and revoked by id; each change is audited.
 pub async fn tokens(store: &dyn Store) -> Result<(), StoreError> {
     assert_eq!(store.count_tokens().await?, 0);
     assert_eq!(store.find_token("00").await?, None);
@@ -819,23 +821,32 @@ pub async fn tokens(store: &dyn Store) -> Result<(), StoreError> {
         });
     };
     let admin = TokenRecord {
+        id: "a1".to_owned(),
         name: "bootstrap".to_owned(),
         subject: "admin".to_owned(),
         hash: "aa".repeat(32),
         created_at,
+        expires_at: None,
+        revoked_at: None,
     };
     let ci = TokenRecord {
+        id: "c1".to_owned(),
         name: "ci".to_owned(),
         subject: "robot".to_owned(),
         hash: "bb".repeat(32),
         created_at,
+        expires_at: at(5_000_000),
+        revoked_at: None,
     };
-    store.put_token(admin.clone()).await?;
-    store.put_token(ci.clone()).await?;
+    let by = Change::new("admin", "token.create");
+    store.put_token(admin.clone(), &by).await?;
+    store.put_token(ci.clone(), &by).await?;
     assert_eq!(store.count_tokens().await?, 2);
     assert_eq!(store.find_token(&admin.hash).await?, Some(admin.clone()));
-    assert_eq!(store.find_token(&ci.hash).await?, Some(ci));
+    assert_eq!(store.find_token(&ci.hash).await?, Some(ci.clone()));
     assert_eq!(store.find_token(&"cc".repeat(32)).await?, None);
+    assert_eq!(store.list_tokens(Some("robot")).await?, [ci.clone()]);
+    assert_eq!(store.list_tokens(None).await?.len(), 2);
 
     let renamed = TokenRecord {
         name: "renamed".to_owned(),
@@ -843,8 +854,159 @@ pub async fn tokens(store: &dyn Store) -> Result<(), StoreError> {
         created_at: at(999_999).unwrap_or(created_at),
         ..admin
     };
-    store.put_token(renamed.clone()).await?;
+    store.put_token(renamed.clone(), &by).await?;
     assert_eq!(store.count_tokens().await?, 2, "same hash: replaced, not added");
     assert_eq!(store.find_token(&renamed.hash).await?, Some(renamed));
+
+    let revoke_at = at(2_000_000).unwrap_or(created_at);
+    let revoked = store
+        .revoke_token("c1", revoke_at, &Change::new("admin", "token.revoke"))
+        .await?;
+    assert_eq!(revoked.revoked_at, Some(revoke_at));
+    assert_eq!(store.find_token(&ci.hash).await?, Some(revoked.clone()));
+    assert!(!revoked.is_valid_at(revoke_at));
+    let again = store
+        .revoke_token("c1", at(3_000_000).unwrap_or(created_at), &by)
+        .await?;
+    assert_eq!(again.revoked_at, Some(revoke_at), "the first revocation stands");
+    assert!(matches!(
+        store.revoke_token("nope", revoke_at, &by).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    let log = all_audit(store).await?;
+    let summary: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| (e.name.as_str(), e.operation.as_str(), e.action.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("a1", "create", "token.create"),
+            ("c1", "create", "token.create"),
+            ("a1", "update", "token.create"),
+            ("c1", "update", "token.revoke"),
+        ],
+        "every token change is audited, and a repeated revocation changes nothing"
+    );
+    assert!(log.iter().all(|e| e.kind == "Token"));
+    Ok(())
+}
+
+// === Audit ===
+
+/// Every audit entry, oldest first.
+async fn all_audit(store: &dyn Store) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut all = Vec::new();
+    loop {
+        let page = store
+            .audit(&AuditQuery {
+                after: all.last().map_or(0, |e: &AuditEntry| e.seq),
+                limit: 2,
+                ..AuditQuery::default()
+            })
+            .await?;
+        if page.is_empty() {
+            return Ok(all);
+        }
+        all.extend(page);
+    }
+}
+
+/// Verifies the whole stored log against its head.
+async fn verify(store: &dyn Store) -> Result<Verification, StoreError> {
+    let mut verifier = Verifier::default();
+    for e in all_audit(store).await? {
+        verifier.push(&e);
+    }
+    Ok(verifier.finish(store.audit_head().await?.as_ref()))
+}
+
+/// Every write of a commit is audited in the same transaction: actor, action,
+/// operation, object, digests before and after, chained; a failed commit leaves none.
+pub async fn audit_records_every_write(store: &dyn Store) -> Result<(), StoreError> {
+    assert_eq!(store.audit_head().await?, None);
+    let alice = Change::new("alice", "apply");
+    let created = store
+        .commit_as(&alice, vec![create("Application", "web", None), create("Release", "web-1", Some("web"))], vec![])
+        .await?;
+    let replaced = store
+        .commit_as(
+            &Change::new("bob", "scale"),
+            vec![replace("Application", "web", json!({"replicas": 3}), None)],
+            vec![],
+        )
+        .await?;
+    // By the first event's actor and reason when no change is given.
+    store
+        .commit(vec![delete("Release", "web-1", None)], vec![event_about("web", "Pruned")])
+        .await?;
+    let failed = store
+        .commit_as(&alice, vec![create("Application", "web", None)], vec![])
+        .await;
+    assert!(matches!(failed, Err(StoreError::AlreadyExists { .. })));
+    // Event-only commits change no object and add no entry.
+    store.commit(vec![], vec![event_about("web", "Noted")]).await?;
+
+    let log = all_audit(store).await?;
+    let rows: Vec<(u64, &str, &str, &str, &str, &str)> = log
+        .iter()
+        .map(|e| (e.seq, e.actor.as_str(), e.action.as_str(), e.operation.as_str(), e.kind.as_str(), e.name.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "alice", "apply", "create", "Application", "web"),
+            (2, "alice", "apply", "create", "Release", "web-1"),
+            (3, "bob", "scale", "update", "Application", "web"),
+            (4, "tester", "Pruned", "delete", "Release", "web-1"),
+        ]
+    );
+    let digest = |v: &Option<Value>| v.as_ref().map(|d| berth_core::audit::digest(&d.to_string()));
+    assert_eq!((log[0].before.clone(), log[0].after.clone()), (None, digest(&created.documents[0])));
+    assert_eq!(log[2].before, log[0].after, "before is the digest of the document replaced");
+    assert_eq!(log[2].after, digest(&replaced.documents[0]));
+    assert_eq!((log[3].before.clone(), log[3].after.clone()), (log[1].after.clone(), None));
+    assert_eq!((log[0].revision, log[1].revision), (created.revision, created.revision));
+    assert_eq!(log[0].prev, berth_core::audit::GENESIS);
+    assert!(log.windows(2).all(|w| w[1].prev == w[0].hash));
+
+    let v = verify(store).await?;
+    assert!(v.ok, "{:?}", v.messages);
+    assert_eq!(v.entries, 4);
+    assert_eq!(v.head, store.audit_head().await?);
+    Ok(())
+}
+
+/// The audit log filters by actor, kind, name, action and time.
+pub async fn audit_filters(store: &dyn Store) -> Result<(), StoreError> {
+    for (actor, kind, name) in [("alice", "Application", "a"), ("bob", "Team", "t"), ("alice", "Team", "u")] {
+        store
+            .commit_as(&Change::new(actor, "apply"), vec![create(kind, name, None)], vec![])
+            .await?;
+    }
+    let names = |log: Vec<AuditEntry>| log.into_iter().map(|e| e.name).collect::<Vec<_>>();
+    let q = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery {
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        f(&mut q);
+        q
+    };
+    assert_eq!(names(store.audit(&q(|q| q.actor = Some("alice".into()))).await?), ["a", "u"]);
+    assert_eq!(names(store.audit(&q(|q| q.kind = Some("Team".into()))).await?), ["t", "u"]);
+    assert_eq!(names(store.audit(&q(|q| q.name = Some("t".into()))).await?), ["t"]);
+    assert_eq!(names(store.audit(&q(|q| q.action = Some("other".into()))).await?), Vec::<String>::new());
+    assert_eq!(names(store.audit(&q(|q| q.after = 2)).await?), ["u"]);
+    let all = store.audit(&q(|_| {})).await?;
+    let first = all.first().map(|e| e.time).unwrap_or_default();
+    let mut later = q(|_| {});
+    later.since = Some(first + chrono::Duration::days(1));
+    assert!(store.audit(&later).await?.is_empty());
+    let mut earlier = q(|_| {});
+    earlier.until = Some(first + chrono::Duration::days(1));
+    earlier.since = Some(first - chrono::Duration::days(1));
+    assert_eq!(store.audit(&earlier).await?.len(), 3);
     Ok(())
 }

@@ -9,13 +9,14 @@ use std::{path::Path, time::Duration};
 
 use async_trait::async_trait;
 use berth_core::{
+    audit::{self, AuditEntry, AuditQuery, Change, GENESIS, Head, Operation},
     objects::{Event, EventType, NewEvent},
     ports::{Commit, EventQuery, ListQuery, Page, Store, StoreError, TokenRecord, Write},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use sqlx::{
-    Row, SqlSafeStr, SqliteConnection, SqlitePool,
+    QueryBuilder, Row, Sqlite, SqlSafeStr, SqliteConnection, SqlitePool,
     migrate::{Migration, MigrationType, Migrator},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
 };
@@ -37,7 +38,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// second, host-side build of SQLite). Version, description, type and checksum are the ones
 /// `migrate!` would derive from the file names, so either way writes the same
 /// `_sqlx_migrations` rows. Append new files here in version order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (2, "governance", include_str!("../migrations/0002_governance.sql")),
+];
 
 /// A [`Store`] in SQLite.
 #[derive(Debug)]
@@ -145,14 +149,19 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn commit(&self, writes: Vec<Write>, events: Vec<NewEvent>) -> Result<Commit, StoreError> {
+    async fn commit_as(
+        &self,
+        change: &Change,
+        writes: Vec<Write>,
+        events: Vec<NewEvent>,
+    ) -> Result<Commit, StoreError> {
         let _writer = self.writer.lock().await;
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| backend("starting a commit", &e))?;
-        match apply(&mut tx, writes, events).await {
+        match apply(&mut tx, change, writes, events).await {
             Ok(commit) => {
                 tx.commit().await.map_err(|e| backend("committing", &e))?;
                 if let Some(event) = commit.events.last() {
@@ -277,39 +286,49 @@ impl Store for SqliteStore {
         let _ = tokio::time::timeout_at(deadline, seen.wait_for(|&last| last > after)).await;
     }
 
-    async fn put_token(&self, token: TokenRecord) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO tokens (hash, name, subject, created_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (hash) DO UPDATE SET name = excluded.name, subject = excluded.subject, \
-             created_at = excluded.created_at",
-        )
-        .bind(&token.hash)
-        .bind(&token.name)
-        .bind(&token.subject)
-        .bind(timestamp(token.created_at))
-        .execute(&self.pool)
+    async fn put_token(&self, token: TokenRecord, change: &Change) -> Result<(), StoreError> {
+        self.in_transaction("storing a token", async |conn| {
+            let before = token_row(conn, TokenKey::Hash(&token.hash)).await?;
+            sqlx::query(
+                "INSERT INTO tokens (hash, id, name, subject, created_at, expires_at, revoked_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET id = excluded.id, \
+                 name = excluded.name, subject = excluded.subject, created_at = excluded.created_at, \
+                 expires_at = excluded.expires_at, revoked_at = excluded.revoked_at",
+            )
+            .bind(&token.hash)
+            .bind(&token.id)
+            .bind(&token.name)
+            .bind(&token.subject)
+            .bind(timestamp(token.created_at))
+            .bind(token.expires_at.map(timestamp))
+            .bind(token.revoked_at.map(timestamp))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| backend(&format!("storing token '{}'", token.name), &e))?;
+            let operation = if before.is_some() {
+                Operation::Update
+            } else {
+                Operation::Create
+            };
+            let written = AuditedWrite {
+                operation,
+                kind: "Token",
+                name: &token.id,
+                before: before.as_ref().map(token_digest),
+                after: Some(token_digest(&token)),
+            };
+            record(conn, change, Utc::now(), &[written]).await
+        })
         .await
-        .map_err(|e| backend(&format!("storing token '{}'", token.name), &e))?;
-        Ok(())
     }
 
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-        let row: Option<(String, String, String, String)> =
-            sqlx::query_as("SELECT hash, name, subject, created_at FROM tokens WHERE hash = ?")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| backend("looking up a token", &e))?;
-        row.map(|(hash, name, subject, created_at)| {
-            Ok(TokenRecord {
-                created_at: parse_time(&created_at, "token creation time")?,
-                name,
-                subject,
-                hash,
-            })
-        })
-        .transpose()
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| backend("looking up a token", &e))?;
+        token_row(&mut conn, TokenKey::Hash(hash)).await
     }
 
     async fn count_tokens(&self) -> Result<u64, StoreError> {
@@ -319,6 +338,128 @@ impl Store for SqliteStore {
             .map_err(|e| backend("counting tokens", &e))?;
         to_u64(count, "token count")
     }
+
+    async fn list_tokens(&self, subject: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {TOKEN_COLUMNS} FROM tokens"));
+        if let Some(subject) = subject {
+            query.push(" WHERE subject = ").push_bind(subject);
+        }
+        query.push(" ORDER BY created_at, id");
+        let rows = query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("listing tokens", &e))?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        change: &Change,
+    ) -> Result<TokenRecord, StoreError> {
+        self.in_transaction("revoking a token", async |conn| {
+            let Some(before) = token_row(conn, TokenKey::Id(id)).await? else {
+                return Err(StoreError::NotFound {
+                    kind: "Token".to_owned(),
+                    name: id.to_owned(),
+                });
+            };
+            if before.revoked_at.is_some() {
+                return Ok(before);
+            }
+            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ?")
+                .bind(timestamp(at))
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| backend(&format!("revoking token {id}"), &e))?;
+            let after = TokenRecord {
+                revoked_at: Some(at),
+                ..before.clone()
+            };
+            let written = AuditedWrite {
+                operation: Operation::Update,
+                kind: "Token",
+                name: id,
+                before: Some(token_digest(&before)),
+                after: Some(token_digest(&after)),
+            };
+            record(conn, change, Utc::now(), &[written]).await?;
+            Ok(after)
+        })
+        .await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT seq, time, actor, action, operation, kind, name, before, after, revision, prev, hash \
+             FROM audit WHERE seq > ",
+        );
+        q.push_bind(cursor(Some(query.after)));
+        for (column, value) in [
+            ("actor", &query.actor),
+            ("kind", &query.kind),
+            ("name", &query.name),
+            ("action", &query.action),
+        ] {
+            if let Some(value) = value {
+                q.push(format!(" AND {column} = ")).push_bind(value.clone());
+            }
+        }
+        // Stored times vary in their fractional digits, so compare them as numbers.
+        if let Some(since) = query.since {
+            q.push(" AND julianday(time) >= julianday(").push_bind(timestamp(since)).push(")");
+        }
+        if let Some(until) = query.until {
+            q.push(" AND julianday(time) < julianday(").push_bind(timestamp(until)).push(")");
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(query.limit.clamp(1, MAX_PAGE)));
+        let rows = q
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("reading the audit log", &e))?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<Head>, StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| backend("reading the audit head", &e))?;
+        audit_head(&mut conn).await
+    }
+}
+
+impl SqliteStore {
+    /// Runs `work` in a write transaction of its own, committing when it succeeds.
+    async fn in_transaction<T>(
+        &self,
+        doing: &str,
+        work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _writer = self.writer.lock().await;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| backend(doing, &e))?;
+        match work(&mut tx).await {
+            Ok(value) => {
+                tx.commit().await.map_err(|e| backend(doing, &e))?;
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!(error = %e, "rolling back after {doing} failed");
+                }
+                Err(error)
+            }
+        }
+    }
 }
 
 // === One commit, inside its transaction ===
@@ -327,6 +468,7 @@ impl Store for SqliteStore {
 /// rolls back.
 async fn apply(
     conn: &mut SqliteConnection,
+    change: &Change,
     writes: Vec<Write>,
     events: Vec<NewEvent>,
 ) -> Result<Commit, StoreError> {
@@ -339,31 +481,53 @@ async fn apply(
     let stamp = timestamp(now);
 
     let mut documents = Vec::with_capacity(writes.len());
+    let mut audited = Vec::with_capacity(writes.len());
     for write in writes {
-        let stored = match write {
+        let (stored, entry) = match write {
             Write::Create {
                 kind,
                 name,
                 owner,
                 document,
-            } => Some(create(conn, revision, &stamp, &kind, &name, owner.as_deref(), document).await?),
+            } => {
+                let stored = create(conn, revision, &stamp, &kind, &name, owner.as_deref(), document).await?;
+                let after = Some(audit::digest(&stored.to_string()));
+                (Some(stored), (Operation::Create, kind, name, None, after))
+            }
             Write::Replace {
                 kind,
                 name,
                 document,
                 expected_version,
-            } => Some(replace(conn, revision, &stamp, &kind, &name, document, expected_version).await?),
+            } => {
+                let (stored, before) =
+                    replace(conn, revision, &stamp, &kind, &name, document, expected_version).await?;
+                let after = Some(audit::digest(&stored.to_string()));
+                (Some(stored), (Operation::Update, kind, name, Some(before), after))
+            }
             Write::Delete {
                 kind,
                 name,
                 expected_version,
             } => {
-                delete(conn, &kind, &name, expected_version).await?;
-                None
+                let before = delete(conn, &kind, &name, expected_version).await?;
+                (None, (Operation::Delete, kind, name, Some(before), None))
             }
         };
         documents.push(stored);
+        audited.push(entry);
     }
+    let entries: Vec<AuditedWrite<'_>> = audited
+        .iter()
+        .map(|(operation, kind, name, before, after)| AuditedWrite {
+            operation: *operation,
+            kind,
+            name,
+            before: before.clone(),
+            after: after.clone(),
+        })
+        .collect();
+    record(conn, change, now, &entries).await?;
 
     let mut recorded = Vec::with_capacity(events.len());
     for event in events {
@@ -421,8 +585,8 @@ async fn replace(
     name: &str,
     document: Value,
     expected_version: Option<u64>,
-) -> Result<Value, StoreError> {
-    let (id, created_at) = current(conn, kind, name, expected_version).await?;
+) -> Result<(Value, String), StoreError> {
+    let (id, created_at, before) = current(conn, kind, name, expected_version).await?;
     let document = with_bookkeeping(document, kind, name, revision, &created_at, stamp)?;
     sqlx::query("UPDATE objects SET document = ?, version = ?, updated_at = ? WHERE id = ?")
         .bind(document.to_string())
@@ -432,41 +596,41 @@ async fn replace(
         .execute(&mut *conn)
         .await
         .map_err(|e| backend(&format!("replacing {kind} '{name}'"), &e))?;
-    Ok(document)
+    Ok((document, audit::digest(&before)))
 }
 
-/// Deletes an existing object.
+/// Deletes an existing object, returning the digest of the document it had.
 async fn delete(
     conn: &mut SqliteConnection,
     kind: &str,
     name: &str,
     expected_version: Option<u64>,
-) -> Result<(), StoreError> {
-    let (id, _) = current(conn, kind, name, expected_version).await?;
+) -> Result<String, StoreError> {
+    let (id, _, before) = current(conn, kind, name, expected_version).await?;
     sqlx::query("DELETE FROM objects WHERE id = ?")
         .bind(id)
         .execute(&mut *conn)
         .await
         .map_err(|e| backend(&format!("deleting {kind} '{name}'"), &e))?;
-    Ok(())
+    Ok(audit::digest(&before))
 }
 
-/// The row id and creation time of `kind/name`, once it is known to exist at the version the
-/// caller expects.
+/// The row id, creation time and document of `kind/name`, once it is known to exist at the
+/// version the caller expects.
 async fn current(
     conn: &mut SqliteConnection,
     kind: &str,
     name: &str,
     expected_version: Option<u64>,
-) -> Result<(i64, String), StoreError> {
-    let row: Option<(i64, i64, String)> =
-        sqlx::query_as("SELECT id, version, created_at FROM objects WHERE kind = ? AND name = ?")
+) -> Result<(i64, String, String), StoreError> {
+    let row: Option<(i64, i64, String, String)> =
+        sqlx::query_as("SELECT id, version, created_at, document FROM objects WHERE kind = ? AND name = ?")
             .bind(kind)
             .bind(name)
             .fetch_optional(&mut *conn)
             .await
             .map_err(|e| backend(&format!("reading {kind} '{name}'"), &e))?;
-    let Some((id, version, created_at)) = row else {
+    let Some((id, version, created_at, document)) = row else {
         return Err(StoreError::NotFound {
             kind: kind.to_owned(),
             name: name.to_owned(),
@@ -480,7 +644,7 @@ async fn current(
             expected,
             actual,
         }),
-        _ => Ok((id, created_at)),
+        _ => Ok((id, created_at, document)),
     }
 }
 
@@ -521,6 +685,143 @@ async fn append(
         time,
         event,
     })
+}
+
+/// One write as the audit log records it.
+struct AuditedWrite<'a> {
+    operation: Operation,
+    kind: &'a str,
+    name: &'a str,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+/// Appends one audit entry per write, chained to the recorded head, and moves the head.
+async fn record(
+    conn: &mut SqliteConnection,
+    change: &Change,
+    time: DateTime<Utc>,
+    writes: &[AuditedWrite<'_>],
+) -> Result<(), StoreError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let revision: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| backend("reading the store revision", &e))?;
+    let head = audit_head(conn).await?;
+    let (mut seq, mut prev) = head.map_or((0, GENESIS.to_owned()), |h| (h.seq, h.hash));
+    for w in writes {
+        seq += 1;
+        let mut entry = AuditEntry {
+            seq,
+            time,
+            actor: change.actor.clone(),
+            action: change.action.clone(),
+            operation: w.operation,
+            kind: w.kind.to_owned(),
+            name: w.name.to_owned(),
+            before: w.before.clone(),
+            after: w.after.clone(),
+            revision: to_u64(revision, "store revision")?,
+            prev: prev.clone(),
+            hash: String::new(),
+        };
+        entry.hash = audit::entry_hash(&entry);
+        sqlx::query(
+            "INSERT INTO audit (seq, time, actor, action, operation, kind, name, before, after, revision, \
+             prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(cursor(Some(entry.seq)))
+        .bind(timestamp(entry.time))
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(entry.operation.as_str())
+        .bind(&entry.kind)
+        .bind(&entry.name)
+        .bind(&entry.before)
+        .bind(&entry.after)
+        .bind(revision)
+        .bind(&entry.prev)
+        .bind(&entry.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| backend(&format!("auditing {} '{}'", entry.kind, entry.name), &e))?;
+        prev = entry.hash;
+    }
+    sqlx::query(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )
+    .bind(cursor(Some(seq)))
+    .bind(&prev)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| backend("moving the audit head", &e))?;
+    Ok(())
+}
+
+/// The recorded head of the audit log.
+async fn audit_head(conn: &mut SqliteConnection) -> Result<Option<Head>, StoreError> {
+    let row: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| backend("reading the audit head", &e))?;
+    row.map(|(seq, hash)| {
+        Ok(Head {
+            seq: to_u64(seq, "audit seq")?,
+            hash,
+        })
+    })
+    .transpose()
+}
+
+/// The columns of a token row, in the order [`token_from_row`] reads them.
+const TOKEN_COLUMNS: &str = "hash, id, name, subject, created_at, expires_at, revoked_at";
+
+/// How a token is looked up.
+#[derive(Clone, Copy)]
+enum TokenKey<'a> {
+    /// By the hash of its secret.
+    Hash(&'a str),
+    /// By its public id.
+    Id(&'a str),
+}
+
+/// The token with `key`.
+async fn token_row(conn: &mut SqliteConnection, key: TokenKey<'_>) -> Result<Option<TokenRecord>, StoreError> {
+    let (sql, value) = match key {
+        TokenKey::Hash(h) => (
+            "SELECT hash, id, name, subject, created_at, expires_at, revoked_at FROM tokens WHERE hash = ?",
+            h,
+        ),
+        TokenKey::Id(id) => (
+            "SELECT hash, id, name, subject, created_at, expires_at, revoked_at FROM tokens WHERE id = ?",
+            id,
+        ),
+    };
+    let row = sqlx::query(sql)
+        .bind(value)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| backend("looking up a token", &e))?;
+    row.as_ref().map(token_from_row).transpose()
+}
+
+/// What the audit log records of a token: a digest of every field, the secret's hash
+/// included (it is a hash already).
+fn token_digest(t: &TokenRecord) -> String {
+    let fields = serde_json::json!([
+        t.id,
+        t.name,
+        t.subject,
+        t.hash,
+        timestamp(t.created_at),
+        t.expires_at.map(timestamp),
+        t.revoked_at.map(timestamp),
+    ]);
+    audit::digest(&fields.to_string())
 }
 
 /// Sets the fields of `metadata` the store owns.
@@ -589,6 +890,51 @@ fn event_from_row(row: &SqliteRow) -> Result<Event, StoreError> {
     })
 }
 
+/// A token as stored.
+fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
+    let column = |e: sqlx::Error| backend("decoding a token", &e);
+    let time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        let text: Option<String> = row.try_get(name).map_err(column)?;
+        text.map(|t| parse_time(&t, "token time")).transpose()
+    };
+    let hash: String = row.try_get("hash").map_err(column)?;
+    let id: Option<String> = row.try_get("id").map_err(column)?;
+    Ok(TokenRecord {
+        id: id.unwrap_or_else(|| hash.chars().take(16).collect()),
+        name: row.try_get("name").map_err(column)?,
+        subject: row.try_get("subject").map_err(column)?,
+        created_at: time("created_at")?.ok_or_else(|| StoreError::Backend {
+            message: "stored token has no creation time".to_owned(),
+        })?,
+        expires_at: time("expires_at")?,
+        revoked_at: time("revoked_at")?,
+        hash,
+    })
+}
+
+/// An audit entry as stored.
+fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
+    let column = |e: sqlx::Error| backend("decoding an audit entry", &e);
+    let time: String = row.try_get("time").map_err(column)?;
+    let operation: String = row.try_get("operation").map_err(column)?;
+    Ok(AuditEntry {
+        seq: to_u64(row.try_get("seq").map_err(column)?, "audit seq")?,
+        time: parse_time(&time, "audit time")?,
+        actor: row.try_get("actor").map_err(column)?,
+        action: row.try_get("action").map_err(column)?,
+        operation: Operation::parse(&operation).ok_or_else(|| StoreError::Backend {
+            message: format!("stored audit entry has unknown operation '{operation}'"),
+        })?,
+        kind: row.try_get("kind").map_err(column)?,
+        name: row.try_get("name").map_err(column)?,
+        before: row.try_get("before").map_err(column)?,
+        after: row.try_get("after").map_err(column)?,
+        revision: to_u64(row.try_get("revision").map_err(column)?, "audit revision")?,
+        prev: row.try_get("prev").map_err(column)?,
+        hash: row.try_get("hash").map_err(column)?,
+    })
+}
+
 /// A stored document.
 fn parse_document(kind: &str, name: &str, text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Backend {
@@ -644,6 +990,7 @@ fn backend(doing: &str, error: &sqlx::Error) -> StoreError {
 mod tests {
     use std::sync::Arc;
 
+    use sqlx::AssertSqlSafe;
     use tempfile::TempDir;
 
     use super::*;
@@ -701,6 +1048,8 @@ mod tests {
                         wait_returns_when_events_exist,
                         wait_times_out,
                         tokens,
+                        audit_records_every_write,
+                        audit_filters,
                     ],
                     shared: [wait_wakes_on_commit, concurrent_commits],
                 }
@@ -725,10 +1074,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.db");
         let token = TokenRecord {
+            id: "t1".to_owned(),
             name: "bootstrap".to_owned(),
             subject: "admin".to_owned(),
             hash: "ab".repeat(32),
             created_at: Utc::now(),
+            expires_at: None,
+            revoked_at: None,
         };
 
         let store = SqliteStore::open(&path).await.unwrap();
@@ -739,7 +1091,10 @@ mod tests {
             )
             .await
             .unwrap();
-        store.put_token(token.clone()).await.unwrap();
+        store
+            .put_token(token.clone(), &Change::new("admin", "token.create"))
+            .await
+            .unwrap();
         let stored = store.get("Release", "web-1").await.unwrap();
         store.close().await;
         drop(store);
@@ -846,6 +1201,70 @@ mod tests {
         let delete = sqlx::query("DELETE FROM events").execute(&store.pool).await;
         assert!(delete.is_err(), "events were deleted");
         assert_eq!(store.last_event().await.unwrap(), 1);
+    }
+
+    /// Verifies the stored log the way `berth audit verify` does.
+    async fn verify(store: &SqliteStore) -> Vec<String> {
+        let mut verifier = audit::Verifier::default();
+        let log = store
+            .audit(&AuditQuery {
+                limit: 1000,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        log.iter().for_each(|e| verifier.push(e));
+        verifier.finish(store.audit_head().await.unwrap().as_ref()).messages
+    }
+
+    #[tokio::test]
+    async fn audit_entries_cannot_be_changed_and_tampering_shows() {
+        let (_dir, store) = on_disk().await;
+        for name in ["a", "b", "c", "d"] {
+            store
+                .commit_as(&Change::new("alice", "apply"), vec![create("Release", name)], vec![])
+                .await
+                .unwrap();
+        }
+        assert!(verify(&store).await.is_empty());
+        let update = sqlx::query("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
+            .execute(&store.pool)
+            .await;
+        assert!(update.is_err(), "audit entries were updated");
+        assert!(sqlx::query("DELETE FROM audit").execute(&store.pool).await.is_err());
+
+        // Someone with the file drops the guards and edits an entry, then deletes one.
+        for sql in [
+            "DROP TRIGGER audit_no_update",
+            "DROP TRIGGER audit_no_delete",
+            "UPDATE audit SET actor = 'mallory' WHERE seq = 2",
+        ] {
+            sqlx::query(AssertSqlSafe(sql)).execute(&store.pool).await.unwrap();
+        }
+        assert_eq!(
+            verify(&store).await,
+            ["entry 2 was edited: its content does not match its hash"]
+        );
+        sqlx::query("DELETE FROM audit WHERE seq = 3")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            verify(&store).await,
+            [
+                "entry 2 was edited: its content does not match its hash",
+                "entry 3 was deleted"
+            ]
+        );
+        sqlx::query("DELETE FROM audit WHERE seq = 4")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(
+            verify(&store)
+                .await
+                .contains(&"entries 3 to 4 were deleted from the end of the log".to_owned())
+        );
     }
 
     #[tokio::test]

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::source::{Builder, Source, validate_source};
+use super::{
+    secret::{SecretRef, validate_secret_refs},
+    team::DEFAULT_TEAM,
+};
 use crate::{
     error::{Errors, FieldError},
     image::ImageRef,
@@ -159,6 +163,18 @@ pub struct ApplicationSpec {
     /// the repository builds are pushed to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// The team that owns the application; its members' roles decide who may change and
+    /// deploy it, and its quotas bound what it runs.
+    #[serde(default = "default_team")]
+    pub team: String,
+    /// Secrets of the application delivered to every replica, as environment variables
+    /// or files. Values are set apart (`berth secret set`), never in the spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretRef>,
+}
+
+fn default_team() -> String {
+    DEFAULT_TEAM.to_owned()
 }
 
 fn default_port() -> u16 {
@@ -270,6 +286,8 @@ pub fn validate_application_spec(spec: &ApplicationSpec, base: &str, errors: &mu
         }
     }
     check_env(&format!("{base}.env"), &spec.env, errors);
+    errors.check(name::check_label(&format!("{base}.team"), &spec.team));
+    validate_secret_refs(&spec.secrets, base, errors);
     for (i, file) in spec.config_files.iter().enumerate() {
         let path = format!("{base}.configFiles[{i}].path");
         if !file.path.starts_with('/') || file.path.ends_with('/') || file.path.split('/').any(|p| p == "..")
@@ -319,7 +337,6 @@ fn check_autoscaling(at: &str, a: &Autoscaling, errors: &mut Errors) {
         ));
     }
 }
-
 
 fn check_replicas(path: &str, replicas: u32, errors: &mut Errors) {
     if replicas > MAX_REPLICAS {

@@ -80,6 +80,10 @@ pub struct EnvironmentSpec {
     /// Rules every deploy to this environment must pass.
     #[serde(default, skip_serializing_if = "crate::meta::is_default")]
     pub policies: Policies,
+    /// A production environment: deploying, promoting or rolling back here needs the
+    /// releaser role.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub production: bool,
 }
 
 /// Rules every deploy to an environment must pass.

@@ -8,13 +8,17 @@ mod event;
 mod release;
 mod source;
 mod build;
+mod secret;
+mod team;
+mod user;
 
 pub use application::{
-    Application, ApplicationKind, ApplicationSpec, ApplicationStatus, Autoscaling, ConfigFile, EnvironmentOverride,
+    Autoscaling, Application, ApplicationKind, ApplicationSpec, ApplicationStatus, ConfigFile, EnvironmentOverride,
     HealthCheck, Resources, validate_application_spec,
 };
 pub use cluster::{
-    Cluster, ClusterKind, ClusterPhase, ClusterSpec, ClusterStatus, LocalRuntime, RuntimeKind,
+    Cluster, ClusterKind, ClusterPhase, ClusterSpec, ClusterStatus, KubeconfigSource, KubernetesRuntime, LocalRuntime,
+    RuntimeKind,
 };
 pub use deployment::{
     ClusterProgress, Deployment, DeploymentCause, DeploymentKind, DeploymentPhase, DeploymentSpec,
@@ -31,9 +35,17 @@ pub use source::{
     Builder, DEFAULT_JAVA_BASE, DEFAULT_REF, DockerfileBuilder, JavaBuilder, Source, validate_source,
 };
 pub use build::{Build, BuildKind, BuildLayer, BuildPhase, BuildSpec, BuildStatus, build_name};
+pub use secret::{
+    Sealed, Secret, SecretInfo, SecretKind, SecretRef, SecretSpec, SecretStatus, SecretValue, secret_object_name,
+    validate_secret_refs,
+};
+pub use team::{DEFAULT_TEAM, Member, Quota, Role, Team, TeamKind, TeamSpec, TeamStatus};
+pub use user::{BOOTSTRAP_ADMIN, User, UserKind, UserSpec, UserStatus};
 
 /// Every kind's name, in the order documents are applied (dependencies first).
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 8] = [
+    "User",
+    "Team",
     "Cluster",
     "Environment",
     "Application",
