@@ -99,7 +99,7 @@ pub struct ApplicationState {
     pub environments: Vec<EnvironmentState>,
 }
 
-const ATTEMPTS: usize = 3;
+pub(crate) const ATTEMPTS: usize = 3;
 
 /// Resolves the image of `template` to a digest and builds the release (uncommitted).
 async fn make_release(
@@ -128,6 +128,7 @@ async fn make_release(
         requested_image: Some(requested),
         created_by: Some(actor.0.clone()),
         description,
+        ..ReleaseOrigin::default()
     };
     let release = Release::of(app.name(), number, template, origin);
     release.validate()?;
@@ -135,6 +136,25 @@ async fn make_release(
 }
 
 fn release_event(release: &Release, actor: &Actor) -> NewEvent {
+    if let Some(p) = &release.spec.origin.promotion {
+        return NewEvent::normal(
+            "Promoted",
+            "Release",
+            release.name(),
+            &actor.0,
+            format!(
+                "release {} of {} promoted from release {} in {} to {} by {}: {}",
+                release.spec.number,
+                release.spec.application,
+                p.from_release,
+                p.from_environment,
+                p.to_environment,
+                p.promoted_by,
+                release.spec.template.image
+            ),
+        )
+        .about(&release.spec.application, Some(&p.to_environment));
+    }
     NewEvent::normal(
         "ReleaseCreated",
         "Release",
@@ -196,7 +216,7 @@ pub async fn create_release(
     Err(busy())
 }
 
-fn busy() -> ApiError {
+pub(crate) fn busy() -> ApiError {
     ApiError::Conflict {
         message: "other changes to this application kept racing with the request".to_owned(),
         hint: "retry the request".to_owned(),
@@ -213,7 +233,7 @@ async fn environment(state: &ApiState, name: &str) -> Result<Resource<Environmen
         })
 }
 
-fn of_environment(deployments: Vec<Deployment>, env: &str) -> Vec<Deployment> {
+pub(crate) fn of_environment(deployments: Vec<Deployment>, env: &str) -> Vec<Deployment> {
     deployments
         .into_iter()
         .filter(|d| d.spec.environment == env)
@@ -221,18 +241,22 @@ fn of_environment(deployments: Vec<Deployment>, env: &str) -> Vec<Deployment> {
 }
 
 /// A deployment about to be recorded.
-struct Intent<'a> {
-    app: &'a str,
-    env: &'a str,
-    release: u64,
+pub(crate) struct Intent<'a> {
+    /// The application.
+    pub(crate) app: &'a str,
+    /// The environment.
+    pub(crate) env: &'a str,
+    /// The release deployed.
+    pub(crate) release: u64,
     /// The release itself, when the deploy makes it.
-    new_release: Option<&'a Release>,
-    cause: DeploymentCause,
+    pub(crate) new_release: Option<&'a Release>,
+    /// Why.
+    pub(crate) cause: DeploymentCause,
 }
 
 /// Records a deployment (and its release when it is new); `None` when another request
 /// took the deployment number first.
-async fn record_deployment(
+pub(crate) async fn record_deployment(
     state: &ApiState,
     actor: &Actor,
     intent: Intent<'_>,
@@ -319,6 +343,11 @@ pub async fn deploy(state: &ApiState, actor: &Actor, app: &str, req: DeployReque
                     Some(make_release(state, actor, &application, number, *template, None).await?),
                 ),
             };
+        let pinned = new_release
+            .as_ref()
+            .or_else(|| releases.iter().find(|r| r.spec.number == number))
+            .map(|r| r.spec.template.image.as_str());
+        crate::promotion::require_verified(state, app, &req.environment, pinned, false).await?;
         let intent = Intent {
             app,
             env: &req.environment,
@@ -347,6 +376,11 @@ pub async fn rollback(
         let releases = objects::releases(state, app).await?;
         let deployments = of_environment(objects::deployments(state, app).await?, &req.environment);
         let (from, to) = delivery::rollback_target(app, &req.environment, &deployments, &releases, req.to)?;
+        let pinned = releases
+            .iter()
+            .find(|r| r.spec.number == to)
+            .map(|r| r.spec.template.image.as_str());
+        crate::promotion::require_verified(state, app, &req.environment, pinned, true).await?;
         let intent = Intent {
             app,
             env: &req.environment,

@@ -8,7 +8,8 @@ use axum::{
 use berth_core::{
     FieldError, Invalid,
     delivery::DeliveryError,
-    ports::{ResolveError, StoreError},
+    ports::{BuildError, ResolveError, StoreError},
+    promotion::PromotionError,
     repo::RepoError,
 };
 use serde::Serialize;
@@ -72,6 +73,12 @@ pub enum ApiError {
     /// The image cannot be resolved.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    /// A promotion or deploy refused by policy, or with nothing to promote.
+    #[error(transparent)]
+    Promotion(PromotionError),
+    /// The build service refused the request or failed.
+    #[error(transparent)]
+    Build(BuildError),
     /// No valid token.
     #[error("{0}")]
     Unauthorized(String),
@@ -122,6 +129,15 @@ impl From<RepoError> for ApiError {
     }
 }
 
+impl From<BuildError> for ApiError {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::Store(e) => e.into(),
+            e => Self::Build(e),
+        }
+    }
+}
+
 /// Result of a handler.
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -149,6 +165,26 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "no-such-release",
                 "No such release",
+            ),
+            Self::Delivery(DeliveryError::NotBuilt { .. }) => {
+                (StatusCode::CONFLICT, "not-built", "Nothing has been built yet")
+            }
+            Self::Promotion(PromotionError::NotVerified { .. }) => (
+                StatusCode::CONFLICT,
+                "not-verified",
+                "The image was not verified where this environment requires",
+            ),
+            Self::Promotion(PromotionError::SameEnvironment { .. }) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "same-environment",
+                "Nothing to promote",
+            ),
+            Self::Promotion(_) => (StatusCode::CONFLICT, "nothing-to-promote", "Nothing to promote"),
+            Self::Build(BuildError::NotFound { .. }) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::Build(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cannot-build",
+                "The application cannot be built",
             ),
             Self::Delivery(_) => (
                 StatusCode::CONFLICT,
@@ -187,6 +223,13 @@ impl ApiError {
                     .hint(format!("create the {kind} first, or correct the name")),
             ],
             Self::Conflict { message, hint } => vec![FieldError::new("", message.clone()).hint(hint.clone())],
+            Self::Build(BuildError::Invalid(invalid)) => invalid.errors.clone(),
+            Self::Promotion(PromotionError::NotVerified { missing, .. }) => {
+                vec![FieldError::new("", self.to_string()).hint(format!(
+                    "deploy the image to {} first and let the rollout succeed there",
+                    missing.join(", ")
+                ))]
+            }
             _ => Vec::new(),
         }
     }

@@ -7,15 +7,17 @@
 
 pub mod auth;
 pub mod body;
+pub mod builds;
 pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod objects;
+pub mod promotion;
 mod routes;
 
 use std::sync::Arc;
 
-use berth_core::ports::{ImageResolver, Store};
+use berth_core::ports::{Builds, ImageResolver, Store};
 use tokio::sync::Notify;
 
 pub use routes::{openapi, router};
@@ -33,4 +35,6 @@ pub struct ApiState {
     pub domain: String,
     /// Port of the built-in router, for the URLs in status answers.
     pub router_port: Option<u16>,
+    /// Builds from sources: build once, logs.
+    pub builds: Arc<dyn Builds>,
 }

@@ -134,6 +134,12 @@ impl Managed for ApplicationKind {
                 .iter()
                 .map(repo::delete),
         );
+        writes.extend(
+            repo::list_all::<berth_core::objects::BuildKind>(store, Some(name))
+                .await?
+                .iter()
+                .map(repo::delete),
+        );
         Ok(writes)
     }
 }

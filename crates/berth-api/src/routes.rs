@@ -369,6 +369,12 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_deployment))
         .routes(routes!(list_events))
         .routes(routes!(stream_events))
+        .routes(routes!(crate::builds::list_of_app, crate::builds::trigger))
+        .routes(routes!(crate::builds::get))
+        .routes(routes!(crate::builds::log))
+        .routes(routes!(crate::builds::list))
+        .routes(routes!(crate::promotion::promote_handler))
+        .routes(routes!(crate::promotion::provenance_handler))
 }
 
 async fn not_found() -> ApiError {

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use berth_api::{ApiState, auth};
+use berth_build::{BuildOptions, BuildService, RegistryOptions};
 use berth_registry::RegistryResolver;
 use berth_store::SqliteStore;
 use reqwest::{Client, Method, StatusCode};
@@ -32,12 +33,25 @@ impl Api {
             .await
             .unwrap()
             .unwrap();
+        let builds = Arc::new(BuildService::new(
+            store.clone(),
+            BuildOptions {
+                work_dir: dir.path().join("builds"),
+                registry: RegistryOptions {
+                    insecure: vec!["127.0.0.1:5000".into()],
+                    ..RegistryOptions::default()
+                },
+                docker: None,
+                concurrency: 1,
+            },
+        ));
         let state = ApiState {
             store,
             resolver: Arc::new(RegistryResolver::new(vec!["127.0.0.1:5000".into()])),
             changed: Arc::new(Notify::new()),
             domain: "localhost".into(),
             router_port: Some(8080),
+            builds,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -533,4 +547,372 @@ async fn openapi_document_describes_every_route() {
             "schema {schema} missing"
         );
     }
+}
+
+// === Builds, promotion, provenance ===
+
+/// A git repository holding the sample Java application (examples/java-hello).
+struct JavaRepo {
+    dir: tempfile::TempDir,
+}
+
+impl JavaRepo {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/java-hello/src");
+        let status = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&sample)
+            .arg(dir.path().join("src"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let repo = Self { dir };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-q", "-m", "java-hello"]);
+        repo
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.dir.path().display())
+    }
+}
+
+fn java_app(name: &str, repo: &JavaRepo) -> Value {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    json!({
+        "apiVersion": "berth.dev/v1", "kind": "Application", "metadata": {"name": name},
+        "spec": {"image": format!("127.0.0.1:5000/berth-test/api-{nanos:x}"),
+            "source": {"git": repo.url(), "builder": {"java": {
+                "sources": "src/main/java", "resources": "src/main/resources", "mainClass": "dev.berth.hello.Main"}}},
+            "healthCheck": {"path": "/healthz"}}
+    })
+}
+
+impl Api {
+    /// Waits for build `number` of `app` to end and returns it.
+    async fn built(&self, app: &str, number: u64) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let (_, b) = self
+                .call(Method::GET, &format!("/applications/{app}/builds/{number}"), None)
+                .await;
+            if matches!(b["status"]["phase"].as_str(), Some("Succeeded" | "Failed")) {
+                return b;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "build did not end: {b}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Marks a deployment Succeeded, as the reconciler does once every replica is healthy.
+    async fn succeed(&self, deployment: &str) {
+        let store = SqliteStore::open(&self._dir.path().join("berth.db"))
+            .await
+            .unwrap();
+        let mut d = berth_core::repo::get::<berth_core::objects::DeploymentKind>(&store, deployment)
+            .await
+            .unwrap()
+            .unwrap();
+        d.status.phase = berth_core::objects::DeploymentPhase::Succeeded;
+        d.status.finished_at = Some(chrono::Utc::now());
+        use berth_core::ports::Store;
+        store
+            .commit(vec![berth_core::repo::replace(&d).unwrap()], vec![])
+            .await
+            .unwrap();
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_build_runs_once_and_streams_its_log() {
+    let api = Api::start().await;
+    let repo = JavaRepo::new();
+    let (status, _) = api
+        .call(Method::POST, "/applications", Some(java_app("web", &repo)))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, build) = api
+        .call(Method::POST, "/applications/web/builds", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{build}");
+    assert_eq!(build["metadata"]["name"], "web-build-1");
+    assert_eq!(build["spec"]["commit"], repo.git(&["rev-parse", "HEAD"]));
+
+    // The log, live: lines as they come, then the outcome.
+    let res = api
+        .http
+        .get(format!("{}/api/v1/applications/web/builds/1/log", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let text = tokio::time::timeout(std::time::Duration::from_secs(120), res.text())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains("event: log") && text.contains("javac --release 17"),
+        "{text}"
+    );
+    assert!(
+        text.contains("event: end") && text.contains("\"phase\":\"Succeeded\""),
+        "{text}"
+    );
+
+    let build = api.built("web", 1).await;
+    let digest = build["status"]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(build["status"]["release"], 1);
+    let (_, release) = api.call(Method::GET, "/applications/web/releases/1", None).await;
+    assert!(
+        release["spec"]["template"]["image"]
+            .as_str()
+            .unwrap()
+            .ends_with(&digest)
+    );
+    assert_eq!(release["spec"]["origin"]["build"], "web-build-1");
+
+    // Build once: asking again answers 200 with the same build.
+    let (status, again) = api
+        .call(
+            Method::POST,
+            "/applications/web/builds",
+            Some(json!({"ref": "main"})),
+        )
+        .await;
+    assert_eq!(
+        (status, again["metadata"]["name"].as_str()),
+        (StatusCode::OK, Some("web-build-1"))
+    );
+    let (_, list) = api.call(Method::GET, "/applications/web/builds", None).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let (_, all) = api.call(Method::GET, "/builds?application=web", None).await;
+    assert_eq!(all["kind"], "BuildList");
+
+    // Bad requests say what is wrong.
+    let (status, p) = api
+        .call(
+            Method::POST,
+            "/applications/web/builds",
+            Some(json!({"ref": "nope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
+    assert_eq!(p["status"]["phase"], "Failed");
+    assert!(
+        p["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'nope' is not a branch"),
+        "{p}"
+    );
+    api.call(
+        Method::POST,
+        "/applications",
+        Some(app("127.0.0.1:5000/busybox:latest")),
+    )
+    .await;
+    let (status, p) = api
+        .call(Method::POST, "/applications/web2/builds", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
+    let mut plain = app("127.0.0.1:5000/busybox:latest");
+    plain["metadata"]["name"] = json!("plain");
+    api.call(Method::POST, "/applications", Some(plain)).await;
+    let (status, p) = api
+        .call(Method::POST, "/applications/plain/builds", Some(json!({})))
+        .await;
+    assert_eq!(
+        (status, paths(&p)),
+        (StatusCode::UNPROCESSABLE_ENTITY, vec!["spec.source".to_owned()])
+    );
+    let (status, _) = api.call(Method::GET, "/applications/web/builds/9", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn promotion_keeps_the_digest_and_policy_and_provenance_prove_it() {
+    let api = Api::start().await;
+    api.platform().await;
+    let production = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "production"},
+        "spec": {"clusters": [{"cluster": "local"}], "policies": {"requireVerifiedIn": ["qa"]}}});
+    let (status, _) = api
+        .call(Method::PUT, "/environments/production", Some(production))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let repo = JavaRepo::new();
+    let mut doc = java_app("web", &repo);
+    doc["spec"]["environments"] = json!({"production": {"replicas": 3}});
+    api.call(Method::POST, "/applications", Some(doc)).await;
+
+    // Nothing built yet: nothing to deploy.
+    let (status, p) = api
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("berth build web"), "{p}");
+
+    api.call(Method::POST, "/applications/web/builds", Some(json!({})))
+        .await;
+    let build = api.built("web", 1).await;
+    let digest = build["status"]["digest"].as_str().unwrap().to_owned();
+    let (status, qa) = api
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa"})),
+        )
+        .await;
+    assert_eq!(
+        (status, qa["spec"]["release"].clone()),
+        (StatusCode::CREATED, json!(1)),
+        "{qa}"
+    );
+
+    // qa has not succeeded yet: production refuses the digest, by promotion and by deploy.
+    let (status, p) = api
+        .call(
+            Method::POST,
+            "/applications/web/promote",
+            Some(json!({"from": "qa", "to": "production"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not deployed successfully in qa"),
+        "{p}"
+    );
+    let (status, p) = api
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "production"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert_eq!(p["type"], "https://berth.dev/problems/not-verified");
+
+    api.succeed("web-qa-1").await;
+    let (status, d) = api
+        .call(
+            Method::POST,
+            "/applications/web/promote",
+            Some(json!({"from": "qa", "to": "production"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    assert_eq!(
+        (d["spec"]["environment"].as_str(), d["spec"]["release"].clone()),
+        (Some("production"), json!(2))
+    );
+    let (_, r2) = api.call(Method::GET, "/applications/web/releases/2", None).await;
+    let (_, r1) = api.call(Method::GET, "/applications/web/releases/1", None).await;
+    assert_eq!(
+        r2["spec"]["template"], r1["spec"]["template"],
+        "the identical digest and spec"
+    );
+    assert!(
+        r2["spec"]["template"]["image"]
+            .as_str()
+            .unwrap()
+            .ends_with(&digest)
+    );
+    assert_eq!(r2["spec"]["origin"]["promotion"]["fromEnvironment"], "qa");
+    assert_eq!(r2["spec"]["origin"]["promotion"]["promotedBy"], "admin");
+    let (_, builds) = api.call(Method::GET, "/applications/web/builds", None).await;
+    assert_eq!(builds["items"].as_array().unwrap().len(), 1, "never a rebuild");
+    let (_, events) = api.call(Method::GET, "/events?application=web", None).await;
+    let promoted: Vec<&Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "Promoted")
+        .collect();
+    assert_eq!(promoted.len(), 1);
+    assert_eq!(
+        (promoted[0]["actor"].as_str(), promoted[0]["environment"].as_str()),
+        (Some("admin"), Some("production"))
+    );
+    assert!(
+        promoted[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("from release 1 in qa to production")
+    );
+
+    api.succeed("web-production-1").await;
+    let (status, p) = api
+        .call(
+            Method::GET,
+            "/applications/web/provenance?environment=production",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(p["digest"], digest);
+    assert_eq!(p["commit"], repo.git(&["rev-parse", "HEAD"]));
+    assert_eq!(p["build"]["name"], "web-build-1");
+    assert_eq!(p["build"]["builder"], "java");
+    assert_eq!(p["release"], 2);
+    let verified: Vec<&str> = p["verifiedIn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["environment"].as_str().unwrap())
+        .collect();
+    assert_eq!(verified, ["production", "qa"]);
+    assert_eq!(p["promotions"][0]["fromEnvironment"], "qa");
+    assert_eq!(p["promotions"][0]["promotedBy"], "admin");
+    assert!(p["promotions"][0]["promotedAt"].is_string());
+
+    // What cannot be promoted or proven says why.
+    for (body, want) in [
+        (
+            json!({"from": "production", "to": "production"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"from": "staging", "to": "production"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (status, p) = api
+            .call(Method::POST, "/applications/web/promote", Some(body))
+            .await;
+        assert_eq!(status, want, "{p}");
+    }
+    let (status, _) = api
+        .call(
+            Method::GET,
+            "/applications/web/provenance?environment=nowhere",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = api.call(Method::GET, "/applications/web/provenance", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

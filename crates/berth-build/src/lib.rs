@@ -23,3 +23,10 @@ pub mod service;
 
 pub use registry::{Credentials, Registry, RegistryOptions, Retry};
 pub use service::{BuildOptions, BuildService};
+
+/// The build host's Docker Engine API from `DOCKER_HOST` (or the platform default), for
+/// the dockerfile builder; `None` when none is configured.
+#[must_use]
+pub fn docker_from_env() -> Option<bollard::Docker> {
+    bollard::Docker::connect_with_defaults().ok()
+}

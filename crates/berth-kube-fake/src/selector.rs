@@ -43,10 +43,7 @@ impl Selector {
                 Requirement::NotIn(k.trim().to_owned(), set_values(set, part)?)
             } else if let Some((k, set)) = part.split_once(" in ") {
                 Requirement::In(k.trim().to_owned(), set_values(set, part)?)
-            } else if part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-            {
+            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
                 Requirement::Exists(part.to_owned())
             } else {
                 return Err(BadSelector(part.to_owned()));
@@ -115,10 +112,7 @@ impl FieldSelector {
                 return Err(BadSelector(part.to_owned()));
             };
             if !matches!(field.trim(), "metadata.name" | "metadata.namespace") {
-                return Err(BadSelector(format!(
-                    "field label not supported: {}",
-                    field.trim()
-                )));
+                return Err(BadSelector(format!("field label not supported: {}", field.trim())));
             }
             out.push((field.trim().to_owned(), equal, value.trim().to_owned()));
         }
@@ -140,10 +134,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]

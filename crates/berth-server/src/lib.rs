@@ -20,7 +20,6 @@ use berth_core::{
     ports::SystemClock,
 };
 use berth_registry::RegistryResolver;
-use berth_runtime_kube::{KubeRuntime, RuntimeOptions as KubeOptions};
 use berth_runtime_local::{LocalRuntime, RouteTable, Router, RouterOptions, RuntimeOptions};
 use berth_store::SqliteStore;
 use tokio::{net::TcpListener, sync::Notify};
@@ -49,6 +48,13 @@ pub struct ServerArgs {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+    /// Registry credentials for builds and image resolution: a Docker-style config.json
+    /// (`{"auths": {"host:port": {"auth": "<base64 user:password>"}}}`).
+    #[arg(long, env = "BERTH_REGISTRY_AUTH", value_name = "FILE")]
+    pub registry_auth: Option<PathBuf>,
+    /// Builds that run at the same time.
+    #[arg(long, env = "BERTH_BUILD_CONCURRENCY", default_value_t = 1)]
+    pub build_concurrency: usize,
 }
 
 /// A running server, for tests and embedding.
@@ -132,12 +138,14 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
     );
     tasks.spawn(reconciler.run(wait_for(&shutdown)));
 
+    let builds = start_builds(&args, store.clone()).await?;
     let state = ApiState {
         store,
         resolver: Arc::new(RegistryResolver::new(args.insecure_registries.clone())),
         changed,
         domain: args.domain.clone(),
         router_port: Some(router_addr.port()),
+        builds,
     };
     let app = berth_api::router(state);
     let api_shutdown = wait_for(&shutdown);
@@ -174,17 +182,53 @@ fn connect(cluster: &Cluster, table: &RouteTable) -> Result<Connected, String> {
                 changed: Some(changed),
             })
         }
-        RuntimeKind::Kubernetes => {
-            let spec = cluster.spec.kubernetes.clone().unwrap_or_default();
-            let runtime =
-                KubeRuntime::new(cluster.name(), &spec, KubeOptions::default()).map_err(|e| e.to_string())?;
-            let changed = runtime.changed();
-            Ok(Connected {
-                runtime: Arc::new(runtime),
-                changed: Some(changed),
-            })
-        }
+        RuntimeKind::Kubernetes => Err("this server cannot drive Kubernetes clusters yet".to_owned()),
     }
+}
+
+/// The build service: scratch space in the data directory, the registries' settings, the
+/// build host's Docker Engine API (`DOCKER_HOST`); builds a previous run left unfinished
+/// are marked failed.
+async fn start_builds(
+    args: &ServerArgs,
+    store: Arc<dyn berth_core::ports::Store>,
+) -> anyhow::Result<Arc<berth_build::BuildService>> {
+    let credentials = match &args.registry_auth {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read registry credentials from {}", path.display()))?;
+            berth_build::Credentials::from_docker_config(&text)
+                .with_context(|| format!("registry credentials in {}", path.display()))?
+        }
+        None => berth_build::Credentials::default(),
+    };
+    let work_dir = args.data_dir.join("builds");
+    // Scratch files of builds that died with a previous run.
+    let _ = std::fs::remove_dir_all(&work_dir);
+    let service = berth_build::BuildService::new(
+        store,
+        berth_build::BuildOptions {
+            work_dir,
+            registry: berth_build::RegistryOptions {
+                insecure: args.insecure_registries.clone(),
+                credentials,
+                retry: berth_build::Retry::default(),
+            },
+            docker: berth_build::docker_from_env(),
+            concurrency: args.build_concurrency,
+        },
+    );
+    let interrupted = service
+        .recover()
+        .await
+        .context("cannot mark interrupted builds as failed")?;
+    if interrupted > 0 {
+        tracing::warn!(
+            builds = interrupted,
+            "builds interrupted by the last stop were marked failed"
+        );
+    }
+    Ok(Arc::new(service))
 }
 
 /// Writes a secret file readable by its owner only.
