@@ -387,7 +387,9 @@ mod tests {
         let c = &tree["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"];
         assert_eq!(c["."], json!({}));
         assert_eq!(c["f:args"], json!({}));
-        assert!(c["f:ports"]["k:{\"containerPort\":8080,\"protocol\":\"TCP\"}"]["f:containerPort"].is_object());
+        assert!(
+            c["f:ports"]["k:{\"containerPort\":8080,\"protocol\":\"TCP\"}"]["f:containerPort"].is_object()
+        );
         assert!(tree.get("f:apiVersion").is_none());
     }
 
@@ -408,8 +410,14 @@ mod tests {
             &mut live,
             &json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "args": ["c"]}]}}}}),
         );
-        assert_eq!(live["spec"]["template"]["spec"]["containers"][0]["args"], json!(["c"]));
-        assert_eq!(live["spec"]["template"]["spec"]["containers"][0]["image"], "img:1");
+        assert_eq!(
+            live["spec"]["template"]["spec"]["containers"][0]["args"],
+            json!(["c"])
+        );
+        assert_eq!(
+            live["spec"]["template"]["spec"]["containers"][0]["image"],
+            "img:1"
+        );
     }
 
     #[test]

@@ -209,7 +209,10 @@ impl Shared {
 
     /// The fault this request hits, if any (and uses one of its `times`).
     fn fault(&self, verb: Verb) -> Option<Fault> {
-        let mut faults = self.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut faults = self
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let i = faults.iter().position(|f| !f.writes_only || verb.writes())?;
         let f = faults[i].clone();
         if let Some(n) = &mut faults[i].times {
@@ -306,7 +309,10 @@ impl FakeCluster {
     /// A kubeconfig document for this server, with context `fake` (and the token).
     #[must_use]
     pub fn kubeconfig(&self) -> String {
-        kubeconfig(&self.url(), self.shared.options.token.as_deref().unwrap_or("none"))
+        kubeconfig(
+            &self.url(),
+            self.shared.options.token.as_deref().unwrap_or("none"),
+        )
     }
 
     /// The requests served so far.
@@ -359,15 +365,16 @@ impl FakeCluster {
             .insert(namespace.to_owned());
     }
 
-    /// Makes rollouts of Deployments whose image contains `image_contains` fail.
-    pub fn fail_rollouts(&self, image_contains: &str, failure: RolloutFailure) {
+    /// Makes rollouts of Deployments whose pod template contains `pattern` (an image
+    /// name, an environment variable's value…) fail.
+    pub fn fail_rollouts(&self, pattern: &str, failure: RolloutFailure) {
         self.shared
             .rollouts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .rules
             .push(RolloutRule {
-                image_contains: image_contains.to_owned(),
+                template_contains: pattern.to_owned(),
                 failure,
             });
     }
@@ -402,7 +409,13 @@ impl FakeCluster {
     }
 
     /// Creates an object as `manager` would (not counted).
-    pub fn create(&self, plural: &str, namespace: &str, object: Value, manager: &str) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        plural: &str,
+        namespace: &str,
+        object: Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
         let r = Self::resource(plural)?;
         let raw = self.shared.store.create(r, namespace, object, manager)?;
         serde_json::from_slice(&raw).map_err(|e| ApiError::new(500, "InternalError", e.to_string()))

@@ -61,8 +61,22 @@ pub const RESOURCES: &[ResourceType] = &[
     rt("", "v1", "pods", "Pod", true, true),
     rt("apps", "v1", "deployments", "Deployment", true, true),
     rt("networking.k8s.io", "v1", "ingresses", "Ingress", true, true),
-    rt("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", true, true),
-    rt("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, true),
+    rt(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        true,
+        true,
+    ),
+    rt(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+        true,
+    ),
     rt("", "v1", "resourcequotas", "ResourceQuota", true, true),
     rt("", "v1", "limitranges", "LimitRange", true, false),
 ];
@@ -122,7 +136,10 @@ pub fn group_list() -> Value {
 #[must_use]
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         resources.push(json!({"name": r.plural, "singularName": r.kind.to_lowercase(),
             "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs(r)}));
         if r.status {

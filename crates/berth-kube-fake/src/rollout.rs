@@ -15,8 +15,8 @@ use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
     resources::{AUTOSCALERS, DEPLOYMENTS},
-    store::PatchType,
     selector::Selector,
+    store::PatchType,
     store::{Key, Store},
 };
 
@@ -33,12 +33,12 @@ pub enum RolloutFailure {
     Slow(Duration),
 }
 
-/// Which Deployments a failure applies to: those whose first container's image
-/// contains `image_contains`.
+/// Which Deployments a failure applies to: those whose pod template (as JSON) contains
+/// `template_contains`, e.g. an image name or an environment variable's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolloutRule {
-    /// Substring of the image.
-    pub image_contains: String,
+    /// Substring of the pod template.
+    pub template_contains: String,
     /// The failure.
     pub failure: RolloutFailure,
 }
@@ -56,12 +56,10 @@ pub struct RolloutSettings {
 
 impl RolloutSettings {
     fn failure_for(&self, deployment: &Value) -> Option<RolloutFailure> {
-        let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-            .as_str()
-            .unwrap_or_default();
+        let template = deployment["spec"]["template"].to_string();
         self.rules
             .iter()
-            .find(|r| image.contains(&r.image_contains))
+            .find(|r| template.contains(&r.template_contains))
             .map(|r| r.failure)
     }
 }
@@ -142,7 +140,14 @@ fn autoscale(store: &Store, key: &Key, d: &Value) -> bool {
     }
     let patch = json!({"spec": {"replicas": min}}).to_string();
     store
-        .patch(DEPLOYMENTS, key, PatchType::Merge, patch.as_bytes(), Some("horizontal-pod-autoscaler"), false)
+        .patch(
+            DEPLOYMENTS,
+            key,
+            PatchType::Merge,
+            patch.as_bytes(),
+            Some("horizontal-pod-autoscaler"),
+            false,
+        )
         .is_ok()
 }
 
@@ -154,15 +159,21 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Writes the status for `now`; returns when to look again, if the rollout goes on.
-fn step(store: &Store, settings: &RolloutSettings, key: &Key, track: &mut Track, now: Instant) -> Option<Instant> {
+fn step(
+    store: &Store,
+    settings: &RolloutSettings,
+    key: &Key,
+    track: &mut Track,
+    now: Instant,
+) -> Option<Instant> {
     let d = store.get_value(DEPLOYMENTS, key)?;
     if d["metadata"]["generation"].as_u64() != Some(track.generation) {
         return None;
     }
     let replicas = d["spec"]["replicas"].as_u64().unwrap_or(1) as u32;
-    let deadline = settings.progress_deadline.unwrap_or_else(|| {
-        Duration::from_secs(d["spec"]["progressDeadlineSeconds"].as_u64().unwrap_or(600))
-    });
+    let deadline = settings
+        .progress_deadline
+        .unwrap_or_else(|| Duration::from_secs(d["spec"]["progressDeadlineSeconds"].as_u64().unwrap_or(600)));
     let elapsed = now - track.started;
     let failure = settings.failure_for(&d);
     let (ready, last_progress, next) = match failure {
@@ -189,11 +200,23 @@ fn step(store: &Store, settings: &RolloutSettings, key: &Key, track: &mut Track,
     };
     let rs = format!("{}-{}", key.1, template_hash(&d));
     let (progressing, reason, message) = if ready >= replicas {
-        ("True", "NewReplicaSetAvailable", format!("ReplicaSet \"{rs}\" has successfully progressed."))
+        (
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{rs}\" has successfully progressed."),
+        )
     } else if exceeded {
-        ("False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{rs}\" has timed out progressing."))
+        (
+            "False",
+            "ProgressDeadlineExceeded",
+            format!("ReplicaSet \"{rs}\" has timed out progressing."),
+        )
     } else {
-        ("True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs}\" is progressing."))
+        (
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{rs}\" is progressing."),
+        )
     };
     let available = ready + old;
     let min_available = replicas.saturating_sub(replicas / 4);
@@ -257,7 +280,12 @@ fn template_hash(d: &Value) -> String {
 
 /// The pods of the Deployments in `namespace` whose labels `selector` selects, as the
 /// simulation has them now.
-pub(crate) fn pods(store: &Store, settings: &RolloutSettings, namespace: Option<&str>, selector: &Selector) -> Vec<Value> {
+pub(crate) fn pods(
+    store: &Store,
+    settings: &RolloutSettings,
+    namespace: Option<&str>,
+    selector: &Selector,
+) -> Vec<Value> {
     let deployments: Vec<Value> = {
         let inner = store.lock();
         inner.objects[DEPLOYMENTS]
@@ -288,7 +316,11 @@ pub(crate) fn pods(store: &Store, settings: &RolloutSettings, namespace: Option<
             let is_new = i < updated;
             let ready = if is_new { i < ready_new } else { true };
             let mut labels = d["spec"]["template"]["metadata"]["labels"].clone();
-            let pod_hash = if is_new { hash.clone() } else { "previous".to_owned() };
+            let pod_hash = if is_new {
+                hash.clone()
+            } else {
+                "previous".to_owned()
+            };
             labels["pod-template-hash"] = json!(pod_hash);
             let label_map = labels
                 .as_object()
@@ -309,7 +341,9 @@ pub(crate) fn pods(store: &Store, settings: &RolloutSettings, namespace: Option<
                         "message": format!("Back-off pulling image \"{image}\"")}}),
                     Some(RolloutFailure::CrashLoop) => json!({"waiting": {"reason": "CrashLoopBackOff",
                         "message": format!("back-off 40s restarting failed container={container}")}}),
-                    Some(RolloutFailure::NeverReady) => json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}),
+                    Some(RolloutFailure::NeverReady) => {
+                        json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}})
+                    }
                     _ => json!({"waiting": {"reason": "ContainerCreating"}}),
                 }
             };
@@ -318,7 +352,11 @@ pub(crate) fn pods(store: &Store, settings: &RolloutSettings, namespace: Option<
             } else {
                 0
             };
-            let phase = if state.get("running").is_some() { "Running" } else { "Pending" };
+            let phase = if state.get("running").is_some() {
+                "Running"
+            } else {
+                "Pending"
+            };
             let ready_text = if ready { "True" } else { "False" };
             out.push(json!({
                 "apiVersion": "v1", "kind": "Pod",

@@ -43,7 +43,10 @@ impl Selector {
                 Requirement::NotIn(k.trim().to_owned(), set_values(set, part)?)
             } else if let Some((k, set)) = part.split_once(" in ") {
                 Requirement::In(k.trim().to_owned(), set_values(set, part)?)
-            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            } else if part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 Requirement::Exists(part.to_owned())
             } else {
                 return Err(BadSelector(part.to_owned()));
@@ -112,7 +115,10 @@ impl FieldSelector {
                 return Err(BadSelector(part.to_owned()));
             };
             if !matches!(field.trim(), "metadata.name" | "metadata.namespace") {
-                return Err(BadSelector(format!("field label not supported: {}", field.trim())));
+                return Err(BadSelector(format!(
+                    "field label not supported: {}",
+                    field.trim()
+                )));
             }
             out.push((field.trim().to_owned(), equal, value.trim().to_owned()));
         }
@@ -134,7 +140,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]

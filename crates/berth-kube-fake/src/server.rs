@@ -61,7 +61,13 @@ enum Route {
 
 fn route(path: &str) -> Result<Route, ApiError> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
     let (group, version, rest) = match parts.as_slice() {
         ["version"] => return Ok(Route::Discovery(Value::Null)),
         ["readyz"] | ["livez"] | ["healthz"] => return Ok(Route::Text("ok")),
@@ -150,12 +156,15 @@ fn verb(method: &Method, target: &Target, q: &HashMap<String, String>) -> Verb {
 
 /// The field manager of a write: `?fieldManager=`, else the user agent up to its first `/`.
 fn manager(q: &HashMap<String, String>, headers: &HeaderMap) -> Option<String> {
-    q.get("fieldManager").filter(|m| !m.is_empty()).cloned().or_else(|| {
-        headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.split('/').next().unwrap_or(ua).to_owned())
-    })
+    q.get("fieldManager")
+        .filter(|m| !m.is_empty())
+        .cloned()
+        .or_else(|| {
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.split('/').next().unwrap_or(ua).to_owned())
+        })
 }
 
 async fn handle(
@@ -200,7 +209,11 @@ async fn handle(
                 503 => "ServiceUnavailable",
                 _ => "InternalError",
             };
-            let mut resp = error(&ApiError::new(fault.status, reason, format!("injected fault: {reason}")));
+            let mut resp = error(&ApiError::new(
+                fault.status,
+                reason,
+                format!("injected fault: {reason}"),
+            ));
             if let Some(s) = fault.retry_after
                 && let Ok(v) = s.to_string().parse()
             {
@@ -208,7 +221,11 @@ async fn handle(
             }
             return resp;
         } else if fault.delay.is_some() {
-            return error(&ApiError::new(504, "Timeout", "injected fault: no answer in time"));
+            return error(&ApiError::new(
+                504,
+                "Timeout",
+                "injected fault: no answer in time",
+            ));
         }
     }
 
@@ -228,7 +245,11 @@ async fn handle(
     if let Some(ns) = &target.namespace
         && shared.forbidden(ns)
     {
-        let group = if rt.group.is_empty() { String::new() } else { rt.group.to_owned() };
+        let group = if rt.group.is_empty() {
+            String::new()
+        } else {
+            rt.group.to_owned()
+        };
         return error(&ApiError::new(
             403,
             "Forbidden",
@@ -241,12 +262,7 @@ async fn handle(
         ));
     }
     let store = &shared.store;
-    let key = |name: &str| -> Key {
-        (
-            target.namespace.clone().unwrap_or_default(),
-            name.to_owned(),
-        )
-    };
+    let key = |name: &str| -> Key { (target.namespace.clone().unwrap_or_default(), name.to_owned()) };
     let result = match (&method, &target.name) {
         (&Method::GET, None) if matches!(verb, Verb::Watch) => return watch(shared.clone(), &target, &q),
         (&Method::GET, None) => return list(&shared, &target, &q),
@@ -258,7 +274,11 @@ async fn handle(
                 v,
                 &manager(&q, &headers).unwrap_or_else(|| "unknown".to_owned()),
             ),
-            Err(e) => Err(ApiError::new(400, "BadRequest", format!("the body is not JSON: {e}"))),
+            Err(e) => Err(ApiError::new(
+                400,
+                "BadRequest",
+                format!("the body is not JSON: {e}"),
+            )),
         },
         (&Method::PUT, Some(name)) => match serde_json::from_slice::<Value>(&body) {
             Ok(v) => store.replace(
@@ -268,7 +288,11 @@ async fn handle(
                 &manager(&q, &headers).unwrap_or_else(|| "unknown".to_owned()),
                 target.status,
             ),
-            Err(e) => Err(ApiError::new(400, "BadRequest", format!("the body is not JSON: {e}"))),
+            Err(e) => Err(ApiError::new(
+                400,
+                "BadRequest",
+                format!("the body is not JSON: {e}"),
+            )),
         },
         (&Method::PATCH, Some(name)) => {
             let ct = headers
@@ -308,7 +332,11 @@ async fn handle(
             }
         }
         (&Method::DELETE, Some(name)) => store.delete(target.resource, &key(name)),
-        _ => Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method")),
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method",
+        )),
     };
     match result {
         Ok(raw) => ok(raw),
@@ -421,7 +449,11 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
         Err(e) => return error(&e),
     };
     if target.resource == PODS {
-        return error(&ApiError::new(405, "MethodNotAllowed", "the fake does not watch pods"));
+        return error(&ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the fake does not watch pods",
+        ));
     }
     let resource = target.resource;
     let namespace = target.namespace.clone();
@@ -561,13 +593,21 @@ mod tests {
             panic!("no route")
         };
         assert_eq!(
-            (RESOURCES[t.resource].kind, t.namespace.as_deref(), t.name.as_deref(), t.status),
+            (
+                RESOURCES[t.resource].kind,
+                t.namespace.as_deref(),
+                t.name.as_deref(),
+                t.status
+            ),
             ("Deployment", Some("qa"), Some("web"), true)
         );
         let Ok(Route::Api(t)) = route("/api/v1/namespaces/qa") else {
             panic!("no route")
         };
-        assert_eq!((RESOURCES[t.resource].kind, t.name.as_deref()), ("Namespace", Some("qa")));
+        assert_eq!(
+            (RESOURCES[t.resource].kind, t.name.as_deref()),
+            ("Namespace", Some("qa"))
+        );
         let Ok(Route::Api(t)) = route("/apis/networking.k8s.io/v1/ingresses") else {
             panic!("no route")
         };
@@ -578,7 +618,9 @@ mod tests {
 
     #[test]
     fn query_strings_are_decoded() {
-        let uri: Uri = "/x?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dberth&limit=5".parse().unwrap();
+        let uri: Uri = "/x?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dberth&limit=5"
+            .parse()
+            .unwrap();
         let q = query(&uri);
         assert_eq!(q["labelSelector"], "app.kubernetes.io/managed-by=berth");
         assert_eq!(q["limit"], "5");

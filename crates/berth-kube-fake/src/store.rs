@@ -48,7 +48,11 @@ impl ApiError {
     }
 
     fn not_found(r: &ResourceType, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", plural_group(r)))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", plural_group(r)),
+        )
     }
 
     /// The `Status` document.
@@ -219,7 +223,12 @@ fn write_managed(object: &mut Value, entries: &[Entry]) {
     }
 }
 
-fn entry_mut<'a>(entries: &'a mut Vec<Entry>, manager: &str, operation: &str, api_version: &str) -> &'a mut Entry {
+fn entry_mut<'a>(
+    entries: &'a mut Vec<Entry>,
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+) -> &'a mut Entry {
     let at = entries
         .iter()
         .position(|e| e.manager == manager && e.operation == operation && e.subresource.is_none());
@@ -267,7 +276,13 @@ fn update_ownership(entries: &mut Vec<Entry>, manager: &str, api_version: &str, 
 /// Strips what clients may not set through the main resource.
 fn strip_server_fields(object: &mut Value) {
     if let Some(meta) = object["metadata"].as_object_mut() {
-        for k in ["managedFields", "uid", "creationTimestamp", "generation", "resourceVersion"] {
+        for k in [
+            "managedFields",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "resourceVersion",
+        ] {
             meta.remove(k);
         }
     }
@@ -288,7 +303,10 @@ fn merge_patch(target: &mut Value, patch: &Value, strategic: bool) {
                         t.remove(k);
                     } else if strategic && v.is_array() && t.get(k).is_some_and(Value::is_array) {
                         let mut wrapper = Value::Object(Map::from_iter([(k.clone(), t[k].clone())]));
-                        fields::merge(&mut wrapper, &Value::Object(Map::from_iter([(k.clone(), v.clone())])));
+                        fields::merge(
+                            &mut wrapper,
+                            &Value::Object(Map::from_iter([(k.clone(), v.clone())])),
+                        );
                         t.insert(k.clone(), wrapper[k].take());
                     } else {
                         merge_patch(t.entry(k.clone()).or_insert(Value::Null), v, strategic);
@@ -378,7 +396,9 @@ impl Store {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A receiver of every change from now on.
@@ -419,7 +439,14 @@ impl Store {
     }
 
     /// Stores `object` under `key` at a new resource version and tells watchers.
-    fn commit(&self, inner: &mut Inner, r: usize, key: &Key, old: Option<&Value>, mut object: Value) -> Bytes {
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        r: usize,
+        key: &Key,
+        old: Option<&Value>,
+        mut object: Value,
+    ) -> Bytes {
         inner.rv += 1;
         let rv = inner.rv;
         let rt = &RESOURCES[r];
@@ -430,7 +457,9 @@ impl Store {
         if let Some(meta) = object["metadata"].as_object_mut() {
             meta.insert("resourceVersion".to_owned(), json!(rv.to_string()));
             if rt.generation {
-                let g = old.and_then(|o| o["metadata"]["generation"].as_u64()).unwrap_or(0);
+                let g = old
+                    .and_then(|o| o["metadata"]["generation"].as_u64())
+                    .unwrap_or(0);
                 meta.insert(
                     "generation".to_owned(),
                     json!(if generation_changed { g + 1 } else { g.max(1) }),
@@ -497,7 +526,13 @@ impl Store {
     }
 
     /// `POST`: creates an object.
-    pub fn create(&self, r: usize, namespace: &str, mut body: Value, manager: &str) -> Result<Bytes, ApiError> {
+    pub fn create(
+        &self,
+        r: usize,
+        namespace: &str,
+        mut body: Value,
+        manager: &str,
+    ) -> Result<Bytes, ApiError> {
         let rt = &RESOURCES[r];
         let name = body["metadata"]["name"]
             .as_str()
@@ -515,7 +550,9 @@ impl Store {
             ));
         }
         strip_server_fields(&mut body);
-        if rt.status && let Some(m) = body.as_object_mut() {
+        if rt.status
+            && let Some(m) = body.as_object_mut()
+        {
             m.remove("status");
         }
         let mut object = Self::new_object(rt, &key);
@@ -563,7 +600,13 @@ impl Store {
             strip_server_fields(&mut body);
             let mut o = body;
             o["metadata"]["name"] = json!(key.1);
-            for k in ["uid", "creationTimestamp", "generation", "managedFields", "resourceVersion"] {
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "managedFields",
+                "resourceVersion",
+            ] {
                 if let Some(v) = old["metadata"].get(k) {
                     o["metadata"][k] = v.clone();
                 }
@@ -599,7 +642,10 @@ impl Store {
         }
         if object == *old {
             // No change: the API server answers with the object and no new version.
-            return Ok(inner.objects[r].get(key).map(|s| s.raw.clone()).unwrap_or_default());
+            return Ok(inner.objects[r]
+                .get(key)
+                .map(|s| s.raw.clone())
+                .unwrap_or_default());
         }
         Ok(self.commit(inner, r, key, Some(old), object))
     }
@@ -653,7 +699,14 @@ impl Store {
             if rt.status {
                 copy_field(&mut object, &old, "status");
             }
-            for k in ["name", "uid", "creationTimestamp", "generation", "managedFields", "resourceVersion"] {
+            for k in [
+                "name",
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "managedFields",
+                "resourceVersion",
+            ] {
                 copy_field(&mut object["metadata"], &old["metadata"], k);
             }
         }
@@ -690,7 +743,10 @@ impl Store {
             ));
         }
         strip_server_fields(&mut config);
-        if rt.status && !status_only && let Some(m) = config.as_object_mut() {
+        if rt.status
+            && !status_only
+            && let Some(m) = config.as_object_mut()
+        {
             m.remove("status");
         }
         normalize(rt, &mut config);
@@ -747,7 +803,11 @@ impl Store {
             .unwrap_or_default();
         let mut gone: Vec<&Path> = previous
             .difference(&config_fields)
-            .filter(|p| !entries.iter().any(|e| e.manager != manager && e.fields.contains(*p)))
+            .filter(|p| {
+                !entries
+                    .iter()
+                    .any(|e| e.manager != manager && e.fields.contains(*p))
+            })
             .collect();
         gone.sort_by_key(|p| std::cmp::Reverse(p.len()));
         for p in gone {
@@ -770,7 +830,10 @@ impl Store {
         if let Some(o) = &old
             && *o == object
         {
-            return Ok(inner.objects[r].get(key).map(|s| s.raw.clone()).unwrap_or_default());
+            return Ok(inner.objects[r]
+                .get(key)
+                .map(|s| s.raw.clone())
+                .unwrap_or_default());
         }
         Ok(self.commit(inner, r, key, old.as_ref(), object))
     }
@@ -782,7 +845,14 @@ impl Store {
             .remove(key)
             .ok_or_else(|| ApiError::not_found(&RESOURCES[r], &key.1))?;
         inner.rv += 1;
-        self.record(&mut inner, r, key, EventType::Deleted, stored.labels, stored.raw.clone());
+        self.record(
+            &mut inner,
+            r,
+            key,
+            EventType::Deleted,
+            stored.labels,
+            stored.raw.clone(),
+        );
         if r == NAMESPACES {
             for (i, rt) in RESOURCES.iter().enumerate() {
                 if !rt.namespaced {
@@ -865,8 +935,13 @@ fn parse_yaml_or_json(body: &[u8]) -> Result<Value, ApiError> {
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::new(400, "BadRequest", "the apply body is not UTF-8"))?;
-    serde_saphyr::from_str(text)
-        .map_err(|e| ApiError::new(400, "BadRequest", format!("the apply body is neither JSON nor YAML: {e}")))
+    serde_saphyr::from_str(text).map_err(|e| {
+        ApiError::new(
+            400,
+            "BadRequest",
+            format!("the apply body is neither JSON nor YAML: {e}"),
+        )
+    })
 }
 
 fn uid() -> String {
@@ -874,7 +949,14 @@ fn uid() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let h = hex::encode(Sha256::digest(format!("{n}-{}", now()).as_bytes()));
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -908,26 +990,82 @@ mod tests {
     fn apply_creates_then_conflicts_with_another_manager_unless_forced() {
         let s = store();
         let apply = PatchType::Apply { force: false };
-        let v = value(&s.patch(DEPLOYMENTS, &key(), apply, &deployment(2, "a"), Some("berth"), false).unwrap());
+        let v = value(
+            &s.patch(
+                DEPLOYMENTS,
+                &key(),
+                apply,
+                &deployment(2, "a"),
+                Some("berth"),
+                false,
+            )
+            .unwrap(),
+        );
         assert_eq!(v["metadata"]["generation"], 1);
         assert_eq!(v["metadata"]["managedFields"][0]["manager"], "berth");
         // Same manager again, same content: no new version.
-        let again = value(&s.patch(DEPLOYMENTS, &key(), apply, &deployment(2, "a"), Some("berth"), false).unwrap());
-        assert_eq!(again["metadata"]["resourceVersion"], v["metadata"]["resourceVersion"]);
+        let again = value(
+            &s.patch(
+                DEPLOYMENTS,
+                &key(),
+                apply,
+                &deployment(2, "a"),
+                Some("berth"),
+                false,
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            again["metadata"]["resourceVersion"],
+            v["metadata"]["resourceVersion"]
+        );
         // Someone else scales with a merge patch: they own spec.replicas now.
-        s.patch(DEPLOYMENTS, &key(), PatchType::Merge, br#"{"spec":{"replicas":5}}"#, Some("kubectl-edit"), false)
-            .unwrap();
+        s.patch(
+            DEPLOYMENTS,
+            &key(),
+            PatchType::Merge,
+            br#"{"spec":{"replicas":5}}"#,
+            Some("kubectl-edit"),
+            false,
+        )
+        .unwrap();
         let err = s
-            .patch(DEPLOYMENTS, &key(), apply, &deployment(2, "b"), Some("berth"), false)
+            .patch(
+                DEPLOYMENTS,
+                &key(),
+                apply,
+                &deployment(2, "b"),
+                Some("berth"),
+                false,
+            )
             .unwrap_err();
         assert_eq!(err.code, 409);
-        assert!(err.message.contains("conflict with \"kubectl-edit\""), "{}", err.message);
+        assert!(
+            err.message.contains("conflict with \"kubectl-edit\""),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains(".spec.replicas"), "{}", err.message);
         // Same value as the other manager: shared, no conflict.
-        s.patch(DEPLOYMENTS, &key(), apply, &deployment(5, "b"), Some("berth"), false).unwrap();
+        s.patch(
+            DEPLOYMENTS,
+            &key(),
+            apply,
+            &deployment(5, "b"),
+            Some("berth"),
+            false,
+        )
+        .unwrap();
         let forced = value(
-            &s.patch(DEPLOYMENTS, &key(), PatchType::Apply { force: true }, &deployment(2, "c"), Some("berth"), false)
-                .unwrap(),
+            &s.patch(
+                DEPLOYMENTS,
+                &key(),
+                PatchType::Apply { force: true },
+                &deployment(2, "c"),
+                Some("berth"),
+                false,
+            )
+            .unwrap(),
         );
         assert_eq!(forced["spec"]["replicas"], 2);
         assert_eq!(forced["metadata"]["generation"], 4);
@@ -938,10 +1076,13 @@ mod tests {
         let s = store();
         let apply = PatchType::Apply { force: false };
         let with_label = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "web", "labels": {"a": "1", "b": "2"}}, "data": {"x": "1"}})).unwrap();
-        s.patch(1, &key(), apply, &with_label, Some("berth"), false).unwrap();
+            "metadata": {"name": "web", "labels": {"a": "1", "b": "2"}}, "data": {"x": "1"}}))
+        .unwrap();
+        s.patch(1, &key(), apply, &with_label, Some("berth"), false)
+            .unwrap();
         let without = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "web", "labels": {"a": "1"}}, "data": {"x": "1"}})).unwrap();
+            "metadata": {"name": "web", "labels": {"a": "1"}}, "data": {"x": "1"}}))
+        .unwrap();
         let v = value(&s.patch(1, &key(), apply, &without, Some("berth"), false).unwrap());
         assert_eq!(v["metadata"]["labels"], json!({"a": "1"}));
     }
@@ -950,12 +1091,22 @@ mod tests {
     fn stale_resource_versions_conflict_and_status_is_separate() {
         let s = store();
         let created = value(
-            &s.create(DEPLOYMENTS, "qa", serde_json::from_slice(&deployment(1, "a")).unwrap(), "t")
-                .unwrap(),
+            &s.create(
+                DEPLOYMENTS,
+                "qa",
+                serde_json::from_slice(&deployment(1, "a")).unwrap(),
+                "t",
+            )
+            .unwrap(),
         );
         let mut stale = created.clone();
         stale["metadata"]["resourceVersion"] = json!("1");
-        assert_eq!(s.replace(DEPLOYMENTS, &key(), stale, "t", false).unwrap_err().code, 409);
+        assert_eq!(
+            s.replace(DEPLOYMENTS, &key(), stale, "t", false)
+                .unwrap_err()
+                .code,
+            409
+        );
         let mut fresh = created.clone();
         fresh["status"] = json!({"readyReplicas": 9});
         let v = value(&s.replace(DEPLOYMENTS, &key(), fresh.clone(), "t", false).unwrap());
@@ -971,6 +1122,9 @@ mod tests {
         let err = s
             .create(1, "nope", json!({"metadata": {"name": "x"}}), "t")
             .unwrap_err();
-        assert_eq!((err.code, err.message.as_str()), (404, "namespaces \"nope\" not found"));
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (404, "namespaces \"nope\" not found")
+        );
     }
 }

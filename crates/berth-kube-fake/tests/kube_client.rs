@@ -86,16 +86,29 @@ async fn crud_selectors_pagination_and_stale_versions() {
         cms.create(&PostParams::default(), &cm).await.unwrap();
     }
     let dup = cms
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "c0"}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "c0"}})).unwrap(),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(dup, kube::Error::Api(ref e) if e.code == 409 && e.reason == "AlreadyExists"), "{dup}");
-    let even = cms.list(&ListParams::default().labels("parity=even")).await.unwrap();
+    assert!(
+        matches!(dup, kube::Error::Api(ref e) if e.code == 409 && e.reason == "AlreadyExists"),
+        "{dup}"
+    );
+    let even = cms
+        .list(&ListParams::default().labels("parity=even"))
+        .await
+        .unwrap();
     assert_eq!(even.items.len(), 3);
     let page = cms.list(&ListParams::default().limit(2)).await.unwrap();
     assert_eq!(page.items.len(), 2);
     let rest = cms
-        .list(&ListParams::default().limit(10).continue_token(page.metadata.continue_.as_deref().unwrap()))
+        .list(
+            &ListParams::default()
+                .limit(10)
+                .continue_token(page.metadata.continue_.as_deref().unwrap()),
+        )
         .await
         .unwrap();
     assert_eq!(rest.items.len(), 3);
@@ -105,12 +118,19 @@ async fn crud_selectors_pagination_and_stale_versions() {
     let stale = c0.clone();
     c0.data = Some([("i".to_owned(), "changed".to_owned())].into());
     cms.replace("c0", &PostParams::default(), &c0).await.unwrap();
-    let err = cms.replace("c0", &PostParams::default(), &stale).await.unwrap_err();
+    let err = cms
+        .replace("c0", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
     assert!(matches!(err, kube::Error::Api(ref e) if e.code == 409), "{err}");
 
-    cms.patch("c1", &PatchParams::default(), &Patch::Merge(json!({"data": {"j": "x"}})))
-        .await
-        .unwrap();
+    cms.patch(
+        "c1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"j": "x"}})),
+    )
+    .await
+    .unwrap();
     assert_eq!(cms.get("c1").await.unwrap().data.unwrap()["j"], "x");
     cms.delete("c1", &DeleteParams::default()).await.unwrap();
     assert!(cms.get_opt("c1").await.unwrap().is_none());
@@ -132,7 +152,16 @@ async fn server_side_apply_reports_conflicts_between_managers() {
         .patch("web", &PatchParams::apply("mesh"), &Patch::Apply(&sidecar))
         .await
         .unwrap();
-    let names: Vec<String> = merged.spec.unwrap().template.spec.unwrap().containers.into_iter().map(|c| c.name).collect();
+    let names: Vec<String> = merged
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     assert_eq!(names, ["web", "sidecar"]);
     // Another manager sets replicas; berth then wants another value.
     let scale = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 7}});
@@ -140,7 +169,10 @@ async fn server_side_apply_reports_conflicts_between_managers() {
         .patch("web", &PatchParams::apply("hpa"), &Patch::Apply(&scale))
         .await
         .unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 409 && e.message.contains("\"berth\"")), "{err}");
+    assert!(
+        matches!(err, kube::Error::Api(ref e) if e.code == 409 && e.message.contains("\"berth\"")),
+        "{err}"
+    );
     api.patch("web", &PatchParams::apply("hpa").force(), &Patch::Apply(&scale))
         .await
         .unwrap();
@@ -150,9 +182,17 @@ async fn server_side_apply_reports_conflicts_between_managers() {
         .unwrap_err();
     let kube::Error::Api(e) = err else { panic!("{err}") };
     assert_eq!(e.code, 409);
-    assert!(e.message.contains("conflict with \"hpa\"") && e.message.contains(".spec.replicas"), "{}", e.message);
+    assert!(
+        e.message.contains("conflict with \"hpa\"") && e.message.contains(".spec.replicas"),
+        "{}",
+        e.message
+    );
     let d = api
-        .patch("web", &berth.clone().force(), &Patch::Apply(deployment("img:2", 2)))
+        .patch(
+            "web",
+            &berth.clone().force(),
+            &Patch::Apply(deployment("img:2", 2)),
+        )
         .await
         .unwrap();
     assert_eq!(d.spec.unwrap().replicas, Some(2));
@@ -163,7 +203,10 @@ async fn server_side_apply_reports_conflicts_between_managers() {
         .into_iter()
         .filter_map(|m| m.manager)
         .collect();
-    assert!(managers.contains(&"berth".to_owned()) && managers.contains(&"mesh".to_owned()), "{managers:?}");
+    assert!(
+        managers.contains(&"berth".to_owned()) && managers.contains(&"mesh".to_owned()),
+        "{managers:?}"
+    );
 }
 
 #[tokio::test]
@@ -177,13 +220,19 @@ async fn watch_resumes_from_versions_with_bookmarks_and_expires_old_ones() {
         .await
         .unwrap()
         .boxed();
-    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "a"}})).unwrap())
-        .await
-        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "a"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     let mut saw_added = false;
     let mut saw_bookmark = false;
     while !(saw_added && saw_bookmark) {
-        match tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(WatchEvent::Added(cm))) => {
                 assert_eq!(cm.metadata.name.as_deref(), Some("a"));
                 saw_added = true;
@@ -198,10 +247,16 @@ async fn watch_resumes_from_versions_with_bookmarks_and_expires_old_ones() {
         .applied_objects()
         .try_filter(|cm| std::future::ready(cm.metadata.name.as_deref() == Some("b")));
     let mut events = Box::pin(events);
-    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "b"}})).unwrap())
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "b"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let b = tokio::time::timeout(Duration::from_secs(5), events.try_next())
         .await
+        .unwrap()
         .unwrap();
-    let b = tokio::time::timeout(Duration::from_secs(5), events.try_next()).await.unwrap().unwrap();
     assert!(b.is_some());
     assert!(fake.requests().watch >= 1);
 
@@ -242,38 +297,70 @@ async fn rollouts_progress_and_injected_failures_stall() {
     })
     .await
     .unwrap();
-    fake.create("namespaces", "", json!({"metadata": {"name": "qa"}}), "test").unwrap();
+    fake.create("namespaces", "", json!({"metadata": {"name": "qa"}}), "test")
+        .unwrap();
     let client = client(&fake).await;
     let api: Api<Deployment> = Api::namespaced(client.clone(), "qa");
-    api.patch("web", &PatchParams::apply("berth"), &Patch::Apply(deployment("img:1", 3)))
-        .await
-        .unwrap();
+    api.patch(
+        "web",
+        &PatchParams::apply("berth"),
+        &Patch::Apply(deployment("img:1", 3)),
+    )
+    .await
+    .unwrap();
     let done = wait(&api, |d| {
         let s = d.status.clone().unwrap_or_default();
         s.available_replicas == Some(3) && s.observed_generation == Some(1)
     })
     .await;
-    let progressing = done.status.unwrap().conditions.unwrap().into_iter().find(|c| c.type_ == "Progressing").unwrap();
+    let progressing = done
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
     assert_eq!(progressing.reason.as_deref(), Some("NewReplicaSetAvailable"));
 
     fake.fail_rollouts("broken", RolloutFailure::ImagePull);
-    api.patch("web", &PatchParams::apply("berth"), &Patch::Apply(deployment("img:broken", 3)))
-        .await
-        .unwrap();
+    api.patch(
+        "web",
+        &PatchParams::apply("berth"),
+        &Patch::Apply(deployment("img:broken", 3)),
+    )
+    .await
+    .unwrap();
     let stalled = wait(&api, |d| {
-        d.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-            cs.iter().any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-        })
+        d.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+            })
     })
     .await;
     let s = stalled.status.unwrap();
-    assert_eq!((s.updated_replicas, s.available_replicas), (Some(3), Some(3)), "old pods keep serving");
+    assert_eq!(
+        (s.updated_replicas, s.available_replicas),
+        (Some(3), Some(3)),
+        "old pods keep serving"
+    );
     let pods: Api<Pod> = Api::namespaced(client, "qa");
     let pods = pods.list(&ListParams::default().labels("app=web")).await.unwrap();
     let reasons: Vec<String> = pods
         .items
         .iter()
-        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref()?[0].state.as_ref()?.waiting.as_ref()?.reason.clone())
+        .filter_map(|p| {
+            p.status.as_ref()?.container_statuses.as_ref()?[0]
+                .state
+                .as_ref()?
+                .waiting
+                .as_ref()?
+                .reason
+                .clone()
+        })
         .collect();
     assert_eq!(reasons, ["ImagePullBackOff"; 3]);
 }
@@ -285,7 +372,11 @@ async fn wait(api: &Api<Deployment>, ok: impl Fn(&Deployment) -> bool) -> Deploy
         if ok(&d) {
             return d;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not reached: {:?}", d.status);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached: {:?}",
+            d.status
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -303,9 +394,12 @@ async fn faults_and_credentials() {
     assert!(matches!(err, kube::Error::Api(ref e) if e.code == 403), "{err}");
 
     let wrong = berth_kube_fake::kubeconfig(&fake.url(), "expired");
-    let config = Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&wrong).unwrap(), &KubeConfigOptions::default())
-        .await
-        .unwrap();
+    let config = Config::from_custom_kubeconfig(
+        Kubeconfig::from_yaml(&wrong).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
     let api: Api<ConfigMap> = Api::namespaced(Client::try_from(config).unwrap(), "qa");
     let err = api.list(&ListParams::default()).await.unwrap_err();
     assert!(matches!(err, kube::Error::Api(ref e) if e.code == 401), "{err}");

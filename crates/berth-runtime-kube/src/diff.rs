@@ -21,8 +21,19 @@ pub struct Difference {
 impl std::fmt::Display for Difference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.observed {
-            Some(o) => write!(f, "{} is {} instead of {}", self.path, short(o), short(&self.desired)),
-            None => write!(f, "{} was removed (Berth sets {})", self.path, short(&self.desired)),
+            Some(o) => write!(
+                f,
+                "{} is {} instead of {}",
+                self.path,
+                short(o),
+                short(&self.desired)
+            ),
+            None => write!(
+                f,
+                "{} was removed (Berth sets {})",
+                self.path,
+                short(&self.desired)
+            ),
         }
     }
 }
@@ -75,7 +86,9 @@ fn walk(desired: &Value, observed: Option<&Value>, path: &mut String, out: &mut 
                     let Some((k, key)) = element_key(dv) else { continue };
                     let len = path.len();
                     path.push_str(&format!("[{}]", key.trim_matches('"')));
-                    let found = o.iter().find(|e| e.get(k).map(Value::to_string).as_deref() == Some(&key));
+                    let found = o
+                        .iter()
+                        .find(|e| e.get(k).map(Value::to_string).as_deref() == Some(&key));
                     match found {
                         Some(ov) => walk(dv, Some(ov), path, out),
                         None => out.push(Difference {
@@ -176,7 +189,11 @@ fn path_steps(path: &str) -> Vec<Step> {
             rest = &rest[i..];
             while let Some(end) = rest.find(']') {
                 let key = &rest[1..end];
-                let key = if key.parse::<u64>().is_ok() { key.to_owned() } else { format!("\"{key}\"") };
+                let key = if key.parse::<u64>().is_ok() {
+                    key.to_owned()
+                } else {
+                    format!("\"{key}\"")
+                };
                 out.push(Step::Key(key));
                 rest = &rest[end + 1..];
             }
@@ -210,7 +227,10 @@ mod tests {
             "template": {"spec": {"containers": [{"name": "web", "image": "a", "args": ["x"]}]}}}});
         let observed = json!({"metadata": {"labels": {}}, "spec": {"replicas": 5,
             "template": {"spec": {"containers": [{"name": "web", "image": "b", "args": ["x", "y"]}]}}}});
-        let d: Vec<String> = differences(&desired, &observed).iter().map(ToString::to_string).collect();
+        let d: Vec<String> = differences(&desired, &observed)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             d,
             [
@@ -228,7 +248,10 @@ mod tests {
             {"manager": "berth", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
             {"manager": "kubectl-edit", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
                 "k:{\"name\":\"web\"}": {"f:image": {}}}}}}}}]}});
-        assert_eq!(managers_of(&observed, ".spec.template.spec.containers[web].image"), ["kubectl-edit"]);
+        assert_eq!(
+            managers_of(&observed, ".spec.template.spec.containers[web].image"),
+            ["kubectl-edit"]
+        );
         assert!(managers_of(&observed, ".spec.replicas").is_empty());
     }
 }

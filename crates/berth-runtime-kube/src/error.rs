@@ -14,7 +14,9 @@ pub enum Error {
         reason: String,
     },
     /// The context named does not exist in the kubeconfig.
-    #[error("cluster {cluster}: the kubeconfig has no context '{context}' (it has: {available}); fix spec.kubernetes.context")]
+    #[error(
+        "cluster {cluster}: the kubeconfig has no context '{context}' (it has: {available}); fix spec.kubernetes.context"
+    )]
     UnknownContext {
         /// The cluster.
         cluster: String,
@@ -24,7 +26,9 @@ pub enum Error {
         available: String,
     },
     /// The in-cluster service account is not available.
-    #[error("cluster {cluster}: no in-cluster service account: {reason}; Berth must run in a pod for inCluster: true")]
+    #[error(
+        "cluster {cluster}: no in-cluster service account: {reason}; Berth must run in a pod for inCluster: true"
+    )]
     InCluster {
         /// The cluster.
         cluster: String,
@@ -40,13 +44,17 @@ pub enum Error {
         reason: String,
     },
     /// The credentials were refused (401).
-    #[error("cluster {cluster}: the API server refused the credentials (401 Unauthorized): the token or certificate in the kubeconfig is wrong or expired; renew it")]
+    #[error(
+        "cluster {cluster}: the API server refused the credentials (401 Unauthorized): the token or certificate in the kubeconfig is wrong or expired; renew it"
+    )]
     Unauthorized {
         /// The cluster.
         cluster: String,
     },
     /// Berth's identity may not do something (403).
-    #[error("cluster {cluster}: forbidden (403): {message}; grant Berth's user the RBAC rights to manage its namespaces")]
+    #[error(
+        "cluster {cluster}: forbidden (403): {message}; grant Berth's user the RBAC rights to manage its namespaces"
+    )]
     Forbidden {
         /// The cluster.
         cluster: String,
@@ -88,9 +96,13 @@ impl From<Error> for RuntimeError {
     fn from(e: Error) -> Self {
         match e {
             Error::Unreachable { .. } | Error::Overloaded { .. } | Error::NotReady { .. } => {
-                RuntimeError::Unreachable { message: e.to_string() }
+                RuntimeError::Unreachable {
+                    message: e.to_string(),
+                }
             }
-            _ => RuntimeError::Failed { message: e.to_string() },
+            _ => RuntimeError::Failed {
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -117,10 +129,12 @@ impl Error {
                     message: format!("{} ({})", status.message, status.code),
                 },
             },
-            kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::HttpError(_) => Self::Unreachable {
-                cluster,
-                reason: chain(e),
-            },
+            kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::HttpError(_) => {
+                Self::Unreachable {
+                    cluster,
+                    reason: chain(e),
+                }
+            }
             other => Self::Api {
                 cluster,
                 message: chain(other),

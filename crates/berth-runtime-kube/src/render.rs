@@ -96,7 +96,12 @@ impl ObjectKind {
             Self::Service => ("", "v1", "Service", "services"),
             Self::Deployment => ("apps", "v1", "Deployment", "deployments"),
             Self::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
-            Self::HorizontalPodAutoscaler => ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+            Self::HorizontalPodAutoscaler => (
+                "autoscaling",
+                "v2",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+            ),
             Self::PodDisruptionBudget => ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets"),
         }
     }
@@ -111,7 +116,11 @@ impl ObjectKind {
     #[must_use]
     pub fn api_version(self) -> String {
         let (g, v, _, _) = self.gvk();
-        if g.is_empty() { v.to_owned() } else { format!("{g}/{v}") }
+        if g.is_empty() {
+            v.to_owned()
+        } else {
+            format!("{g}/{v}")
+        }
     }
 
     /// Objects of this kind belong to one application (rather than to a namespace).
@@ -213,7 +222,13 @@ fn file_key(i: usize, path: &str) -> String {
     let base = path.rsplit('/').next().unwrap_or("file");
     let clean: String = base
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("{i}-{clean}")
 }
@@ -255,7 +270,10 @@ pub fn manifest(w: &Workload, kind: ObjectKind) -> Option<Manifest> {
             } else {
                 quota::limit_range(&q)
             };
-            (body["metadata"]["name"].as_str().unwrap_or_default().to_owned(), body)
+            (
+                body["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                body,
+            )
         }
         ObjectKind::ConfigMap => {
             if w.config_files.is_empty() {
@@ -527,10 +545,21 @@ mod tests {
         let ms = manifests(&w);
         assert_eq!(
             kinds(&ms),
-            ["Namespace", "ConfigMap", "Service", "Deployment", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget"]
+            [
+                "Namespace",
+                "ConfigMap",
+                "Service",
+                "Deployment",
+                "Ingress",
+                "HorizontalPodAutoscaler",
+                "PodDisruptionBudget"
+            ]
         );
         let d = &ms[3].body;
-        assert!(d["spec"].get("replicas").is_none(), "the autoscaler owns replicas");
+        assert!(
+            d["spec"].get("replicas").is_none(),
+            "the autoscaler owns replicas"
+        );
         insta::assert_yaml_snapshot!("full", ms.iter().map(|m| &m.body).collect::<Vec<_>>());
     }
 
@@ -539,7 +568,12 @@ mod tests {
         let ms = manifests(&workload());
         let c = &ms[2].body["spec"]["template"]["spec"]["containers"][0];
         assert!(c["image"].as_str().unwrap().contains("@sha256:"));
-        let java = c["env"].as_array().unwrap().iter().find(|e| e["name"] == "JAVA_TOOL_OPTIONS").unwrap();
+        let java = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "JAVA_TOOL_OPTIONS")
+            .unwrap();
         assert!(java["value"].as_str().unwrap().contains("MaxRAMPercentage=75.0"));
         assert_eq!(c["startupProbe"]["failureThreshold"], 120);
         assert_eq!(c["lifecycle"]["preStop"]["sleep"]["seconds"], PRE_STOP_SECONDS);
@@ -554,6 +588,9 @@ mod tests {
         let b = manifests(&w);
         assert_ne!(a[2].hash, b[2].hash);
         assert_eq!(a[2].hash, manifests(&workload())[2].hash);
-        assert_eq!(a[2].body["metadata"]["annotations"][APPLIED_HASH], a[2].hash.as_str());
+        assert_eq!(
+            a[2].body["metadata"]["annotations"][APPLIED_HASH],
+            a[2].hash.as_str()
+        );
     }
 }

@@ -135,7 +135,12 @@ pub struct KubeRuntime {
 
 impl Drop for KubeRuntime {
     fn drop(&mut self) {
-        for w in self.watches.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        for w in self
+            .watches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
             w.abort();
         }
     }
@@ -147,7 +152,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn collection_path(kind: ObjectKind, namespace: Option<&str>) -> String {
     let (g, v, _, plural) = kind.gvk();
-    let base = if g.is_empty() { format!("/api/{v}") } else { format!("/apis/{g}/{v}") };
+    let base = if g.is_empty() {
+        format!("/api/{v}")
+    } else {
+        format!("/apis/{g}/{v}")
+    };
     match namespace {
         Some(ns) if !ns.is_empty() => format!("{base}/namespaces/{ns}/{plural}"),
         _ => format!("{base}/{plural}"),
@@ -296,7 +305,9 @@ impl KubeRuntime {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut lp = ListParams::default().labels(selector).limit(self.options.page_size);
+            let mut lp = ListParams::default()
+                .labels(selector)
+                .limit(self.options.page_size);
             if let Some(t) = &token {
                 lp = lp.continue_token(t);
             }
@@ -316,7 +327,12 @@ impl KubeRuntime {
         }
     }
 
-    async fn apply(&self, client: &Client, m: &render::Manifest, force: bool) -> std::result::Result<Value, Failure> {
+    async fn apply(
+        &self,
+        client: &Client,
+        m: &render::Manifest,
+        force: bool,
+    ) -> std::result::Result<Value, Failure> {
         let ns = (!m.namespace.is_empty()).then_some(m.namespace.as_str());
         let mut pp = PatchParams::apply(FIELD_MANAGER);
         pp.force = force;
@@ -333,7 +349,10 @@ impl KubeRuntime {
         }
         for kind in ObjectKind::ALL.into_iter().filter(|k| k.per_application()) {
             let (g, v, k, plural) = kind.gvk();
-            let ar = kube::core::ApiResource::from_gvk_with_plural(&kube::core::GroupVersionKind::gvk(g, v, k), plural);
+            let ar = kube::core::ApiResource::from_gvk_with_plural(
+                &kube::core::GroupVersionKind::gvk(g, v, k),
+                plural,
+            );
             let api: kube::Api<kube::core::DynamicObject> = kube::Api::all_with(client.clone(), &ar);
             let changed = self.changed.clone();
             watches.push(tokio::spawn(async move {
@@ -341,7 +360,10 @@ impl KubeRuntime {
                 let mut events = Box::pin(kube::runtime::watcher(api, config));
                 while let Some(e) = events.next().await {
                     match e {
-                        Ok(kube::runtime::watcher::Event::Apply(_) | kube::runtime::watcher::Event::Delete(_)) => {
+                        Ok(
+                            kube::runtime::watcher::Event::Apply(_)
+                            | kube::runtime::watcher::Event::Delete(_),
+                        ) => {
                             changed.notify_one();
                         }
                         Ok(_) => {}
@@ -369,17 +391,21 @@ impl KubeRuntime {
                     namespaces.entry(m.name).or_insert(i);
                     continue;
                 }
-                wanted.entry(ObjKey {
-                    kind: m.kind,
-                    namespace: m.namespace,
-                    name: m.name,
-                })
-                .or_insert((i, m.hash));
+                wanted
+                    .entry(ObjKey {
+                        kind: m.kind,
+                        namespace: m.namespace,
+                        name: m.name,
+                    })
+                    .or_insert((i, m.hash));
             }
         }
 
         // What is there.
-        let kinds: Vec<ObjectKind> = ObjectKind::ALL.into_iter().filter(|k| *k != ObjectKind::Namespace).collect();
+        let kinds: Vec<ObjectKind> = ObjectKind::ALL
+            .into_iter()
+            .filter(|k| *k != ObjectKind::Namespace)
+            .collect();
         let lists = stream::iter(kinds.into_iter().map(|kind| {
             let client = client.clone();
             let path = collection_path(kind, None);
@@ -389,7 +415,11 @@ impl KubeRuntime {
         .collect::<Vec<_>>()
         .await;
         let existing_ns: HashSet<String> = self
-            .list_all(&client, &collection_path(ObjectKind::Namespace, None), MANAGED_SELECTOR)
+            .list_all(
+                &client,
+                &collection_path(ObjectKind::Namespace, None),
+                MANAGED_SELECTOR,
+            )
             .await?
             .iter()
             .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
@@ -427,7 +457,10 @@ impl KubeRuntime {
                 let rv = meta["resourceVersion"].as_str().unwrap_or_default().to_owned();
                 let state = if meta["annotations"][APPLIED_HASH].as_str() != Some(hash.as_str()) {
                     Seen::Outdated
-                } else if lock(&self.verified).get(&key).is_some_and(|(v, h)| *v == rv && h == hash) {
+                } else if lock(&self.verified)
+                    .get(&key)
+                    .is_some_and(|(v, h)| *v == rv && h == hash)
+                {
                     Seen::InSync
                 } else {
                     let diffs = render::manifest(w, kind)
@@ -523,7 +556,10 @@ impl KubeRuntime {
             };
             match result {
                 Ok((obj, hash)) => {
-                    let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned();
+                    let rv = obj["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
                     let before = lock(&self.verified).insert(key.clone(), (rv, hash.clone()));
                     if key.kind == ObjectKind::Deployment {
                         rollouts.insert(i, status::rollout(w, &obj));
@@ -540,7 +576,10 @@ impl KubeRuntime {
                                 w,
                                 true,
                                 "DriftCorrected",
-                                format!("{key} was changed outside Berth{by} ({}); re-applied", list.join("; ")),
+                                format!(
+                                    "{key} was changed outside Berth{by} ({}); re-applied",
+                                    list.join("; ")
+                                ),
                             ));
                         }
                         None if before.is_some_and(|(_, h)| h == hash) => {
@@ -563,7 +602,12 @@ impl KubeRuntime {
                         let what = match &state {
                             Some(Seen::Drifted(diffs, _)) => format!(
                                 " after it was changed outside Berth ({})",
-                                diffs.iter().take(3).map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                                diffs
+                                    .iter()
+                                    .take(3)
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
                             ),
                             _ => String::new(),
                         };

@@ -59,7 +59,8 @@ pub fn rollout(w: &Workload, d: &Value) -> Rollout {
     let progressing = status["conditions"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"));
-    let stalled = progressing.is_some_and(|c| c["status"] == "False" && c["reason"] == "ProgressDeadlineExceeded");
+    let stalled =
+        progressing.is_some_and(|c| c["status"] == "False" && c["reason"] == "ProgressDeadlineExceeded");
     let message = if stalled {
         let text = progressing
             .and_then(|c| c["message"].as_str())
@@ -169,7 +170,10 @@ mod tests {
                  "message": "ReplicaSet \"web-1\" has timed out progressing."}]}});
         let r = rollout(&w(2), &d);
         assert!(r.stalled);
-        assert_eq!(r.message.as_deref(), Some("ProgressDeadlineExceeded: ReplicaSet \"web-1\" has timed out progressing."));
+        assert_eq!(
+            r.message.as_deref(),
+            Some("ProgressDeadlineExceeded: ReplicaSet \"web-1\" has timed out progressing.")
+        );
     }
 
     #[test]
@@ -179,6 +183,9 @@ mod tests {
             json!({"status": {"containerStatuses": [{"ready": false, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off"}}}]}}),
             json!({"status": {"containerStatuses": [{"ready": true, "state": {"running": {}}}]}}),
         ];
-        assert_eq!(pod_problems(&pods).as_deref(), Some("2 pod(s): ImagePullBackOff (Back-off)"));
+        assert_eq!(
+            pod_problems(&pods).as_deref(),
+            Some("2 pod(s): ImagePullBackOff (Back-off)")
+        );
     }
 }

@@ -22,7 +22,11 @@ use kube::{
 use serde_json::json;
 
 fn wait() -> Duration {
-    if real() { Duration::from_secs(180) } else { Duration::from_secs(10) }
+    if real() {
+        Duration::from_secs(180)
+    } else {
+        Duration::from_secs(10)
+    }
 }
 
 #[tokio::test]
@@ -32,8 +36,13 @@ async fn deploys_and_reports_rollout_progress() {
     let w = h.workload("web", 1, 2);
     let first = rt.reconcile(std::slice::from_ref(&w)).await.unwrap();
     assert_eq!(first.workloads.len(), 1);
-    assert!(!complete(&first, &w), "a new rollout is not complete at once: {first:?}");
-    let done = h.until(&rt, std::slice::from_ref(&w), wait(), |r| complete(r, &w)).await;
+    assert!(
+        !complete(&first, &w),
+        "a new rollout is not complete at once: {first:?}"
+    );
+    let done = h
+        .until(&rt, std::slice::from_ref(&w), wait(), |r| complete(r, &w))
+        .await;
     assert_eq!(done.workloads[0].message, None);
 
     let ns = h.namespace();
@@ -48,10 +57,19 @@ async fn deploys_and_reports_rollout_progress() {
     ] {
         assert_eq!(labels.get(k).map(String::as_str), Some(v), "{k}");
     }
-    let managers: Vec<String> =
-        dep.metadata.managed_fields.unwrap().into_iter().filter_map(|m| m.manager).collect();
+    let managers: Vec<String> = dep
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
     assert!(managers.contains(&"berth".to_owned()), "{managers:?}");
-    for (plural, api) in [("services", "v1"), ("ingresses", "networking.k8s.io/v1"), ("poddisruptionbudgets", "policy/v1")] {
+    for (plural, api) in [
+        ("services", "v1"),
+        ("ingresses", "networking.k8s.io/v1"),
+        ("poddisruptionbudgets", "policy/v1"),
+    ] {
         let (group, version) = api.split_once('/').unwrap_or(("", api));
         let ar = kube::core::ApiResource {
             group: group.into(),
@@ -68,7 +86,8 @@ async fn deploys_and_reports_rollout_progress() {
     let w2 = h.workload("web", 2, 2);
     let r = rt.reconcile(std::slice::from_ref(&w2)).await.unwrap();
     assert!(!complete(&r, &w2));
-    h.until(&rt, std::slice::from_ref(&w2), wait(), |r| complete(r, &w2)).await;
+    h.until(&rt, std::slice::from_ref(&w2), wait(), |r| complete(r, &w2))
+        .await;
     h.cleanup().await;
 }
 
@@ -84,7 +103,8 @@ async fn a_rollout_that_cannot_progress_is_reported_stalled() {
     .await;
     let rt = h.runtime(options());
     let good = h.workload("web", 1, 1);
-    h.until(&rt, std::slice::from_ref(&good), wait(), |r| complete(r, &good)).await;
+    h.until(&rt, std::slice::from_ref(&good), wait(), |r| complete(r, &good))
+        .await;
 
     let mut bad = h.workload("web", 2, 1);
     if let Some(fake) = &h.fake {
@@ -94,10 +114,17 @@ async fn a_rollout_that_cannot_progress_is_reported_stalled() {
         bad.image = "registry.invalid/berth/missing@sha256:00000000000000000000000000000000000000000000000000000000000000ff".into();
         bad.startup_deadline_seconds = 10;
     }
-    let report = h.until(&rt, std::slice::from_ref(&bad), wait(), |r| r.workloads[0].stalled).await;
+    let report = h
+        .until(&rt, std::slice::from_ref(&bad), wait(), |r| {
+            r.workloads[0].stalled
+        })
+        .await;
     let message = report.workloads[0].message.clone().unwrap_or_default();
     assert!(message.contains("ProgressDeadlineExceeded"), "{message}");
-    assert!(message.contains("ImagePull") || message.contains("ErrImagePull"), "{message}");
+    assert!(
+        message.contains("ImagePull") || message.contains("ErrImagePull"),
+        "{message}"
+    );
     assert_eq!(report.workloads[0].counts.old, 1, "the old replica keeps serving");
     h.cleanup().await;
 }
@@ -111,15 +138,24 @@ async fn drift_is_reverted_with_a_notice_and_conflicts_are_reported_unless_force
         path: "/etc/web/app.properties".into(),
         content: "a=1\n".into(),
     }];
-    h.until(&rt, std::slice::from_ref(&w), wait(), |r| complete(r, &w)).await;
+    h.until(&rt, std::slice::from_ref(&w), wait(), |r| complete(r, &w))
+        .await;
     let ns = h.namespace();
 
     // Deleted behind Berth's back: re-created, with a notice saying so.
     let cms: Api<ConfigMap> = Api::namespaced(h.client.clone(), &ns);
     cms.delete("web-config", &DeleteParams::default()).await.unwrap();
     let r = rt.reconcile(std::slice::from_ref(&w)).await.unwrap();
-    let n = r.notices.iter().find(|n| n.reason == "DriftCorrected").expect("a drift notice");
-    assert!(n.message.contains("ConfigMap") && n.message.contains("deleted"), "{}", n.message);
+    let n = r
+        .notices
+        .iter()
+        .find(|n| n.reason == "DriftCorrected")
+        .expect("a drift notice");
+    assert!(
+        n.message.contains("ConfigMap") && n.message.contains("deleted"),
+        "{}",
+        n.message
+    );
     assert!(cms.get_opt("web-config").await.unwrap().is_some());
 
     // Scaled by someone else: that manager now owns spec.replicas. Without the
@@ -136,17 +172,39 @@ async fn drift_is_reverted_with_a_notice_and_conflicts_are_reported_unless_force
     .await
     .unwrap();
     let r = rt.reconcile(std::slice::from_ref(&w)).await.unwrap();
-    let conflict = r.notices.iter().find(|n| n.reason == "ApplyConflict").expect("a conflict notice");
-    assert!(conflict.message.contains(".spec.replicas is 5 instead of 2"), "{}", conflict.message);
+    let conflict = r
+        .notices
+        .iter()
+        .find(|n| n.reason == "ApplyConflict")
+        .expect("a conflict notice");
+    assert!(
+        conflict.message.contains(".spec.replicas is 5 instead of 2"),
+        "{}",
+        conflict.message
+    );
     assert!(conflict.message.contains("kubectl-edit"), "{}", conflict.message);
-    assert!(r.workloads[0].message.clone().unwrap_or_default().contains("forceConflicts"));
+    assert!(
+        r.workloads[0]
+            .message
+            .clone()
+            .unwrap_or_default()
+            .contains("forceConflicts")
+    );
     assert_eq!(d.get("web").await.unwrap().spec.unwrap().replicas, Some(5));
 
     // With forceConflicts the change is reverted and the notice says what it was.
     w.force_conflicts = true;
     let r = rt.reconcile(std::slice::from_ref(&w)).await.unwrap();
-    let n = r.notices.iter().find(|n| n.reason == "DriftCorrected").expect("a drift notice");
-    assert!(n.message.contains(".spec.replicas is 5 instead of 2") && n.message.contains("kubectl-edit"), "{}", n.message);
+    let n = r
+        .notices
+        .iter()
+        .find(|n| n.reason == "DriftCorrected")
+        .expect("a drift notice");
+    assert!(
+        n.message.contains(".spec.replicas is 5 instead of 2") && n.message.contains("kubectl-edit"),
+        "{}",
+        n.message
+    );
     assert_eq!(d.get("web").await.unwrap().spec.unwrap().replicas, Some(2));
     h.cleanup().await;
 }
@@ -156,25 +214,46 @@ async fn conflicts_on_a_new_release_are_reported_unless_forced() {
     let h = Harness::start("conflict").await;
     let rt = h.runtime(options());
     let w = h.workload("web", 1, 1);
-    h.until(&rt, std::slice::from_ref(&w), wait(), |r| complete(r, &w)).await;
+    h.until(&rt, std::slice::from_ref(&w), wait(), |r| complete(r, &w))
+        .await;
     let d: Api<Deployment> = Api::namespaced(h.client.clone(), &h.namespace());
     // Another controller takes the image field with a forced apply.
     let other = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
         "spec": {"template": {"spec": {"containers": [{"name": "web", "image": common::FAKE_IMAGE.replace("0001", "0002")}]}}}});
-    d.patch("web", &PatchParams::apply("image-updater").force(), &Patch::Apply(&other))
-        .await
-        .unwrap();
+    d.patch(
+        "web",
+        &PatchParams::apply("image-updater").force(),
+        &Patch::Apply(&other),
+    )
+    .await
+    .unwrap();
     let mut w2 = h.workload("web", 2, 1);
     w2.image = common::FAKE_IMAGE.replace("0001", "0003");
     if real() {
         w2.image = w.image.clone();
     }
     let r = rt.reconcile(std::slice::from_ref(&w2)).await.unwrap();
-    assert!(r.notices.iter().any(|n| n.reason == "ApplyConflict" && n.message.contains("image-updater")), "{r:?}");
+    assert!(
+        r.notices
+            .iter()
+            .any(|n| n.reason == "ApplyConflict" && n.message.contains("image-updater")),
+        "{r:?}"
+    );
     w2.force_conflicts = true;
     let r = rt.reconcile(std::slice::from_ref(&w2)).await.unwrap();
     assert!(!r.notices.iter().any(|n| n.reason == "ApplyConflict"), "{r:?}");
-    let image = d.get("web").await.unwrap().spec.unwrap().template.spec.unwrap().containers[0].image.clone();
+    let image = d
+        .get("web")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .image
+        .clone();
     assert_eq!(image.as_deref(), Some(w2.image.as_str()));
     h.cleanup().await;
 }
@@ -190,14 +269,19 @@ async fn prunes_only_what_berth_owns() {
         target_cpu_percent: 60,
     });
     let api = h.workload("api", 1, 1);
-    h.until(&rt, &[web.clone(), api.clone()], wait(), |r| complete(r, &web) && complete(r, &api))
-        .await;
+    h.until(&rt, &[web.clone(), api.clone()], wait(), |r| {
+        complete(r, &web) && complete(r, &api)
+    })
+    .await;
     let ns = h.namespace();
     // Someone else's ConfigMap in the same namespace, and one that only looks like ours.
     let cms: Api<ConfigMap> = Api::namespaced(h.client.clone(), &ns);
     for (name, labels) in [
         ("theirs", json!({"team": "x"})),
-        ("lookalike", json!({"app.kubernetes.io/managed-by": "someone-else", "berth.dev/application": "web"})),
+        (
+            "lookalike",
+            json!({"app.kubernetes.io/managed-by": "someone-else", "berth.dev/application": "web"}),
+        ),
     ] {
         cms.create(
             &PostParams::default(),
@@ -209,9 +293,24 @@ async fn prunes_only_what_berth_owns() {
     // Autoscaling off for web, api gone.
     web.autoscaling = None;
     let r = rt.reconcile(std::slice::from_ref(&web)).await.unwrap();
-    let pruned: Vec<&str> = r.notices.iter().filter(|n| n.reason == "Pruned").map(|n| n.message.as_str()).collect();
-    assert!(pruned.iter().any(|m| m.contains("HorizontalPodAutoscaler") && m.contains("/web")), "{pruned:?}");
-    assert!(pruned.iter().any(|m| m.contains("Deployment") && m.contains("/api")), "{pruned:?}");
+    let pruned: Vec<&str> = r
+        .notices
+        .iter()
+        .filter(|n| n.reason == "Pruned")
+        .map(|n| n.message.as_str())
+        .collect();
+    assert!(
+        pruned
+            .iter()
+            .any(|m| m.contains("HorizontalPodAutoscaler") && m.contains("/web")),
+        "{pruned:?}"
+    );
+    assert!(
+        pruned
+            .iter()
+            .any(|m| m.contains("Deployment") && m.contains("/api")),
+        "{pruned:?}"
+    );
     let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), &ns);
     assert!(deployments.get_opt("api").await.unwrap().is_none());
     assert!(deployments.get_opt("web").await.unwrap().is_some());
@@ -229,8 +328,11 @@ async fn a_steady_state_pass_makes_no_write_requests() {
     let h = Harness::start("steady").await;
     let fake = h.fake.as_ref().unwrap();
     let rt = h.runtime(options());
-    let ws: Vec<_> = (0..20).map(|i| h.workload(&format!("app{i}"), 1, 1 + i % 3)).collect();
-    h.until(&rt, &ws, wait(), |r| ws.iter().all(|w| complete(r, w))).await;
+    let ws: Vec<_> = (0..20)
+        .map(|i| h.workload(&format!("app{i}"), 1, 1 + i % 3))
+        .collect();
+    h.until(&rt, &ws, wait(), |r| ws.iter().all(|w| complete(r, w)))
+        .await;
     fake.reset_requests();
     let r = rt.reconcile(&ws).await.unwrap();
     assert!(r.notices.is_empty(), "{:?}", r.notices);
@@ -296,7 +398,14 @@ async fn api_failures_become_clear_errors() {
     let w2 = h.workload("web", 2, 1);
     let r = rt.reconcile(std::slice::from_ref(&w2)).await;
     match r {
-        Ok(report) => assert!(report.workloads[0].message.clone().unwrap_or_default().contains("forbidden"), "{report:?}"),
+        Ok(report) => assert!(
+            report.workloads[0]
+                .message
+                .clone()
+                .unwrap_or_default()
+                .contains("forbidden"),
+            "{report:?}"
+        ),
         Err(e) => panic!("a forbidden namespace should not fail the cluster: {e}"),
     }
     assert!(rt.version().await.unwrap().contains("v1.33"));
@@ -309,12 +418,27 @@ async fn bad_kubeconfigs_and_unreachable_servers() {
         context: context.map(str::to_owned),
         in_cluster: false,
     };
-    let err = KubeRuntime::new("dc1", &spec("clusters: [not yaml", None), options()).err().unwrap();
+    let err = KubeRuntime::new("dc1", &spec("clusters: [not yaml", None), options())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("kubeconfig is invalid"), "{err}");
     let doc = berth_kube_fake::kubeconfig("http://127.0.0.1:1", "t");
-    let err = KubeRuntime::new("dc1", &spec(&doc, Some("prod")), options()).err().unwrap();
-    assert!(err.to_string().contains("no context 'prod' (it has: fake)"), "{err}");
-    let rt = KubeRuntime::new("dc1", &spec(&doc, None), RuntimeOptions { retries: 0, ..options() }).unwrap();
+    let err = KubeRuntime::new("dc1", &spec(&doc, Some("prod")), options())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("no context 'prod' (it has: fake)"),
+        "{err}"
+    );
+    let rt = KubeRuntime::new(
+        "dc1",
+        &spec(&doc, None),
+        RuntimeOptions {
+            retries: 0,
+            ..options()
+        },
+    )
+    .unwrap();
     let err = rt.version().await.unwrap_err();
     assert!(matches!(err, RuntimeError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("cannot be reached"), "{err}");

@@ -20,6 +20,7 @@ use berth_core::{
     ports::SystemClock,
 };
 use berth_registry::RegistryResolver;
+use berth_runtime_kube::{KubeRuntime, RuntimeOptions as KubeOptions};
 use berth_runtime_local::{LocalRuntime, RouteTable, Router, RouterOptions, RuntimeOptions};
 use berth_store::SqliteStore;
 use tokio::{net::TcpListener, sync::Notify};
@@ -182,7 +183,16 @@ fn connect(cluster: &Cluster, table: &RouteTable) -> Result<Connected, String> {
                 changed: Some(changed),
             })
         }
-        RuntimeKind::Kubernetes => Err("this server cannot drive Kubernetes clusters yet".to_owned()),
+        RuntimeKind::Kubernetes => {
+            let spec = cluster.spec.kubernetes.clone().unwrap_or_default();
+            let runtime =
+                KubeRuntime::new(cluster.name(), &spec, KubeOptions::default()).map_err(|e| e.to_string())?;
+            let changed = runtime.changed();
+            Ok(Connected {
+                runtime: Arc::new(runtime),
+                changed: Some(changed),
+            })
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use std::{
 
 use berth_core::{
     Kind, NewEvent,
-    deployment::{advance, governing, last_succeeded},
+    deployment::{advance, fail_stalled, governing, last_succeeded},
     objects::{
         Cluster, ClusterKind, ClusterPhase, ClusterProgress, ClusterSpec, Deployment, DeploymentCause,
         DeploymentKind, DeploymentPhase, DeploymentSpec, Environment, EnvironmentKind, Release, ReleaseKind,
@@ -382,6 +382,9 @@ impl Reconciler {
             environment: g.spec.environment.clone(),
         };
         let mut progress = Vec::new();
+        // A runtime that knows the rollout cannot complete (Kubernetes' progress
+        // deadline passed) fails the deployment now rather than at Berth's deadline.
+        let mut stalled: Vec<String> = Vec::new();
         for p in &env.spec.clusters {
             let datacenter = clusters
                 .iter()
@@ -407,6 +410,13 @@ impl Reconciler {
                     cp.ready = w.counts.ready;
                     cp.old = w.counts.old;
                     cp.message.clone_from(&w.message);
+                    if w.stalled {
+                        stalled.push(format!(
+                            "{}: {}",
+                            p.cluster,
+                            w.message.as_deref().unwrap_or("the rollout stalled")
+                        ));
+                    }
                 }
                 None => {
                     // No report this pass (the cluster is backing off or unreachable):
@@ -427,7 +437,11 @@ impl Reconciler {
             progress.push(cp);
         }
         let deadline = env.spec.rollout.progress_deadline_seconds;
-        let (status, change) = advance(g, progress, deadline, self.clock.now());
+        let (status, change) = if stalled.is_empty() {
+            advance(g, progress, deadline, self.clock.now())
+        } else {
+            fail_stalled(g, progress, &stalled.join("; "), self.clock.now())
+        };
         if status == g.status {
             return Ok(());
         }

@@ -47,10 +47,18 @@ impl Harness {
     /// A fresh target; `options` shape the fake.
     pub async fn start_with(test: &str, options: FakeOptions) -> Self {
         let suffix: u32 = rand_suffix();
-        let env = format!("t{suffix}-{test}").chars().take(40).collect::<String>().trim_end_matches('-').to_owned();
+        let env = format!("t{suffix}-{test}")
+            .chars()
+            .take(40)
+            .collect::<String>()
+            .trim_end_matches('-')
+            .to_owned();
         let (fake, kubeconfig) = if real() {
             let path = std::env::var("KUBECONFIG").expect("BERTH_TEST_K8S=real needs KUBECONFIG");
-            (None, std::fs::read_to_string(path).expect("KUBECONFIG is readable"))
+            (
+                None,
+                std::fs::read_to_string(path).expect("KUBECONFIG is readable"),
+            )
         } else {
             let fake = FakeCluster::start(options).await.unwrap();
             let kc = fake.kubeconfig();
@@ -94,7 +102,11 @@ impl Harness {
     /// A workload of application `app` in this test's environment.
     pub fn workload(&self, app: &str, release: u64, replicas: u32) -> Workload {
         let (image, port, path) = if real() {
-            (std::env::var("BERTH_TEST_IMAGE").expect("BERTH_TEST_IMAGE names an image by digest"), 80, "/")
+            (
+                std::env::var("BERTH_TEST_IMAGE").expect("BERTH_TEST_IMAGE names an image by digest"),
+                80,
+                "/",
+            )
         } else {
             (FAKE_IMAGE.to_owned(), 8080, "/healthz")
         };
@@ -140,7 +152,10 @@ impl Harness {
             if done(&report) {
                 return report;
             }
-            assert!(tokio::time::Instant::now() < end, "not reached in {within:?}: {report:#?}");
+            assert!(
+                tokio::time::Instant::now() < end,
+                "not reached in {within:?}: {report:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(if real() { 1000 } else { 30 })).await;
         }
     }
@@ -156,7 +171,10 @@ impl Harness {
 
 fn rand_suffix() -> u32 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     nanos % 100_000
 }
 
@@ -171,8 +189,7 @@ pub fn options() -> RuntimeOptions {
 
 /// Whether the report says the workload is fully rolled out.
 pub fn complete(report: &ClusterReport, w: &Workload) -> bool {
-    report
-        .workloads
-        .iter()
-        .any(|r| r.key == w.key && r.counts.ready >= w.replicas && r.counts.updated == w.replicas && r.counts.old == 0)
+    report.workloads.iter().any(|r| {
+        r.key == w.key && r.counts.ready >= w.replicas && r.counts.updated == w.replicas && r.counts.old == 0
+    })
 }
