@@ -80,6 +80,15 @@ pub enum Command {
     Status(StatusArgs),
     /// List events, or follow them as they happen.
     Events(EventsArgs),
+    /// Build an application's source (once per commit and builder) and follow the log.
+    Build(commands::build::BuildArgs),
+    /// List builds, or show one build's log (`berth builds logs NAME -f`).
+    Builds(commands::build::BuildsArgs),
+    /// Promote the release running in one environment to another: same image digest.
+    Promote(commands::promote::PromoteArgs),
+    /// Show what runs in an environment: commit, build, digest, where it was verified,
+    /// who promoted it and when.
+    Provenance(commands::promote::ProvenanceArgs),
 }
 
 /// Runs one client command, printing its output to stdout.
@@ -132,6 +141,10 @@ pub async fn run_with(
         Command::Rollback(a) => commands::rollback::run(client, a, out).await,
         Command::Status(a) => commands::status::run(client, a, out).await,
         Command::Events(a) => commands::events::run(client, a, out).await,
+        Command::Build(a) => commands::build::run(client, a, out).await,
+        Command::Builds(a) => commands::build::run_builds(client, a, out).await,
+        Command::Promote(a) => commands::promote::run(client, a, out).await,
+        Command::Provenance(a) => commands::promote::provenance(client, a, out).await,
     }
 }
 

@@ -432,6 +432,7 @@ pub(crate) mod tests {
                     },
                 ],
                 rollout: Default::default(),
+                ..Default::default()
             },
         );
         env.metadata.creation_timestamp = ago(7_300);

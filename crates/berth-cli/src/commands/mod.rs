@@ -3,11 +3,13 @@
 //! command can be driven in tests against an in-process server.
 
 pub mod apply;
+pub mod build;
 pub mod delete;
 pub mod deploy;
 pub mod describe;
 pub mod events;
 pub mod get;
+pub mod promote;
 pub mod rollback;
 pub mod status;
 
