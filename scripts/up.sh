@@ -4,11 +4,13 @@
 #
 #   scripts/up.sh            (as root on Debian/Ubuntu: it installs Podman and a registry)
 #
-# What it does: installs and starts the local runtime (Podman's Docker API socket and an
-# OCI registry on 127.0.0.1:5000), builds berth, starts `berth server` in the background
-# (data in .berth/, API on 127.0.0.1:7070, router on 127.0.0.1:8080), applies
-# examples/hello and deploys it to qa and production. Re-running restarts the server
-# with a fresh build and keeps the data.
+# What it does: installs and starts the local runtime (Podman's Docker API socket, an OCI
+# registry on 127.0.0.1:5000 and a jlink'd JRE base image), builds berth, starts
+# `berth server` in the background (data in .berth/, API on 127.0.0.1:7070, router on
+# 127.0.0.1:8080), puts examples/java-hello in a git repository (.berth/java-hello),
+# builds it with the java builder, deploys it to qa and promotes the same digest to
+# production. Re-running restarts the server with a fresh build and keeps the data; an
+# unchanged commit is not built again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -45,17 +47,32 @@ export BERTH_SERVER="http://$API"
 BERTH_TOKEN=$(cat "$DATA/bootstrap-token")
 export BERTH_TOKEN
 
-"$BERTH" apply -f examples/hello/
-"$BERTH" deploy hello --env qa
-"$BERTH" deploy hello --env production
+"$BERTH" apply -f examples/hello/platform.yaml
+
+# The sample's source goes into a git repository, as an application team's would be;
+# a new commit only when examples/java-hello changed.
+REPO="$STATE/java-hello"
+mkdir -p "$REPO"
+if [ ! -d "$REPO/.git" ]; then git -C "$REPO" init -q -b main; fi
+rm -rf "$REPO/src" && cp -r examples/java-hello/src "$REPO/src"
+git -C "$REPO" add -A
+if ! git -C "$REPO" diff --cached --quiet 2>/dev/null || ! git -C "$REPO" rev-parse -q --verify HEAD >/dev/null; then
+  git -C "$REPO" -c user.name="berth up" -c user.email=up@berth.invalid commit -q -m "java-hello from examples/"
+fi
+sed "s#GIT_URL#file://$REPO#" examples/java-hello/java-hello.yaml | "$BERTH" apply -f -
+
+"$BERTH" build java-hello                                  # once per commit: a re-run reuses it
+"$BERTH" deploy java-hello --env qa
+"$BERTH" promote java-hello --from qa --to production      # the digest qa verified
+"$BERTH" provenance java-hello --env production
 
 echo
 echo "Berth is up."
 echo "  API:     http://$API   (token in $DATA/bootstrap-token)"
 echo "  Try:     export BERTH_SERVER=http://$API BERTH_TOKEN=\$(cat $DATA/bootstrap-token)"
-echo "           $BERTH status hello"
+echo "           $BERTH status java-hello"
 for env in qa production; do
-  url="http://hello.$env.localhost:${ROUTER##*:}/"
-  code=$(curl -s -o /dev/null -w '%{http_code}' --resolve "hello.$env.localhost:${ROUTER##*:}:127.0.0.1" "$url" || true)
+  url="http://java-hello.$env.localhost:${ROUTER##*:}/"
+  code=$(curl -s -o /dev/null -w '%{http_code}' --resolve "java-hello.$env.localhost:${ROUTER##*:}:127.0.0.1" "$url" || true)
   echo "  $env:  $url  (HTTP $code)"
 done

@@ -51,7 +51,9 @@ pub enum DeliveryError {
         environment: String,
     },
     /// The application is built from source and no build has produced an image yet.
-    #[error("'{application}' is built from its source and has no successful build yet; build it first (berth build {application})")]
+    #[error(
+        "'{application}' is built from its source and has no successful build yet; build it first (berth build {application})"
+    )]
     NotBuilt {
         /// Application.
         application: String,
@@ -95,15 +97,20 @@ pub fn choose_release(
             match newest {
                 Some(r) if same_as_released(spec, r) => Ok(ReleaseChoice::Existing(r.spec.number)),
                 _ if is_built(spec) => {
-                    // The spec changed since the last build: release the newest built
-                    // image with it. Never a tag: built images are known by digest only.
+                    // The newest release a build made (promotions copy it, so they do not
+                    // count): reused when the spec is unchanged, else its image is
+                    // released with the new spec. Never a tag: built images are known by
+                    // digest only.
                     let built = releases
                         .iter()
-                        .filter(|r| r.spec.origin.build.is_some())
+                        .filter(|r| r.spec.origin.build.is_some() && r.spec.origin.promotion.is_none())
                         .max_by_key(|r| r.spec.number)
                         .ok_or_else(|| DeliveryError::NotBuilt {
                             application: application.to_owned(),
                         })?;
+                    if same_as_released(spec, built) {
+                        return Ok(ReleaseChoice::Existing(built.spec.number));
+                    }
                     Ok(ReleaseChoice::New {
                         number: next,
                         template: Box::new(ApplicationSpec {
@@ -294,10 +301,22 @@ mod tests {
                 ..Default::default()
             },
         );
-        let rs = [built];
+        let mut promoted = built.clone();
+        promoted.metadata.name = "web-2".into();
+        promoted.spec.number = 2;
+        promoted.spec.origin.requested_image = Some(D1.into());
+        promoted.spec.origin.promotion = Some(crate::objects::Promotion {
+            from_environment: "qa".into(),
+            from_release: 1,
+            to_environment: "production".into(),
+            promoted_by: "bob".into(),
+            promoted_at: chrono::Utc::now(),
+        });
+        let rs = [built, promoted];
         assert_eq!(
             choose_release("web", &built_spec, &rs, &Requested::Current),
-            Ok(ReleaseChoice::Existing(1))
+            Ok(ReleaseChoice::Existing(1)),
+            "a promotion does not hide the release the build made"
         );
         let scaled = ApplicationSpec {
             replicas: 4,
@@ -308,7 +327,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((number, template.image.as_str(), template.replicas), (2, D1, 4));
+        assert_eq!((number, template.image.as_str(), template.replicas), (3, D1, 4));
     }
 
     #[test]
