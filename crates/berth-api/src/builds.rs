@@ -128,13 +128,22 @@ pub async fn list_of_app(
 /// Lists builds of every application (or of `application`).
 #[utoipa::path(get, path = "/builds", tag = "builds", params(BuildListParams),
     responses((status = 200, body = ObjectList), (status = 400, body = Problem), (status = 401, body = Problem)))]
-pub async fn list(State(s): State<ApiState>, Params(p): Params<BuildListParams>) -> Result<Json<ObjectList>> {
+pub async fn list(
+    State(s): State<ApiState>,
+    Extension(who): Extension<berth_core::authz::Principal>,
+    Params(p): Params<BuildListParams>,
+) -> Result<Json<ObjectList>> {
     let paging = ListParams {
         limit: p.limit,
         continue_token: p.continue_token,
     };
+    // Only builds of applications the caller may read.
+    let visible = crate::permissions::Visibility::of(&s, &who).await?;
+    let keep = |v: &serde_json::Value| {
+        visible.shows(v.pointer("/spec/application").and_then(serde_json::Value::as_str))
+    };
     Ok(Json(
-        objects::list::<BuildKind>(&s, &paging, p.application.as_deref(), |_| true).await?,
+        objects::list::<BuildKind>(&s, &paging, p.application.as_deref(), keep).await?,
     ))
 }
 

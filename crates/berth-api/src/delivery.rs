@@ -1,15 +1,17 @@
 //! Releases, deploys, rollbacks and status: load, let the core decide, commit.
 
 use berth_core::{
-    NewEvent, Resource,
+    Kind, NewEvent, Resource,
     delivery::{self, ReleaseChoice, Requested},
     deployment::governing,
     image::ImageRef,
     objects::{
-        Application, ApplicationSpec, ClusterProgress, Deployment, DeploymentCause, DeploymentPhase,
-        DeploymentSpec, EnvironmentKind, Release, ReleaseKind, ReleaseOrigin, deployment_name,
+        Application, ApplicationKind, ApplicationSpec, ClusterProgress, Deployment, DeploymentCause,
+        DeploymentPhase, DeploymentSpec, EnvironmentKind, Release, ReleaseKind, ReleaseOrigin, SecretKind,
+        TeamKind, deployment_name, release_name, secret_object_name,
     },
-    ports::StoreError,
+    ports::{ResolveError, StoreError},
+    quota::{self, Demand, Limits, Usage},
     render::default_host,
     repo,
 };
@@ -101,6 +103,69 @@ pub struct ApplicationState {
 
 pub(crate) const ATTEMPTS: usize = 3;
 
+/// Longest a tag lookup in a registry may take.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Refuses a deploy of `template` (a release of `application`) to `env` that references
+/// secrets that are not set, or that would take the team over its quota there.
+pub async fn admit(
+    state: &ApiState,
+    application: &Application,
+    env: &Resource<EnvironmentKind>,
+    template: &ApplicationSpec,
+) -> Result<()> {
+    let store = state.store.as_ref();
+    let app = application.name();
+    let mut missing = Vec::new();
+    for r in &template.secrets {
+        if store
+            .get(SecretKind::KIND, &secret_object_name(app, &r.name))
+            .await?
+            .is_none()
+        {
+            missing.push(r.name.clone());
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::MissingSecrets {
+            application: app.to_owned(),
+            names: missing,
+        });
+    }
+    let team_name = &application.spec.team;
+    let Some(team) = repo::get::<TeamKind>(store, team_name).await? else {
+        return Ok(());
+    };
+    let limits = team
+        .spec
+        .quotas
+        .get(env.name())
+        .map(Limits::of)
+        .unwrap_or_default();
+    if limits.is_unlimited() {
+        return Ok(());
+    }
+    let clusters = env.spec.clusters.len();
+    let team_apps: Vec<String> = repo::list_all::<ApplicationKind>(store, None)
+        .await?
+        .into_iter()
+        .filter(|a| a.spec.team == *team_name && a.name() != app)
+        .map(|a| a.metadata.name)
+        .collect();
+    let mut others = Usage::default();
+    for other in &team_apps {
+        let deployments = of_environment(objects::deployments(state, other).await?, env.name());
+        if let Some(g) = governing(&deployments)
+            && let Some(r) = repo::get::<ReleaseKind>(store, &release_name(other, g.spec.release)).await?
+        {
+            others.add(&Demand::of(&r.spec.template, env.name(), clusters));
+        }
+    }
+    let demand = Demand::of(template, env.name(), clusters);
+    quota::check(team_name, env.name(), app, &limits, &others, &demand)?;
+    Ok(())
+}
+
 /// Resolves the image of `template` to a digest and builds the release (uncommitted).
 async fn make_release(
     state: &ApiState,
@@ -118,7 +183,13 @@ async fn make_release(
             ],
         })
     })?;
-    let digest = state.resolver.resolve(&image).await?;
+    // The registry client has connect and read timeouts; this bounds the whole lookup.
+    let digest = tokio::time::timeout(RESOLVE_TIMEOUT, state.resolver.resolve(&image))
+        .await
+        .map_err(|_| ResolveError::Registry {
+            image: image.to_string(),
+            message: format!("no answer within {}s", RESOLVE_TIMEOUT.as_secs()),
+        })??;
     let requested = template.image.clone();
     let template = ApplicationSpec {
         image: image.pinned(&digest).to_string(),
@@ -321,7 +392,7 @@ pub(crate) async fn record_deployment(
 /// Deploys a release of an application to an environment.
 pub async fn deploy(state: &ApiState, actor: &Actor, app: &str, req: DeployRequest) -> Result<Deployment> {
     let application = objects::get::<berth_core::objects::ApplicationKind>(state, app).await?;
-    environment(state, &req.environment).await?;
+    let env = environment(state, &req.environment).await?;
     let requested = match (&req.release, &req.image) {
         (Some(_), Some(_)) => {
             return Err(ApiError::BadRequest(
@@ -343,6 +414,13 @@ pub async fn deploy(state: &ApiState, actor: &Actor, app: &str, req: DeployReque
                     Some(make_release(state, actor, &application, number, *template, None).await?),
                 ),
             };
+        let template = new_release
+            .as_ref()
+            .or_else(|| releases.iter().find(|r| r.spec.number == number))
+            .map(|r| &r.spec.template);
+        if let Some(template) = template {
+            admit(state, &application, &env, template).await?;
+        }
         let pinned = new_release
             .as_ref()
             .or_else(|| releases.iter().find(|r| r.spec.number == number))
@@ -370,12 +448,15 @@ pub async fn rollback(
     app: &str,
     req: RollbackRequest,
 ) -> Result<Deployment> {
-    objects::get::<berth_core::objects::ApplicationKind>(state, app).await?;
-    environment(state, &req.environment).await?;
+    let application = objects::get::<berth_core::objects::ApplicationKind>(state, app).await?;
+    let env = environment(state, &req.environment).await?;
     for _ in 0..ATTEMPTS {
         let releases = objects::releases(state, app).await?;
         let deployments = of_environment(objects::deployments(state, app).await?, &req.environment);
         let (from, to) = delivery::rollback_target(app, &req.environment, &deployments, &releases, req.to)?;
+        if let Some(r) = releases.iter().find(|r| r.spec.number == to) {
+            admit(state, &application, &env, &r.spec.template).await?;
+        }
         let pinned = releases
             .iter()
             .find(|r| r.spec.number == to)

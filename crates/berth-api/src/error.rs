@@ -7,11 +7,14 @@ use axum::{
 };
 use berth_core::{
     FieldError, Invalid,
+    authz::Denied,
     delivery::DeliveryError,
     ports::{BuildError, ResolveError, StoreError},
     promotion::PromotionError,
+    quota::QuotaExceeded,
     repo::RepoError,
 };
+use berth_secrets::KeyError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -30,6 +33,9 @@ pub struct Problem {
     /// Problems with individual fields.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// On a 403: the permission that was missing, e.g. `deploy.production`.
+    #[serde(rename = "missingPermission", skip_serializing_if = "Option::is_none")]
+    pub missing_permission: Option<String>,
 }
 
 /// Everything a handler can fail with.
@@ -82,6 +88,43 @@ pub enum ApiError {
     /// No valid token.
     #[error("{0}")]
     Unauthorized(String),
+    /// The token is valid but lacks a permission.
+    #[error(transparent)]
+    Forbidden(#[from] Denied),
+    /// The path exists, but not with this method.
+    #[error("this path does not take this method; it takes {allow}")]
+    MethodNotAllowed {
+        /// The methods it takes.
+        allow: String,
+    },
+    /// The operation is missing from the permission table, so it is refused to everyone.
+    #[error("{method} {path} has no permission rule, so it is refused to everyone")]
+    Unmapped {
+        /// The method.
+        method: String,
+        /// The path template.
+        path: String,
+    },
+    /// The deploy does not fit the team's quota.
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
+    /// The token sent too many requests.
+    #[error("too many requests with this token; retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds until a request is accepted again.
+        retry_after: u64,
+    },
+    /// A deploy needs secrets the application does not have.
+    #[error("{application} references secret(s) {} that are not set", .names.join(", "))]
+    MissingSecrets {
+        /// The application.
+        application: String,
+        /// The secrets missing.
+        names: Vec<String>,
+    },
+    /// A secret cannot be sealed or opened with the configured keys.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
     /// The body is larger than allowed.
     #[error("the request body is larger than {limit} bytes")]
     TooLarge {
@@ -207,6 +250,29 @@ impl ApiError {
                 "too-large",
                 "The request body is too large",
             ),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Permission denied"),
+            Self::Unmapped { .. } => (StatusCode::FORBIDDEN, "unmapped-operation", "Permission denied"),
+            Self::MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Self::Quota(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "quota-exceeded",
+                "The deploy exceeds the team's quota",
+            ),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
+            Self::MissingSecrets { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing-secrets",
+                "Referenced secrets are not set",
+            ),
+            Self::Keys(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "secrets-key",
+                "The secrets key cannot open a stored secret; nothing was changed",
+            ),
             Self::Store(_) | Self::Corrupt(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-failed",
@@ -230,6 +296,19 @@ impl ApiError {
                     missing.join(", ")
                 ))]
             }
+            Self::Forbidden(denied) => vec![FieldError::new("", denied.to_string()).hint(denied.needs())],
+            Self::Quota(q) => q
+                .problems
+                .iter()
+                .map(|p| FieldError::new(p.resource().spec_path(), p.describe()).hint(p.hint()))
+                .collect(),
+            Self::MissingSecrets { application, names } => names
+                .iter()
+                .map(|n| {
+                    FieldError::new("spec.secrets", format!("secret '{n}' is not set"))
+                        .hint(format!("set it with: berth secret set {application} {n}"))
+                })
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -244,6 +323,11 @@ impl ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             errors: self.field_errors(),
+            missing_permission: match self {
+                Self::Forbidden(denied) => Some(denied.permission.name().to_owned()),
+                Self::Unmapped { .. } => Some("unmapped".to_owned()),
+                _ => None,
+            },
         }
     }
 }
@@ -265,6 +349,16 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::RateLimited { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        if let Self::MethodNotAllowed { allow } = &self
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            response.headers_mut().insert(header::ALLOW, value);
         }
         response
     }

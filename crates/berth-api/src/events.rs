@@ -4,12 +4,12 @@
 use std::{convert::Infallible, time::Duration};
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use berth_core::{Event, ports::EventQuery};
+use berth_core::{Event, authz::Principal, ports::EventQuery};
 use futures::{Stream, stream};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{ApiState, error::Result};
+use crate::{ApiState, error::Result, permissions::Visibility};
 
 /// Which events.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -30,9 +30,10 @@ pub struct EventList {
     pub items: Vec<Event>,
 }
 
-/// Reads a page of events.
-pub async fn list(state: &ApiState, params: EventParams) -> Result<EventList> {
-    let items = state
+/// Reads a page of events, keeping those `principal` may see.
+pub async fn list(state: &ApiState, principal: &Principal, params: EventParams) -> Result<EventList> {
+    let visibility = Visibility::of(state, principal).await?;
+    let mut items = state
         .store
         .events(&EventQuery {
             after: params.after.unwrap_or(0),
@@ -40,15 +41,17 @@ pub async fn list(state: &ApiState, params: EventParams) -> Result<EventList> {
             application: params.application,
         })
         .await?;
+    items.retain(|e| visibility.shows(e.event.application.as_deref()));
     Ok(EventList { items })
 }
 
 /// How long one wait for new events lasts before the stream checks again.
 const POLL: Duration = Duration::from_secs(10);
 
-/// Streams events after `after`, forever.
+/// Streams events after `after` that `principal` may see, forever.
 pub fn stream(
     state: ApiState,
+    principal: Principal,
     after: u64,
     application: Option<String>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
@@ -56,6 +59,7 @@ pub fn stream(
         (state, after, Vec::<Event>::new()),
         move |(state, mut cursor, mut buffer)| {
             let application = application.clone();
+            let principal = principal.clone();
             async move {
                 loop {
                     if !buffer.is_empty() {
@@ -77,7 +81,17 @@ pub fn stream(
                         application: application.clone(),
                     };
                     match state.store.events(&query).await {
-                        Ok(page) if !page.is_empty() => buffer = page,
+                        Ok(mut page) if !page.is_empty() => {
+                            let seen = page.last().map_or(cursor, |e| e.seq);
+                            match Visibility::of(&state, &principal).await {
+                                Ok(v) => page.retain(|e| v.shows(e.event.application.as_deref())),
+                                Err(_) => page.retain(|e| e.event.application.is_none()),
+                            }
+                            if page.is_empty() {
+                                cursor = seen;
+                            }
+                            buffer = page;
+                        }
                         Ok(_) => {
                             cursor = cursor.max(last);
                             state.store.wait_for_events(cursor, POLL).await;

@@ -5,22 +5,28 @@
 //! `berth_core`, state from the [`Store`]. The OpenAPI document is generated from the
 //! handlers and served at `/api/v1/openapi.json`.
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod builds;
 pub mod delivery;
 pub mod error;
 pub mod events;
+pub mod governance;
+pub mod identity;
 pub mod objects;
+pub mod permissions;
 pub mod promotion;
 mod routes;
+pub mod secrets;
 
 use std::sync::Arc;
 
 use berth_core::ports::{Builds, ImageResolver, Store};
 use tokio::sync::Notify;
 
-pub use routes::{openapi, router};
+pub use governance::{Governance, RateLimit};
+pub use routes::{openapi, router, router_with};
 
 /// What every handler can reach.
 #[derive(Clone)]

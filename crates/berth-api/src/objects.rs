@@ -9,7 +9,7 @@ use berth_core::{
     meta::ObjectMeta,
     objects::{
         Application, ApplicationKind, ClusterKind, Deployment, DeploymentKind, Environment, EnvironmentKind,
-        Release, ReleaseKind,
+        Release, ReleaseKind, SecretKind, Team, TeamKind, User, UserKind,
     },
     ports::{ListQuery, StoreError, Write},
     repo,
@@ -66,6 +66,16 @@ pub trait Managed: Kind {
     /// Refuses a delete that would break others, or returns the writes that delete what
     /// belongs to the object.
     fn on_delete(state: &ApiState, name: &str) -> impl Future<Output = Result<Vec<Write>>> + Send;
+    /// Whether lists show only the objects of applications the caller may read.
+    const SCOPED: bool = false;
+    /// What else a delete does once committed.
+    fn after_delete(
+        _state: &ApiState,
+        _actor: &Actor,
+        _name: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 impl Managed for ClusterKind {
@@ -117,7 +127,16 @@ impl Managed for EnvironmentKind {
 }
 
 impl Managed for ApplicationKind {
-    async fn check_references(_: &ApiState, _: &Application) -> Result<()> {
+    const SCOPED: bool = true;
+
+    async fn check_references(state: &ApiState, app: &Application) -> Result<()> {
+        if state.store.get(TeamKind::KIND, &app.spec.team).await?.is_none() {
+            return Err(ApiError::MissingReference {
+                path: "spec.team".to_owned(),
+                kind: TeamKind::KIND,
+                name: app.spec.team.clone(),
+            });
+        }
         Ok(())
     }
 
@@ -140,8 +159,91 @@ impl Managed for ApplicationKind {
                 .iter()
                 .map(repo::delete),
         );
+        writes.extend(
+            repo::list_all::<SecretKind>(store, Some(name))
+                .await?
+                .iter()
+                .map(repo::delete),
+        );
         Ok(writes)
     }
+}
+
+impl Managed for TeamKind {
+    async fn check_references(state: &ApiState, team: &Team) -> Result<()> {
+        for (i, m) in team.spec.members.iter().enumerate() {
+            if state.store.get(UserKind::KIND, &m.user).await?.is_none() {
+                return Err(ApiError::MissingReference {
+                    path: format!("spec.members[{i}].user"),
+                    kind: UserKind::KIND,
+                    name: m.user.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
+        let apps: Vec<String> = repo::list_all::<ApplicationKind>(state.store.as_ref(), None)
+            .await?
+            .into_iter()
+            .filter(|a| a.spec.team == name)
+            .map(|a| a.metadata.name)
+            .collect();
+        if apps.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(ApiError::Conflict {
+                message: format!("Team '{name}' owns application(s) {}", apps.join(", ")),
+                hint: "move those applications to another team (spec.team) or delete them first".to_owned(),
+            })
+        }
+    }
+}
+
+impl Managed for UserKind {
+    async fn check_references(state: &ApiState, user: &User) -> Result<()> {
+        if !user.spec.platform_admin {
+            refuse_removing_the_last_admin(state, user.name()).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
+        refuse_removing_the_last_admin(state, name).await?;
+        Ok(Vec::new())
+    }
+
+    /// A user's tokens die with it, so that a new user of the same name never inherits them.
+    async fn after_delete(state: &ApiState, actor: &Actor, name: &str) -> Result<()> {
+        let change = berth_core::audit::Change::new(&actor.0, "user.delete");
+        for token in state.store.list_tokens(Some(name)).await? {
+            if token.revoked_at.is_none() {
+                state
+                    .store
+                    .revoke_token(&token.id, chrono::Utc::now(), &change)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a change that would leave the platform without an administrator.
+async fn refuse_removing_the_last_admin(state: &ApiState, name: &str) -> Result<()> {
+    let admins: Vec<String> = repo::list_all::<UserKind>(state.store.as_ref(), None)
+        .await?
+        .into_iter()
+        .filter(|u| u.spec.platform_admin)
+        .map(|u| u.metadata.name)
+        .collect();
+    if admins == [name] {
+        return Err(ApiError::Conflict {
+            message: format!("User '{name}' is the last platform administrator"),
+            hint: "make another user a platform administrator first".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 fn parse_cursor(params: &ListParams) -> Result<Option<u64>> {
@@ -342,6 +444,7 @@ pub async fn delete<K: Managed>(state: &ApiState, actor: &Actor, name: &str) -> 
         .commit(writes, vec![event::<K>("Deleted", name, actor, "deleted")])
         .await?;
     state.changed.notify_one();
+    K::after_delete(state, actor, name).await?;
     Ok(Json(current))
 }
 

@@ -76,7 +76,7 @@ pub(crate) async fn require_verified(
 /// Promotes what runs in `from` to `to`: a new release with the identical digest (a
 /// copy, never a rebuild) deployed to `to`, where `to`'s own overrides apply.
 pub async fn promote(state: &ApiState, actor: &Actor, app: &str, req: PromoteRequest) -> Result<Deployment> {
-    objects::get::<ApplicationKind>(state, app).await?;
+    let application = objects::get::<ApplicationKind>(state, app).await?;
     environment(state, "from", &req.from).await?;
     let target = environment(state, "to", &req.to).await?;
     for _ in 0..delivery::ATTEMPTS {
@@ -99,6 +99,7 @@ pub async fn promote(state: &ApiState, actor: &Actor, app: &str, req: PromoteReq
             },
         );
         release.validate()?;
+        delivery::admit(state, &application, &target, &release.spec.template).await?;
         let of_target = delivery::of_environment(deployments, &req.to);
         let intent = Intent {
             app,

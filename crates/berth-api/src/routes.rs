@@ -4,15 +4,20 @@ use std::sync::Arc;
 
 use axum::{
     Extension, Json, Router,
+    body::Bytes,
     extract::{DefaultBodyLimit, FromRequestParts, Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     middleware,
     response::IntoResponse,
     routing::get,
 };
-use berth_core::objects::{
-    Application, ApplicationKind, Cluster, ClusterKind, Deployment, DeploymentKind, Environment,
-    EnvironmentKind, Release, ReleaseKind,
+use berth_core::{
+    audit::Verification,
+    authz::Principal,
+    objects::{
+        Application, ApplicationKind, Cluster, ClusterKind, Deployment, DeploymentKind, Environment,
+        EnvironmentKind, Release, ReleaseKind, SecretInfo, Team, TeamKind, User, UserKind,
+    },
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -24,13 +29,18 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    ApiState,
-    auth::{self, Actor},
+    ApiState, audit,
+    audit::{AuditList, AuditParams},
+    auth::{self, Actor, CurrentToken},
     body::{JsonBody, MAX_BODY},
     delivery::{self, ApplicationState, DeployRequest, ReleaseRequest, RollbackRequest},
     error::{ApiError, Problem, Result},
     events::{self, EventList, EventParams},
+    governance::Governance,
+    identity::{self, NewToken, TokenInfo, TokenList, TokenParams, TokenRequest, WhoAmI},
     objects::{self, ListParams, ObjectList},
+    permissions::{self, Visibility},
+    secrets::{self, Resealed, SecretList, SecretValueRequest},
 };
 
 /// Query parameters whose errors are problem documents.
@@ -64,6 +74,51 @@ impl Modify for Security {
     }
 }
 
+/// Answers every operation can give, whatever its handler: no token (401), a missing
+/// permission (403), too many requests (429). Added here, in one place, so that the
+/// document never contradicts the middleware.
+fn add_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        Ref,
+        response::{Response, ResponseBuilder},
+    };
+    let problem = |description: &str| -> Response {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                utoipa::openapi::content::Content::new(Some(Ref::from_schema_name("Problem"))),
+            )
+            .build()
+    };
+    let common = [
+        ("401", "No valid token"),
+        ("403", "A permission is missing (`missingPermission` names it)"),
+        (
+            "429",
+            "Too many requests with this token; retry after `Retry-After` seconds",
+        ),
+    ];
+    for item in openapi.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (status, description) in common {
+                op.responses
+                    .responses
+                    .insert(status.to_owned(), problem(description).into());
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Berth API", description = "Application-centric private container cloud."),
@@ -81,8 +136,14 @@ macro_rules! kind_routes {
             /// Lists objects, a page at a time.
             #[utoipa::path(get, path = $list, tag = $tag, params(ListParams),
                 responses((status = 200, body = ObjectList), (status = 400, body = Problem), (status = 401, body = Problem)))]
-            pub async fn list(State(s): State<ApiState>, Params(p): Params<ListParams>) -> Result<Json<ObjectList>> {
-                Ok(Json(objects::list::<$kind>(&s, &p, None, |_| true).await?))
+            pub async fn list(State(s): State<ApiState>, Extension(who): Extension<Principal>, Params(p): Params<ListParams>) -> Result<Json<ObjectList>> {
+                let visible = if <$kind as objects::Managed>::SCOPED {
+                    Visibility::of(&s, &who).await?
+                } else {
+                    Visibility::All
+                };
+                let keep = |v: &Value| visible.shows(v.pointer("/metadata/name").and_then(Value::as_str));
+                Ok(Json(objects::list::<$kind>(&s, &p, None, keep).await?))
             }
 
             /// Creates an object; 409 if it exists.
@@ -152,6 +213,8 @@ kind_routes!(
     "/applications/{name}",
     "applications"
 );
+kind_routes!(teams, TeamKind, Team, "/teams", "/teams/{name}", "governance");
+kind_routes!(users, UserKind, User, "/users", "/users/{name}", "governance");
 
 fn release_number(text: &str) -> Result<u64> {
     text.parse().map_err(|_| {
@@ -190,10 +253,13 @@ impl ChildParams {
     responses((status = 200, body = ObjectList), (status = 400, body = Problem), (status = 401, body = Problem)))]
 async fn list_releases(
     State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Params(p): Params<ChildParams>,
 ) -> Result<Json<ObjectList>> {
+    let visible = Visibility::of(&s, &who).await?;
+    let keep = |v: &Value| visible.shows(v.pointer("/spec/application").and_then(Value::as_str));
     Ok(Json(
-        objects::list::<ReleaseKind>(&s, &p.paging(), p.application.as_deref(), |_| true).await?,
+        objects::list::<ReleaseKind>(&s, &p.paging(), p.application.as_deref(), keep).await?,
     ))
 }
 
@@ -288,12 +354,15 @@ async fn app_status(State(s): State<ApiState>, Path(app): Path<String>) -> Resul
     responses((status = 200, body = ObjectList), (status = 400, body = Problem), (status = 401, body = Problem)))]
 async fn list_deployments(
     State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
     Params(p): Params<ChildParams>,
 ) -> Result<Json<ObjectList>> {
     let env = p.environment.clone();
+    let visible = Visibility::of(&s, &who).await?;
     let keep = move |v: &Value| {
         env.as_deref()
             .is_none_or(|e| v.pointer("/spec/environment").and_then(Value::as_str) == Some(e))
+            && visible.shows(v.pointer("/spec/application").and_then(Value::as_str))
     };
     Ok(Json(
         objects::list::<DeploymentKind>(&s, &p.paging(), p.application.as_deref(), keep).await?,
@@ -310,8 +379,12 @@ async fn get_deployment(State(s): State<ApiState>, Path(name): Path<String>) -> 
 /// Reads events in log order.
 #[utoipa::path(get, path = "/events", tag = "events", params(EventParams),
     responses((status = 200, body = EventList), (status = 400, body = Problem), (status = 401, body = Problem)))]
-async fn list_events(State(s): State<ApiState>, Params(p): Params<EventParams>) -> Result<Json<EventList>> {
-    Ok(Json(events::list(&s, p).await?))
+async fn list_events(
+    State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    Params(p): Params<EventParams>,
+) -> Result<Json<EventList>> {
+    Ok(Json(events::list(&s, &who, p).await?))
 }
 
 /// Streams events as server-sent events (`id` is the event's `seq`); resumes after
@@ -320,6 +393,7 @@ async fn list_events(State(s): State<ApiState>, Params(p): Params<EventParams>) 
     responses((status = 200, content_type = "text/event-stream", body = String), (status = 400, body = Problem), (status = 401, body = Problem)))]
 async fn stream_events(
     State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     Params(p): Params<EventParams>,
 ) -> Result<impl IntoResponse> {
@@ -327,13 +401,127 @@ async fn stream_events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
-    Ok(events::stream(s, resume.or(p.after).unwrap_or(0), p.application))
+    Ok(events::stream(
+        s,
+        who,
+        resume.or(p.after).unwrap_or(0),
+        p.application,
+    ))
+}
+
+/// The caller: user, platform role, team roles and the token of this request.
+#[utoipa::path(get, path = "/whoami", tag = "governance",
+    responses((status = 200, body = WhoAmI), (status = 401, body = Problem)))]
+async fn whoami(
+    Extension(who): Extension<Principal>,
+    Extension(token): Extension<CurrentToken>,
+) -> Json<WhoAmI> {
+    Json(identity::whoami(&who, &token))
+}
+
+/// Lists tokens: yours, or (platform administrators) anyone's. Never their secrets.
+#[utoipa::path(get, path = "/tokens", tag = "governance", params(TokenParams),
+    responses((status = 200, body = TokenList), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn list_tokens(
+    State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    Params(p): Params<TokenParams>,
+) -> Result<Json<TokenList>> {
+    Ok(Json(identity::list(&s, &who, p).await?))
+}
+
+/// Makes a token. Its secret is in this answer only; Berth keeps its hash.
+#[utoipa::path(post, path = "/tokens", tag = "governance", request_body = TokenRequest,
+    responses((status = 201, body = NewToken), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+async fn create_token(
+    State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    JsonBody(req): JsonBody<TokenRequest>,
+) -> Result<(StatusCode, Json<NewToken>)> {
+    identity::create(&s, &who, req).await
+}
+
+/// Revokes a token at once.
+#[utoipa::path(delete, path = "/tokens/{id}", tag = "governance", params(("id" = String, Path, description = "Token id")),
+    responses((status = 200, body = TokenInfo), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn revoke_token(
+    State(s): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<TokenInfo>> {
+    Ok(Json(identity::revoke(&s, &who, &id).await?))
+}
+
+/// Lists an application's secrets: names and versions, never values.
+#[utoipa::path(get, path = "/applications/{name}/secrets", tag = "secrets",
+    params(("name" = String, Path, description = "Application")),
+    responses((status = 200, body = SecretList), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn list_secrets(State(s): State<ApiState>, Path(app): Path<String>) -> Result<Json<SecretList>> {
+    Ok(Json(secrets::list(&s, &app).await?))
+}
+
+/// Sets a secret to a new version; it is sealed before it is stored and never returned.
+#[utoipa::path(put, path = "/applications/{name}/secrets/{secret}", tag = "secrets",
+    params(("name" = String, Path, description = "Application"), ("secret" = String, Path, description = "Secret name")),
+    request_body = SecretValueRequest,
+    responses((status = 200, body = SecretInfo), (status = 201, body = SecretInfo), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+async fn set_secret(
+    State(s): State<ApiState>,
+    Extension(g): Extension<Governance>,
+    Extension(a): Extension<Actor>,
+    Path((app, secret)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<SecretInfo>)> {
+    let req = secrets::parse_value(&body)?;
+    let (status, info) = secrets::set(&s, &g, &a, &app, &secret, req).await?;
+    Ok((status, Json(info)))
+}
+
+/// Deletes a secret the application no longer references.
+#[utoipa::path(delete, path = "/applications/{name}/secrets/{secret}", tag = "secrets",
+    params(("name" = String, Path, description = "Application"), ("secret" = String, Path, description = "Secret name")),
+    responses((status = 200, body = SecretInfo), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn delete_secret(
+    State(s): State<ApiState>,
+    Extension(a): Extension<Actor>,
+    Path((app, secret)): Path<(String, String)>,
+) -> Result<Json<SecretInfo>> {
+    Ok(Json(secrets::delete(&s, &a, &app, &secret).await?))
+}
+
+/// Seals every secret under an older key with the active key (after a key rotation).
+#[utoipa::path(post, path = "/secrets/rotate", tag = "secrets",
+    responses((status = 200, body = Resealed), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn rotate_secrets(
+    State(s): State<ApiState>,
+    Extension(g): Extension<Governance>,
+    Extension(a): Extension<Actor>,
+) -> Result<Json<Resealed>> {
+    Ok(Json(secrets::reseal(&s, &g, &a).await?))
+}
+
+/// Reads the audit log: who changed what, when, with digests before and after.
+#[utoipa::path(get, path = "/audit", tag = "governance", params(AuditParams),
+    responses((status = 200, body = AuditList), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn list_audit(State(s): State<ApiState>, Params(p): Params<AuditParams>) -> Result<Json<AuditList>> {
+    Ok(Json(audit::list(&s, p).await?))
+}
+
+/// Verifies the audit log's hash chain: names every edited, deleted or unlinked entry.
+#[utoipa::path(get, path = "/audit/verify", tag = "governance",
+    responses((status = 200, body = Verification), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn verify_audit(State(s): State<ApiState>) -> Result<Json<Verification>> {
+    Ok(Json(audit::verify(&s).await?))
 }
 
 /// The OpenAPI document of this API.
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut doc = api_router().split_for_parts().1;
+    add_common_responses(&mut doc);
+    doc
 }
 
 fn api_router() -> OpenApiRouter<ApiState> {
@@ -375,6 +563,18 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(crate::builds::list))
         .routes(routes!(crate::promotion::promote_handler))
         .routes(routes!(crate::promotion::provenance_handler))
+        .routes(routes!(teams::list, teams::create))
+        .routes(routes!(teams::get, teams::put, teams::patch, teams::delete))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::put, users::patch, users::delete))
+        .routes(routes!(whoami))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(list_secrets))
+        .routes(routes!(set_secret, delete_secret))
+        .routes(routes!(rotate_secrets))
+        .routes(routes!(list_audit))
+        .routes(routes!(verify_audit))
 }
 
 async fn not_found() -> ApiError {
@@ -384,10 +584,32 @@ async fn not_found() -> ApiError {
     }
 }
 
-/// The whole HTTP application: `/api/v1/...` (the OpenAPI document included) behind
-/// authentication; only the liveness probe `/healthz` is open.
+/// The whole HTTP application with governance for tests and embedding: secrets sealed
+/// with a key that lives only as long as the process ([`Governance::ephemeral`]). A
+/// server uses [`router_with`] and its configured keys.
 pub fn router(state: ApiState) -> Router {
+    router_with(state, Governance::ephemeral())
+}
+
+/// Security headers every response carries: no sniffing, no framing, no referrer, no
+/// caching of API answers, and a content policy that loads nothing.
+const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::CACHE_CONTROL, "no-store"),
+];
+
+/// The whole HTTP application: `/api/v1/...` (the OpenAPI document included) behind
+/// authentication, the per-token rate limit and authorization; only the liveness probe
+/// `/healthz` is open.
+pub fn router_with(state: ApiState, governance: Governance) -> Router {
     let (api, mut doc) = api_router().split_for_parts();
+    add_common_responses(&mut doc);
     doc.servers = Some(vec![utoipa::openapi::Server::new("/api/v1")]);
     let doc = Arc::new(serde_json::to_string(&doc).unwrap_or_default());
     let api = api
@@ -403,16 +625,24 @@ pub fn router(state: ApiState) -> Router {
                 }
             }),
         )
+        // Inner first: authorization runs after authentication, which runs after the
+        // governance settings are reachable.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            permissions::authorize,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(Extension(governance))
         .layer(DefaultBodyLimit::max(MAX_BODY));
-    Router::new()
+    let mut app = Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
-        .fallback(not_found)
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .fallback(not_found);
+    for (name, value) in SECURITY_HEADERS {
+        app = app.layer(SetResponseHeaderLayer::overriding(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    app.layer(TraceLayer::new_for_http()).with_state(state)
 }

@@ -364,6 +364,14 @@ impl Client {
         self.send(req).await.map(drop)
     }
 
+    /// `DELETE` an object, returning what the server answers (the object as it was).
+    pub async fn delete_json<T: DeserializeOwned>(&self, segments: &[&str]) -> anyhow::Result<T> {
+        let req = self
+            .request(Method::DELETE, self.url(segments, &[]))
+            .timeout(REQUEST_TIMEOUT);
+        Self::json(self.send(req).await?).await
+    }
+
     /// Opens a server-sent-events stream, resuming after `last_event_id` when given.
     pub async fn stream(
         &self,

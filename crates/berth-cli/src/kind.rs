@@ -8,6 +8,10 @@ use std::{fmt, str::FromStr};
 /// A kind of object, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum KindName {
+    /// `user`, `users`.
+    User,
+    /// `team`, `teams`.
+    Team,
     /// `cluster`, `clusters`.
     Cluster,
     /// `environment`, `environments`, `env`, `envs`.
@@ -24,7 +28,9 @@ pub enum KindName {
 
 impl KindName {
     /// Every kind, in the order documents are applied.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
+        Self::User,
+        Self::Team,
         Self::Cluster,
         Self::Environment,
         Self::Application,
@@ -37,6 +43,8 @@ impl KindName {
     #[must_use]
     pub fn kind(self) -> &'static str {
         match self {
+            Self::User => "User",
+            Self::Team => "Team",
             Self::Cluster => "Cluster",
             Self::Environment => "Environment",
             Self::Application => "Application",
@@ -50,6 +58,8 @@ impl KindName {
     #[must_use]
     pub fn plural(self) -> &'static str {
         match self {
+            Self::User => "users",
+            Self::Team => "teams",
             Self::Cluster => "clusters",
             Self::Environment => "environments",
             Self::Application => "applications",
@@ -63,6 +73,8 @@ impl KindName {
     #[must_use]
     pub fn singular(self) -> &'static str {
         match self {
+            Self::User => "user",
+            Self::Team => "team",
             Self::Cluster => "cluster",
             Self::Environment => "environment",
             Self::Application => "application",
@@ -76,6 +88,7 @@ impl KindName {
     #[must_use]
     pub fn short_names(self) -> &'static [&'static str] {
         match self {
+            Self::User | Self::Team => &[],
             Self::Cluster => &["cl"],
             Self::Environment => &["env", "envs"],
             Self::Application => &["app", "apps"],
@@ -161,6 +174,8 @@ mod tests {
             ("event", KindName::Event),
             ("events", KindName::Event),
             ("ev", KindName::Event),
+            ("users", KindName::User),
+            ("Team", KindName::Team),
         ];
         for (name, kind) in cases {
             assert_eq!(name.parse::<KindName>(), Ok(kind), "{name}");
@@ -172,8 +187,8 @@ mod tests {
         let e = "pods".parse::<KindName>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown kind 'pods'; use one of: clusters (cl), environments (env), applications (app), \
-             releases (rel), deployments (deploy), events (ev)"
+            "unknown kind 'pods'; use one of: users, teams, clusters (cl), environments (env), applications \
+             (app), releases (rel), deployments (deploy), events (ev)"
         );
     }
 

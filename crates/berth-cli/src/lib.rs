@@ -89,6 +89,18 @@ pub enum Command {
     /// Show what runs in an environment: commit, build, digest, where it was verified,
     /// who promoted it and when.
     Provenance(commands::promote::ProvenanceArgs),
+    /// Check an API token with the server and keep it in the config file.
+    Login(commands::login::LoginArgs),
+    /// Show who the token authenticates and what roles it carries.
+    Whoami,
+    /// Make, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+    /// Set, list and delete an application's secrets; re-seal them after a key rotation.
+    #[command(subcommand)]
+    Secret(commands::secret::SecretCommand),
+    /// List the audit log, or verify that no entry was edited or deleted.
+    Audit(commands::audit::AuditArgs),
 }
 
 /// Runs one client command, printing its output to stdout.
@@ -120,6 +132,10 @@ async fn dispatch(
     command: Command,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
+    if let Command::Login(args) = command {
+        let stdin = std::io::stdin();
+        return commands::login::run(global, args, &config::ProcessEnv, &mut stdin.lock(), out).await;
+    }
     let target = config::resolve(global, &config::ProcessEnv)?;
     let client = Client::new(&target)?;
     run_with(&client, command, out).await
@@ -145,6 +161,11 @@ pub async fn run_with(
         Command::Builds(a) => commands::build::run_builds(client, a, out).await,
         Command::Promote(a) => commands::promote::run(client, a, out).await,
         Command::Provenance(a) => commands::promote::provenance(client, a, out).await,
+        Command::Login(_) => anyhow::bail!("login needs the command line's server and token, not a client"),
+        Command::Whoami => commands::login::whoami(client, out).await,
+        Command::Token(c) => commands::token::run(client, c, out).await,
+        Command::Secret(c) => commands::secret::run(client, c, &mut std::io::stdin(), out).await,
+        Command::Audit(a) => commands::audit::run(client, a, out).await,
     }
 }
 

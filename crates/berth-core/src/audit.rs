@@ -194,7 +194,11 @@ impl std::fmt::Display for AuditProblem {
                 "entry {seq} does not link to the entry before it (that entry was changed or replaced)"
             ),
             Self::Truncated { last, head } => {
-                write!(f, "entries {} to {head} were deleted from the end of the log", last + 1)
+                write!(
+                    f,
+                    "entries {} to {head} were deleted from the end of the log",
+                    last + 1
+                )
             }
             Self::HeadMismatch { seq } => write!(
                 f,
@@ -365,7 +369,10 @@ mod tests {
         let log = chain(5);
         assert!(verify(&log, head(&log)).is_empty());
         assert!(verify(&[], None).is_empty());
-        assert_eq!(verify(&log, None), ["the head recorded beside the log was deleted"]);
+        assert_eq!(
+            verify(&log, None),
+            ["the head recorded beside the log was deleted"]
+        );
     }
 
     #[test]
@@ -424,18 +431,42 @@ mod tests {
                 time: e.time + chrono::Duration::nanoseconds(1),
                 ..e.clone()
             },
-            AuditEntry { actor: "b".into(), ..e.clone() },
-            AuditEntry { action: "b".into(), ..e.clone() },
+            AuditEntry {
+                actor: "b".into(),
+                ..e.clone()
+            },
+            AuditEntry {
+                action: "b".into(),
+                ..e.clone()
+            },
             AuditEntry {
                 operation: Operation::Delete,
                 ..e.clone()
             },
-            AuditEntry { kind: "b".into(), ..e.clone() },
-            AuditEntry { name: "b".into(), ..e.clone() },
-            AuditEntry { before: None, ..e.clone() },
-            AuditEntry { after: None, ..e.clone() },
-            AuditEntry { revision: 9, ..e.clone() },
-            AuditEntry { prev: "b".into(), ..e.clone() },
+            AuditEntry {
+                kind: "b".into(),
+                ..e.clone()
+            },
+            AuditEntry {
+                name: "b".into(),
+                ..e.clone()
+            },
+            AuditEntry {
+                before: None,
+                ..e.clone()
+            },
+            AuditEntry {
+                after: None,
+                ..e.clone()
+            },
+            AuditEntry {
+                revision: 9,
+                ..e.clone()
+            },
+            AuditEntry {
+                prev: "b".into(),
+                ..e.clone()
+            },
         ];
         for v in variants {
             assert_ne!(entry_hash(&v), e.hash, "{v:?}");

@@ -81,7 +81,13 @@ impl Principal {
     /// Whether the principal may read the objects of `team`.
     #[must_use]
     pub fn can_read(&self, team: &str) -> bool {
-        decide(self, &Permission::Read { team: team.to_owned() }).is_ok()
+        decide(
+            self,
+            &Permission::Read {
+                team: team.to_owned(),
+            },
+        )
+        .is_ok()
     }
 }
 
@@ -133,9 +139,7 @@ impl Permission {
             Self::Read { .. } => "team.read",
             Self::Apply { .. } => "team.apply",
             Self::Build { .. } => "team.build",
-            Self::Deploy {
-                production: true, ..
-            } => "deploy.production",
+            Self::Deploy { production: true, .. } => "deploy.production",
             Self::Deploy { .. } => "deploy.nonproduction",
             Self::ManageTeam { .. } => "team.manage",
         }
@@ -192,7 +196,11 @@ impl std::fmt::Display for Permission {
             } => write!(
                 f,
                 "deploy applications of team '{team}' to {} environment '{environment}'",
-                if *production { "production" } else { "non-production" }
+                if *production {
+                    "production"
+                } else {
+                    "non-production"
+                }
             ),
             Self::ManageTeam { team } => write!(f, "manage team '{team}'"),
         }
@@ -298,11 +306,36 @@ mod tests {
         ];
         // Columns in the order of `permissions`.
         let table: [(&str, Option<Role>, bool, [bool; 8]); 6] = [
-            ("nobody", None, false, [true, false, false, false, false, false, false, false]),
-            ("viewer", Some(Role::Viewer), false, [true, false, true, false, false, false, false, false]),
-            ("developer", Some(Role::Developer), false, [true, false, true, true, true, true, false, false]),
-            ("releaser", Some(Role::Releaser), false, [true, false, true, false, true, true, true, false]),
-            ("admin", Some(Role::Admin), false, [true, false, true, false, false, false, false, true]),
+            (
+                "nobody",
+                None,
+                false,
+                [true, false, false, false, false, false, false, false],
+            ),
+            (
+                "viewer",
+                Some(Role::Viewer),
+                false,
+                [true, false, true, false, false, false, false, false],
+            ),
+            (
+                "developer",
+                Some(Role::Developer),
+                false,
+                [true, false, true, true, true, true, false, false],
+            ),
+            (
+                "releaser",
+                Some(Role::Releaser),
+                false,
+                [true, false, true, false, true, true, true, false],
+            ),
+            (
+                "admin",
+                Some(Role::Admin),
+                false,
+                [true, false, true, false, false, false, false, true],
+            ),
             ("platform admin", None, true, [true; 8]),
         ];
         for (who, role, admin, expected) in table {
@@ -348,11 +381,14 @@ mod tests {
             .unwrap()
         };
         let teams = [
-            team("pay", serde_json::json!([
-                {"user": "alice", "roles": ["developer"]},
-                {"user": "alice", "roles": ["releaser"], "environments": ["production"]},
-                {"user": "bob", "roles": ["viewer"]}
-            ])),
+            team(
+                "pay",
+                serde_json::json!([
+                    {"user": "alice", "roles": ["developer"]},
+                    {"user": "alice", "roles": ["releaser"], "environments": ["production"]},
+                    {"user": "bob", "roles": ["viewer"]}
+                ]),
+            ),
             team("web", serde_json::json!([{"user": "alice", "roles": ["admin"]}])),
         ];
         let p = Principal::new("alice", false, &teams);
@@ -364,15 +400,27 @@ mod tests {
 
     #[test]
     fn denials_name_the_permission_and_the_fix() {
-        let e = decide(&principal(Some(Role::Developer), &[]), &deploy("production", true)).unwrap_err();
+        let e = decide(
+            &principal(Some(Role::Developer), &[]),
+            &deploy("production", true),
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "user 'u' may not deploy applications of team 'pay' to production environment 'production' \
              (deploy.production): that needs the releaser role in team 'pay' for environment 'production'"
         );
         let e = decide(&principal(None, &[]), &Permission::AdministerPlatform).unwrap_err();
-        assert!(e.to_string().ends_with("(platform.admin): that needs a platform administrator"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("(platform.admin): that needs a platform administrator"),
+            "{e}"
+        );
         let e = decide(&principal(None, &[]), &Permission::Build { team: "pay".into() }).unwrap_err();
-        assert!(e.to_string().ends_with("one of the roles developer, releaser in team 'pay'"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("one of the roles developer, releaser in team 'pay'"),
+            "{e}"
+        );
     }
 }

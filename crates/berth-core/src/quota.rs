@@ -250,7 +250,12 @@ pub fn check(
             Some(_) => {}
         }
     };
-    against(Resource::Cpu, limits.cpu_millis, demand.cpu_millis, others.cpu_millis);
+    against(
+        Resource::Cpu,
+        limits.cpu_millis,
+        demand.cpu_millis,
+        others.cpu_millis,
+    );
     against(
         Resource::Memory,
         limits.memory_bytes,
@@ -342,7 +347,7 @@ fn labels(q: &NamespaceQuota) -> Value {
 /// Millicores in Kubernetes notation: `2` for 2000, `1500m` otherwise.
 #[must_use]
 pub fn format_cpu(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -352,8 +357,13 @@ pub fn format_cpu(millis: u64) -> String {
 /// Bytes in the largest binary unit that divides them: `512Mi`, `2Gi`, `1000`.
 #[must_use]
 pub fn format_memory(bytes: u64) -> String {
-    for (unit, size) in [("Ti", 1u64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if bytes >= size && bytes % size == 0 {
+    for (unit, size) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }
@@ -415,7 +425,11 @@ mod tests {
             // No quota: anything goes.
             (Limits::default(), d(100, None, None), &[]),
             // Exactly at the limit is allowed.
-            (limits(Some("2"), Some("2Gi"), Some(4)), d(1, Some(500), Some(1 << 30)), &[]),
+            (
+                limits(Some("2"), Some("2Gi"), Some(4)),
+                d(1, Some(500), Some(1 << 30)),
+                &[],
+            ),
             // One over on each.
             (
                 limits(Some("2"), Some("2Gi"), Some(4)),
@@ -423,7 +437,11 @@ mod tests {
                 &[("cpu", true), ("memory", true), ("replicas", true)],
             ),
             // A limited resource the app does not bound.
-            (limits(Some("10"), None, None), d(1, None, Some(1)), &[("cpu", false)]),
+            (
+                limits(Some("10"), None, None),
+                d(1, None, Some(1)),
+                &[("cpu", false)],
+            ),
             // Unlimited resources of the app are fine when the quota does not limit them.
             (limits(None, None, Some(10)), d(2, None, None), &[]),
         ];

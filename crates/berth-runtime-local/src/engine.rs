@@ -377,7 +377,9 @@ pub fn config_archive(workload: &Workload) -> Result<Vec<u8>, ArchiveError> {
             || relative.ends_with('/')
             || relative.split('/').any(|part| part == ".." || part.is_empty())
         {
-            return Err(ArchiveError::BadPath { path: path.to_owned() });
+            return Err(ArchiveError::BadPath {
+                path: path.to_owned(),
+            });
         }
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
@@ -634,7 +636,8 @@ mod tests {
         use berth_core::{objects::SecretValue, render::SecretFile};
         let mut w = workload();
         w.env.insert("DB_PASSWORD".into(), "not-the-secret".into());
-        w.secret_env.insert("DB_PASSWORD".into(), SecretValue::new("s3cret".into()));
+        w.secret_env
+            .insert("DB_PASSWORD".into(), SecretValue::new("s3cret".into()));
         w.secret_files.push(SecretFile {
             path: "/run/secrets/tls.pem".into(),
             value: SecretValue::new("PEM".into()),
@@ -648,12 +651,18 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.path().unwrap().display().to_string(), e.header().mode().unwrap())
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mode().unwrap(),
+                )
             })
             .collect();
         assert_eq!(
             entries,
-            [("www/deep/healthz".to_owned(), 0o644), ("run/secrets/tls.pem".to_owned(), 0o444)]
+            [
+                ("www/deep/healthz".to_owned(), 0o644),
+                ("run/secrets/tls.pem".to_owned(), 0o444)
+            ]
         );
     }
 

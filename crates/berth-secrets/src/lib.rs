@@ -33,7 +33,9 @@ use zeroize::Zeroizing;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// A line of the key material is not a 32-byte key in base64.
-    #[error("{origin}, line {line}: not a key (expected 32 random bytes in base64, e.g. from `head -c32 /dev/urandom | base64`)")]
+    #[error(
+        "{origin}, line {line}: not a key (expected 32 random bytes in base64, e.g. from `head -c32 /dev/urandom | base64`)"
+    )]
     BadKey {
         /// Where the material came from.
         origin: String,
@@ -58,7 +60,9 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// A secret was sealed with a key the keyring does not hold.
-    #[error("no key with id {key_id} is configured; add the key that sealed it to the key file (below the active key)")]
+    #[error(
+        "no key with id {key_id} is configured; add the key that sealed it to the key file (below the active key)"
+    )]
     UnknownKey {
         /// The key named by the sealed value.
         key_id: String,
@@ -239,7 +243,9 @@ impl Keyring {
                     aad,
                 },
             )
-            .map_err(|_| KeyError::Corrupt { key_id: key.id.clone() })?;
+            .map_err(|_| KeyError::Corrupt {
+                key_id: key.id.clone(),
+            })?;
         Ok(Sealed {
             key_id: key.id.clone(),
             nonce: STANDARD.encode(nonce),
@@ -377,8 +383,14 @@ mod tests {
              /dev/urandom | base64`)"
         );
         let short = STANDARD.encode([1u8; 16]);
-        assert!(matches!(Keyring::parse(&short, "x"), Err(KeyError::BadKey { line: 1, .. })));
-        assert!(matches!(Keyring::parse("# only\n", "x"), Err(KeyError::Empty { .. })));
+        assert!(matches!(
+            Keyring::parse(&short, "x"),
+            Err(KeyError::BadKey { line: 1, .. })
+        ));
+        assert!(matches!(
+            Keyring::parse("# only\n", "x"),
+            Err(KeyError::Empty { .. })
+        ));
         // Every base64 alphabet is accepted.
         let raw = [7u8; 32];
         let a = ring(&[&URL_SAFE_NO_PAD.encode(raw)]);

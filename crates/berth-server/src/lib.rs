@@ -9,7 +9,9 @@
 //!   HTTP :8080 ──▶ router ◀── route table ─────────┘
 //! ```
 
+mod govern;
 pub mod reconciler;
+pub mod tls;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -56,6 +58,52 @@ pub struct ServerArgs {
     /// Builds that run at the same time.
     #[arg(long, env = "BERTH_BUILD_CONCURRENCY", default_value_t = 1)]
     pub build_concurrency: usize,
+    /// TLS certificate chain (PEM) of the API; with --tls-key the API speaks HTTPS only.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the API.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// File of secrets keys: base64 of 32 random bytes per line, the first seals, all
+    /// open. Default: <data-dir>/secrets.key, made on first start. BERTH_SECRETS_KEY
+    /// (same format) takes precedence over any file.
+    #[arg(long, env = "BERTH_SECRETS_KEY_FILE", value_name = "FILE")]
+    pub secrets_key_file: Option<PathBuf>,
+    /// Requests per second each API token may make (sustained).
+    #[arg(long, env = "BERTH_RATE_LIMIT", default_value_t = 50.0)]
+    pub rate_limit: f64,
+    /// Requests each API token may make at once after a quiet spell.
+    #[arg(long, env = "BERTH_RATE_BURST", default_value_t = 200)]
+    pub rate_burst: u32,
+}
+
+/// The secrets keyring: from `BERTH_SECRETS_KEY`, else the key file given, else
+/// `<data-dir>/secrets.key` (made on first start).
+fn keyring(args: &ServerArgs) -> anyhow::Result<Arc<berth_secrets::Keyring>> {
+    let keyring = if let Some(text) = std::env::var("BERTH_SECRETS_KEY")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        berth_secrets::Keyring::parse(&text, "BERTH_SECRETS_KEY")?
+    } else if let Some(file) = &args.secrets_key_file {
+        berth_secrets::Keyring::from_file(file)?
+    } else {
+        let path = args.data_dir.join("secrets.key");
+        let (keyring, created) = berth_secrets::Keyring::load_or_create(&path)?;
+        if created {
+            tracing::warn!(
+                path = %path.display(),
+                "made a secrets key next to the database; keep a copy elsewhere, or pass --secrets-key-file"
+            );
+        }
+        keyring
+    };
+    tracing::info!(
+        active = keyring.active_id(),
+        keys = keyring.ids().len(),
+        "secrets keyring loaded"
+    );
+    Ok(Arc::new(keyring))
 }
 
 /// A running server, for tests and embedding.
@@ -103,6 +151,11 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
     if let Some(token) = &bootstrap_token {
         write_secret(&args.data_dir.join("bootstrap-token"), token)?;
     }
+    let keyring = keyring(&args)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
 
     let api_listener = TcpListener::bind(args.listen)
         .await
@@ -136,7 +189,8 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         args.domain.clone(),
         connector,
         changed.clone(),
-    );
+    )
+    .with_secrets(keyring.clone());
     tasks.spawn(reconciler.run(wait_for(&shutdown)));
 
     let builds = start_builds(&args, store.clone()).await?;
@@ -148,16 +202,35 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         router_port: Some(router_addr.port()),
         builds,
     };
-    let app = berth_api::router(state);
+    let governance = berth_api::Governance::new(
+        keyring,
+        berth_api::RateLimit {
+            per_second: args.rate_limit,
+            burst: args.rate_burst,
+        },
+    );
+    let app = berth_api::router_with(state, governance);
     let api_shutdown = wait_for(&shutdown);
-    tasks.spawn(async move {
-        if let Err(e) = axum::serve(api_listener, app)
-            .with_graceful_shutdown(api_shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "API server failed");
+    match tls {
+        Some(config) => {
+            // Over HTTPS only: tell browsers never to come back over plain HTTP.
+            let app = app.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+                axum::http::header::STRICT_TRANSPORT_SECURITY,
+                axum::http::HeaderValue::from_static("max-age=31536000"),
+            ));
+            tasks.spawn(tls::serve(api_listener, config, app, api_shutdown));
         }
-    });
+        None => {
+            tasks.spawn(async move {
+                if let Err(e) = axum::serve(api_listener, app)
+                    .with_graceful_shutdown(api_shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "API server failed");
+                }
+            });
+        }
+    }
     Ok(Server {
         api_addr,
         router_addr,
@@ -258,6 +331,7 @@ fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
 /// `berth server`: starts, prints where it listens, runs until SIGINT or SIGTERM.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone();
+    let tls = args.tls_cert.is_some();
     let mut server = start(args).await?;
     if let Some(token) = &server.bootstrap_token {
         println!(
@@ -267,8 +341,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         println!("{token}");
     }
     println!(
-        "berth API on http://{}  router on http://{}",
-        server.api_addr, server.router_addr
+        "berth API on {}://{}  router on http://{}",
+        if tls { "https" } else { "http" },
+        server.api_addr,
+        server.router_addr
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

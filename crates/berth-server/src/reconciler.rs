@@ -19,13 +19,15 @@ use berth_core::{
     objects::{
         Cluster, ClusterKind, ClusterPhase, ClusterProgress, ClusterSpec, Deployment, DeploymentCause,
         DeploymentKind, DeploymentPhase, DeploymentSpec, Environment, EnvironmentKind, Release, ReleaseKind,
-        deployment_name, release_name,
+        Team, TeamKind, deployment_name, release_name,
     },
     ports::{Clock, ClusterReport, ClusterRuntime, Store, StoreError, Write},
     render::{Workload, WorkloadKey, render},
     repo::{self, RepoError},
 };
 use futures::future::join_all;
+
+use crate::govern::Governed;
 use rand::Rng;
 use tokio::{sync::Notify, time::Instant};
 
@@ -64,6 +66,7 @@ pub struct Reconciler {
     connect: Connector,
     clusters: HashMap<String, ClusterHandle>,
     wake: Arc<Notify>,
+    secrets: Option<Arc<berth_secrets::Keyring>>,
 }
 
 /// What one cluster said in a pass.
@@ -88,7 +91,15 @@ impl Reconciler {
             connect,
             clusters: HashMap::new(),
             wake,
+            secrets: None,
         }
+    }
+
+    /// Delivers applications' secrets, opened with `keyring`, to their workloads.
+    #[must_use]
+    pub fn with_secrets(mut self, keyring: Arc<berth_secrets::Keyring>) -> Self {
+        self.secrets = Some(keyring);
+        self
     }
 
     /// Runs passes until `shutdown` completes.
@@ -146,6 +157,11 @@ impl Reconciler {
             .map(|c| (c.metadata.name.clone(), Vec::new()))
             .collect();
         let mut releases: HashMap<String, Release> = HashMap::new();
+        let teams: HashMap<String, Team> = repo::list_all::<TeamKind>(store, None)
+            .await?
+            .into_iter()
+            .map(|t| (t.metadata.name.clone(), t))
+            .collect();
         for deployments in groups.values() {
             let Some(g) = governing(deployments) else { continue };
             let Some(env) = environments.get(&g.spec.environment) else {
@@ -162,9 +178,13 @@ impl Reconciler {
                     None => continue,
                 },
             };
+            let governed =
+                Governed::resolve(store, self.secrets.as_deref(), &release, env.name(), &teams).await?;
             for p in &env.spec.clusters {
                 if let Some(list) = desired.get_mut(&p.cluster) {
-                    list.push(render(&release, g, env, &p.cluster, &self.domain));
+                    let mut workload = render(&release, g, env, &p.cluster, &self.domain);
+                    governed.apply(&mut workload);
+                    list.push(workload);
                 }
             }
         }

@@ -16,7 +16,7 @@ use berth_core::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use sqlx::{
-    QueryBuilder, Row, Sqlite, SqlSafeStr, SqliteConnection, SqlitePool,
+    QueryBuilder, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool,
     migrate::{Migration, MigrationType, Migrator},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
 };
@@ -410,12 +410,17 @@ impl Store for SqliteStore {
         }
         // Stored times vary in their fractional digits, so compare them as numbers.
         if let Some(since) = query.since {
-            q.push(" AND julianday(time) >= julianday(").push_bind(timestamp(since)).push(")");
+            q.push(" AND julianday(time) >= julianday(")
+                .push_bind(timestamp(since))
+                .push(")");
         }
         if let Some(until) = query.until {
-            q.push(" AND julianday(time) < julianday(").push_bind(timestamp(until)).push(")");
+            q.push(" AND julianday(time) < julianday(")
+                .push_bind(timestamp(until))
+                .push(")");
         }
-        q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(query.limit.clamp(1, MAX_PAGE)));
+        q.push(" ORDER BY seq LIMIT ")
+            .push_bind(i64::from(query.limit.clamp(1, MAX_PAGE)));
         let rows = q
             .build()
             .fetch_all(&self.pool)
@@ -790,7 +795,10 @@ enum TokenKey<'a> {
 }
 
 /// The token with `key`.
-async fn token_row(conn: &mut SqliteConnection, key: TokenKey<'_>) -> Result<Option<TokenRecord>, StoreError> {
+async fn token_row(
+    conn: &mut SqliteConnection,
+    key: TokenKey<'_>,
+) -> Result<Option<TokenRecord>, StoreError> {
     let (sql, value) = match key {
         TokenKey::Hash(h) => (
             "SELECT hash, id, name, subject, created_at, expires_at, revoked_at FROM tokens WHERE hash = ?",
@@ -1214,7 +1222,9 @@ mod tests {
             .await
             .unwrap();
         log.iter().for_each(|e| verifier.push(e));
-        verifier.finish(store.audit_head().await.unwrap().as_ref()).messages
+        verifier
+            .finish(store.audit_head().await.unwrap().as_ref())
+            .messages
     }
 
     #[tokio::test]
@@ -1222,7 +1232,11 @@ mod tests {
         let (_dir, store) = on_disk().await;
         for name in ["a", "b", "c", "d"] {
             store
-                .commit_as(&Change::new("alice", "apply"), vec![create("Release", name)], vec![])
+                .commit_as(
+                    &Change::new("alice", "apply"),
+                    vec![create("Release", name)],
+                    vec![],
+                )
                 .await
                 .unwrap();
         }
@@ -1231,7 +1245,12 @@ mod tests {
             .execute(&store.pool)
             .await;
         assert!(update.is_err(), "audit entries were updated");
-        assert!(sqlx::query("DELETE FROM audit").execute(&store.pool).await.is_err());
+        assert!(
+            sqlx::query("DELETE FROM audit")
+                .execute(&store.pool)
+                .await
+                .is_err()
+        );
 
         // Someone with the file drops the guards and edits an entry, then deletes one.
         for sql in [
@@ -1239,7 +1258,10 @@ mod tests {
             "DROP TRIGGER audit_no_delete",
             "UPDATE audit SET actor = 'mallory' WHERE seq = 2",
         ] {
-            sqlx::query(AssertSqlSafe(sql)).execute(&store.pool).await.unwrap();
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&store.pool)
+                .await
+                .unwrap();
         }
         assert_eq!(
             verify(&store).await,

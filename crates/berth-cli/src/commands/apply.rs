@@ -1,11 +1,12 @@
-//! `berth apply -f PATH…`: make the server's clusters, environments and applications
-//! match documents kept in files.
+//! `berth apply -f PATH…`: make the server's users, teams, clusters, environments and
+//! applications match documents kept in files.
 //!
 //! Every document is read and checked locally first — YAML syntax, the typed schema
 //! (unknown fields, wrong types) and the domain core's validation — and if any document
 //! is wrong, the command reports all of them (with file, line and column) and sends
-//! nothing. Only then are documents sent, dependencies first (clusters, environments,
-//! applications), each with `PUT`, so applying the same files twice changes nothing.
+//! nothing. Only then are documents sent, dependencies first (users, teams, clusters,
+//! environments, applications), each with `PUT`, so applying the same files twice
+//! changes nothing.
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +19,7 @@ use std::{
 use anyhow::Context;
 use berth_core::{
     Invalid, Kind, Resource,
-    objects::{Application, Cluster, Environment},
+    objects::{Application, Cluster, Environment, Team, User},
 };
 use serde_json::Value;
 
@@ -61,12 +62,16 @@ impl fmt::Display for Origin {
 /// An object `apply` can send.
 #[derive(Debug, Clone)]
 pub enum Object {
+    /// A user.
+    User(User),
+    /// A team.
+    Team(Team),
     /// A cluster.
     Cluster(Cluster),
     /// An environment.
     Environment(Environment),
-    /// An application.
-    Application(Application),
+    /// An application (boxed: it is by far the largest document).
+    Application(Box<Application>),
 }
 
 impl Object {
@@ -74,6 +79,8 @@ impl Object {
     #[must_use]
     pub fn kind(&self) -> KindName {
         match self {
+            Self::User(_) => KindName::User,
+            Self::Team(_) => KindName::Team,
             Self::Cluster(_) => KindName::Cluster,
             Self::Environment(_) => KindName::Environment,
             Self::Application(_) => KindName::Application,
@@ -84,6 +91,8 @@ impl Object {
     #[must_use]
     pub fn name(&self) -> &str {
         match self {
+            Self::User(r) => r.name(),
+            Self::Team(r) => r.name(),
             Self::Cluster(r) => r.name(),
             Self::Environment(r) => r.name(),
             Self::Application(r) => r.name(),
@@ -93,6 +102,8 @@ impl Object {
     /// The domain core's verdict on the document.
     pub fn validate(&self) -> Result<(), Invalid> {
         match self {
+            Self::User(r) => r.validate(),
+            Self::Team(r) => r.validate(),
             Self::Cluster(r) => r.validate(),
             Self::Environment(r) => r.validate(),
             Self::Application(r) => r.validate(),
@@ -103,6 +114,8 @@ impl Object {
     /// `status`, which only Berth writes.
     pub fn body(&self) -> anyhow::Result<Value> {
         let mut v = match self {
+            Self::User(r) => serde_json::to_value(r)?,
+            Self::Team(r) => serde_json::to_value(r)?,
             Self::Cluster(r) => serde_json::to_value(r)?,
             Self::Environment(r) => serde_json::to_value(r)?,
             Self::Application(r) => serde_json::to_value(r)?,
@@ -404,8 +417,8 @@ fn yaml_problem(e: &serde_saphyr::Error, source: &str, chunk: &Chunk) -> String 
 }
 
 /// Parses and checks every document of every source. Either all documents are fine
-/// (returned in apply order: clusters, environments, applications, each in input
-/// order) or every problem found is returned.
+/// (returned in apply order: users, teams, clusters, environments, applications, each in
+/// input order) or every problem found is returned.
 pub fn parse_sources(sources: &[Source]) -> Result<Vec<Document>, DocumentErrors> {
     let mut documents = Vec::new();
     let mut problems = Vec::new();
@@ -452,7 +465,7 @@ fn parse_chunk(source: &str, chunk: &Chunk, documents: &mut Vec<Document>, probl
         let at = format!("{origin}:1");
         let Some(kind) = value.get("kind").and_then(Value::as_str).map(str::to_owned) else {
             problems.push(format!(
-                "{at}: the document has no kind; use kind: Cluster, Environment or Application"
+                "{at}: the document has no kind; use kind: User, Team, Cluster, Environment or Application"
             ));
             continue;
         };
@@ -497,10 +510,18 @@ fn refusal(kind: &str) -> String {
             .to_owned(),
         Some(KindName::Event) => "kind Event cannot be applied: events are recorded by Berth".to_owned(),
         _ => match kind.parse::<KindName>() {
-            Ok(k @ (KindName::Cluster | KindName::Environment | KindName::Application)) => {
+            Ok(
+                k @ (KindName::User
+                | KindName::Team
+                | KindName::Cluster
+                | KindName::Environment
+                | KindName::Application),
+            ) => {
                 format!("unknown kind '{kind}'; did you mean kind: {}?", k.kind())
             }
-            _ => format!("unknown kind '{kind}'; apply takes Cluster, Environment and Application"),
+            _ => {
+                format!("unknown kind '{kind}'; apply takes User, Team, Cluster, Environment and Application")
+            }
         },
     }
 }
@@ -513,9 +534,11 @@ fn typed_from_yaml(
     problems: &mut Vec<String>,
 ) -> Option<Object> {
     let parsed = match KindName::from_document_kind(kind) {
+        Some(KindName::User) => from_yaml(&chunk.text).map(Object::User),
+        Some(KindName::Team) => from_yaml(&chunk.text).map(Object::Team),
         Some(KindName::Cluster) => from_yaml(&chunk.text).map(Object::Cluster),
         Some(KindName::Environment) => from_yaml(&chunk.text).map(Object::Environment),
-        Some(KindName::Application) => from_yaml(&chunk.text).map(Object::Application),
+        Some(KindName::Application) => from_yaml(&chunk.text).map(|a| Object::Application(Box::new(a))),
         _ => {
             problems.push(format!("{at}: {}", refusal(kind)));
             return None;
@@ -537,9 +560,11 @@ fn from_yaml<K: Kind>(text: &str) -> Result<Resource<K>, serde_saphyr::Error> {
 fn object_from_json(value: &Value, at: &str, problems: &mut Vec<String>) -> Option<Object> {
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
     let parsed = match KindName::from_document_kind(kind) {
+        Some(KindName::User) => Resource::from_json(value).map(Object::User),
+        Some(KindName::Team) => Resource::from_json(value).map(Object::Team),
         Some(KindName::Cluster) => Resource::from_json(value).map(Object::Cluster),
         Some(KindName::Environment) => Resource::from_json(value).map(Object::Environment),
-        Some(KindName::Application) => Resource::from_json(value).map(Object::Application),
+        Some(KindName::Application) => Resource::from_json(value).map(|a| Object::Application(Box::new(a))),
         _ => {
             problems.push(format!("{at}: {}", refusal(kind)));
             return None;
@@ -764,9 +789,9 @@ mod tests {
           spec.replicas: 1000 is more than the 100 allowed
         mixed.yaml:18:1: kind Release cannot be applied: releases are immutable and made by `berth deploy APP --image REF` (or POST /applications/APP/releases)
         mixed.yaml:23:1: kind Deployment cannot be applied: deployments are made by `berth deploy` and `berth rollback`
-        mixed.yaml:28:1: unknown kind 'Pod'; apply takes Cluster, Environment and Application
+        mixed.yaml:28:1: unknown kind 'Pod'; apply takes User, Team, Cluster, Environment and Application
         mixed.yaml:32:1: unknown kind 'application'; did you mean kind: Application?
-        mixed.yaml:36:1: the document has no kind; use kind: Cluster, Environment or Application
+        mixed.yaml:36:1: the document has no kind; use kind: User, Team, Cluster, Environment or Application
         mixed.yaml:39:1: cluster/local is also defined at mixed.yaml:1; keep one
         ");
     }
@@ -895,7 +920,7 @@ mod tests {
             report,
             format!(
                 "error: 1 problem in the documents; nothing was applied\n{}:1:1: unknown kind 'Pod'; apply takes \
-                 Cluster, Environment and Application",
+                 User, Team, Cluster, Environment and Application",
                 pod.display()
             )
         );

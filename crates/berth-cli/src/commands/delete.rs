@@ -1,4 +1,4 @@
-//! `berth delete KIND NAME`: remove a cluster, environment or application.
+//! `berth delete KIND NAME`: remove a user, team, cluster, environment or application.
 //!
 //! Releases and deployments are history and cannot be deleted; events are an
 //! append-only log.
@@ -12,7 +12,7 @@ use crate::{client::Client, kind::KindName};
 /// Arguments of `berth delete`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeleteArgs {
-    /// Kind: cluster, environment (env) or application (app).
+    /// Kind: user, team, cluster, environment (env) or application (app).
     pub kind: KindName,
     /// The object's name.
     pub name: String,
@@ -38,7 +38,11 @@ pub async fn run(
 /// Refuses kinds that cannot be deleted, saying what to do instead.
 pub fn check(kind: KindName) -> anyhow::Result<()> {
     match kind {
-        KindName::Cluster | KindName::Environment | KindName::Application => Ok(()),
+        KindName::User
+        | KindName::Team
+        | KindName::Cluster
+        | KindName::Environment
+        | KindName::Application => Ok(()),
         KindName::Release => anyhow::bail!(
             "releases cannot be deleted: they are the immutable history that rollbacks go back to"
         ),

@@ -5,7 +5,7 @@ use std::{io::Write, process::ExitCode};
 
 use berth_core::{
     ObjectMeta,
-    objects::{Application, Cluster, Deployment, Environment, Event, Release},
+    objects::{Application, Cluster, Deployment, Environment, Event, Release, Team, User},
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -29,7 +29,7 @@ const RECENT: usize = 10;
 /// Arguments of `berth describe`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DescribeArgs {
-    /// Kind: cluster, environment (env), application (app), release, deployment (deploy).
+    /// Kind: user, team, cluster, environment (env), application (app), release, deployment (deploy).
     pub kind: KindName,
     /// The object's name (releases: APP-NUMBER, or NUMBER with --app).
     pub name: String,
@@ -100,6 +100,8 @@ enum About {
         name: String,
         application: String,
     },
+    /// Events about one object of another kind.
+    Object(&'static str, String),
     Nothing,
 }
 
@@ -125,6 +127,12 @@ impl About {
                 name: d.metadata.name.clone(),
                 application: d.spec.application.clone(),
             }),
+            Found::Users(v) => v
+                .first()
+                .map_or(Self::Nothing, |u| Self::Object("User", u.metadata.name.clone())),
+            Found::Teams(v) => v
+                .first()
+                .map_or(Self::Nothing, |t| Self::Object("Team", t.metadata.name.clone())),
             Found::Events(_) => Self::Nothing,
         }
     }
@@ -145,7 +153,7 @@ impl About {
                 (ev.kind == "Environment" && ev.name == *n) || ev.environment.as_deref() == Some(n)
             }
             Self::Application(_) => true,
-            Self::Child { kind, name, .. } => ev.kind == *kind && ev.name == *name,
+            Self::Child { kind, name, .. } | Self::Object(kind, name) => ev.kind == *kind && ev.name == *name,
             Self::Nothing => false,
         }
     }
@@ -154,6 +162,8 @@ impl About {
 /// The description of the (first) object found.
 pub fn render(found: &Found, extras: &Extras, now: DateTime<Utc>) -> anyhow::Result<String> {
     let mut out = match found {
+        Found::Users(v) => v.first().map(|u| user(u, now)).transpose()?,
+        Found::Teams(v) => v.first().map(|t| team(t, now)).transpose()?,
         Found::Clusters(v) => v.first().map(|c| cluster(c, now)).transpose()?,
         Found::Environments(v) => v.first().map(|e| environment(e, now)).transpose()?,
         Found::Applications(v) => v.first().map(|a| application(a, extras, now)).transpose()?,
@@ -220,6 +230,18 @@ fn cluster(c: &Cluster, now: DateTime<Utc>) -> anyhow::Result<String> {
     if let Some(t) = s.last_transition_time {
         out.push_str(&format!("  since:     {} ago\n", output::age(Some(t), now)));
     }
+    Ok(out)
+}
+
+fn user(u: &User, now: DateTime<Utc>) -> anyhow::Result<String> {
+    let mut out = header("User", &u.metadata, now);
+    out.push_str(&spec(&u.spec)?);
+    Ok(out)
+}
+
+fn team(t: &Team, now: DateTime<Utc>) -> anyhow::Result<String> {
+    let mut out = header("Team", &t.metadata, now);
+    out.push_str(&spec(&t.spec)?);
     Ok(out)
 }
 
@@ -350,6 +372,7 @@ mod tests {
             unhealthyThreshold: 3
           replicas: 2
           resources: {}
+          team: default
         Status:
           qa
             release:     4

@@ -9,7 +9,7 @@ use std::{io::Write, process::ExitCode};
 use anyhow::Context;
 use berth_core::{
     API_VERSION,
-    objects::{Application, Cluster, Deployment, Environment, Event, Release},
+    objects::{Application, Cluster, Deployment, Environment, Event, Release, Team, User},
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -25,7 +25,7 @@ use crate::{
 /// Arguments of `berth get`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GetArgs {
-    /// Kind: cluster(s), environment(s)/env, application(s)/app, release(s), deployment(s)/deploy, event(s).
+    /// Kind: user(s), team(s), cluster(s), environment(s)/env, application(s)/app, release(s), deployment(s)/deploy, event(s).
     pub kind: KindName,
     /// One object's name (releases: APP-NUMBER, or NUMBER with --app); all when left out.
     pub name: Option<String>,
@@ -43,6 +43,10 @@ pub struct GetArgs {
 /// Objects of one kind, as the server returned them.
 #[derive(Debug, Clone)]
 pub enum Found {
+    /// Users.
+    Users(Vec<User>),
+    /// Teams.
+    Teams(Vec<Team>),
     /// Clusters.
     Clusters(Vec<Cluster>),
     /// Environments.
@@ -60,6 +64,8 @@ pub enum Found {
 impl Found {
     fn kind(&self) -> KindName {
         match self {
+            Self::Users(_) => KindName::User,
+            Self::Teams(_) => KindName::Team,
             Self::Clusters(_) => KindName::Cluster,
             Self::Environments(_) => KindName::Environment,
             Self::Applications(_) => KindName::Application,
@@ -71,6 +77,8 @@ impl Found {
 
     fn len(&self) -> usize {
         match self {
+            Self::Users(v) => v.len(),
+            Self::Teams(v) => v.len(),
             Self::Clusters(v) => v.len(),
             Self::Environments(v) => v.len(),
             Self::Applications(v) => v.len(),
@@ -87,6 +95,8 @@ impl Found {
                 .collect()
         }
         match self {
+            Self::Users(v) => all(v),
+            Self::Teams(v) => all(v),
             Self::Clusters(v) => all(v),
             Self::Environments(v) => all(v),
             Self::Applications(v) => all(v),
@@ -100,6 +110,8 @@ impl Found {
     #[must_use]
     pub fn table(&self, now: DateTime<Utc>) -> Table {
         match self {
+            Self::Users(v) => user_table(v, now),
+            Self::Teams(v) => team_table(v, now),
             Self::Clusters(v) => cluster_table(v, now),
             Self::Environments(v) => environment_table(v, now),
             Self::Applications(v) => application_table(v, now),
@@ -161,6 +173,8 @@ pub async fn fetch(client: &Client, args: &GetArgs) -> anyhow::Result<Found> {
             .with_context(|| format!("listing {}", segments.join("/")))
     };
     Ok(match kind {
+        KindName::User => Found::Users(typed(list(&["users"], vec![]).await?)?),
+        KindName::Team => Found::Teams(typed(list(&["teams"], vec![]).await?)?),
         KindName::Cluster => Found::Clusters(typed(list(&["clusters"], vec![]).await?)?),
         KindName::Environment => Found::Environments(typed(list(&["environments"], vec![]).await?)?),
         KindName::Application => Found::Applications(typed(list(&["applications"], vec![]).await?)?),
@@ -188,6 +202,8 @@ pub async fn fetch_one(
 ) -> anyhow::Result<Found> {
     let ctx = || format!("getting {kind}/{name}");
     Ok(match kind {
+        KindName::User => Found::Users(vec![client.get(&["users", name], &[]).await.with_context(ctx)?]),
+        KindName::Team => Found::Teams(vec![client.get(&["teams", name], &[]).await.with_context(ctx)?]),
         KindName::Cluster => Found::Clusters(vec![
             client.get(&["clusters", name], &[]).await.with_context(ctx)?,
         ]),
@@ -234,6 +250,44 @@ pub fn release_ref(name: &str, app: Option<&str>) -> anyhow::Result<(String, u64
             "'{name}' is not a release; name one as APP-NUMBER (web-3), or NUMBER with --app APP"
         ),
     }
+}
+
+/// NAME ADMIN DISPLAY-NAME AGE.
+#[must_use]
+pub fn user_table(users: &[User], now: DateTime<Utc>) -> Table {
+    let mut t = Table::new(&["NAME", "PLATFORM-ADMIN", "DISPLAY-NAME", "AGE"]);
+    for u in users {
+        t.row(vec![
+            u.metadata.name.clone(),
+            if u.spec.platform_admin { "yes" } else { "no" }.to_owned(),
+            u.spec.display_name.clone().unwrap_or_default(),
+            output::age(u.metadata.creation_timestamp, now),
+        ]);
+    }
+    t
+}
+
+/// NAME MEMBERS QUOTAS AGE.
+#[must_use]
+pub fn team_table(teams: &[Team], now: DateTime<Utc>) -> Table {
+    let mut t = Table::new(&["NAME", "MEMBERS", "QUOTAS", "AGE"]);
+    for team in teams {
+        let mut members: Vec<&str> = team.spec.members.iter().map(|m| m.user.as_str()).collect();
+        members.sort_unstable();
+        members.dedup();
+        let quotas: Vec<&str> = team.spec.quotas.keys().map(String::as_str).collect();
+        t.row(vec![
+            team.metadata.name.clone(),
+            members.len().to_string(),
+            if quotas.is_empty() {
+                "-".to_owned()
+            } else {
+                quotas.join(",")
+            },
+            output::age(team.metadata.creation_timestamp, now),
+        ]);
+    }
+    t
 }
 
 /// NAME RUNTIME DATACENTER PHASE AGE.

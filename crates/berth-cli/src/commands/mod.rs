@@ -3,15 +3,19 @@
 //! command can be driven in tests against an in-process server.
 
 pub mod apply;
+pub mod audit;
 pub mod build;
 pub mod delete;
 pub mod deploy;
 pub mod describe;
 pub mod events;
 pub mod get;
+pub mod login;
 pub mod promote;
 pub mod rollback;
+pub mod secret;
 pub mod status;
+pub mod token;
 
 use serde::Serialize;
 

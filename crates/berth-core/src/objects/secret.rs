@@ -35,7 +35,9 @@ pub struct Sealed {
 
 impl std::fmt::Debug for Sealed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealed").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("Sealed")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -136,16 +138,22 @@ pub fn validate_secret_refs(refs: &[SecretRef], base: &str, errors: &mut Errors)
             (Some(var), None) => {
                 if !is_variable_name(var) {
                     errors.push(
-                        FieldError::new(format!("{at}.env"), format!("'{var}' is not a valid variable name"))
-                            .hint("use letters, digits and '_', not starting with a digit"),
+                        FieldError::new(
+                            format!("{at}.env"),
+                            format!("'{var}' is not a valid variable name"),
+                        )
+                        .hint("use letters, digits and '_', not starting with a digit"),
                     );
                 }
             }
             (None, Some(path)) => {
                 if !path.starts_with('/') || path.ends_with('/') || path.split('/').any(|p| p == "..") {
                     errors.push(
-                        FieldError::new(format!("{at}.path"), format!("'{path}' is not an absolute file path"))
-                            .hint("use a path like /run/secrets/db-password, without '..'"),
+                        FieldError::new(
+                            format!("{at}.path"),
+                            format!("'{path}' is not an absolute file path"),
+                        )
+                        .hint("use a path like /run/secrets/db-password, without '..'"),
                     );
                 }
             }
@@ -156,7 +164,10 @@ pub fn validate_secret_refs(refs: &[SecretRef], base: &str, errors: &mut Errors)
         }
         let target = r.env.clone().or_else(|| r.path.clone()).unwrap_or_default();
         if !target.is_empty() && !targets.insert(target.clone()) {
-            errors.push(FieldError::new(at, format!("'{target}' is the target of two secrets")));
+            errors.push(FieldError::new(
+                at,
+                format!("'{target}' is the target of two secrets"),
+            ));
         }
     }
 }
@@ -220,7 +231,10 @@ mod tests {
 
     #[test]
     fn references_need_one_target() {
-        assert!(refs(serde_json::json!([{"name": "db", "env": "DB"}, {"name": "tls", "path": "/run/tls.pem"}])).is_empty());
+        assert!(
+            refs(serde_json::json!([{"name": "db", "env": "DB"}, {"name": "tls", "path": "/run/tls.pem"}]))
+                .is_empty()
+        );
         assert_eq!(
             refs(serde_json::json!([
                 {"name": "db"},

@@ -1,0 +1,433 @@
+//! Authorization of every request: the one table from API operation to the permission it
+//! needs ([`rule`]), and the middleware that enforces it ([`authorize`]).
+//!
+//! An operation missing from the table is refused (default deny), and a test checks that
+//! every operation of the OpenAPI document is in it. The decision itself is
+//! `berth_core::authz::decide`; this module only finds out which team and environment a
+//! request is about (from the path, the stored objects and, for deploys, the body).
+//!
+//! Lists (`GET /applications`, `/releases`, `/deployments`, `/events`) need only a valid
+//! token; they show only what the caller may read ([`Visibility`]).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::OnceLock,
+};
+
+use axum::{
+    Extension,
+    body::{Body, Bytes},
+    extract::{MatchedPath, Request, State},
+    http::Method,
+    middleware::Next,
+    response::Response,
+};
+use berth_core::{
+    authz::{Permission, Principal, decide},
+    objects::{ApplicationKind, DEFAULT_TEAM, DeploymentKind, EnvironmentKind, TeamKind},
+    repo,
+};
+use serde_json::Value;
+
+use crate::{
+    ApiState,
+    body::MAX_BODY,
+    error::{ApiError, Result},
+};
+
+/// What an operation needs, before the team and environment are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// A valid token, nothing more (the handler shows only what the caller may see).
+    SignedIn,
+    /// A platform administrator.
+    PlatformAdmin,
+    /// Read the team of the application named in the path.
+    ReadApplication,
+    /// Read the team of the deployment named in the path.
+    ReadDeployment,
+    /// Apply to the team of the application named in the path, and to the team the body
+    /// moves it to (`spec.team`), if any.
+    ApplyApplication,
+    /// Build the application named in the path.
+    BuildApplication,
+    /// Deploy the application named in the path to the environment named by this field
+    /// of the body.
+    DeployApplication {
+        /// The body field naming the target environment.
+        environment_field: &'static str,
+    },
+    /// Manage the team named in the path (a platform administrator creates teams).
+    ManageTeam,
+}
+
+/// The rule of each operation: method and path template under `/api/v1`. `None` for an
+/// operation this table does not know, which is then refused.
+#[must_use]
+pub fn rule(method: &Method, path: &str) -> Option<Rule> {
+    use Rule::*;
+    let read = *method == Method::GET;
+    Some(match (method.as_str(), path) {
+        // The platform: anyone signed in reads it, administrators change it.
+        (
+            _,
+            "/clusters"
+            | "/clusters/{name}"
+            | "/environments"
+            | "/environments/{name}"
+            | "/users"
+            | "/users/{name}",
+        ) => {
+            if read {
+                SignedIn
+            } else {
+                PlatformAdmin
+            }
+        }
+        ("GET", "/teams" | "/teams/{name}") => SignedIn,
+        ("POST" | "DELETE", "/teams" | "/teams/{name}") => PlatformAdmin,
+        ("PUT" | "PATCH", "/teams/{name}") => ManageTeam,
+        // Applications and what hangs off them.
+        ("GET", "/applications") => SignedIn,
+        ("POST", "/applications") => ApplyApplication,
+        (
+            "GET",
+            "/applications/{name}"
+            | "/applications/{name}/status"
+            | "/applications/{name}/releases"
+            | "/applications/{name}/releases/{number}"
+            | "/applications/{name}/secrets"
+            | "/applications/{name}/builds"
+            | "/applications/{name}/builds/{number}"
+            | "/applications/{name}/builds/{number}/log"
+            | "/applications/{name}/provenance",
+        ) => ReadApplication,
+        ("PUT" | "PATCH" | "DELETE", "/applications/{name}") => ApplyApplication,
+        ("POST", "/applications/{name}/releases") => ApplyApplication,
+        ("PUT" | "DELETE", "/applications/{name}/secrets/{secret}") => ApplyApplication,
+        ("POST", "/applications/{name}/builds") => BuildApplication,
+        ("POST", "/applications/{name}/deploy" | "/applications/{name}/rollback") => DeployApplication {
+            environment_field: "environment",
+        },
+        ("POST", "/applications/{name}/promote") => DeployApplication {
+            environment_field: "to",
+        },
+        ("GET", "/releases" | "/deployments" | "/builds" | "/events" | "/events/stream") => SignedIn,
+        ("GET", "/deployments/{name}") => ReadDeployment,
+        // Secrets key rotation and the audit log.
+        ("POST", "/secrets/rotate") => PlatformAdmin,
+        ("GET", "/audit" | "/audit/verify") => PlatformAdmin,
+        // One's own identity and tokens (handlers restrict to the caller's own unless
+        // the caller administers the platform).
+        ("GET", "/whoami" | "/tokens" | "/openapi.json") => SignedIn,
+        ("POST", "/tokens") | ("DELETE", "/tokens/{id}") => SignedIn,
+        _ => return None,
+    })
+}
+
+/// Middleware: refuses (403) a request whose operation is not in [`rule`] or whose caller
+/// lacks the permission the rule works out. Runs after authentication.
+pub async fn authorize(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+    matched: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Result<Response> {
+    let Some(matched) = matched else {
+        // No route matched: only the not-found fallback can answer.
+        return Ok(next.run(req).await);
+    };
+    let template = matched
+        .as_str()
+        .strip_prefix("/api/v1")
+        .unwrap_or(matched.as_str())
+        .to_owned();
+    let Some(rule) = rule(req.method(), &template) else {
+        let allowed = documented_methods(&template);
+        if !allowed.contains(&req.method().as_str()) {
+            // No such operation: what the router would answer, without reaching it.
+            return Err(ApiError::MethodNotAllowed {
+                allow: allowed.join(", "),
+            });
+        }
+        tracing::warn!(method = %req.method(), path = %template, "operation has no permission rule");
+        return Err(ApiError::Unmapped {
+            method: req.method().to_string(),
+            path: template,
+        });
+    };
+    let name = path_segment(req.uri().path(), &template, "{name}");
+    let (req, permissions) = match rule {
+        Rule::SignedIn => (req, vec![Permission::ReadPlatform]),
+        Rule::PlatformAdmin => (req, vec![Permission::AdministerPlatform]),
+        Rule::ManageTeam => {
+            let exists = match &name {
+                Some(n) => repo::get::<TeamKind>(state.store.as_ref(), n).await?.is_some(),
+                None => false,
+            };
+            let p = match (exists, name) {
+                (true, Some(team)) => Permission::ManageTeam { team },
+                _ => Permission::AdministerPlatform,
+            };
+            (req, vec![p])
+        }
+        Rule::ReadApplication => {
+            let team = app_team(&state, name.as_deref()).await?;
+            (
+                req,
+                team.map(|team| Permission::Read { team }).into_iter().collect(),
+            )
+        }
+        Rule::ReadDeployment => {
+            let app = match &name {
+                Some(n) => repo::get::<DeploymentKind>(state.store.as_ref(), n)
+                    .await?
+                    .map(|d| d.spec.application),
+                None => None,
+            };
+            let team = app_team(&state, app.as_deref()).await?;
+            (
+                req,
+                team.map(|team| Permission::Read { team }).into_iter().collect(),
+            )
+        }
+        Rule::BuildApplication => {
+            let team = app_team(&state, name.as_deref()).await?;
+            (
+                req,
+                team.map(|team| Permission::Build { team }).into_iter().collect(),
+            )
+        }
+        Rule::ApplyApplication => {
+            let (req, body) = buffer(req).await?;
+            let mut teams = BTreeSet::new();
+            // The team it belongs to now…
+            teams.extend(app_team(&state, name.as_deref()).await?);
+            // …and the one the document puts it in: a whole document without a team
+            // puts it in the default team; a merge patch only moves it when it says so.
+            let moved_to = body.as_ref().and_then(body_team);
+            if matches!(template.as_str(), "/applications" | "/applications/{name}") {
+                match *req.method() {
+                    Method::POST | Method::PUT => {
+                        teams.insert(moved_to.unwrap_or_else(|| DEFAULT_TEAM.to_owned()));
+                    }
+                    Method::PATCH => teams.extend(moved_to),
+                    _ => {}
+                }
+            }
+            let permissions = teams.into_iter().map(|team| Permission::Apply { team }).collect();
+            (req, permissions)
+        }
+        Rule::DeployApplication { environment_field } => {
+            let (req, body) = buffer(req).await?;
+            let team = app_team(&state, name.as_deref()).await?;
+            let env = body
+                .as_ref()
+                .and_then(|b| b.get(environment_field))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let permission = match (team, env) {
+                (None, _) => None,
+                (Some(team), Some(environment)) => {
+                    let production = repo::get::<EnvironmentKind>(state.store.as_ref(), &environment)
+                        .await?
+                        .is_some_and(|e| e.spec.production);
+                    Some(Permission::Deploy {
+                        team,
+                        environment,
+                        production,
+                    })
+                }
+                // The body names no environment and will be refused as malformed; let
+                // anyone who may deploy somewhere in the team hear why.
+                (Some(team), None) => Some(Permission::Build { team }),
+            };
+            (req, permission.into_iter().collect())
+        }
+    };
+    for p in &permissions {
+        decide(&principal, p)?;
+    }
+    Ok(next.run(req).await)
+}
+
+/// The methods the OpenAPI document lists for a path template.
+fn documented_methods(template: &str) -> Vec<&'static str> {
+    static DOCUMENTED: OnceLock<BTreeMap<String, Vec<&'static str>>> = OnceLock::new();
+    let documented = DOCUMENTED.get_or_init(|| {
+        crate::openapi()
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(m, present)| present.then_some(m))
+                .collect();
+                (path.clone(), methods)
+            })
+            .collect()
+    });
+    documented.get(template).cloned().unwrap_or_default()
+}
+
+/// The value of `placeholder` in `path`, matched against `template` segment by segment.
+fn path_segment(path: &str, template: &str, placeholder: &str) -> Option<String> {
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    let index = template.split('/').position(|s| s == placeholder)?;
+    let raw = path.split('/').nth(index)?;
+    Some(percent_decode(raw))
+}
+
+/// Decodes `%XX` escapes of a path segment (what axum's `Path` extractor does).
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The team of application `name`, when it exists (a missing application is the
+/// handler's 404 to give).
+async fn app_team(state: &ApiState, name: Option<&str>) -> Result<Option<String>> {
+    let Some(name) = name else { return Ok(None) };
+    Ok(repo::get::<ApplicationKind>(state.store.as_ref(), name)
+        .await?
+        .map(|a| a.spec.team))
+}
+
+/// The team a body asks for: `spec.team` of a document or of a merge patch.
+fn body_team(body: &Value) -> Option<String> {
+    body.pointer("/spec/team")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Reads the body (up to the limit) to look into it, and puts it back for the handler.
+/// A body that is not JSON is passed on as it is; the handler says what is wrong.
+async fn buffer(req: Request) -> Result<(Request, Option<Value>)> {
+    let (parts, body) = req.into_parts();
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::TooLarge { limit: MAX_BODY })?;
+    let value = serde_json::from_slice(&bytes).ok();
+    Ok((Request::from_parts(parts, Body::from(bytes)), value))
+}
+
+/// Which applications' objects a caller may see in lists.
+#[derive(Debug, Clone)]
+pub enum Visibility {
+    /// Everything (a platform administrator).
+    All,
+    /// Only these applications.
+    Applications(BTreeSet<String>),
+}
+
+impl Visibility {
+    /// What `principal` may see, given the stored applications.
+    pub async fn of(state: &ApiState, principal: &Principal) -> Result<Self> {
+        if principal.platform_admin {
+            return Ok(Self::All);
+        }
+        let apps = repo::list_all::<ApplicationKind>(state.store.as_ref(), None).await?;
+        Ok(Self::Applications(
+            apps.into_iter()
+                .filter(|a| principal.can_read(&a.spec.team))
+                .map(|a| a.metadata.name)
+                .collect(),
+        ))
+    }
+
+    /// Whether objects of `application` may be shown (objects of no application may).
+    #[must_use]
+    pub fn shows(&self, application: Option<&str>) -> bool {
+        match (self, application) {
+            (Self::All, _) | (_, None) => true,
+            (Self::Applications(apps), Some(app)) => apps.contains(app),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_of_the_document_has_a_rule() {
+        let doc = crate::openapi();
+        let mut missing = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                (Method::GET, item.get.is_some()),
+                (Method::PUT, item.put.is_some()),
+                (Method::POST, item.post.is_some()),
+                (Method::DELETE, item.delete.is_some()),
+                (Method::PATCH, item.patch.is_some()),
+                (Method::HEAD, item.head.is_some()),
+                (Method::OPTIONS, item.options.is_some()),
+                (Method::TRACE, item.trace.is_some()),
+            ];
+            for (method, present) in ops {
+                if present && rule(&method, path).is_none() {
+                    missing.push(format!("{method} {path}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "operations without a permission rule (add them to permissions::rule): {missing:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_operations_are_refused() {
+        assert_eq!(rule(&Method::GET, "/something-new"), None);
+        assert_eq!(rule(&Method::DELETE, "/events"), None);
+        assert_eq!(rule(&Method::POST, "/audit"), None);
+    }
+
+    #[test]
+    fn path_segments_are_found_and_decoded() {
+        assert_eq!(
+            path_segment(
+                "/api/v1/applications/web/deploy",
+                "/applications/{name}/deploy",
+                "{name}"
+            ),
+            Some("web".to_owned())
+        );
+        assert_eq!(
+            path_segment("/api/v1/applications/a%20b", "/applications/{name}", "{name}"),
+            Some("a b".to_owned())
+        );
+        assert_eq!(
+            path_segment("/api/v1/applications", "/applications", "{name}"),
+            None
+        );
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}

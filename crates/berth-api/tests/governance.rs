@@ -1,0 +1,867 @@
+//! Governance over real HTTP on loopback with a real SQLite store: the whole permission
+//! matrix (every role × every operation × production and non-production), tokens
+//! (expiry, revocation, shown once), visibility of lists, quotas, secrets that never
+//! come back, and the audit log with its verification.
+//!
+//! The registry is replaced by a resolver that pins every image to one digest: these
+//! tests are about who may do what, not about registries.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use async_trait::async_trait;
+use berth_api::{ApiState, Governance, RateLimit, auth};
+use berth_core::{
+    image::ImageRef,
+    ports::{BuildError, BuildRequest, BuildTicket, Builds, ImageResolver, LogChunk, ResolveError},
+};
+use berth_secrets::Keyring;
+use berth_store::SqliteStore;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+/// Pins every image to [`DIGEST`].
+struct Pinned;
+
+#[async_trait]
+impl ImageResolver for Pinned {
+    async fn resolve(&self, _: &ImageRef) -> Result<String, ResolveError> {
+        Ok(DIGEST.to_owned())
+    }
+}
+
+/// Builds nothing: these tests only check who may ask for a build.
+struct NoBuilds;
+
+#[async_trait]
+impl Builds for NoBuilds {
+    async fn request(&self, request: BuildRequest) -> Result<BuildTicket, BuildError> {
+        Err(BuildError::NotFound {
+            kind: "Build",
+            name: request.application,
+        })
+    }
+    async fn log(&self, name: &str, _: u64) -> Result<LogChunk, BuildError> {
+        Err(BuildError::NotFound {
+            kind: "Build",
+            name: name.to_owned(),
+        })
+    }
+    async fn wait_log(&self, _: &str, _: u64, _: std::time::Duration) {}
+}
+
+/// Who asks, in the order of the matrix's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Who {
+    PlatformAdmin,
+    TeamAdmin,
+    Releaser,
+    Developer,
+    Viewer,
+    Outsider,
+}
+
+const EVERYONE: [Who; 6] = [
+    Who::PlatformAdmin,
+    Who::TeamAdmin,
+    Who::Releaser,
+    Who::Developer,
+    Who::Viewer,
+    Who::Outsider,
+];
+
+impl Who {
+    fn user(self) -> &'static str {
+        match self {
+            Self::PlatformAdmin => "admin",
+            Self::TeamAdmin => "tina",
+            Self::Releaser => "rita",
+            Self::Developer => "dev",
+            Self::Viewer => "vic",
+            Self::Outsider => "otto",
+        }
+    }
+}
+
+struct Api {
+    base: String,
+    http: Client,
+    tokens: BTreeMap<Who, String>,
+    dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn start() -> Self {
+        Self::start_with(RateLimit {
+            per_second: 1e6,
+            burst: 1_000_000,
+        })
+        .await
+    }
+
+    async fn start_with(limit: RateLimit) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("berth.db")).await.unwrap());
+        let admin = auth::ensure_bootstrap_token(store.as_ref())
+            .await
+            .unwrap()
+            .unwrap();
+        let state = ApiState {
+            store,
+            resolver: Arc::new(Pinned),
+            changed: Arc::new(Notify::new()),
+            domain: "localhost".into(),
+            router_port: None,
+            builds: Arc::new(NoBuilds),
+        };
+        let governance = Governance::new(Arc::new(Keyring::generate()), limit);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = berth_api::router_with(state, governance);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let mut api = Self {
+            base: format!("http://{addr}"),
+            http: Client::new(),
+            tokens: BTreeMap::from([(Who::PlatformAdmin, admin)]),
+            dir,
+        };
+        api.people().await;
+        api
+    }
+
+    async fn call_as(
+        &self,
+        who: Who,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call_with(&self.tokens[&who], method, path, body).await
+    }
+
+    async fn call_with(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        if res
+            .headers()
+            .get("content-type")
+            .is_some_and(|c| c.to_str().unwrap().starts_with("text/event-stream"))
+        {
+            return (status, Value::Null);
+        }
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(Who::PlatformAdmin, method, path, body).await
+    }
+
+    /// Users, their tokens, and team `pay` where each has its role.
+    async fn people(&mut self) {
+        for who in EVERYONE.into_iter().skip(1) {
+            let (s, _) = self
+                .admin(
+                    Method::PUT,
+                    &format!("/users/{}", who.user()),
+                    Some(user(who.user())),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED);
+            let (s, t) = self
+                .admin(
+                    Method::POST,
+                    "/tokens",
+                    Some(json!({"name": "test", "user": who.user()})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{t}");
+            self.tokens.insert(who, t["secret"].as_str().unwrap().to_owned());
+        }
+        self.fixture().await;
+    }
+
+    /// Puts back everything the matrix relies on (an allowed request may have deleted it).
+    async fn fixture(&self) {
+        let puts = [
+            ("/clusters/local", cluster()),
+            ("/environments/qa", environment("qa", false)),
+            ("/environments/production", environment("production", true)),
+            ("/teams/pay", team()),
+            ("/applications/web", application("web", "pay")),
+        ];
+        for (path, doc) in puts {
+            let (s, body) = self.admin(Method::PUT, path, Some(doc)).await;
+            assert!(s.is_success(), "{path}: {s} {body}");
+        }
+        if self
+            .admin(Method::GET, "/applications/web/releases/1", None)
+            .await
+            .0
+            == StatusCode::NOT_FOUND
+        {
+            let (s, b) = self
+                .admin(Method::POST, "/applications/web/releases", Some(json!({})))
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+        }
+        let (s, b) = self
+            .admin(
+                Method::PUT,
+                "/applications/web/secrets/db",
+                Some(json!({"value": "fixture"})),
+            )
+            .await;
+        assert!(s.is_success(), "{b}");
+        if self.admin(Method::GET, "/deployments/web-qa-1", None).await.0 == StatusCode::NOT_FOUND {
+            let (s, b) = self
+                .admin(
+                    Method::POST,
+                    "/applications/web/deploy",
+                    Some(json!({"environment": "qa", "release": 1})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+        }
+    }
+}
+
+fn user(name: &str) -> Value {
+    json!({"apiVersion": "berth.dev/v1", "kind": "User", "metadata": {"name": name}, "spec": {}})
+}
+
+fn cluster() -> Value {
+    json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "local"}, "spec": {}})
+}
+
+fn environment(name: &str, production: bool) -> Value {
+    json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": name},
+        "spec": {"clusters": [{"cluster": "local"}], "production": production}})
+}
+
+fn team() -> Value {
+    json!({"apiVersion": "berth.dev/v1", "kind": "Team", "metadata": {"name": "pay"}, "spec": {"members": [
+        {"user": "tina", "roles": ["admin"]},
+        {"user": "rita", "roles": ["releaser"]},
+        {"user": "dev", "roles": ["developer"]},
+        {"user": "vic", "roles": ["viewer"]},
+    ]}})
+}
+
+fn application(name: &str, team: &str) -> Value {
+    json!({"apiVersion": "berth.dev/v1", "kind": "Application", "metadata": {"name": name},
+        "spec": {"image": "127.0.0.1:5000/web:1", "team": team}})
+}
+
+/// One row of the matrix: an operation, and who may do it in a non-production and in a
+/// production environment (`ENV` in the path or body is replaced by the environment).
+struct Row {
+    method: Method,
+    path: &'static str,
+    body: Option<Value>,
+    allowed: fn(Who, bool) -> bool,
+}
+
+fn row(method: Method, path: &'static str, body: Option<Value>, allowed: fn(Who, bool) -> bool) -> Row {
+    Row {
+        method,
+        path,
+        body,
+        allowed,
+    }
+}
+
+fn everyone(_: Who, _: bool) -> bool {
+    true
+}
+fn platform_admin(w: Who, _: bool) -> bool {
+    w == Who::PlatformAdmin
+}
+fn team_admin(w: Who, _: bool) -> bool {
+    matches!(w, Who::PlatformAdmin | Who::TeamAdmin)
+}
+fn team_member(w: Who, _: bool) -> bool {
+    w != Who::Outsider
+}
+fn developer(w: Who, _: bool) -> bool {
+    matches!(w, Who::PlatformAdmin | Who::Developer)
+}
+fn builder(w: Who, _: bool) -> bool {
+    matches!(w, Who::PlatformAdmin | Who::Developer | Who::Releaser)
+}
+/// Deploys: developers outside production, releasers everywhere.
+fn deployer(w: Who, production: bool) -> bool {
+    match w {
+        Who::PlatformAdmin | Who::Releaser => true,
+        Who::Developer => !production,
+        _ => false,
+    }
+}
+
+fn matrix() -> Vec<Row> {
+    use Method as M;
+    let deploy = json!({"environment": "ENV", "release": 1});
+    vec![
+        row(M::GET, "/clusters", None, everyone),
+        row(M::POST, "/clusters", Some(cluster()), platform_admin),
+        row(M::GET, "/clusters/local", None, everyone),
+        row(M::PUT, "/clusters/local", Some(cluster()), platform_admin),
+        row(M::PATCH, "/clusters/local", Some(json!({})), platform_admin),
+        row(M::DELETE, "/clusters/local", None, platform_admin),
+        row(M::GET, "/environments", None, everyone),
+        row(
+            M::POST,
+            "/environments",
+            Some(environment("ENV", false)),
+            platform_admin,
+        ),
+        row(M::GET, "/environments/ENV", None, everyone),
+        row(
+            M::PUT,
+            "/environments/qa",
+            Some(environment("qa", false)),
+            platform_admin,
+        ),
+        row(M::PATCH, "/environments/ENV", Some(json!({})), platform_admin),
+        row(M::DELETE, "/environments/ENV", None, platform_admin),
+        row(M::GET, "/users", None, everyone),
+        row(M::POST, "/users", Some(user("vic")), platform_admin),
+        row(M::GET, "/users/vic", None, everyone),
+        row(M::PUT, "/users/vic", Some(user("vic")), platform_admin),
+        row(M::PATCH, "/users/vic", Some(json!({})), platform_admin),
+        row(M::DELETE, "/users/nobody", None, platform_admin),
+        row(M::GET, "/teams", None, everyone),
+        row(M::POST, "/teams", Some(team()), platform_admin),
+        row(M::GET, "/teams/pay", None, everyone),
+        row(M::PUT, "/teams/pay", Some(team()), team_admin),
+        row(M::PATCH, "/teams/pay", Some(json!({})), team_admin),
+        row(M::DELETE, "/teams/pay", None, platform_admin),
+        row(M::GET, "/applications", None, everyone),
+        row(
+            M::POST,
+            "/applications",
+            Some(application("web", "pay")),
+            developer,
+        ),
+        row(M::GET, "/applications/web", None, team_member),
+        row(
+            M::PUT,
+            "/applications/web",
+            Some(application("web", "pay")),
+            developer,
+        ),
+        row(M::PATCH, "/applications/web", Some(json!({})), developer),
+        row(M::DELETE, "/applications/web", None, developer),
+        row(M::GET, "/applications/web/status", None, team_member),
+        row(M::GET, "/applications/web/releases", None, team_member),
+        row(M::POST, "/applications/web/releases", Some(json!({})), developer),
+        row(M::GET, "/applications/web/releases/1", None, team_member),
+        row(M::GET, "/applications/web/secrets", None, team_member),
+        row(
+            M::PUT,
+            "/applications/web/secrets/db",
+            Some(json!({"value": "v"})),
+            developer,
+        ),
+        row(M::DELETE, "/applications/web/secrets/db", None, developer),
+        row(
+            M::POST,
+            "/applications/web/deploy",
+            Some(deploy.clone()),
+            deployer,
+        ),
+        row(
+            M::POST,
+            "/applications/web/rollback",
+            Some(json!({"environment": "ENV"})),
+            deployer,
+        ),
+        row(M::GET, "/releases", None, everyone),
+        row(M::GET, "/deployments", None, everyone),
+        row(M::GET, "/deployments/web-qa-1", None, team_member),
+        row(M::GET, "/events", None, everyone),
+        row(M::GET, "/events/stream", None, everyone),
+        row(M::POST, "/secrets/rotate", None, platform_admin),
+        row(M::GET, "/audit", None, platform_admin),
+        row(M::GET, "/audit/verify", None, platform_admin),
+        row(M::GET, "/whoami", None, everyone),
+        row(M::GET, "/tokens", None, everyone),
+        row(M::POST, "/tokens", Some(json!({"name": "matrix"})), everyone),
+        row(M::DELETE, "/tokens/0000000000000000", None, everyone),
+        row(M::GET, "/openapi.json", None, everyone),
+    ]
+    .into_iter()
+    .chain(build_rows())
+    .collect()
+}
+
+/// Builds, promotion and provenance (another part of Berth): builds like deploys
+/// outside production, promotion like a deploy into the target environment.
+fn build_rows() -> Vec<Row> {
+    use Method as M;
+    vec![
+        row(M::POST, "/applications/web/builds", Some(json!({})), builder),
+        row(M::GET, "/applications/web/builds", None, team_member),
+        row(M::GET, "/applications/web/builds/1", None, team_member),
+        row(M::GET, "/applications/web/builds/1/log", None, team_member),
+        row(
+            M::POST,
+            "/applications/web/promote",
+            Some(json!({"from": "qa", "to": "ENV"})),
+            deployer,
+        ),
+        row(
+            M::GET,
+            "/applications/web/provenance?environment=ENV",
+            None,
+            team_member,
+        ),
+        row(M::GET, "/builds", None, everyone),
+    ]
+}
+
+fn substitute(value: &Value, env: &str) -> Value {
+    serde_json::from_str(&value.to_string().replace("ENV", env)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_permission_matrix() {
+    let api = Api::start().await;
+    let rows = matrix();
+
+    // The matrix covers every operation the API documents.
+    let doc = berth_api::openapi();
+    let covered: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_owned()))
+        .collect();
+    for (template, item) in &doc.paths.paths {
+        for (method, present) in [
+            ("GET", item.get.is_some()),
+            ("PUT", item.put.is_some()),
+            ("POST", item.post.is_some()),
+            ("DELETE", item.delete.is_some()),
+            ("PATCH", item.patch.is_some()),
+        ] {
+            if !present {
+                continue;
+            }
+            let hit = covered
+                .iter()
+                .any(|(m, p)| m == method && matches_template(template, p));
+            assert!(hit, "the matrix has no row for {method} {template}");
+        }
+    }
+
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for row in &rows {
+        let documented = doc.paths.paths.keys().any(|t| matches_template(t, row.path));
+        if !documented {
+            // An operation another part of Berth has not added yet.
+            continue;
+        }
+        for (env, production) in [("qa", false), ("production", true)] {
+            for who in EVERYONE {
+                api.fixture().await;
+                let path = row.path.replace("ENV", env);
+                let body = row.body.as_ref().map(|b| substitute(b, env));
+                let (status, problem) = api.call_as(who, row.method.clone(), &path, body).await;
+                let want = (row.allowed)(who, production);
+                let denied = status == StatusCode::FORBIDDEN;
+                checked += 1;
+                if status == StatusCode::UNAUTHORIZED || status.is_server_error() {
+                    failures.push(format!(
+                        "{who:?} {} {path} ({env}): {status} {problem}",
+                        row.method
+                    ));
+                } else if want == denied {
+                    failures.push(format!(
+                        "{who:?} {} {path} ({env}): wanted {}, got {status} {problem}",
+                        row.method,
+                        if want { "allowed" } else { "denied" }
+                    ));
+                } else if denied {
+                    let missing = problem["missingPermission"].as_str().unwrap_or_default();
+                    if missing.is_empty() || !problem["detail"].as_str().unwrap_or_default().contains(missing)
+                    {
+                        failures.push(format!(
+                            "{who:?} {} {path}: a 403 must name the permission: {problem}",
+                            row.method
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} checks failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(checked >= 600, "only {checked} checks ran");
+}
+
+/// Whether a concrete path (with `ENV`) is an instance of an OpenAPI path template.
+fn matches_template(template: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or(path);
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}')) || *p == "ENV")
+}
+
+#[tokio::test]
+async fn a_denial_names_what_is_missing_and_how_to_get_it() {
+    let api = Api::start().await;
+    let (status, p) = api
+        .call_as(
+            Who::Developer,
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "production", "release": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(p["missingPermission"], "deploy.production");
+    assert_eq!(p["type"], "https://berth.dev/problems/forbidden");
+    assert_eq!(
+        p["detail"],
+        "user 'dev' may not deploy applications of team 'pay' to production environment 'production' \
+         (deploy.production): that needs the releaser role in team 'pay' for environment 'production'"
+    );
+    // Moving an application into a team one has no role in is refused too.
+    let (status, p) = api
+        .call_as(
+            Who::Developer,
+            Method::PATCH,
+            "/applications/web",
+            Some(json!({"spec": {"team": "default"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, p["missingPermission"].as_str()),
+        (StatusCode::FORBIDDEN, Some("team.apply"))
+    );
+}
+
+#[tokio::test]
+async fn lists_show_only_what_the_caller_may_read() {
+    let api = Api::start().await;
+    let names = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, all) = api.call_as(Who::Viewer, Method::GET, "/applications", None).await;
+    assert_eq!(names(&all), ["web"]);
+    let (_, none) = api
+        .call_as(Who::Outsider, Method::GET, "/applications", None)
+        .await;
+    assert!(names(&none).is_empty());
+    for path in ["/releases", "/deployments", "/events?application=web"] {
+        let (s, v) = api.call_as(Who::Outsider, Method::GET, path, None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(v["items"].as_array().unwrap().is_empty(), "{path}: {v}");
+        let (_, v) = api.call_as(Who::Viewer, Method::GET, path, None).await;
+        assert!(!v["items"].as_array().unwrap().is_empty(), "{path}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_shown_once_expire_and_can_be_revoked() {
+    let api = Api::start().await;
+    let (s, who) = api.call_as(Who::Developer, Method::GET, "/whoami", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(who["user"], "dev");
+    assert_eq!(
+        who["roles"],
+        json!([{"team": "pay", "role": "developer", "environments": []}])
+    );
+
+    let (s, made) = api
+        .call_as(
+            Who::Developer,
+            Method::POST,
+            "/tokens",
+            Some(json!({"name": "laptop", "expiresInDays": 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    let id = made["token"]["id"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("berth_"));
+    assert!(made["token"]["expiresAt"].is_string());
+    assert_eq!(
+        api.call_with(&secret, Method::GET, "/whoami", None).await.0,
+        StatusCode::OK
+    );
+
+    // Lists never show a secret or its hash.
+    let (_, list) = api.call_as(Who::Developer, Method::GET, "/tokens", None).await;
+    let text = list.to_string();
+    assert!(text.contains(&id) && !text.contains(&secret) && !text.contains(&auth::hash_token(&secret)));
+    // Only one's own tokens, unless one administers the platform.
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let (s, _) = api
+        .call_as(Who::Developer, Method::GET, "/tokens?user=vic", None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = api
+        .call_as(
+            Who::Developer,
+            Method::POST,
+            "/tokens",
+            Some(json!({"name": "x", "user": "vic"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.call_as(Who::Viewer, Method::DELETE, &format!("/tokens/{id}"), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (s, revoked) = api
+        .call_as(Who::Developer, Method::DELETE, &format!("/tokens/{id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(revoked["revokedAt"].is_string());
+    let (s, p) = api.call_with(&secret, Method::GET, "/whoami", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
+
+    // Expiry: a token past its time is refused (set in the database, as time would).
+    let (_, made) = api
+        .call_as(
+            Who::Viewer,
+            Method::POST,
+            "/tokens",
+            Some(json!({"name": "short"})),
+        )
+        .await;
+    let short = made["secret"].as_str().unwrap().to_owned();
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", api.dir.path().join("berth.db").display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tokens SET expires_at = '2000-01-01T00:00:00Z' WHERE id = ?")
+        .bind(made["token"]["id"].as_str().unwrap())
+        .execute(&db)
+        .await
+        .unwrap();
+    let (s, p) = api.call_with(&short, Method::GET, "/whoami", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
+
+    // A deleted user's tokens die with it.
+    assert_eq!(
+        api.admin(Method::DELETE, "/users/vic", None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.call_as(Who::Viewer, Method::GET, "/whoami", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    api.admin(Method::PUT, "/users/vic", Some(user("vic"))).await;
+    assert_eq!(
+        api.call_as(Who::Viewer, Method::GET, "/whoami", None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "a new user of the same name does not inherit old tokens"
+    );
+    // The last platform administrator stays.
+    let (s, p) = api.admin(Method::DELETE, "/users/admin", None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{p}");
+}
+
+#[tokio::test]
+async fn quotas_refuse_deploys_that_do_not_fit() {
+    let api = Api::start().await;
+    let mut t = team();
+    t["spec"]["quotas"] = json!({"production": {"cpu": "1", "memory": "512Mi", "replicas": 4}});
+    assert!(api.admin(Method::PUT, "/teams/pay", Some(t)).await.0.is_success());
+    // Without limits the application's use cannot be counted.
+    let (s, p) = api
+        .call_as(
+            Who::Releaser,
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "production"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["type"], "https://berth.dev/problems/quota-exceeded");
+    let paths: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["spec.resources.cpu", "spec.resources.memory"]);
+
+    let mut app = application("web", "pay");
+    app["spec"]["resources"] = json!({"cpu": "300m", "memory": "128Mi"});
+    app["spec"]["replicas"] = json!(3);
+    assert!(
+        api.admin(Method::PUT, "/applications/web", Some(app))
+            .await
+            .0
+            .is_success()
+    );
+    let (s, d) = api
+        .call_as(
+            Who::Releaser,
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "production"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+
+    // A second application of the team: what is left is 100m, 128Mi, 1 replica.
+    let mut shop = application("shop", "pay");
+    shop["spec"]["resources"] = json!({"cpu": "200m", "memory": "128Mi"});
+    shop["spec"]["replicas"] = json!(2);
+    assert!(
+        api.admin(Method::PUT, "/applications/shop", Some(shop))
+            .await
+            .0
+            .is_success()
+    );
+    let (s, p) = api
+        .call_as(
+            Who::Releaser,
+            Method::POST,
+            "/applications/shop/deploy",
+            Some(json!({"environment": "production"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(
+            "cpu 400m requested + 900m in use by the team's other applications = 1300m, above the quota of 1"
+        ),
+        "{detail}"
+    );
+    assert!(detail.contains("replicas 2 requested + 3 in use"), "{detail}");
+    // Another environment has no quota.
+    let (s, _) = api
+        .call_as(
+            Who::Releaser,
+            Method::POST,
+            "/applications/shop/deploy",
+            Some(json!({"environment": "qa"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    let api = Api::start_with(RateLimit {
+        per_second: 1.0,
+        burst: 30,
+    })
+    .await;
+    let mut limited = None;
+    for _ in 0..40 {
+        let res = api
+            .http
+            .get(format!("{}/api/v1/whoami", api.base))
+            .bearer_auth(&api.tokens[&Who::Outsider])
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(res);
+            break;
+        }
+    }
+    let res = limited.expect("no 429 within 40 requests");
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    // Other tokens have their own budget.
+    assert_eq!(
+        api.call_as(Who::Viewer, Method::GET, "/whoami", None).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers() {
+    let api = Api::start().await;
+    for path in ["/healthz", "/api/v1/whoami", "/api/v1/nope"] {
+        let res = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .bearer_auth(&api.tokens[&Who::Viewer])
+            .send()
+            .await
+            .unwrap();
+        let h = res.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_records_every_change_and_verifies() {
+    let api = Api::start().await;
+    let (s, log) = api.admin(Method::GET, "/audit?actor=admin&kind=Team", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let items = log["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{log}");
+    assert_eq!(items[0]["name"], "pay");
+    assert_eq!(items[0]["operation"], "create");
+    assert!(items[0]["after"].as_str().unwrap().len() == 64);
+    api.call_as(
+        Who::Developer,
+        Method::PATCH,
+        "/applications/web",
+        Some(json!({"spec": {"replicas": 2}})),
+    )
+    .await;
+    let (_, log) = api.admin(Method::GET, "/audit?actor=dev", None).await;
+    let e = &log["items"][0];
+    assert_eq!(
+        (e["kind"].as_str(), e["name"].as_str(), e["operation"].as_str()),
+        (Some("Application"), Some("web"), Some("update"))
+    );
+    assert_ne!(e["before"], e["after"]);
+    let (s, v) = api.admin(Method::GET, "/audit/verify", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["entries"].as_u64().unwrap() > 10);
+}

@@ -1,0 +1,159 @@
+//! `berth audit [filters]` lists the audit log; `berth audit verify` checks its hash
+//! chain and exits non-zero when an entry was edited or deleted.
+
+use std::{io::Write, process::ExitCode};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::{client::Client, output::Table};
+
+/// Arguments of `berth audit`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuditArgs {
+    /// Check the log's hash chain instead of listing it.
+    #[command(subcommand)]
+    pub verify: Option<AuditVerb>,
+    /// Only changes by this user (`berth` for the platform itself).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only changes to objects of this kind, e.g. Application, Team, Token, Secret.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only changes to objects of this name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only changes made for this action, e.g. deploy, secret.set, token.revoke.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only changes at or after this time (RFC 3339, e.g. 2026-11-26T00:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<DateTime<Utc>>,
+    /// Only changes before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many entries, newest last.
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: usize,
+}
+
+/// What else `berth audit` does.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AuditVerb {
+    /// Check that no entry was edited or deleted; exits 1 naming every break.
+    Verify,
+}
+
+/// One entry of the log.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditEntry {
+    /// Position.
+    pub seq: u64,
+    /// When.
+    pub time: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// What was asked.
+    pub action: String,
+    /// create, update or delete.
+    pub operation: String,
+    /// Kind of the object.
+    pub kind: String,
+    /// Name of the object.
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditList {
+    items: Vec<AuditEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Head {
+    seq: u64,
+    hash: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Verification {
+    ok: bool,
+    entries: u64,
+    #[serde(default)]
+    head: Option<Head>,
+    #[serde(default)]
+    messages: Vec<String>,
+}
+
+/// Runs `berth audit`.
+pub async fn run(client: &Client, args: AuditArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
+    if args.verify.is_some() {
+        let v: Verification = client
+            .get(&["audit", "verify"], &[])
+            .await
+            .context("verifying the audit log")?;
+        if v.ok {
+            let head = v
+                .head
+                .map(|h| format!("; head {}:{}", h.seq, h.hash))
+                .unwrap_or_default();
+            writeln!(out, "audit log intact: {} entries{head}", v.entries)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        writeln!(out, "audit log TAMPERED ({} entries read):", v.entries)?;
+        for m in &v.messages {
+            writeln!(out, "  {m}")?;
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut query: Vec<(&str, String)> = Vec::new();
+    for (key, value) in [
+        ("actor", &args.actor),
+        ("kind", &args.kind),
+        ("name", &args.name),
+        ("action", &args.action),
+    ] {
+        if let Some(v) = value {
+            query.push((key, v.clone()));
+        }
+    }
+    for (key, value) in [("since", args.since), ("until", args.until)] {
+        if let Some(t) = value {
+            query.push((key, t.to_rfc3339()));
+        }
+    }
+    let mut entries: Vec<AuditEntry> = Vec::new();
+    loop {
+        let mut q = query.clone();
+        q.push(("after", entries.last().map_or(0, |e| e.seq).to_string()));
+        q.push(("limit", "1000".to_owned()));
+        let page: AuditList = client
+            .get(&["audit"], &q)
+            .await
+            .context("reading the audit log")?;
+        if page.items.is_empty() {
+            break;
+        }
+        entries.extend(page.items);
+    }
+    let skip = entries.len().saturating_sub(args.limit);
+    out.write_all(table(&entries[skip..]).render().as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SEQ TIME ACTOR ACTION OPERATION OBJECT.
+#[must_use]
+pub fn table(entries: &[AuditEntry]) -> Table {
+    let mut t = Table::new(&["SEQ", "TIME", "ACTOR", "ACTION", "OPERATION", "OBJECT"]);
+    for e in entries {
+        t.row(vec![
+            e.seq.to_string(),
+            e.time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            e.actor.clone(),
+            e.action.clone(),
+            e.operation.clone(),
+            format!("{}/{}", e.kind, e.name),
+        ]);
+    }
+    t
+}

@@ -1,0 +1,200 @@
+//! `berth secret set|list|delete|rotate`: an application's secrets.
+//!
+//! A value is read from a file or standard input, never from the command line (where
+//! shell history and `ps` would keep it). The server seals it before storing it and
+//! never sends it back: `list` shows names and versions.
+
+use std::{
+    io::{Read, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    client::Client,
+    output::{self, Table},
+};
+
+/// `berth secret …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SecretCommand {
+    /// Set a secret to a new version, from a file or standard input.
+    Set(SetArgs),
+    /// List an application's secrets: names and versions, never values.
+    List {
+        /// The application.
+        app: String,
+    },
+    /// Delete a secret the application no longer references.
+    Delete {
+        /// The application.
+        app: String,
+        /// The secret.
+        name: String,
+    },
+    /// Seal every secret again with the active key (after adding a new key to the key
+    /// file); platform administrators only.
+    Rotate,
+}
+
+/// Arguments of `berth secret set`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetArgs {
+    /// The application.
+    pub app: String,
+    /// The secret's name (reference it in the application's spec.secrets).
+    pub name: String,
+    /// Read the value from this file, byte for byte (default: standard input, without
+    /// its final newline).
+    #[arg(long, value_name = "PATH")]
+    pub from_file: Option<PathBuf>,
+}
+
+/// A secret as the server shows it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretInfo {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: u64,
+    /// Who set it.
+    pub updated_by: String,
+    /// When.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The key that seals it.
+    pub key_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct SecretList {
+    items: Vec<SecretInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Resealed {
+    key_id: String,
+    resealed: u64,
+    total: u64,
+}
+
+#[derive(Serialize)]
+struct Value<'a> {
+    value: &'a str,
+}
+
+/// Runs `berth secret …`, reading a value from `stdin` when needed.
+pub async fn run(
+    client: &Client,
+    command: SecretCommand,
+    stdin: &mut dyn Read,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    match command {
+        SecretCommand::Set(a) => {
+            let value = read_value(a.from_file.as_deref(), stdin)?;
+            let info: SecretInfo = client
+                .put(
+                    &["applications", &a.app, "secrets", &a.name],
+                    &Value { value: &value },
+                )
+                .await
+                .with_context(|| format!("setting secret {} of {}", a.name, a.app))?;
+            writeln!(
+                out,
+                "secret {} of {} is at version {}",
+                info.name, a.app, info.version
+            )?;
+        }
+        SecretCommand::List { app } => {
+            let list: SecretList = client
+                .get(&["applications", &app, "secrets"], &[])
+                .await
+                .with_context(|| format!("listing the secrets of {app}"))?;
+            out.write_all(table(&list.items, Utc::now()).render().as_bytes())?;
+        }
+        SecretCommand::Delete { app, name } => {
+            client
+                .delete(&["applications", &app, "secrets", &name])
+                .await
+                .with_context(|| format!("deleting secret {name} of {app}"))?;
+            writeln!(out, "secret {name} of {app} deleted")?;
+        }
+        SecretCommand::Rotate => {
+            let r: Resealed = client
+                .post(&["secrets", "rotate"], &serde_json::json!({}))
+                .await
+                .context("sealing secrets with the active key")?;
+            writeln!(
+                out,
+                "{} of {} secret(s) sealed again; all are now under key {}",
+                r.resealed, r.total, r.key_id
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The value: a file's bytes as they are, or standard input without its final newline
+/// (what `echo` and a typed line add).
+fn read_value(file: Option<&std::path::Path>, stdin: &mut dyn Read) -> anyhow::Result<String> {
+    let value = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {} (secrets are UTF-8 text)", path.display()))?,
+        None => {
+            let mut text = String::new();
+            stdin
+                .read_to_string(&mut text)
+                .context("reading the secret from standard input")?;
+            let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+            trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned()
+        }
+    };
+    anyhow::ensure!(!value.is_empty(), "the secret is empty");
+    Ok(value)
+}
+
+/// NAME VERSION UPDATED-BY AGE KEY.
+#[must_use]
+pub fn table(secrets: &[SecretInfo], now: DateTime<Utc>) -> Table {
+    let mut t = Table::new(&["NAME", "VERSION", "UPDATED-BY", "AGE", "KEY"]);
+    for s in secrets {
+        t.row(vec![
+            s.name.clone(),
+            s.version.to_string(),
+            s.updated_by.clone(),
+            output::age(s.updated_at, now),
+            s.key_id.clone(),
+        ]);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_come_from_files_or_stdin() {
+        assert_eq!(read_value(None, &mut "s3cret\n".as_bytes()).unwrap(), "s3cret");
+        assert_eq!(read_value(None, &mut "a\r\n".as_bytes()).unwrap(), "a");
+        assert_eq!(
+            read_value(None, &mut "two\nlines\n\n".as_bytes()).unwrap(),
+            "two\nlines\n"
+        );
+        assert!(read_value(None, &mut "\n".as_bytes()).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pem");
+        std::fs::write(&f, "-----BEGIN-----\nx\n").unwrap();
+        assert_eq!(
+            read_value(Some(&f), &mut "ignored".as_bytes()).unwrap(),
+            "-----BEGIN-----\nx\n"
+        );
+    }
+}
