@@ -317,8 +317,8 @@ impl Registry {
     }
 
     /// Makes blob `digest` of `source` available in the repository of `target`: it is
-    /// there already (false), or is mounted across repositories of one registry, or
-    /// copied (true).
+    /// there already, or is mounted across repositories of one registry (no data moves),
+    /// or is downloaded and uploaded; returns whether it had to be uploaded.
     pub async fn copy_blob(
         &self,
         source: &Reference,
@@ -333,7 +333,7 @@ impl Registry {
             && self.client.mount_blob(target, source, digest).await.is_ok()
             && self.has_blob(target, digest, log).await?
         {
-            return Ok(true);
+            return Ok(false);
         }
         let data = self
             .retry(source, &format!("downloading {digest}"), log, || async move {
