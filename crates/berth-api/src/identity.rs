@@ -230,8 +230,20 @@ pub async fn list(state: &ApiState, principal: &Principal, params: TokenParams) 
     })
 }
 
-/// Revokes a token of the caller's (or, for platform administrators, anyone's).
-pub async fn revoke(state: &ApiState, principal: &Principal, id: &str) -> Result<TokenInfo> {
+/// Revokes a token of the caller's (or, for platform administrators, anyone's), but not
+/// the token of the request itself: that would lock the caller out mid-conversation.
+pub async fn revoke(
+    state: &ApiState,
+    principal: &Principal,
+    current: &CurrentToken,
+    id: &str,
+) -> Result<TokenInfo> {
+    if current.0.id == id {
+        return Err(ApiError::Conflict {
+            message: format!("token {id} is the token of this request"),
+            hint: "revoke it with another token (make one with POST /tokens)".to_owned(),
+        });
+    }
     let own = state
         .store
         .list_tokens(Some(&principal.user))

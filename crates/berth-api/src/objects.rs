@@ -68,6 +68,11 @@ pub trait Managed: Kind {
     fn on_delete(state: &ApiState, name: &str) -> impl Future<Output = Result<Vec<Write>>> + Send;
     /// Whether lists show only the objects of applications the caller may read.
     const SCOPED: bool = false;
+    /// Refuses a change `actor` may not make to `name` even with the permission for it
+    /// (`new` is `None` for a delete); by default none.
+    fn check_actor(_actor: &Actor, _name: &str, _new: Option<&Resource<Self>>) -> Result<()> {
+        Ok(())
+    }
     /// What else a delete does once committed.
     fn after_delete(
         _state: &ApiState,
@@ -202,6 +207,23 @@ impl Managed for TeamKind {
 }
 
 impl Managed for UserKind {
+    /// Nobody locks themselves out: a user cannot delete itself or give up its own
+    /// platform administration (another administrator can).
+    fn check_actor(actor: &Actor, name: &str, new: Option<&User>) -> Result<()> {
+        if actor.0 != name {
+            return Ok(());
+        }
+        let what = match new {
+            None => "delete yourself",
+            Some(u) if !u.spec.platform_admin => "give up your own platform administration",
+            Some(_) => return Ok(()),
+        };
+        Err(ApiError::Conflict {
+            message: format!("you cannot {what}"),
+            hint: "ask another platform administrator to do it".to_owned(),
+        })
+    }
+
     async fn check_references(state: &ApiState, user: &User) -> Result<()> {
         if !user.spec.platform_admin {
             refuse_removing_the_last_admin(state, user.name()).await?;
@@ -363,6 +385,7 @@ pub async fn put<K: Managed>(
     body: &Value,
 ) -> Result<(StatusCode, Json<Resource<K>>)> {
     let object = accept::<K>(body, Some(name))?;
+    K::check_actor(actor, name, Some(&object))?;
     K::check_references(state, &object).await?;
     let Some(current) = repo::get::<K>(state.store.as_ref(), name).await? else {
         if object.metadata.resource_version.is_some() {
@@ -437,6 +460,7 @@ pub async fn patch<K: Managed>(
 /// Deletes an object and whatever belongs to it, in one transaction.
 pub async fn delete<K: Managed>(state: &ApiState, actor: &Actor, name: &str) -> Result<Json<Resource<K>>> {
     let current = get::<K>(state, name).await?;
+    K::check_actor(actor, name, None)?;
     let mut writes = K::on_delete(state, name).await?;
     writes.push(repo::delete(&current));
     state

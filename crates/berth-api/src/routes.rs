@@ -74,21 +74,21 @@ impl Modify for Security {
     }
 }
 
-/// Answers every operation can give, whatever its handler: no token (401), a missing
-/// permission (403), too many requests (429). Added here, in one place, so that the
-/// document never contradicts the middleware.
-fn add_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
+/// Completes the generated document in one place, so that it never contradicts what the
+/// middleware and error mapping send: every operation may answer 401 (no valid token),
+/// 403 (a missing permission) and 429 (rate limit); every problem answer is
+/// `application/problem+json`; every event stream documents its events.
+fn complete_contract(openapi: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{
-        Ref,
+        Ref, RefOr,
+        content::Content,
         response::{Response, ResponseBuilder},
     };
+    const PROBLEM: &str = "application/problem+json";
     let problem = |description: &str| -> Response {
         ResponseBuilder::new()
             .description(description)
-            .content(
-                "application/problem+json",
-                utoipa::openapi::content::Content::new(Some(Ref::from_schema_name("Problem"))),
-            )
+            .content(PROBLEM, Content::new(Some(Ref::from_schema_name("Problem"))))
             .build()
     };
     let common = [
@@ -99,6 +99,7 @@ fn add_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
             "Too many requests with this token; retry after `Retry-After` seconds",
         ),
     ];
+    let is_problem = |content: &RefOr<Content>| matches!(content, RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem")));
     for item in openapi.paths.paths.values_mut() {
         for op in [
             &mut item.get,
@@ -115,8 +116,44 @@ fn add_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
                     .responses
                     .insert(status.to_owned(), problem(description).into());
             }
+            for response in op.responses.responses.values_mut() {
+                let RefOr::T(response) = response else { continue };
+                if let Some(json) = response.content.get("application/json")
+                    && is_problem(json)
+                    && let Some(content) = response.content.shift_remove("application/json")
+                {
+                    response.content.insert(PROBLEM.to_owned(), content);
+                }
+                if let Some(RefOr::T(stream)) = response.content.get_mut("text/event-stream") {
+                    stream.schema = Some(sse_event_schema());
+                }
+            }
         }
     }
+}
+
+/// One server-sent event as the streams send it (before OpenAPI 3.2, a stream's schema
+/// describes each event): `data` holds a JSON document as text.
+fn sse_event_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::{Type, schema::ObjectBuilder};
+    let text = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("A server-sent event"))
+        .property("id", text("Resume after this event with `Last-Event-ID`"))
+        .property("event", text("What the data is, e.g. `event` or `log`"))
+        .property("data", text("The payload: a JSON document as text"))
+        .property(
+            "retry",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some("Reconnect delay in ms")),
+        )
+        .into()
 }
 
 #[derive(OpenApi)]
@@ -444,13 +481,14 @@ async fn create_token(
 
 /// Revokes a token at once.
 #[utoipa::path(delete, path = "/tokens/{id}", tag = "governance", params(("id" = String, Path, description = "Token id")),
-    responses((status = 200, body = TokenInfo), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = TokenInfo), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn revoke_token(
     State(s): State<ApiState>,
     Extension(who): Extension<Principal>,
+    Extension(token): Extension<CurrentToken>,
     Path(id): Path<String>,
 ) -> Result<Json<TokenInfo>> {
-    Ok(Json(identity::revoke(&s, &who, &id).await?))
+    Ok(Json(identity::revoke(&s, &who, &token, &id).await?))
 }
 
 /// Lists an application's secrets: names and versions, never values.
@@ -520,7 +558,7 @@ async fn verify_audit(State(s): State<ApiState>) -> Result<Json<Verification>> {
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api_router().split_for_parts().1;
-    add_common_responses(&mut doc);
+    complete_contract(&mut doc);
     doc
 }
 
@@ -609,7 +647,7 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
 /// `/healthz` is open.
 pub fn router_with(state: ApiState, governance: Governance) -> Router {
     let (api, mut doc) = api_router().split_for_parts();
-    add_common_responses(&mut doc);
+    complete_contract(&mut doc);
     doc.servers = Some(vec![utoipa::openapi::Server::new("/api/v1")]);
     let doc = Arc::new(serde_json::to_string(&doc).unwrap_or_default());
     let api = api

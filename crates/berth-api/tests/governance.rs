@@ -691,9 +691,28 @@ async fn tokens_are_shown_once_expire_and_can_be_revoked() {
         StatusCode::UNAUTHORIZED,
         "a new user of the same name does not inherit old tokens"
     );
-    // The last platform administrator stays.
+    // Nobody locks themselves out: not the last platform administrator, not by deleting
+    // or demoting themselves, not by revoking the token they are talking with.
     let (s, p) = api.admin(Method::DELETE, "/users/admin", None).await;
     assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    let (s, p) = api
+        .admin(
+            Method::PATCH,
+            "/users/admin",
+            Some(json!({"spec": {"platformAdmin": false}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    let (_, me) = api.call_as(Who::Developer, Method::GET, "/whoami", None).await;
+    let own = me["token"]["id"].as_str().unwrap();
+    let (s, p) = api
+        .call_as(Who::Developer, Method::DELETE, &format!("/tokens/{own}"), None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    assert_eq!(
+        api.call_as(Who::Developer, Method::GET, "/whoami", None).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -864,4 +883,41 @@ async fn the_audit_log_records_every_change_and_verifies() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["ok"], true, "{v}");
     assert!(v["entries"].as_u64().unwrap() > 10);
+}
+
+#[test]
+fn the_document_describes_answers_as_they_are_sent() {
+    let doc = serde_json::to_value(berth_api::openapi()).unwrap();
+    let mut problems = 0;
+    let mut streams = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            for status in ["401", "403", "429"] {
+                assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+            }
+            for (status, r) in responses {
+                let content = r["content"].as_object().cloned().unwrap_or_default();
+                for (media, c) in &content {
+                    let is_problem = c["schema"]["$ref"] == "#/components/schemas/Problem";
+                    if is_problem {
+                        problems += 1;
+                        assert_eq!(media, "application/problem+json", "{method} {path} {status}");
+                    }
+                    if media == "text/event-stream" {
+                        streams += 1;
+                        assert_eq!(
+                            c["schema"]["type"], "object",
+                            "{method} {path}: events are objects"
+                        );
+                        assert_eq!(c["schema"]["properties"]["data"]["type"], "string");
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        problems > 100 && streams >= 2,
+        "{problems} problems, {streams} streams"
+    );
 }

@@ -193,13 +193,14 @@ impl std::fmt::Display for AuditProblem {
                 f,
                 "entry {seq} does not link to the entry before it (that entry was changed or replaced)"
             ),
-            Self::Truncated { last, head } => {
-                write!(
-                    f,
-                    "entries {} to {head} were deleted from the end of the log",
-                    last + 1
-                )
+            Self::Truncated { last, head } if last + 1 == *head => {
+                write!(f, "entry {head} was deleted from the end of the log")
             }
+            Self::Truncated { last, head } => write!(
+                f,
+                "entries {} to {head} were deleted from the end of the log",
+                last + 1
+            ),
             Self::HeadMismatch { seq } => write!(
                 f,
                 "the recorded head does not match entry {seq}: the newest entries were rewritten"
@@ -407,6 +408,10 @@ mod tests {
         first.remove(0);
         assert_eq!(verify(&first, h.clone()), ["entry 1 was deleted"]);
 
+        assert_eq!(
+            verify(&log[..5], h.clone()),
+            ["entry 6 was deleted from the end of the log"]
+        );
         let truncated = &log[..4];
         assert_eq!(
             verify(truncated, h.clone()),

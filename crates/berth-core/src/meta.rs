@@ -25,6 +25,7 @@ pub const API_VERSION: &str = "berth.dev/v1";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectMeta {
     /// Name, unique per kind: a DNS-1123 label.
+    #[schema(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length = 1, max_length = 253)]
     pub name: String,
     /// Free-form labels, e.g. `tier: web`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -211,8 +211,12 @@ pub trait Store: Send + Sync {
     async fn list_tokens(&self, subject: Option<&str>) -> Result<Vec<TokenRecord>, StoreError>;
     /// Revokes the token with public id `id` at `at`, audited as `change`; returns it as
     /// stored now. A token revoked before keeps its first revocation time.
-    async fn revoke_token(&self, id: &str, at: DateTime<Utc>, change: &Change)
-    -> Result<TokenRecord, StoreError>;
+    async fn revoke_token(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        change: &Change,
+    ) -> Result<TokenRecord, StoreError>;
     /// Reads audit entries in log order.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
     /// The newest audit entry as recorded beside the log.

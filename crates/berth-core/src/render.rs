@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::{
-    objects::{Autoscaling, ConfigFile, Deployment, Environment, HealthCheck, Release, SecretRef, SecretValue},
+    objects::{
+        Autoscaling, ConfigFile, Deployment, Environment, HealthCheck, Release, SecretRef, SecretValue,
+    },
     quantity,
     quota::NamespaceQuota,
 };
@@ -342,8 +344,20 @@ mod tests {
         .unwrap();
         let resolved = |version| {
             BTreeMap::from([
-                ("db".to_owned(), ResolvedSecret { version, value: SecretValue::new("s3cret".into()) }),
-                ("tls".to_owned(), ResolvedSecret { version: 1, value: SecretValue::new("PEM".into()) }),
+                (
+                    "db".to_owned(),
+                    ResolvedSecret {
+                        version,
+                        value: SecretValue::new("s3cret".into()),
+                    },
+                ),
+                (
+                    "tls".to_owned(),
+                    ResolvedSecret {
+                        version: 1,
+                        value: SecretValue::new("PEM".into()),
+                    },
+                ),
             ])
         };
         let mut w = base.clone();

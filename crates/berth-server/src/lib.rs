@@ -357,10 +357,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The most bollard may log: its `debug` events carry request bodies (secrets).
+const SECRET_SAFE_BOLLARD: &str = "bollard=info";
+
 /// Structured logs to stderr; `RUST_LOG` chooses what (default `info`).
+///
+/// bollard is held at `info` whatever `RUST_LOG` says: at `debug` it logs the bodies of
+/// Docker API requests and answers, and a container's create request holds its secret
+/// environment variables.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(SECRET_SAFE_BOLLARD.parse().unwrap_or_default());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

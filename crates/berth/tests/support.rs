@@ -25,9 +25,23 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// How to start a server beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// More flags for `berth server`.
+    pub args: Vec<String>,
+    /// Write the server's log (stderr) to this file instead of the test's stderr.
+    pub log: Option<PathBuf>,
+    /// `RUST_LOG` (default `warn`).
+    pub rust_log: Option<String>,
+    /// A CA certificate (PEM) the test's HTTP client trusts, for a server on TLS.
+    pub ca: Option<PathBuf>,
+}
+
 /// A running server.
 pub struct Berth {
     child: Option<Child>,
+    options: Options,
     pub api: String,
     pub router: String,
     pub token: String,
@@ -37,7 +51,17 @@ pub struct Berth {
     pub http: reqwest::Client,
 }
 
-fn spawn(data: &Path) -> (Child, String, String) {
+fn spawn(data: &Path, options: &Options) -> (Child, String, String) {
+    let stderr = match &options.log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap(),
+        ),
+        None => Stdio::inherit(),
+    };
     let mut child = Command::new(BIN)
         .args([
             "server",
@@ -50,44 +74,58 @@ fn spawn(data: &Path) -> (Child, String, String) {
         ])
         .arg("--data-dir")
         .arg(data)
-        .env("RUST_LOG", "warn")
+        .args(&options.args)
+        .env("RUST_LOG", options.rust_log.as_deref().unwrap_or("warn"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("berth server starts");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     loop {
         let line = lines.next().expect("server prints its addresses").unwrap();
-        if let Some(rest) = line.strip_prefix("berth API on http://") {
+        if let Some(rest) = line.strip_prefix("berth API on ") {
             let (api, router) = rest.split_once("  router on http://").unwrap();
             // Keep draining stdout so the server never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
-            return (child, format!("http://{api}"), router.trim().to_owned());
+            return (child, api.to_owned(), router.trim().to_owned());
         }
     }
 }
 
 impl Berth {
     pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    /// A server started with `options`.
+    pub async fn start_with(options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let (child, api, router) = spawn(&data);
+        let (child, api, router) = spawn(&data, &options);
         let token = std::fs::read_to_string(data.join("bootstrap-token"))
             .unwrap()
             .trim()
             .to_owned();
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let cluster = format!("e2e{}x{n}", std::process::id());
+        let http = match &options.ca {
+            Some(ca) => reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap())
+                .build()
+                .unwrap(),
+            None => reqwest::Client::new(),
+        };
         let berth = Self {
             child: Some(child),
+            options,
             api,
             router,
             token,
             cluster,
             data,
             _dir: dir,
-            http: reqwest::Client::new(),
+            http,
         };
         berth.wait_healthy().await;
         berth
@@ -109,7 +147,7 @@ impl Berth {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
-        let (child, api, router) = spawn(&self.data);
+        let (child, api, router) = spawn(&self.data, &self.options);
         self.child = Some(child);
         self.api = api;
         self.router = router;
@@ -132,15 +170,20 @@ impl Berth {
 
     /// Runs the CLI against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        self.cli_command(args).output().unwrap()
+    }
+
+    /// The CLI command for this server, to run with more settings (stdin, say).
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
             .args(args)
             .env("BERTH_SERVER", &self.api)
             .env("BERTH_TOKEN", &self.token)
             .env_remove("BERTH_CONFIG")
             .env("HOME", &self.data)
-            .env("XDG_CONFIG_HOME", &self.data)
-            .output()
-            .unwrap()
+            .env("XDG_CONFIG_HOME", &self.data);
+        command
     }
 
     /// A cluster of this test's own, an environment `qa` on it, and application `web`.
