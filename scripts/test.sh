@@ -11,6 +11,28 @@ export DOCKER_HOST=unix:///run/podman/podman.sock
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+
+# Every Kubernetes manifest the renderer makes for a fixture set must validate (strictly:
+# no unknown fields) against the official schemas of the oldest Kubernetes Berth
+# supports (1.33, k8s-openapi's v1_33) and the newest one kubernetes-validate ships.
+# The schemas come inside the PyPI package, so validation itself works offline.
+venv=target/kubernetes-validate-venv
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0'
+fi
+schemas=$("$venv/bin/python" -c 'import kubernetes_validate, os; print(os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema"))')
+newest=$(ls "$schemas" | sed -n 's/^v\([0-9.]*\)-local-strict$/\1/p' | sort -V | tail -1)
+cargo run -q -p berth-runtime-kube --example manifests -- target/rendered-manifests
+for version in 1.33.0 "$newest"; do
+  "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" target/rendered-manifests/*.yaml
+  echo "rendered manifests valid for Kubernetes $version"
+done
+
 # The TLS end-to-end test makes its certificates with openssl.
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
 

@@ -226,7 +226,12 @@ mod tests {
         let (status, change) = fail_stalled(&d, vec![], "prod: ProgressDeadlineExceeded", now);
         assert_eq!(status.phase, DeploymentPhase::Failed);
         assert_eq!(change.map(|c| c.phase), Some(DeploymentPhase::Failed));
-        assert!(status.message.unwrap_or_default().contains("ProgressDeadlineExceeded"));
+        assert!(
+            status
+                .message
+                .unwrap_or_default()
+                .contains("ProgressDeadlineExceeded")
+        );
         let done = dep(2, DeploymentPhase::Succeeded);
         assert_eq!(fail_stalled(&done, vec![], "x", now).1, None);
     }

@@ -69,12 +69,17 @@ fn element_key(element: &Value, keys: &[&str]) -> String {
     serde_json::to_string(&key).unwrap_or_default()
 }
 
-fn matches_key(element: &Value, key: &str) -> bool {
-    let Ok(Value::Object(wanted)) = serde_json::from_str::<Value>(key) else {
-        return false;
-    };
-    let keys: Vec<&str> = wanted.keys().map(String::as_str).collect();
-    element_key(element, &keys) == key
+/// The field names in a list-map key (`{"containerPort":8080,"protocol":"TCP"}`).
+fn key_names(key: &str) -> Vec<String> {
+    match serde_json::from_str::<Value>(key) {
+        Ok(Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn matches_key(element: &Value, names: &[String], key: &str) -> bool {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    !names.is_empty() && element_key(element, &names) == key
 }
 
 /// Top-level and metadata fields that no manager owns.
@@ -149,7 +154,10 @@ pub fn get<'a>(object: &'a Value, path: &[Step]) -> Option<&'a Value> {
     for step in path {
         at = match step {
             Step::Field(f) => at.get(f)?,
-            Step::Key(k) => at.as_array()?.iter().find(|e| matches_key(e, k))?,
+            Step::Key(k) => {
+                let names = key_names(k);
+                at.as_array()?.iter().find(|e| matches_key(e, &names, k))?
+            }
             Step::Value(v) => at.as_array()?.iter().find(|e| is_value(e, v))?,
         };
     }
@@ -170,9 +178,10 @@ pub fn remove(object: &mut Value, path: &[Step]) {
     for step in parent {
         let next = match step {
             Step::Field(f) => at.get_mut(f),
-            Step::Key(k) => at
-                .as_array_mut()
-                .and_then(|a| a.iter_mut().find(|e| matches_key(e, k))),
+            Step::Key(k) => at.as_array_mut().and_then(|a| {
+                let names = key_names(k);
+                a.iter_mut().find(|e| matches_key(e, &names, k))
+            }),
             Step::Value(v) => at
                 .as_array_mut()
                 .and_then(|a| a.iter_mut().find(|e| is_value(e, v))),
@@ -190,7 +199,8 @@ pub fn remove(object: &mut Value, path: &[Step]) {
         }
         Step::Key(k) => {
             if let Some(a) = at.as_array_mut() {
-                a.retain(|e| !matches_key(e, k));
+                let names = key_names(k);
+                a.retain(|e| !matches_key(e, &names, k));
             }
         }
         Step::Value(v) => {

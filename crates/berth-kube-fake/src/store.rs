@@ -369,13 +369,29 @@ fn apply_defaults(r: &ResourceType, object: &mut Value, ip: u32) {
     }
 }
 
-fn spec_of(object: &Value) -> Value {
-    let mut v = object.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
+/// Whether two objects differ outside `metadata` and `status` (what bumps generation).
+fn spec_differs(a: &Value, b: &Value) -> bool {
+    let rest = |v: &'_ Value| -> Vec<(String, Value)> {
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| *k != "metadata" && *k != "status")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => {
+            let keys =
+                |m: &Map<String, Value>| m.keys().filter(|k| *k != "metadata" && *k != "status").count();
+            keys(x) != keys(y)
+                || x.iter()
+                    .filter(|(k, _)| *k != "metadata" && *k != "status")
+                    .any(|(k, v)| y.get(k) != Some(v))
+        }
+        _ => rest(a) != rest(b),
     }
-    v
 }
 
 impl Store {
@@ -452,7 +468,7 @@ impl Store {
         let rt = &RESOURCES[r];
         let generation_changed = match old {
             None => true,
-            Some(o) => rt.generation && spec_of(o) != spec_of(&object),
+            Some(o) => rt.generation && spec_differs(o, &object),
         };
         if let Some(meta) = object["metadata"].as_object_mut() {
             meta.insert("resourceVersion".to_owned(), json!(rv.to_string()));
@@ -810,6 +826,9 @@ impl Store {
             })
             .collect();
         gone.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        // Only removals (and forced take-overs) can leave owned paths that no longer
+        // exist; a plain create or merge cannot, and checking every path is costly.
+        let needs_pruning = !gone.is_empty() || (force && !conflicts.is_empty());
         for p in gone {
             fields::remove(&mut object, p);
         }
@@ -825,7 +844,9 @@ impl Store {
             }
         }
         entry_mut(&mut entries, manager, "Apply", &rt.api_version()).fields = config_fields;
-        prune_entries(&mut entries, &object);
+        if needs_pruning {
+            prune_entries(&mut entries, &object);
+        }
         write_managed(&mut object, &entries);
         if let Some(o) = &old
             && *o == object

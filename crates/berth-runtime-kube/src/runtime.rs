@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  desired workloads ──render──▶ wanted objects (kind, namespace, name, hash)
-//!  LIST every kind, label app.kubernetes.io/managed-by=berth, 500 per page
+//!  LIST every kind, label app.kubernetes.io/managed-by=berth, 250 per page
 //!        │  per object: hash annotation differs → outdated (Berth wants something new)
 //!        │              same hash, fields differ → drifted (someone changed it)
 //!        │              not wanted, Berth's labels → prune
@@ -73,7 +73,7 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
             concurrency: 32,
-            page_size: 500,
+            page_size: 250,
             request_timeout: Duration::from_secs(10),
             retries: 3,
             pass_budget: Some(Duration::from_secs(15)),
@@ -115,6 +115,32 @@ enum Seen {
     Drifted(Vec<Difference>, Vec<String>),
 }
 
+/// What a pass keeps of an apply's answer (the rest of the object is skipped while
+/// parsing: thousands of answers go by in a pass).
+#[derive(serde::Deserialize)]
+struct Applied {
+    metadata: AppliedMeta,
+    #[serde(default)]
+    status: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AppliedMeta {
+    #[serde(default)]
+    resource_version: String,
+    #[serde(default)]
+    generation: Option<u64>,
+}
+
+/// One object as a pass judged it.
+enum Observed {
+    /// Berth wants it: how it stands, and the rollout if it is a Deployment.
+    Wanted(ObjKey, Seen, Option<(usize, Rollout)>),
+    /// Berth's, but no longer wanted.
+    Unwanted(ObjKey, WorkloadKey),
+}
+
 /// A request that failed.
 enum Failure {
     Kube(kube::Error),
@@ -123,6 +149,13 @@ enum Failure {
 
 /// A Kubernetes cluster as a [`ClusterRuntime`].
 pub struct KubeRuntime {
+    inner: Arc<Inner>,
+}
+
+/// The runtime's state, shared with the tasks a pass spawns: the reconciler polls every
+/// cluster from one task, so the CPU work of a pass (rendering, comparing, parsing) is
+/// spread over the runtime's threads by spawning the applies.
+struct Inner {
     name: String,
     access: Access,
     options: RuntimeOptions,
@@ -133,7 +166,7 @@ pub struct KubeRuntime {
     watches: Mutex<Vec<JoinHandle<()>>>,
 }
 
-impl Drop for KubeRuntime {
+impl Drop for Inner {
     fn drop(&mut self) {
         for w in self
             .watches
@@ -209,13 +242,15 @@ impl KubeRuntime {
             Access::Kubeconfig(Box::new(kc), spec.context.clone())
         };
         Ok(Self {
-            name: name.to_owned(),
-            access,
-            options,
-            client: tokio::sync::OnceCell::new(),
-            verified: Mutex::new(HashMap::new()),
-            changed: Arc::new(Notify::new()),
-            watches: Mutex::new(Vec::new()),
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                access,
+                options,
+                client: tokio::sync::OnceCell::new(),
+                verified: Mutex::new(HashMap::new()),
+                changed: Arc::new(Notify::new()),
+                watches: Mutex::new(Vec::new()),
+            }),
         })
     }
 
@@ -223,9 +258,11 @@ impl KubeRuntime {
     /// reconciler passes at once.
     #[must_use]
     pub fn changed(&self) -> Arc<Notify> {
-        self.changed.clone()
+        self.inner.changed.clone()
     }
+}
 
+impl Inner {
     async fn client(&self) -> Result<Client> {
         let client = self
             .client
@@ -303,6 +340,20 @@ impl KubeRuntime {
 
     async fn list_all(&self, client: &Client, path: &str, selector: &str) -> Result<Vec<Value>> {
         let mut out = Vec::new();
+        self.list_pages(client, path, selector, |page| out.extend(page))
+            .await?;
+        Ok(out)
+    }
+
+    /// Lists page by page, handing each page to `each`: memory stays at one page however
+    /// many objects there are.
+    async fn list_pages(
+        &self,
+        client: &Client,
+        path: &str,
+        selector: &str,
+        mut each: impl FnMut(Vec<Value>),
+    ) -> Result<()> {
         let mut token: Option<String> = None;
         loop {
             let mut lp = ListParams::default()
@@ -320,11 +371,93 @@ impl KubeRuntime {
                 .await
                 .map_err(|f| self.error(f))?;
             token = page.metadata.continue_.filter(|t| !t.is_empty());
-            out.extend(page.items);
+            each(page.items);
             if token.is_none() {
-                return Ok(out);
+                return Ok(());
             }
         }
+    }
+
+    /// What the objects of one kind on the cluster say, against what Berth wants.
+    async fn observe(
+        &self,
+        client: &Client,
+        kind: ObjectKind,
+        desired: &[Workload],
+        wanted: &BTreeMap<ObjKey, (usize, String)>,
+    ) -> Result<Vec<Observed>> {
+        let mut out = Vec::new();
+        let path = collection_path(kind, None);
+        self.list_pages(client, &path, MANAGED_SELECTOR, |page| {
+            out.extend(
+                page.iter()
+                    .filter_map(|obj| self.judge(kind, obj, desired, wanted)),
+            );
+        })
+        .await?;
+        Ok(out)
+    }
+
+    fn judge(
+        &self,
+        kind: ObjectKind,
+        obj: &Value,
+        desired: &[Workload],
+        wanted: &BTreeMap<ObjKey, (usize, String)>,
+    ) -> Option<Observed> {
+        let meta = &obj["metadata"];
+        let key = ObjKey {
+            kind,
+            namespace: meta["namespace"].as_str().unwrap_or_default().to_owned(),
+            name: meta["name"].as_str().unwrap_or_default().to_owned(),
+        };
+        let Some((i, hash)) = wanted.get(&key) else {
+            let labels = &meta["labels"];
+            // Only what carries Berth's ownership labels, never anything else.
+            if labels[MANAGED_BY] == "berth"
+                && let Some(app) = labels[APPLICATION].as_str()
+            {
+                let env = labels[ENVIRONMENT].as_str().unwrap_or_default().to_owned();
+                return Some(Observed::Unwanted(
+                    key,
+                    WorkloadKey {
+                        application: app.to_owned(),
+                        environment: env,
+                    },
+                ));
+            }
+            return None;
+        };
+        let w = &desired[*i];
+        let rv = meta["resourceVersion"].as_str().unwrap_or_default().to_owned();
+        let state = if meta["annotations"][APPLIED_HASH].as_str() != Some(hash.as_str()) {
+            Seen::Outdated
+        } else if lock(&self.verified)
+            .get(&key)
+            .is_some_and(|(v, h)| *v == rv && h == hash)
+        {
+            Seen::InSync
+        } else {
+            let diffs = render::manifest(w, kind)
+                .map(|m| diff::differences(&m.body, obj))
+                .unwrap_or_default();
+            if diffs.is_empty() {
+                lock(&self.verified).insert(key.clone(), (rv, hash.clone()));
+                Seen::InSync
+            } else {
+                let mut managers: Vec<String> = Vec::new();
+                for d in &diffs {
+                    for m in diff::managers_of(obj, &d.path) {
+                        if !managers.contains(&m) {
+                            managers.push(m);
+                        }
+                    }
+                }
+                Seen::Drifted(diffs, managers)
+            }
+        };
+        let rollout = (kind == ObjectKind::Deployment).then(|| (*i, status::rollout(w, obj)));
+        Some(Observed::Wanted(key, state, rollout))
     }
 
     async fn apply(
@@ -332,14 +465,14 @@ impl KubeRuntime {
         client: &Client,
         m: &render::Manifest,
         force: bool,
-    ) -> std::result::Result<Value, Failure> {
+    ) -> std::result::Result<Applied, Failure> {
         let ns = (!m.namespace.is_empty()).then_some(m.namespace.as_str());
         let mut pp = PatchParams::apply(FIELD_MANAGER);
         pp.force = force;
         let req = Request::new(collection_path(m.kind, ns))
             .patch(&m.name, &pp, &Patch::Apply(&m.body))
             .map_err(|e| Failure::Kube(kube::Error::BuildRequest(e)))?;
-        self.call(|| client.request::<Value>(clone_request(&req))).await
+        self.call(|| client.request::<Applied>(clone_request(&req))).await
     }
 
     fn start_watches(&self, client: &Client) {
@@ -377,7 +510,7 @@ impl KubeRuntime {
 
     /// One pass; see the module documentation.
     #[allow(clippy::too_many_lines)]
-    async fn pass(&self, desired: &[Workload]) -> Result<ClusterReport> {
+    async fn pass(self: &Arc<Self>, desired: &[Workload]) -> Result<ClusterReport> {
         let client = self.client().await?;
         self.start_watches(&client);
         let budget_end = self.options.pass_budget.map(|b| Instant::now() + b);
@@ -401,15 +534,15 @@ impl KubeRuntime {
             }
         }
 
-        // What is there.
+        // What is there, kind by kind, page by page.
         let kinds: Vec<ObjectKind> = ObjectKind::ALL
             .into_iter()
             .filter(|k| *k != ObjectKind::Namespace)
             .collect();
-        let lists = stream::iter(kinds.into_iter().map(|kind| {
+        let wanted_ref = &wanted;
+        let observations = stream::iter(kinds.into_iter().map(|kind| {
             let client = client.clone();
-            let path = collection_path(kind, None);
-            async move { (kind, self.list_all(&client, &path, MANAGED_SELECTOR).await) }
+            async move { self.observe(&client, kind, desired, wanted_ref).await }
         }))
         .buffer_unordered(3)
         .collect::<Vec<_>>()
@@ -428,63 +561,17 @@ impl KubeRuntime {
         let mut seen: HashMap<ObjKey, Seen> = HashMap::new();
         let mut rollouts: HashMap<usize, Rollout> = HashMap::new();
         let mut prune: Vec<(ObjKey, WorkloadKey)> = Vec::new();
-        for (kind, list) in lists {
-            for obj in list? {
-                let meta = &obj["metadata"];
-                let key = ObjKey {
-                    kind,
-                    namespace: meta["namespace"].as_str().unwrap_or_default().to_owned(),
-                    name: meta["name"].as_str().unwrap_or_default().to_owned(),
-                };
-                let Some((i, hash)) = wanted.get(&key) else {
-                    let labels = &meta["labels"];
-                    // Only what carries Berth's ownership labels, never anything else.
-                    if labels[MANAGED_BY] == "berth"
-                        && let Some(app) = labels[APPLICATION].as_str()
-                    {
-                        let env = labels[ENVIRONMENT].as_str().unwrap_or_default().to_owned();
-                        prune.push((
-                            key,
-                            WorkloadKey {
-                                application: app.to_owned(),
-                                environment: env,
-                            },
-                        ));
-                    }
-                    continue;
-                };
-                let w = &desired[*i];
-                let rv = meta["resourceVersion"].as_str().unwrap_or_default().to_owned();
-                let state = if meta["annotations"][APPLIED_HASH].as_str() != Some(hash.as_str()) {
-                    Seen::Outdated
-                } else if lock(&self.verified)
-                    .get(&key)
-                    .is_some_and(|(v, h)| *v == rv && h == hash)
-                {
-                    Seen::InSync
-                } else {
-                    let diffs = render::manifest(w, kind)
-                        .map(|m| diff::differences(&m.body, &obj))
-                        .unwrap_or_default();
-                    if diffs.is_empty() {
-                        lock(&self.verified).insert(key.clone(), (rv, hash.clone()));
-                        Seen::InSync
-                    } else {
-                        let mut managers: Vec<String> = Vec::new();
-                        for d in &diffs {
-                            for m in diff::managers_of(&obj, &d.path) {
-                                if !managers.contains(&m) {
-                                    managers.push(m);
-                                }
-                            }
+        for list in observations {
+            for o in list? {
+                match o {
+                    Observed::Wanted(key, state, rollout) => {
+                        if let Some((i, r)) = rollout {
+                            rollouts.insert(i, r);
                         }
-                        Seen::Drifted(diffs, managers)
+                        seen.insert(key, state);
                     }
-                };
-                if kind == ObjectKind::Deployment {
-                    rollouts.insert(*i, status::rollout(w, &obj));
+                    Observed::Unwanted(key, wk) => prune.push((key, wk)),
                 }
-                seen.insert(key, state);
             }
         }
 
@@ -531,20 +618,33 @@ impl KubeRuntime {
         }
         todo.sort_by_key(|(k, _, _)| k.kind);
         let results = stream::iter(todo.into_iter().map(|(key, i, state)| {
-            let client = client.clone();
-            async move {
+            // Each apply is its own task with its own copy of the workload, so that the
+            // rendering and parsing run on every thread the runtime has.
+            let (client, inner, w) = (client.clone(), self.clone(), desired[i].clone());
+            let task = async move {
                 if budget_end.is_some_and(|end| Instant::now() > end) {
                     return (key, i, state, None);
                 }
-                let w = &desired[i];
+                let w = &w;
                 let Some(m) = render::manifest(w, key.kind) else {
                     return (key, i, state, None);
                 };
-                let r = self.apply(&client, &m, w.force_conflicts).await;
-                (key, i, state, Some(r.map(|v| (v, m.hash))))
-            }
+                // Keep only what the report needs of the answer, not the whole object:
+                // thousands of applied objects must not stay in memory at once.
+                let r = inner.apply(&client, &m, w.force_conflicts).await.map(|a| {
+                    let rollout = (key.kind == ObjectKind::Deployment).then(|| {
+                        let d = serde_json::json!({"metadata": {"generation": a.metadata.generation},
+                            "status": a.status});
+                        status::rollout(w, &d)
+                    });
+                    (a.metadata.resource_version, rollout, m.hash)
+                });
+                (key, i, state, Some(r))
+            };
+            async move { tokio::spawn(task).await.ok() }
         }))
         .buffer_unordered(self.options.concurrency)
+        .filter_map(std::future::ready)
         .collect::<Vec<_>>()
         .await;
         let mut waiting: HashMap<usize, u32> = HashMap::new();
@@ -555,14 +655,10 @@ impl KubeRuntime {
                 continue;
             };
             match result {
-                Ok((obj, hash)) => {
-                    let rv = obj["metadata"]["resourceVersion"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
+                Ok((rv, rollout, hash)) => {
                     let before = lock(&self.verified).insert(key.clone(), (rv, hash.clone()));
-                    if key.kind == ObjectKind::Deployment {
-                        rollouts.insert(i, status::rollout(w, &obj));
+                    if let Some(r) = rollout {
+                        rollouts.insert(i, r);
                     }
                     match state {
                         Some(Seen::Drifted(diffs, managers)) => {
@@ -728,12 +824,13 @@ fn clone_request(req: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
 #[async_trait]
 impl ClusterRuntime for KubeRuntime {
     async fn version(&self) -> Result<String, RuntimeError> {
-        let client = self.client().await?;
-        let v = self
+        let this = &self.inner;
+        let client = this.client().await?;
+        let v = this
             .call(|| client.apiserver_version())
             .await
-            .map_err(|f| self.error(f))?;
-        let ready = self
+            .map_err(|f| this.error(f))?;
+        let ready = this
             .call(|| {
                 let req = http::Request::get("/readyz").body(Vec::new());
                 let client = client.clone();
@@ -743,9 +840,9 @@ impl ClusterRuntime for KubeRuntime {
                 }
             })
             .await
-            .map_err(|f| match self.error(f) {
+            .map_err(|f| match this.error(f) {
                 Error::Overloaded { message, .. } | Error::Api { message, .. } => Error::NotReady {
-                    cluster: self.name.clone(),
+                    cluster: this.name.clone(),
                     message,
                 },
                 e => e,
@@ -754,6 +851,6 @@ impl ClusterRuntime for KubeRuntime {
     }
 
     async fn reconcile(&self, desired: &[Workload]) -> Result<ClusterReport, RuntimeError> {
-        Ok(self.pass(desired).await?)
+        Ok(self.inner.pass(desired).await?)
     }
 }

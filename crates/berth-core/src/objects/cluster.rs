@@ -152,8 +152,11 @@ fn validate_kubernetes(spec: &ClusterSpec, errors: &mut Errors) {
                 .hint("set runtime: kubernetes, or remove spec.kubernetes"),
         ),
         (RuntimeKind::Kubernetes, None) => errors.push(
-            FieldError::new("spec.kubernetes", "a Kubernetes cluster needs a kubeconfig or inCluster: true")
-                .hint("add kubernetes: {kubeconfig: {path: /path/to/kubeconfig}, context: <name>}"),
+            FieldError::new(
+                "spec.kubernetes",
+                "a Kubernetes cluster needs a kubeconfig or inCluster: true",
+            )
+            .hint("add kubernetes: {kubeconfig: {path: /path/to/kubeconfig}, context: <name>}"),
         ),
         (RuntimeKind::Kubernetes, Some(k)) => {
             if spec.local.endpoint.is_some() {
@@ -170,10 +173,11 @@ fn validate_kubernetes(spec: &ClusterSpec, errors: &mut Errors) {
                     )
                     .hint("use either kubeconfig (and context) or inCluster: true"),
                 ),
-                (None, false) => errors.push(
-                    FieldError::new("spec.kubernetes.kubeconfig", "is missing")
-                        .hint("give {path: /path/to/kubeconfig} or {inline: <document>}, or set inCluster: true"),
-                ),
+                (None, false) => {
+                    errors.push(FieldError::new("spec.kubernetes.kubeconfig", "is missing").hint(
+                        "give {path: /path/to/kubeconfig} or {inline: <document>}, or set inCluster: true",
+                    ))
+                }
                 (None, true) if k.context.is_some() => errors.push(FieldError::new(
                     "spec.kubernetes.context",
                     "only applies to a kubeconfig, not to inCluster",
@@ -235,7 +239,10 @@ mod tests {
         );
         let cases = [
             (serde_json::json!({"runtime": "kubernetes"}), "spec.kubernetes"),
-            (serde_json::json!({"runtime": "kubernetes", "kubernetes": {}}), "spec.kubernetes.kubeconfig"),
+            (
+                serde_json::json!({"runtime": "kubernetes", "kubernetes": {}}),
+                "spec.kubernetes.kubeconfig",
+            ),
             (
                 serde_json::json!({"runtime": "kubernetes", "kubernetes": {"kubeconfig": {"path": "kube.yaml"}}}),
                 "spec.kubernetes.kubeconfig.path",
@@ -244,7 +251,10 @@ mod tests {
                 serde_json::json!({"runtime": "kubernetes", "kubernetes": {"inCluster": true, "kubeconfig": {"path": "/k"}}}),
                 "spec.kubernetes.inCluster",
             ),
-            (serde_json::json!({"kubernetes": {"inCluster": true}}), "spec.kubernetes"),
+            (
+                serde_json::json!({"kubernetes": {"inCluster": true}}),
+                "spec.kubernetes",
+            ),
         ];
         for (spec, path) in cases {
             assert_eq!(cluster(spec.clone()), Err(vec![path.to_owned()]), "{spec}");
