@@ -75,7 +75,9 @@ impl Default for RuntimeOptions {
             concurrency: 32,
             page_size: 250,
             request_timeout: Duration::from_secs(10),
-            retries: 3,
+            // With a 5 s connect timeout, three attempts at a silent server still end
+            // before the reconciler's 20 s limit on a pass.
+            retries: 2,
             pass_budget: Some(Duration::from_secs(15)),
             watch: true,
             pod_lookups: 20,

@@ -217,11 +217,20 @@ impl Reconciler {
             let name = cluster.name();
             match outcomes.get(name) {
                 Some(Some(Outcome::Report(report))) => {
-                    self.record_cluster(cluster, Ok(())).await?;
+                    // Ask for the version when the cluster comes (back) up: its status
+                    // says what answers (e.g. the Kubernetes release, after /readyz).
+                    let version = if cluster.status.phase != ClusterPhase::Ready
+                        || cluster.status.runtime_version.is_none()
+                    {
+                        self.version_of(name).await
+                    } else {
+                        None
+                    };
+                    self.record_cluster(cluster, Ok(()), version).await?;
                     reports.insert(name.to_owned(), report.clone());
                 }
                 Some(Some(Outcome::Unreachable(message))) => {
-                    self.record_cluster(cluster, Err(message.clone())).await?
+                    self.record_cluster(cluster, Err(message.clone()), None).await?
                 }
                 _ => {}
             }
@@ -291,10 +300,20 @@ impl Reconciler {
     }
 
     /// Updates a cluster's health, with backoff and jitter between failed attempts.
+    /// The version a cluster's runtime reports, if it answers within a few seconds.
+    async fn version_of(&self, name: &str) -> Option<String> {
+        let runtime = self.clusters.get(name)?.connected.as_ref().ok()?.runtime.clone();
+        match tokio::time::timeout(Duration::from_secs(5), runtime.version()).await {
+            Ok(Ok(v)) => Some(v),
+            _ => None,
+        }
+    }
+
     async fn record_cluster(
         &mut self,
         cluster: &Cluster,
         result: Result<(), String>,
+        version: Option<String>,
     ) -> Result<(), RepoError> {
         let Some(handle) = self.clusters.get_mut(cluster.name()) else {
             return Ok(());
@@ -323,7 +342,9 @@ impl Reconciler {
                 )
             }
         };
+        let new_version = version.is_some() && version != cluster.status.runtime_version;
         if cluster.status.phase == phase
+            && !new_version
             && (phase == ClusterPhase::Ready || cluster.status.consecutive_failures > 0)
         {
             return Ok(());
@@ -332,6 +353,13 @@ impl Reconciler {
         updated.status.phase = phase;
         updated.status.message = message.clone();
         updated.status.consecutive_failures = handle.failures;
+        if version.is_some() {
+            updated.status.runtime_version.clone_from(&version);
+        }
+        if cluster.status.phase == phase {
+            // Only the version is news: no transition, no event.
+            return self.commit(vec![repo::replace(&updated)?], Vec::new()).await;
+        }
         updated.status.last_transition_time = Some(self.clock.now());
         let event = match phase {
             ClusterPhase::Ready => NewEvent::normal(
@@ -339,7 +367,10 @@ impl Reconciler {
                 ClusterKind::KIND,
                 cluster.name(),
                 "berth",
-                format!("cluster {} answers", cluster.name()),
+                match &version {
+                    Some(v) => format!("cluster {} answers: {v}", cluster.name()),
+                    None => format!("cluster {} answers", cluster.name()),
+                },
             ),
             _ => NewEvent::warning(
                 "ClusterUnreachable",

@@ -152,6 +152,11 @@ async fn deploys_to_two_kubernetes_clusters_and_rolls_back_a_stalled_release() {
     }
     let (_, cluster) = api.call(Method::GET, "/clusters/dc2", None).await;
     assert_eq!(cluster["status"]["phase"], "Ready", "{cluster:#}");
+    let version = cluster["status"]["runtimeVersion"].as_str().unwrap_or_default();
+    assert!(
+        version.contains("v1.33") && version.contains("ok"),
+        "/version and /readyz: {cluster:#}"
+    );
 
     // Release 2 never becomes ready on dc2: Kubernetes reports ProgressDeadlineExceeded,
     // the deployment fails at once and the environment rolls back to release 1.
