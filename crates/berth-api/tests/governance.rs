@@ -921,3 +921,85 @@ fn the_document_describes_answers_as_they_are_sent() {
         "{problems} problems, {streams} streams"
     );
 }
+
+#[tokio::test]
+async fn rotating_the_key_seals_every_secret_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("berth.db")).await.unwrap());
+    let token = auth::ensure_bootstrap_token(store.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    let (old, new) = (berth_secrets::new_key_text(), berth_secrets::new_key_text());
+    // Two servers over one store: before the rotation (old key) and after (new key first).
+    let serve = |keys: String| {
+        let state = ApiState {
+            store: store.clone(),
+            resolver: Arc::new(Pinned),
+            changed: Arc::new(Notify::new()),
+            domain: "localhost".into(),
+            router_port: None,
+            builds: Arc::new(NoBuilds),
+        };
+        let keyring = Keyring::parse(&keys, "test keys").unwrap();
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+            let app = berth_api::router_with(state, Governance::new(Arc::new(keyring), RateLimit::default()));
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            base
+        }
+    };
+    let http = Client::new();
+    let call = |base: String, method: Method, path: &str, body: Option<Value>| {
+        let mut req = http.request(method, format!("{base}{path}")).bearer_auth(&token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let before = serve(old.to_string()).await;
+    let (s, _) = call(
+        before.clone(),
+        Method::PUT,
+        "/applications/web",
+        Some(application("web", "default")),
+    )
+    .await;
+    assert!(s.is_success());
+    let (s, set) = call(
+        before.clone(),
+        Method::PUT,
+        "/applications/web/secrets/db",
+        Some(json!({"value": "v1"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{set}");
+    let old_id = Keyring::parse(&old, "old").unwrap().active_id().to_owned();
+    assert_eq!(set["keyId"], old_id.as_str());
+
+    let after = serve(format!("{}\n{}", new.as_str(), old.as_str())).await;
+    let (s, r) = call(after.clone(), Method::POST, "/secrets/rotate", None).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let new_id = Keyring::parse(&new, "new").unwrap().active_id().to_owned();
+    assert_eq!(r, json!({"keyId": new_id, "resealed": 1, "total": 1}));
+    let (_, r) = call(after.clone(), Method::POST, "/secrets/rotate", None).await;
+    assert_eq!(r["resealed"], 0, "nothing left under the old key");
+    let (_, list) = call(after, Method::GET, "/applications/web/secrets", None).await;
+    assert_eq!(list["items"][0]["keyId"], new_id.as_str());
+    assert_eq!(list["items"][0]["version"], 1, "re-sealing is not a new version");
+
+    // The new key alone now opens it; the old key is no longer needed.
+    let stored = berth_core::repo::get::<berth_core::objects::SecretKind>(store.as_ref(), "web.db")
+        .await
+        .unwrap()
+        .unwrap();
+    let only_new = Keyring::parse(&new, "new").unwrap();
+    let value = only_new
+        .open(&stored.spec.sealed, &berth_secrets::secret_aad("web", "db", 1))
+        .unwrap();
+    assert_eq!(value.expose(), "v1");
+}
