@@ -115,6 +115,10 @@ enum Seen {
     InSync,
     Outdated,
     Drifted(Vec<Difference>, Vec<String>),
+    /// Applying it conflicted with another manager, and nothing changed since: the
+    /// conflict stands (reported again in the workload's message, not as a new notice,
+    /// and not applied again).
+    Conflicted(String),
 }
 
 /// What a pass keeps of an apply's answer (the rest of the object is skipped while
@@ -138,7 +142,7 @@ struct AppliedMeta {
 /// One object as a pass judged it.
 enum Observed {
     /// Berth wants it: how it stands, and the rollout if it is a Deployment.
-    Wanted(ObjKey, Seen, Option<(usize, Rollout)>),
+    Wanted(ObjKey, Seen, Option<(usize, Rollout)>, String),
     /// Berth's, but no longer wanted.
     Unwanted(ObjKey, WorkloadKey),
 }
@@ -164,6 +168,8 @@ struct Inner {
     client: tokio::sync::OnceCell<Client>,
     /// Objects known to match what Berth applied: key → (resourceVersion, hash).
     verified: Mutex<HashMap<ObjKey, (String, String)>>,
+    /// Objects whose apply conflicted: key → (resourceVersion, hash, what was reported).
+    conflicted: Mutex<HashMap<ObjKey, (String, String, String)>>,
     changed: Arc<Notify>,
     watches: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -250,6 +256,7 @@ impl KubeRuntime {
                 options,
                 client: tokio::sync::OnceCell::new(),
                 verified: Mutex::new(HashMap::new()),
+                conflicted: Mutex::new(HashMap::new()),
                 changed: Arc::new(Notify::new()),
                 watches: Mutex::new(Vec::new()),
             }),
@@ -432,7 +439,15 @@ impl Inner {
         };
         let w = &desired[*i];
         let rv = meta["resourceVersion"].as_str().unwrap_or_default().to_owned();
-        let state = if meta["annotations"][APPLIED_HASH].as_str() != Some(hash.as_str()) {
+        // A conflict stands while nothing changed: not the object, not what Berth wants,
+        // and the environment still does not force.
+        let standing = lock(&self.conflicted)
+            .get(&key)
+            .filter(|(v, h, _)| *v == rv && h == hash && !w.force_conflicts)
+            .map(|(_, _, m)| m.clone());
+        let state = if let Some(message) = standing {
+            Seen::Conflicted(message)
+        } else if meta["annotations"][APPLIED_HASH].as_str() != Some(hash.as_str()) {
             Seen::Outdated
         } else if lock(&self.verified)
             .get(&key)
@@ -444,7 +459,7 @@ impl Inner {
                 .map(|m| diff::differences(&m.body, obj))
                 .unwrap_or_default();
             if diffs.is_empty() {
-                lock(&self.verified).insert(key.clone(), (rv, hash.clone()));
+                lock(&self.verified).insert(key.clone(), (rv.clone(), hash.clone()));
                 Seen::InSync
             } else {
                 let mut managers: Vec<String> = Vec::new();
@@ -459,7 +474,7 @@ impl Inner {
             }
         };
         let rollout = (kind == ObjectKind::Deployment).then(|| (*i, status::rollout(w, obj)));
-        Some(Observed::Wanted(key, state, rollout))
+        Some(Observed::Wanted(key, state, rollout, rv))
     }
 
     async fn apply(
@@ -561,15 +576,17 @@ impl Inner {
             .collect();
 
         let mut seen: HashMap<ObjKey, Seen> = HashMap::new();
+        let mut observed_rv: HashMap<ObjKey, String> = HashMap::new();
         let mut rollouts: HashMap<usize, Rollout> = HashMap::new();
         let mut prune: Vec<(ObjKey, WorkloadKey)> = Vec::new();
         for list in observations {
             for o in list? {
                 match o {
-                    Observed::Wanted(key, state, rollout) => {
+                    Observed::Wanted(key, state, rollout, rv) => {
                         if let Some((i, r)) = rollout {
                             rollouts.insert(i, r);
                         }
+                        observed_rv.insert(key.clone(), rv);
                         seen.insert(key, state);
                     }
                     Observed::Unwanted(key, wk) => prune.push((key, wk)),
@@ -615,6 +632,7 @@ impl Inner {
         for (key, (i, _)) in &wanted {
             match seen.remove(key) {
                 Some(Seen::InSync) => {}
+                Some(Seen::Conflicted(message)) => problems.entry(*i).or_default().push(message),
                 other => todo.push((key.clone(), *i, other)),
             }
         }
@@ -658,6 +676,7 @@ impl Inner {
             };
             match result {
                 Ok((rv, rollout, hash)) => {
+                    lock(&self.conflicted).remove(&key);
                     let before = lock(&self.verified).insert(key.clone(), (rv, hash.clone()));
                     if let Some(r) = rollout {
                         rollouts.insert(i, r);
@@ -714,6 +733,9 @@ impl Inner {
                              Berth leaves them alone unless the environment sets rollout.forceConflicts: true"
                         );
                         notices.push(notice(w, true, "ApplyConflict", text.clone()));
+                        let rv = observed_rv.get(&key).cloned().unwrap_or_default();
+                        let hash = wanted.get(&key).map(|(_, h)| h.clone()).unwrap_or_default();
+                        lock(&self.conflicted).insert(key.clone(), (rv, hash, text.clone()));
                         problems.entry(i).or_default().push(text);
                         continue;
                     }

@@ -191,6 +191,26 @@ async fn drift_is_reverted_with_a_notice_and_conflicts_are_reported_unless_force
             .contains("forceConflicts")
     );
     assert_eq!(d.get("web").await.unwrap().spec.unwrap().replicas, Some(5));
+    // The conflict stands: the next pass says so again in the workload's message, but
+    // neither repeats the notice nor tries the write again.
+    if let Some(fake) = &h.fake {
+        fake.reset_requests();
+    }
+    let again = rt.reconcile(std::slice::from_ref(&w)).await.unwrap();
+    assert!(
+        !again.notices.iter().any(|n| n.reason == "ApplyConflict"),
+        "{again:?}"
+    );
+    assert!(
+        again.workloads[0]
+            .message
+            .clone()
+            .unwrap_or_default()
+            .contains("forceConflicts")
+    );
+    if let Some(fake) = &h.fake {
+        assert_eq!(fake.requests().writes(), 0, "{:?}", fake.requests());
+    }
 
     // With forceConflicts the change is reverted and the notice says what it was.
     w.force_conflicts = true;
