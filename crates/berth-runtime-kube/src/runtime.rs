@@ -832,6 +832,12 @@ impl Inner {
                 }
             })
             .collect();
+        tracing::debug!(
+            cluster = %self.name,
+            workloads = desired.len(),
+            notices = notices.len(),
+            "kubernetes pass done"
+        );
         Ok(ClusterReport { workloads, notices })
     }
 }
