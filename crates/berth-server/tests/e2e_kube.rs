@@ -193,3 +193,113 @@ async fn deploys_to_two_kubernetes_clusters_and_rolls_back_a_stalled_release() {
     );
     server.shutdown().await;
 }
+
+/// Removes the containers a local cluster of this test made, even when the test fails.
+struct LocalContainers(String);
+
+impl Drop for LocalContainers {
+    fn drop(&mut self) {
+        let filter = format!("label=berth.cluster={}", self.0);
+        let out = std::process::Command::new("podman")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output();
+        if let Ok(out) = out {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            if !ids.is_empty() {
+                let _ = std::process::Command::new("podman")
+                    .args(["rm", "-f", "-t", "0"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
+}
+
+/// An environment over a Kubernetes cluster and a local (Podman) one deploys to both.
+/// Needs Podman (`DOCKER_HOST`) and the local registry, like the local end-to-end tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_mixing_kubernetes_and_local_clusters_deploys_to_both() {
+    let kube = FakeCluster::start(FakeOptions {
+        ready_after: Duration::from_millis(100),
+        ..FakeOptions::default()
+    })
+    .await
+    .unwrap();
+    let local = format!("mix{}", std::process::id());
+    let _cleanup = LocalContainers(local.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cli = Cli::parse_from([
+        "berth",
+        "--listen",
+        "127.0.0.1:0",
+        "--router-listen",
+        "127.0.0.1:0",
+        "--insecure-registry",
+        "127.0.0.1:5000",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let server = berth_server::start(cli.args).await.unwrap();
+    let api = Api {
+        base: format!("http://{}", server.api_addr),
+        token: server.bootstrap_token.clone().unwrap(),
+        http: reqwest::Client::new(),
+    };
+    api.put(
+        "/clusters/k8s",
+        json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "k8s"},
+            "spec": {"runtime": "kubernetes", "datacenter": "east",
+                "kubernetes": {"kubeconfig": {"inline": kube.kubeconfig()}}}}),
+    )
+    .await;
+    api.put(
+        &format!("/clusters/{local}"),
+        json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": local},
+            "spec": {"datacenter": "west"}}),
+    )
+    .await;
+    api.put(
+        "/environments/qa",
+        json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "qa"},
+            "spec": {"clusters": [{"cluster": "k8s"}, {"cluster": local}],
+                "rollout": {"progressDeadlineSeconds": 60}}}),
+    )
+    .await;
+    api.put(
+        "/applications/web",
+        json!({"apiVersion": "berth.dev/v1", "kind": "Application", "metadata": {"name": "web"},
+            "spec": {"image": "127.0.0.1:5000/busybox:latest",
+                "command": ["httpd", "-f", "-p", "8080", "-h", "/www"],
+                "healthCheck": {"path": "/healthz"}, "replicas": 1, "resources": {"memory": "32Mi"},
+                "configFiles": [{"path": "/www/healthz", "content": "ok"}]}}),
+    )
+    .await;
+    let (s, d) = api
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{d}");
+    let name = d["metadata"]["name"].as_str().unwrap().to_owned();
+    let done = api.wait_phase(&name, "Succeeded", Duration::from_secs(60)).await;
+    let clusters: Vec<(String, u64)> = done["status"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["cluster"].as_str().unwrap_or_default().to_owned(),
+                c["ready"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(clusters, [("k8s".to_owned(), 1), (local.clone(), 1)], "{done:#}");
+    assert!(kube.object("deployments", "default-qa", "web").is_some());
+    server.shutdown().await;
+}
