@@ -60,7 +60,8 @@ examples=${FUZZ_EXAMPLES:-25}
 mkdir -p target/fuzz-report
 rm -f target/fuzz-report/events.ndjson
 set +e
-"$venv/bin/st" --no-color --config-file scripts/schemathesis.toml run "$api/api/v1/openapi.json" \
+# From target/fuzz-report, where schemathesis also keeps its own cache (.schemathesis).
+(cd target/fuzz-report && "../../$venv/bin/st" --no-color --config-file ../../scripts/schemathesis.toml run "$api/api/v1/openapi.json" \
   --url "$api/api/v1" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
@@ -70,7 +71,7 @@ set +e
   --request-timeout 10 \
   --seed 1 \
   --generation-database none \
-  --report ndjson --report-ndjson-path target/fuzz-report/events.ndjson
+  --report ndjson --report-ndjson-path events.ndjson)
 status=$?
 set -e
 
