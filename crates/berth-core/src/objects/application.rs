@@ -211,9 +211,10 @@ pub fn validate_application_spec(spec: &ApplicationSpec, base: &str, errors: &mu
             FieldError::new(format!("{base}.image"), e.to_string()).hint("e.g. 127.0.0.1:5000/team/web:1.0"),
         ),
         // A built image is pushed under a tag of Berth's choosing; a release pins it.
-        Ok(r) if base == "spec"
-            && spec.source.as_ref().is_some_and(|s| s.builder != Builder::Image)
-            && (r.tag.is_some() || r.digest.is_some()) =>
+        Ok(r)
+            if base == "spec"
+                && spec.source.as_ref().is_some_and(|s| s.builder != Builder::Image)
+                && (r.tag.is_some() || r.digest.is_some()) =>
         {
             errors.push(
                 FieldError::new(
@@ -450,7 +451,13 @@ mod tests {
             "qa": {"autoscaling": {"minReplicas": 4, "maxReplicas": 2}},
             "staging": {"autoscaling": {"maxReplicas": 3}}
         });
-        let paths: Vec<_> = app(j).validate().unwrap_err().errors.into_iter().map(|e| e.path).collect();
+        let paths: Vec<_> = app(j)
+            .validate()
+            .unwrap_err()
+            .errors
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
         assert_eq!(
             paths,
             [

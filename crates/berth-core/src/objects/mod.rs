@@ -1,24 +1,25 @@
 //! The kinds of object Berth stores, each a declarative document.
 
 mod application;
+mod build;
 mod cluster;
 mod deployment;
 mod environment;
 mod event;
 mod release;
-mod source;
-mod build;
 mod secret;
+mod source;
 mod team;
 mod user;
 
 pub use application::{
-    Autoscaling, Application, ApplicationKind, ApplicationSpec, ApplicationStatus, ConfigFile, EnvironmentOverride,
-    HealthCheck, Resources, validate_application_spec,
+    Application, ApplicationKind, ApplicationSpec, ApplicationStatus, Autoscaling, ConfigFile,
+    EnvironmentOverride, HealthCheck, Resources, validate_application_spec,
 };
+pub use build::{Build, BuildKind, BuildLayer, BuildPhase, BuildSpec, BuildStatus, build_name};
 pub use cluster::{
-    Cluster, ClusterKind, ClusterPhase, ClusterSpec, ClusterStatus, KubeconfigSource, KubernetesRuntime, LocalRuntime,
-    RuntimeKind,
+    Cluster, ClusterKind, ClusterPhase, ClusterSpec, ClusterStatus, KubeconfigSource, KubernetesRuntime,
+    LocalRuntime, RuntimeKind,
 };
 pub use deployment::{
     ClusterProgress, Deployment, DeploymentCause, DeploymentKind, DeploymentPhase, DeploymentSpec,
@@ -28,16 +29,13 @@ pub use environment::{
     Environment, EnvironmentKind, EnvironmentSpec, EnvironmentStatus, Placement, Policies, RolloutPolicy,
 };
 pub use event::{Event, EventType, NewEvent};
-pub use release::{
-    Promotion, Release, ReleaseKind, ReleaseOrigin, ReleaseSpec, ReleaseStatus, release_name,
+pub use release::{Promotion, Release, ReleaseKind, ReleaseOrigin, ReleaseSpec, ReleaseStatus, release_name};
+pub use secret::{
+    Sealed, Secret, SecretInfo, SecretKind, SecretRef, SecretSpec, SecretStatus, SecretValue,
+    secret_object_name, validate_secret_refs,
 };
 pub use source::{
     Builder, DEFAULT_JAVA_BASE, DEFAULT_REF, DockerfileBuilder, JavaBuilder, Source, validate_source,
-};
-pub use build::{Build, BuildKind, BuildLayer, BuildPhase, BuildSpec, BuildStatus, build_name};
-pub use secret::{
-    Sealed, Secret, SecretInfo, SecretKind, SecretRef, SecretSpec, SecretStatus, SecretValue, secret_object_name,
-    validate_secret_refs,
 };
 pub use team::{DEFAULT_TEAM, Member, Quota, Role, Team, TeamKind, TeamSpec, TeamStatus};
 pub use user::{BOOTSTRAP_ADMIN, User, UserKind, UserSpec, UserStatus};
