@@ -99,3 +99,119 @@ impl Governed {
             });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use berth_core::{
+        audit::Change,
+        objects::{
+            ApplicationSpec, Deployment, DeploymentSpec, Environment, EnvironmentSpec, Placement,
+            ReleaseOrigin, Secret, SecretSpec, TeamSpec,
+        },
+        render::render,
+    };
+    use berth_runtime_kube::render::{ObjectKind, manifests};
+    use berth_store::SqliteStore;
+
+    use super::*;
+
+    const IMAGE: &str =
+        "127.0.0.1:5000/web@sha256:0000000000000000000000000000000000000000000000000000000000000001";
+
+    /// A team quota and a sealed secret in the store come out, through the reconciler's
+    /// governance and the Kubernetes renderer, as ResourceQuota, LimitRange and Secret.
+    #[tokio::test]
+    async fn quotas_and_secrets_reach_the_workload_and_the_kubernetes_objects() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let keyring = Keyring::generate();
+        let team: Team = Team::new(
+            "pay",
+            serde_json::from_value::<TeamSpec>(serde_json::json!({
+                "quotas": {"production": {"cpu": "2", "memory": "1Gi", "replicas": 6}}
+            }))
+            .unwrap(),
+        );
+        let secret = Secret::new(
+            secret_object_name("web", "db"),
+            SecretSpec {
+                application: "web".into(),
+                name: "db".into(),
+                version: 3,
+                updated_by: "alice".into(),
+                sealed: keyring.seal("s3cret", &secret_aad("web", "db", 3)).unwrap(),
+            },
+        );
+        store
+            .commit_as(
+                &Change::new("t", "t"),
+                vec![repo::create(&secret).unwrap()],
+                vec![],
+            )
+            .await
+            .unwrap();
+        let template: ApplicationSpec = serde_json::from_value(serde_json::json!({
+            "image": IMAGE, "team": "pay", "resources": {"cpu": "250m", "memory": "128Mi"},
+            "secrets": [{"name": "db", "env": "DB_PASSWORD"}]
+        }))
+        .unwrap();
+        let release = Release::of("web", 1, template, ReleaseOrigin::default());
+        let env = Environment::new(
+            "production",
+            EnvironmentSpec {
+                clusters: vec![Placement {
+                    cluster: "prod".into(),
+                    weight: 1,
+                }],
+                ..EnvironmentSpec::default()
+            },
+        );
+        let deployment = Deployment::new(
+            "web-production-1",
+            DeploymentSpec {
+                application: "web".into(),
+                environment: "production".into(),
+                release: 1,
+                number: 1,
+                cause: Default::default(),
+                requested_by: None,
+            },
+        );
+        let teams = HashMap::from([("pay".to_owned(), team)]);
+        let governed = Governed::resolve(&store, Some(&keyring), &release, "production", &teams)
+            .await
+            .unwrap();
+        let mut w = render(&release, &deployment, &env, "prod", "localhost");
+        governed.apply(&mut w);
+
+        assert_eq!(w.namespace, "pay-production");
+        assert_eq!(w.secret_env["DB_PASSWORD"].expose(), "s3cret");
+        assert_eq!(w.secret_versions["db"], 3);
+        let quota = w.quota.as_ref().unwrap();
+        assert_eq!(quota.namespace, "pay-production");
+        assert_eq!(
+            (quota.limits.cpu_millis, quota.limits.replicas),
+            (Some(2000), Some(6))
+        );
+
+        let objects = manifests(&w);
+        let of = |kind| objects.iter().find(|m| m.kind == kind).unwrap();
+        let rq = of(ObjectKind::ResourceQuota);
+        assert_eq!(rq.namespace, "pay-production");
+        assert_eq!(rq.body["spec"]["hard"]["limits.cpu"], "2");
+        assert_eq!(rq.body["spec"]["hard"]["pods"], "6");
+        assert_eq!(
+            of(ObjectKind::LimitRange).body["spec"]["limits"][0]["max"]["memory"],
+            "1073741824"
+        );
+        assert!(of(ObjectKind::Secret).body["data"].is_object());
+
+        // Another environment has no quota: no quota objects.
+        let governed = Governed::resolve(&store, Some(&keyring), &release, "qa", &teams)
+            .await
+            .unwrap();
+        let mut w = render(&release, &deployment, &env, "prod", "localhost");
+        governed.apply(&mut w);
+        assert!(w.quota.is_none());
+        assert!(manifests(&w).iter().all(|m| m.kind != ObjectKind::ResourceQuota));
+    }
+}
