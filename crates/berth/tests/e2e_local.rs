@@ -148,12 +148,16 @@ async fn deploy_scale_roll_under_traffic_and_roll_back() {
         "{failed} of {sent} requests failed during the rolling update"
     );
     assert_eq!(last, "v2");
-    let running = berth.running();
-    assert_eq!(running.len(), 3);
-    assert!(
-        running.iter().all(|c| c.1 == "3"),
-        "only release 3 runs: {running:?}"
-    );
+    // The replaced replicas leave traffic at once and stop after their drain delay.
+    wait_until(
+        Duration::from_secs(15),
+        "only the 3 replicas of release 3",
+        || async {
+            let running = berth.running();
+            running.len() == 3 && running.iter().all(|c| c.1 == "3")
+        },
+    )
+    .await;
 
     // Roll back (to release 2, the newest other that succeeded), also under traffic.
     let traffic = Traffic::start(&berth);
