@@ -5,7 +5,7 @@
 //! - API reads on loopback: latency percentiles and throughput with concurrent clients;
 //! - deploy → first new container started (from Podman's event stream).
 //!
-//! Run: `cargo build --release -p berth && cargo run --release -p berth --example bench`
+//! Run: `cargo build --release -p berth && cargo run --release -p berth --example bench_server`
 //! (`BERTH_BIN=path` measures another build of the binary)
 //! (needs `scripts/setup-runtime.sh up` for the deploy measurement).
 
