@@ -31,7 +31,7 @@ trap cleanup EXIT
 
 # Rate limits are the subject of their own tests; here they would only turn requests
 # into 429s.
-target/debug/berth server --listen 127.0.0.1:0 --router-listen 127.0.0.1:0 \
+"${CARGO_TARGET_DIR:-target}/debug/berth" server --listen 127.0.0.1:0 --router-listen 127.0.0.1:0 \
   --data-dir "$work/data" --rate-limit 1000000 --rate-burst 1000000 \
   >"$work/stdout" 2>"$work/server.log" &
 server=$!

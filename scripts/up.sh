@@ -27,7 +27,7 @@ export DOCKER_HOST=unix:///run/podman/podman.sock
 # and it shares its artifacts with scripts/test.sh. (Benchmarks use release builds.)
 log "building berth (the first build takes a few minutes)"
 cargo build -q -p berth
-BERTH="$ROOT/target/debug/berth"
+BERTH="${CARGO_TARGET_DIR:-$ROOT/target}/debug/berth"
 
 mkdir -p "$STATE"
 if [ -f "$STATE/server.pid" ] && kill -0 "$(cat "$STATE/server.pid")" 2>/dev/null; then
