@@ -185,20 +185,30 @@ impl LocalRuntime {
         &self.shared.routes
     }
 
+    /// Awaits one call to the engine within [`engine::CONNECT_TIMEOUT`]; a timeout means
+    /// the engine is unreachable, an error is classified with what was being `doing`.
+    async fn answer<T>(
+        &self,
+        call: impl Future<Output = Result<T, bollard::errors::Error>>,
+        doing: &str,
+    ) -> Result<T, RuntimeError> {
+        tokio::time::timeout(engine::CONNECT_TIMEOUT, call)
+            .await
+            .map_err(|_| RuntimeError::Unreachable {
+                message: format!(
+                    "{} did not answer within {} s",
+                    self.endpoint,
+                    engine::CONNECT_TIMEOUT.as_secs()
+                ),
+            })?
+            .map_err(|e| classify(e, &format!("{doing} {}", self.endpoint)))
+    }
+
     async fn client(&self) -> Result<Docker, RuntimeError> {
         self.docker
             .get_or_try_init(|| async {
                 let docker = engine::connect(&self.endpoint, self.shared.options.stop_timeout)?;
-                let docker = tokio::time::timeout(engine::CONNECT_TIMEOUT, docker.negotiate_version())
-                    .await
-                    .map_err(|_| RuntimeError::Unreachable {
-                        message: format!(
-                            "{} did not answer within {} s",
-                            self.endpoint,
-                            engine::CONNECT_TIMEOUT.as_secs()
-                        ),
-                    })?
-                    .map_err(|e| classify(e, &format!("contacting {}", self.endpoint)))?;
+                let docker = self.answer(docker.negotiate_version(), "contacting").await?;
                 self.start_background(&docker);
                 Ok(docker)
             })
@@ -772,16 +782,7 @@ fn retire_notice(state: &State, id: &str, reason: RetireReason) -> Option<Notice
 impl ClusterRuntime for LocalRuntime {
     async fn version(&self) -> Result<String, RuntimeError> {
         let docker = self.client().await?;
-        let v = tokio::time::timeout(engine::CONNECT_TIMEOUT, docker.version())
-            .await
-            .map_err(|_| RuntimeError::Unreachable {
-                message: format!(
-                    "{} did not answer within {} s",
-                    self.endpoint,
-                    engine::CONNECT_TIMEOUT.as_secs()
-                ),
-            })?
-            .map_err(|e| classify(e, &format!("asking {} for its version", self.endpoint)))?;
+        let v = self.answer(docker.version(), "asking for the version of").await?;
         let product = v
             .components
             .as_ref()
