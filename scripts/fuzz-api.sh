@@ -20,19 +20,29 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$version"; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-cargo build -q -p berth
+cargo build -q -p berth -p berth-kube-fake --example serve
+bin=${CARGO_TARGET_DIR:-target}/debug
 work=$(mktemp -d)
 server=
+kube=
 cleanup() {
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  for pid in $server $kube; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
+# A Kubernetes cluster for the seed data: Berth's fake API server (real HTTP, the real
+# kube client on Berth's side), so deployments run to Succeeded without a real cluster.
+"$bin/examples/serve" "$work/kubeconfig" >"$work/kube.out" 2>&1 &
+kube=$!
+for _ in $(seq 100); do [ -s "$work/kubeconfig" ] && break; sleep 0.1; done
+[ -s "$work/kubeconfig" ] || { cat "$work/kube.out"; echo "the fake Kubernetes API did not start" >&2; exit 1; }
+
 # Rate limits are the subject of their own tests; here they would only turn requests
 # into 429s.
-"${CARGO_TARGET_DIR:-target}/debug/berth" server --listen 127.0.0.1:0 --router-listen 127.0.0.1:0 \
+"$bin/berth" server --listen 127.0.0.1:0 --router-listen 127.0.0.1:0 \
   --data-dir "$work/data" --rate-limit 1000000 --rate-burst 1000000 \
+  --insecure-registry 127.0.0.1:5000 \
   >"$work/stdout" 2>"$work/server.log" &
 server=$!
 api=
@@ -44,17 +54,9 @@ done
 [ -n "$api" ] || { cat "$work/server.log"; echo "the server did not start" >&2; exit 1; }
 token=$(cat "$work/data/bootstrap-token")
 
-# Something for the generated requests to find: a cluster, two environments, a team and
-# an application (no deploys run: the cluster's runtime endpoint leads nowhere).
-put() {
-  curl -sf -o /dev/null -X PUT -H "Authorization: Bearer $token" -H 'content-type: application/json' \
-    --data "$2" "$api/api/v1$1"
-}
-put /clusters/local '{"apiVersion":"berth.dev/v1","kind":"Cluster","metadata":{"name":"local"},"spec":{"local":{"endpoint":"unix:///nonexistent.sock"}}}'
-put /environments/qa '{"apiVersion":"berth.dev/v1","kind":"Environment","metadata":{"name":"qa"},"spec":{"clusters":[{"cluster":"local"}]}}'
-put /environments/production '{"apiVersion":"berth.dev/v1","kind":"Environment","metadata":{"name":"production"},"spec":{"clusters":[{"cluster":"local"}],"production":true}}'
-put /teams/pay '{"apiVersion":"berth.dev/v1","kind":"Team","metadata":{"name":"pay"},"spec":{"members":[{"user":"admin","roles":["developer"]}]}}'
-put /applications/web '{"apiVersion":"berth.dev/v1","kind":"Application","metadata":{"name":"web"},"spec":{"image":"127.0.0.1:5000/web:1","team":"pay"}}'
+# Something real for the generated requests to find: clusters (one Kubernetes), environments,
+# a team, an application with a secret, a deployment in qa and its promotion to production.
+"$venv/bin/python" scripts/fuzz-seed.py "$api" "$token" "$work/kubeconfig"
 
 examples=${FUZZ_EXAMPLES:-25}
 mkdir -p target/fuzz-report
@@ -64,8 +66,8 @@ set +e
 (cd target/fuzz-report && "../../$venv/bin/st" --no-color --config-file ../../scripts/schemathesis.toml run "$api/api/v1/openapi.json" \
   --url "$api/api/v1" \
   --header "Authorization: Bearer $token" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
-  --phases examples,coverage,fuzzing \
+  --checks all \
+  --phases examples,coverage,fuzzing,stateful \
   --max-examples "$examples" \
   --workers 2 \
   --request-timeout 10 \
