@@ -9,8 +9,24 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-runtime.sh up
 export DOCKER_HOST=unix:///run/podman/podman.sock
 
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -q -- -D warnings
+# fmt and clippy come with the toolchain; where they are missing and rustup cannot add
+# them, say so loudly instead of passing quietly.
+for tool in rustfmt:fmt clippy:clippy; do
+  component=${tool%%:*} sub=${tool##*:}
+  if ! cargo "$sub" --version >/dev/null 2>&1 && command -v rustup >/dev/null; then
+    rustup component add "$component" >/dev/null 2>&1 || true
+  fi
+done
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all -- --check
+else
+  echo "########## SKIPPED: cargo fmt is not installed and could not be installed ##########"
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets -q -- -D warnings
+else
+  echo "########## SKIPPED: cargo clippy is not installed and could not be installed ##########"
+fi
 
 # Every Kubernetes manifest the renderer makes for a fixture set must validate (strictly:
 # no unknown fields) against the official schemas of the oldest Kubernetes Berth
@@ -36,6 +52,11 @@ done
 # The TLS end-to-end test makes its certificates with openssl.
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
 
+# nextest runs the tests in parallel processes with per-test timeouts; it installs from
+# crates.io once per machine (kept in ~/.cargo/bin). Plain cargo test if that fails.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked --quiet || echo "cargo-nextest could not be installed; using cargo test"
+fi
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else
