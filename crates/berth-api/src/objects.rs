@@ -231,9 +231,19 @@ impl Managed for UserKind {
         Ok(())
     }
 
+    /// The user leaves every team in the same transaction (each change audited), so that
+    /// a new user of the same name starts with no roles.
     async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
         refuse_removing_the_last_admin(state, name).await?;
-        Ok(Vec::new())
+        let mut writes = Vec::new();
+        for mut team in repo::list_all::<TeamKind>(state.store.as_ref(), None).await? {
+            let before = team.spec.members.len();
+            team.spec.members.retain(|m| m.user != name);
+            if team.spec.members.len() != before {
+                writes.push(repo::replace(&team)?);
+            }
+        }
+        Ok(writes)
     }
 
     /// A user's tokens die with it, so that a new user of the same name never inherits them.
