@@ -287,18 +287,6 @@ pub async fn authenticate(
             record.subject, record.id
         ))));
     };
-    // A token made before its user was (re)created belongs to an earlier user of the
-    // same name: deleting a user revokes its tokens, and this holds even if that failed.
-    if user
-        .metadata
-        .creation_timestamp
-        .is_some_and(|created| created > record.created_at)
-    {
-        return Err(refuse_for_good(format!(
-            "token {} was made for an earlier user '{}', deleted since",
-            record.id, record.subject
-        )));
-    }
     let principal = principal(state.store.as_ref(), &user).await?;
     req.extensions_mut().insert(Actor(record.subject.clone()));
     req.extensions_mut().insert(principal);
