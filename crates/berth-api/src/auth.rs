@@ -1,13 +1,14 @@
 //! Authentication: every API request carries `Authorization: Bearer <token>`. Tokens are
 //! random, shown once, stored only as their SHA-256, may expire and can be revoked; each
-//! authenticates one User. The middleware also applies the per-token rate limit and
-//! works out the request's [`Principal`] (the user with its roles) for authorization.
+//! authenticates one User. The middleware also applies the rate limits (per client
+//! address, per user) and works out the request's [`Principal`] (the user with its roles)
+//! for authorization.
 
-use std::time::Instant;
+use std::{net::SocketAddr, time::Instant};
 
 use axum::{
     Extension,
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::header,
     middleware::Next,
     response::Response,
@@ -25,7 +26,11 @@ use chrono::Utc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::{ApiState, error::ApiError, governance::Governance};
+use crate::{
+    ApiState,
+    error::ApiError,
+    governance::{Governance, address_key},
+};
 
 /// Who is making a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +87,28 @@ pub async fn ensure_governance(store: &dyn Store) -> Result<(), RepoError> {
         let team = Team::new(DEFAULT_TEAM, TeamSpec::default());
         create_if_missing(store, &change, &team).await?;
     }
+    drop_stale_memberships(store, &change).await
+}
+
+/// Removes team members that name no user: left by user deletes from before a delete took
+/// the user out of its teams, they would hand their roles to a new user of that name.
+async fn drop_stale_memberships(store: &dyn Store, change: &Change) -> Result<(), RepoError> {
+    let users: std::collections::BTreeSet<String> = repo::list_all::<UserKind>(store, None)
+        .await?
+        .into_iter()
+        .map(|u| u.metadata.name)
+        .collect();
+    let mut writes = Vec::new();
+    for mut team in repo::list_all::<TeamKind>(store, None).await? {
+        let before = team.spec.members.len();
+        team.spec.members.retain(|m| users.contains(&m.user));
+        if team.spec.members.len() != before {
+            writes.push(repo::replace(&team)?);
+        }
+    }
+    if !writes.is_empty() {
+        store.commit_as(change, writes, Vec::new()).await?;
+    }
     Ok(())
 }
 
@@ -101,36 +128,88 @@ async fn create_if_missing<K: berth_core::Kind>(
     }
 }
 
+/// A repository error as the store error it is (an undecodable document is a backend
+/// failure).
+fn as_store_error(e: RepoError) -> StoreError {
+    match e {
+        RepoError::Store(e) => e,
+        e @ RepoError::Corrupt { .. } => StoreError::Backend {
+            message: e.to_string(),
+        },
+    }
+}
+
 /// On first start (no token stored), makes the first platform administrator and the
 /// bootstrap token that authenticates it, and returns the token; afterwards returns
 /// `None`. Only the hash is kept. Also brings an older store up to date
 /// ([`ensure_governance`]).
 pub async fn ensure_bootstrap_token(store: &dyn Store) -> Result<Option<String>, StoreError> {
-    ensure_governance(store).await.map_err(|e| match e {
-        RepoError::Store(e) => e,
-        e @ RepoError::Corrupt { .. } => StoreError::Backend {
-            message: e.to_string(),
-        },
-    })?;
+    ensure_governance(store).await.map_err(as_store_error)?;
     if store.count_tokens().await? > 0 {
         return Ok(None);
     }
     let token = new_token();
     store
-        .put_token(
-            TokenRecord {
-                id: new_token_id(),
-                name: "bootstrap".to_owned(),
-                subject: BOOTSTRAP_ADMIN.to_owned(),
-                hash: hash_token(&token),
-                created_at: Utc::now(),
-                expires_at: None,
-                revoked_at: None,
-            },
-            &Change::new("berth", "bootstrap"),
-        )
+        .put_token(bootstrap_record(&token), &Change::new("berth", "bootstrap"))
         .await?;
     Ok(Some(token))
+}
+
+/// Replaces the bootstrap token, for `berth server --rotate-bootstrap-token`: when it
+/// leaked, or when every administrator token is lost. Revokes every bootstrap token still
+/// active, makes sure the user `admin` exists and administers the platform (creating or
+/// restoring it, audited), and returns the new token (only its hash is stored).
+pub async fn rotate_bootstrap_token(store: &dyn Store) -> Result<String, StoreError> {
+    let change = Change::new("berth", "bootstrap.rotate");
+    let backend = as_store_error;
+    ensure_governance(store).await.map_err(backend)?;
+    let admin = repo::get::<UserKind>(store, BOOTSTRAP_ADMIN)
+        .await
+        .map_err(backend)?;
+    let write = match admin {
+        None => Some(repo::create(&User::new(
+            BOOTSTRAP_ADMIN,
+            UserSpec {
+                display_name: Some("First platform administrator".to_owned()),
+                platform_admin: true,
+            },
+        ))),
+        Some(mut admin) if !admin.spec.platform_admin => {
+            admin.spec.platform_admin = true;
+            Some(repo::replace(&admin))
+        }
+        Some(_) => None,
+    };
+    if let Some(write) = write {
+        store
+            .commit_as(&change, vec![write.map_err(backend)?], Vec::new())
+            .await?;
+    }
+    let now = Utc::now();
+    for old in store.list_tokens(Some(BOOTSTRAP_ADMIN)).await? {
+        if old.name == BOOTSTRAP_TOKEN_NAME && old.revoked_at.is_none() {
+            store.revoke_token(&old.id, now, &change).await?;
+        }
+    }
+    let token = new_token();
+    store.put_token(bootstrap_record(&token), &change).await?;
+    Ok(token)
+}
+
+/// Name of the bootstrap token.
+const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap";
+
+/// The record of bootstrap token `token`: it does not expire (rotate it instead).
+fn bootstrap_record(token: &str) -> TokenRecord {
+    TokenRecord {
+        id: new_token_id(),
+        name: BOOTSTRAP_TOKEN_NAME.to_owned(),
+        subject: BOOTSTRAP_ADMIN.to_owned(),
+        hash: hash_token(token),
+        created_at: Utc::now(),
+        expires_at: None,
+        revoked_at: None,
+    }
 }
 
 /// The principal of `user`: whether it administers the platform, and its team roles.
@@ -139,14 +218,35 @@ pub async fn principal(store: &dyn Store, user: &User) -> Result<Principal, ApiE
     Ok(Principal::new(user.name(), user.spec.platform_admin, &teams))
 }
 
+/// A 429 answer after `wait`, naming whose budget ran out.
+fn limited(scope: &'static str, wait: std::time::Duration) -> ApiError {
+    ApiError::RateLimited {
+        scope,
+        retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+    }
+}
+
 /// Middleware: resolves the bearer token to an [`Actor`], a [`Principal`] and the
-/// [`CurrentToken`], after the token's rate limit; or answers 401 (or 429).
+/// [`CurrentToken`]; or answers 401 (or 429). The client address's budget is taken
+/// before anything else, so that floods without a token or with invalid tokens cost the
+/// store nothing beyond that budget; a token refused recently is refused again without a
+/// lookup; the user's budget (shared by all of its tokens) is taken once the token is
+/// known. The address comes from axum's `ConnectInfo<SocketAddr>`, which the server must
+/// provide (`into_make_service_with_connect_info`).
 pub async fn authenticate(
     State(state): State<ApiState>,
     Extension(governance): Extension<Governance>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let address = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    governance
+        .address_limiter
+        .take(&address_key(address), Instant::now())
+        .map_err(|wait| limited("this address", wait))?;
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -158,30 +258,34 @@ pub async fn authenticate(
         ));
     };
     let hash = hash_token(token);
-    // Before any lookup: a flood with one token costs the store nothing.
+    let refused = |why: &str| format!("{why}; check BERTH_TOKEN or --token");
+    if let Some(answer) = governance.refused.recall(&hash, Instant::now()) {
+        return Err(ApiError::Unauthorized(answer));
+    }
+    // Unknown, revoked and expired tokens never become valid: remember the answer.
+    let refuse_for_good = |why: String| {
+        let answer = refused(&why);
+        governance.refused.remember(&hash, &answer, Instant::now());
+        ApiError::Unauthorized(answer)
+    };
+    let Some(record) = state.store.find_token(&hash).await? else {
+        return Err(refuse_for_good("the token is not valid".to_owned()));
+    };
+    if record.revoked_at.is_some() {
+        return Err(refuse_for_good(format!("token {} was revoked", record.id)));
+    }
+    if !record.is_valid_at(Utc::now()) {
+        return Err(refuse_for_good(format!("token {} has expired", record.id)));
+    }
     governance
         .limiter
-        .take(&hash, Instant::now())
-        .map_err(|wait| ApiError::RateLimited {
-            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
-        })?;
-    let record = state.store.find_token(&hash).await?;
-    let refused = |why: &str| ApiError::Unauthorized(format!("{why}; check BERTH_TOKEN or --token"));
-    let Some(record) = record else {
-        return Err(refused("the token is not valid"));
-    };
-    let now = Utc::now();
-    if record.revoked_at.is_some() {
-        return Err(refused(&format!("token {} was revoked", record.id)));
-    }
-    if !record.is_valid_at(now) {
-        return Err(refused(&format!("token {} has expired", record.id)));
-    }
+        .take(&format!("user:{}", record.subject), Instant::now())
+        .map_err(|wait| limited("this user", wait))?;
     let Some(user) = repo::get::<UserKind>(state.store.as_ref(), &record.subject).await? else {
-        return Err(refused(&format!(
+        return Err(ApiError::Unauthorized(refused(&format!(
             "user '{}' of token {} no longer exists",
             record.subject, record.id
-        )));
+        ))));
     };
     let principal = principal(state.store.as_ref(), &user).await?;
     req.extensions_mut().insert(Actor(record.subject.clone()));

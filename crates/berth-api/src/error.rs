@@ -108,9 +108,11 @@ pub enum ApiError {
     /// The deploy does not fit the team's quota.
     #[error(transparent)]
     Quota(#[from] QuotaExceeded),
-    /// The token sent too many requests.
-    #[error("too many requests with this token; retry in {retry_after} s")]
+    /// A user or a client address sent too many requests.
+    #[error("too many requests from {scope}; retry in {retry_after} s")]
     RateLimited {
+        /// Whose budget ran out: `this user` or `this address`.
+        scope: &'static str,
         /// Seconds until a request is accepted again.
         retry_after: u64,
     },
@@ -350,7 +352,7 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Self::RateLimited { retry_after } = self {
+        if let Self::RateLimited { retry_after, .. } = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

@@ -2,6 +2,11 @@
 //!
 //! Everyone manages their own tokens; a platform administrator may also make tokens for
 //! other users (for CI systems, say) and list or revoke anyone's.
+//!
+//! Two rules bound what a token can make. A new token never outlives the token that made
+//! it: an explicit `expiresInDays` past the parent's expiry is refused (422) and the
+//! default lifetime is cut to the parent's. A user holds at most
+//! [`MAX_ACTIVE_TOKENS`] active tokens: one more is refused (409) until one is revoked.
 
 use axum::{Json, http::StatusCode};
 use berth_core::{
@@ -64,7 +69,8 @@ pub struct TokenRequest {
     /// administrators only).
     #[serde(default)]
     pub user: Option<String>,
-    /// Days until it expires (1-3650, default 90).
+    /// Days until it expires (1-3650, default 90, and never after the token making it:
+    /// an explicit value past that is refused, the default is cut to it).
     #[serde(default)]
     pub expires_in_days: Option<u32>,
 }
@@ -123,6 +129,14 @@ pub struct WhoAmI {
 /// Days a token lives when the request does not say.
 const DEFAULT_DAYS: u32 = 90;
 
+/// Tokens a user may hold at once (neither revoked nor expired): enough for every laptop
+/// and CI system, few enough that a leaked token cannot be multiplied without limit.
+pub const MAX_ACTIVE_TOKENS: usize = 50;
+
+/// Held from counting a user's tokens to storing a new one, so that simultaneous requests
+/// cannot together pass [`MAX_ACTIVE_TOKENS`] (within this process).
+static TOKEN_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The caller, its roles and its token.
 #[must_use]
 pub fn whoami(principal: &Principal, token: &CurrentToken) -> WhoAmI {
@@ -156,10 +170,65 @@ fn invalid(path: &str, message: &str, hint: &str) -> ApiError {
     })
 }
 
-/// Makes a token; the answer is the only place its secret ever appears.
+/// When a token asked for `days` (or the default) expires, made at `now` with `parent`:
+/// never after the parent. An explicit lifetime past the parent's is refused, so that
+/// nobody gets a shorter token than they asked for without noticing.
+fn expiry(days: Option<u32>, parent: &TokenRecord, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    let asked = now + Duration::days(i64::from(days.unwrap_or(DEFAULT_DAYS)));
+    match parent.expires_at {
+        Some(limit) if asked > limit => {
+            if days.is_none() {
+                return Ok(limit);
+            }
+            let most = (limit - now).num_days();
+            let hint = if most >= 1 {
+                format!(
+                    "ask for at most {most} days, or leave expiresInDays out to get a token that expires with this one"
+                )
+            } else {
+                "leave expiresInDays out to get a token that expires with this one".to_owned()
+            };
+            Err(invalid(
+                "expiresInDays",
+                &format!(
+                    "would outlive the token of this request ({}), which expires at {}",
+                    parent.id,
+                    limit.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                &hint,
+            ))
+        }
+        _ => Ok(asked),
+    }
+}
+
+/// Refuses a token for `user` beyond [`MAX_ACTIVE_TOKENS`].
+async fn refuse_beyond_the_cap(state: &ApiState, user: &str, now: DateTime<Utc>) -> Result<()> {
+    let active = state
+        .store
+        .list_tokens(Some(user))
+        .await?
+        .iter()
+        .filter(|t| t.is_valid_at(now))
+        .count();
+    if active >= MAX_ACTIVE_TOKENS {
+        return Err(ApiError::Conflict {
+            message: format!(
+                "User '{user}' has {active} active tokens, the most a user may hold is {MAX_ACTIVE_TOKENS}"
+            ),
+            hint: "revoke tokens no longer used: `berth token list`, then `berth token revoke ID` (DELETE /api/v1/tokens/{id})"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Makes a token, made with (and never outliving) the request's token `parent`; the
+/// answer is the only place its secret ever appears.
 pub async fn create(
     state: &ApiState,
     principal: &Principal,
+    parent: &CurrentToken,
     req: TokenRequest,
 ) -> Result<(StatusCode, Json<NewToken>)> {
     let name = req.name.trim();
@@ -170,8 +239,10 @@ pub async fn create(
             "name what the token is for, e.g. laptop or ci",
         ));
     }
-    let days = req.expires_in_days.unwrap_or(DEFAULT_DAYS);
-    if !(1..=3650).contains(&days) {
+    if req
+        .expires_in_days
+        .is_some_and(|days| !(1..=3650).contains(&days))
+    {
         return Err(invalid(
             "expiresInDays",
             "must be between 1 and 3650",
@@ -190,15 +261,18 @@ pub async fn create(
             name: user,
         });
     }
-    let secret = new_token();
     let now = Utc::now();
+    let expires_at = expiry(req.expires_in_days, &parent.0, now)?;
+    let _one_at_a_time = TOKEN_WRITES.lock().await;
+    refuse_beyond_the_cap(state, &user, now).await?;
+    let secret = new_token();
     let record = TokenRecord {
         id: new_token_id(),
         name: name.to_owned(),
         subject: user,
         hash: hash_token(&secret),
         created_at: now,
-        expires_at: Some(now + Duration::days(i64::from(days))),
+        expires_at: Some(expires_at),
         revoked_at: None,
     };
     state

@@ -73,6 +73,14 @@ pub trait Managed: Kind {
     fn check_actor(_actor: &Actor, _name: &str, _new: Option<&Resource<Self>>) -> Result<()> {
         Ok(())
     }
+    /// What else a create does once committed.
+    fn after_create(
+        _state: &ApiState,
+        _actor: &Actor,
+        _name: &str,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
     /// What else a delete does once committed.
     fn after_delete(
         _state: &ApiState,
@@ -231,24 +239,54 @@ impl Managed for UserKind {
         Ok(())
     }
 
+    /// The user leaves every team in the same transaction (each change audited), so that
+    /// a new user of the same name starts with no roles.
     async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
         refuse_removing_the_last_admin(state, name).await?;
-        Ok(Vec::new())
+        let mut writes = Vec::new();
+        for mut team in repo::list_all::<TeamKind>(state.store.as_ref(), None).await? {
+            let before = team.spec.members.len();
+            team.spec.members.retain(|m| m.user != name);
+            if team.spec.members.len() != before {
+                writes.push(repo::replace(&team)?);
+            }
+        }
+        Ok(writes)
+    }
+
+    /// A new user starts with no tokens: any still active are an earlier user's of the
+    /// same name (their revocation at its delete failed, or was undone).
+    async fn after_create(state: &ApiState, actor: &Actor, name: &str) -> Result<()> {
+        revoke_tokens_of(
+            state,
+            &berth_core::audit::Change::new(&actor.0, "user.create"),
+            name,
+        )
+        .await
     }
 
     /// A user's tokens die with it, so that a new user of the same name never inherits them.
     async fn after_delete(state: &ApiState, actor: &Actor, name: &str) -> Result<()> {
-        let change = berth_core::audit::Change::new(&actor.0, "user.delete");
-        for token in state.store.list_tokens(Some(name)).await? {
-            if token.revoked_at.is_none() {
-                state
-                    .store
-                    .revoke_token(&token.id, chrono::Utc::now(), &change)
-                    .await?;
-            }
-        }
-        Ok(())
+        revoke_tokens_of(
+            state,
+            &berth_core::audit::Change::new(&actor.0, "user.delete"),
+            name,
+        )
+        .await
     }
+}
+
+/// Revokes every active token of user `name`, audited as `change`.
+async fn revoke_tokens_of(state: &ApiState, change: &berth_core::audit::Change, name: &str) -> Result<()> {
+    for token in state.store.list_tokens(Some(name)).await? {
+        if token.revoked_at.is_none() {
+            state
+                .store
+                .revoke_token(&token.id, chrono::Utc::now(), change)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a change that would leave the platform without an administrator.
@@ -368,6 +406,7 @@ pub async fn create<K: Managed>(
         )
         .await?;
     state.changed.notify_one();
+    K::after_create(state, actor, object.name()).await?;
     Ok((
         StatusCode::CREATED,
         Json(repo::decode_committed(

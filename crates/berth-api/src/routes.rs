@@ -96,7 +96,7 @@ fn complete_contract(openapi: &mut utoipa::openapi::OpenApi) {
         ("403", "A permission is missing (`missingPermission` names it)"),
         (
             "429",
-            "Too many requests with this token; retry after `Retry-After` seconds",
+            "Too many requests from this user or client address; retry after `Retry-After` seconds",
         ),
     ];
     let is_problem = |content: &RefOr<Content>| matches!(content, RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem")));
@@ -467,16 +467,18 @@ async fn list_tokens(
     Ok(Json(identity::list(&s, &who, p).await?))
 }
 
-/// Makes a token. Its secret is in this answer only; Berth keeps its hash.
+/// Makes a token. Its secret is in this answer only; Berth keeps its hash. It never
+/// outlives the token of the request, and a user holds at most 50 active tokens (409).
 #[utoipa::path(post, path = "/tokens", tag = "governance", request_body = TokenRequest,
     responses((status = 201, body = NewToken), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+        (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
 async fn create_token(
     State(s): State<ApiState>,
     Extension(who): Extension<Principal>,
+    Extension(token): Extension<CurrentToken>,
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> Result<(StatusCode, Json<NewToken>)> {
-    identity::create(&s, &who, req).await
+    identity::create(&s, &who, &token, req).await
 }
 
 /// Revokes a token at once.
@@ -643,8 +645,11 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
 ];
 
 /// The whole HTTP application: `/api/v1/...` (the OpenAPI document included) behind
-/// authentication, the per-token rate limit and authorization; only the liveness probe
-/// `/healthz` is open.
+/// the rate limits (per client address, per user), authentication and authorization;
+/// only the liveness probe `/healthz` is open, and not rate-limited (it reads nothing, and
+/// an orchestrator's probes must not be refused). Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so that the per-address limit
+/// sees each client's address.
 pub fn router_with(state: ApiState, governance: Governance) -> Router {
     let (api, mut doc) = api_router().split_for_parts();
     complete_contract(&mut doc);

@@ -69,12 +69,19 @@ pub struct ServerArgs {
     /// (same format) takes precedence over any file.
     #[arg(long, env = "BERTH_SECRETS_KEY_FILE", value_name = "FILE")]
     pub secrets_key_file: Option<PathBuf>,
-    /// Requests per second each API token may make (sustained).
+    /// Requests per second each API user may make (sustained), over all of its tokens;
+    /// each client address may make four times as many, counted before the token is
+    /// looked up.
     #[arg(long, env = "BERTH_RATE_LIMIT", default_value_t = 50.0)]
     pub rate_limit: f64,
-    /// Requests each API token may make at once after a quiet spell.
+    /// Requests each API user may make at once after a quiet spell (an address: four
+    /// times as many).
     #[arg(long, env = "BERTH_RATE_BURST", default_value_t = 200)]
     pub rate_burst: u32,
+    /// Revoke the bootstrap token and make a new one (printed once, written to
+    /// <data-dir>/bootstrap-token); restores `admin` as a platform administrator if needed.
+    #[arg(long)]
+    pub rotate_bootstrap_token: bool,
 }
 
 /// The secrets keyring: from `BERTH_SECRETS_KEY`, else the key file given, else
@@ -145,9 +152,17 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
             .await
             .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
     );
-    let bootstrap_token = auth::ensure_bootstrap_token(store.as_ref())
-        .await
-        .context("cannot create the bootstrap token")?;
+    let bootstrap_token = if args.rotate_bootstrap_token {
+        let token = auth::rotate_bootstrap_token(store.as_ref())
+            .await
+            .context("cannot rotate the bootstrap token")?;
+        tracing::warn!("bootstrap token rotated: the earlier one no longer works");
+        Some(token)
+    } else {
+        auth::ensure_bootstrap_token(store.as_ref())
+            .await
+            .context("cannot create the bootstrap token")?
+    };
     if let Some(token) = &bootstrap_token {
         write_secret(&args.data_dir.join("bootstrap-token"), token)?;
     }
@@ -222,6 +237,8 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         }
         None => {
             tasks.spawn(async move {
+                // With each client's address, for the per-address rate limit.
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(api_listener, app)
                     .with_graceful_shutdown(api_shutdown)
                     .await

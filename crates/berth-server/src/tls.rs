@@ -75,7 +75,11 @@ pub async fn serve(
             },
         };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
+        // With the client's address, for the per-address rate limit.
+        let service = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

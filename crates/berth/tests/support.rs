@@ -154,6 +154,13 @@ impl Berth {
         self.wait_healthy().await;
     }
 
+    /// Stops the server and starts it again on the same data directory, with `args`
+    /// added to its flags from now on.
+    pub async fn restart_with(&mut self, args: &[&str]) {
+        self.options.args.extend(args.iter().map(|a| (*a).to_owned()));
+        self.crash_and_restart().await;
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self
             .http
