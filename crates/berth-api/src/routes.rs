@@ -25,7 +25,10 @@ use utoipa::{
     Modify, OpenApi,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::{
+    router::{OpenApiRouter, UtoipaMethodRouter},
+    routes,
+};
 
 use crate::{
     ApiState, audit,
@@ -587,7 +590,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 fn api_router() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    register(OpenApiRouter::with_openapi(ApiDoc::openapi()))
+}
+
+/// Where routes are registered: the router, or (in a test) a recorder of the schemas
+/// each route brings, which finds two types documented under one name (utoipa keeps
+/// only one of them, silently).
+trait Routes: Sized {
+    fn routes(self, route: UtoipaMethodRouter<ApiState>) -> Self;
+}
+
+impl Routes for OpenApiRouter<ApiState> {
+    fn routes(self, route: UtoipaMethodRouter<ApiState>) -> Self {
+        OpenApiRouter::routes(self, route)
+    }
+}
+
+/// Every route of the API.
+fn register<R: Routes>(router: R) -> R {
+    router
         .routes(routes!(clusters::list, clusters::create))
         .routes(routes!(
             clusters::get,
@@ -710,4 +731,55 @@ pub fn router_with(state: ApiState, governance: Governance) -> Router {
         ));
     }
     app.layer(TraceLayer::new_for_http()).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use utoipa::openapi::{RefOr, schema::Schema};
+
+    use super::*;
+
+    /// Records the schemas of every route instead of registering it.
+    #[derive(Default)]
+    struct Recorder(Vec<(String, RefOr<Schema>)>);
+
+    impl Routes for Recorder {
+        fn routes(mut self, (schemas, _, _): UtoipaMethodRouter<ApiState>) -> Self {
+            self.0.extend(schemas);
+            self
+        }
+    }
+
+    #[test]
+    fn no_two_schemas_share_a_name() {
+        let mut recorded = register(Recorder::default()).0;
+        let base = ApiDoc::openapi();
+        recorded.extend(base.components.into_iter().flat_map(|c| c.schemas));
+        let mut by_name: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for (name, schema) in recorded {
+            let schema = serde_json::to_value(schema).unwrap();
+            let seen = by_name.entry(name).or_default();
+            if !seen.contains(&schema) {
+                seen.push(schema);
+            }
+        }
+        let clashes: Vec<String> = by_name
+            .iter()
+            .filter(|(_, schemas)| schemas.len() > 1)
+            .map(|(name, schemas)| format!("{name}: {}", serde_json::to_string(schemas).unwrap()))
+            .collect();
+        assert!(
+            clashes.is_empty(),
+            "types documented under one name (rename one, e.g. with #[schema(as = ...)]):\n{}",
+            clashes.join("\n")
+        );
+        // And the document keeps each of them.
+        let doc = serde_json::to_value(openapi()).unwrap();
+        for (name, schemas) in &by_name {
+            assert_eq!(&doc["components"]["schemas"][name], &schemas[0], "{name}");
+        }
+        assert!(by_name.len() > 50, "only {} schemas recorded", by_name.len());
+    }
 }
