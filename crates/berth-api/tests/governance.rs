@@ -1480,3 +1480,53 @@ async fn limits_are_whole_numbers_within_their_documented_range() {
         .await;
     assert_eq!(s, StatusCode::OK, "{p}");
 }
+
+#[tokio::test]
+async fn malformed_image_references_are_refused_with_their_field() {
+    let api = Api::start().await;
+    for image in [
+        "127.0.0.1:5000/../web:1",
+        "127.0.0.1:5000/team/..:1",
+        "127.0.0.1:5000/a..b:1",
+        "127.0.0.1:5000/web-:1",
+        "bad_host.example/web:1",
+        "127.0.0.1:99999/web:1",
+    ] {
+        // In an application's spec…
+        let (s, p) = api
+            .admin(
+                Method::PUT,
+                "/applications/other",
+                Some(application("other", "pay")),
+            )
+            .await;
+        assert!(s.is_success(), "{p}");
+        let (s, p) = api
+            .admin(
+                Method::PATCH,
+                "/applications/other",
+                Some(json!({"spec": {"image": image}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{image}: {p}");
+        assert_eq!(p["errors"][0]["path"], "spec.image", "{image}: {p}");
+        let mut doc = application("fresh", "pay");
+        doc["spec"]["image"] = json!(image);
+        let (s, p) = api.admin(Method::POST, "/applications", Some(doc)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{image}: {p}");
+        // …and in a release request, before the registry is asked.
+        let (s, p) = api
+            .admin(
+                Method::POST,
+                "/applications/web/releases",
+                Some(json!({"image": image})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{image}: {p}");
+        assert_eq!(p["errors"][0]["path"], "image", "{image}: {p}");
+    }
+    assert_eq!(
+        api.admin(Method::GET, "/applications/fresh", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
