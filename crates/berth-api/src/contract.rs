@@ -326,6 +326,25 @@ mod tests {
     }
 
     #[test]
+    fn the_document_says_what_the_middleware_answers() {
+        let doc = serde_json::to_value(crate::openapi()).unwrap_or_default();
+        let mut bodies = 0;
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let responses = &op["responses"];
+                assert!(responses["400"].is_object(), "{method} {path} lacks 400");
+                if op.get("requestBody").is_some() {
+                    bodies += 1;
+                    for status in ["413", "415"] {
+                        assert!(responses[status].is_object(), "{method} {path} lacks {status}");
+                    }
+                }
+            }
+        }
+        assert!(bodies >= 20, "{bodies}");
+    }
+
+    #[test]
     fn query_components_are_encoded() {
         assert_eq!(encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
     }

@@ -4,7 +4,10 @@
 //! An operation missing from the table is refused (default deny), and a test checks that
 //! every operation of the OpenAPI document is in it. The decision itself is
 //! `berth_core::authz::decide`; this module only finds out which team and environment a
-//! request is about (from the path, the stored objects and, for deploys, the body).
+//! request is about (from the path, the stored objects and, for deploys and documents,
+//! the body as [`crate::contract`] parsed it once: the value the handler gets too).
+//! An application the caller may not read is not found (404, as if missing), so that no
+//! refusal names the team that owns it.
 //!
 //! Lists (`GET /applications`, `/releases`, `/deployments`, `/events`) need only a valid
 //! token; they show only what the caller may read ([`Visibility`]).
