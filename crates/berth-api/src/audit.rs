@@ -14,6 +14,7 @@ pub struct AuditParams {
     /// Only entries after this position (`seq`).
     pub after: Option<u64>,
     /// At most this many (1-1000, default 500).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Only changes by this user.
     pub actor: Option<String>,

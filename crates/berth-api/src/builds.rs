@@ -43,6 +43,7 @@ pub struct BuildRequestBody {
 #[into_params(parameter_in = Query)]
 pub struct BuildListParams {
     /// Items per page (1-1000, default 500).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `metadata.continue` value of the previous page.
     #[serde(rename = "continue")]
@@ -74,11 +75,13 @@ pub struct LogEnd {
 }
 
 fn number(text: &str) -> Result<u64> {
-    text.parse().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "'{text}' is not a build number; use a whole number like 3"
-        ))
-    })
+    crate::contract::integral(text)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "'{text}' is not a build number; use a whole number like 3"
+            ))
+        })
 }
 
 /// Builds the application's source at its ref (or `ref`): 201 with a new build, which
@@ -94,6 +97,8 @@ pub async fn trigger(
     Path(app): Path<String>,
     JsonBody(req): JsonBody<BuildRequestBody>,
 ) -> Result<(StatusCode, Json<Build>)> {
+    // The application first: its 404 is the same whether it is missing or unreadable.
+    objects::get::<ApplicationKind>(&s, &app).await?;
     let ticket = s
         .builds
         .request(BuildRequest {
@@ -152,6 +157,8 @@ pub async fn list(
     params(("name" = String, Path, description = "Application"), ("number" = u64, Path, description = "Build number")),
     responses((status = 200, body = Build), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get(State(s): State<ApiState>, Path((app, n)): Path<(String, String)>) -> Result<Json<Build>> {
+    // The application first: its 404 is the same whether it is missing or unreadable.
+    objects::get::<ApplicationKind>(&s, &app).await?;
     Ok(Json(
         objects::get::<BuildKind>(&s, &build_name(&app, number(&n)?)).await?,
     ))
@@ -170,6 +177,7 @@ pub async fn log(
     Params(p): Params<LogParams>,
 ) -> Result<impl IntoResponse> {
     let name = build_name(&app, number(&n)?);
+    objects::get::<ApplicationKind>(&s, &app).await?;
     objects::get::<BuildKind>(&s, &name).await?;
     let offset = headers
         .get("last-event-id")

@@ -127,6 +127,15 @@ pub enum ApiError {
     /// A secret cannot be sealed or opened with the configured keys.
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// The body is not sent with a content type the operation takes.
+    #[error("the body must be sent with content-type {}; this request {}", .accepted.join(" or "),
+        .given.as_deref().map_or_else(|| "names none".to_owned(), |g| format!("says '{g}'")))]
+    UnsupportedMediaType {
+        /// The content type sent, if any.
+        given: Option<String>,
+        /// The content types the operation takes.
+        accepted: Vec<String>,
+    },
     /// The body is larger than allowed.
     #[error("the request body is larger than {limit} bytes")]
     TooLarge {
@@ -246,6 +255,11 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "Authentication required",
+            ),
+            Self::UnsupportedMediaType { .. } => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The body is not sent as a content type this operation takes",
             ),
             Self::TooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,

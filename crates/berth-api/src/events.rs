@@ -4,7 +4,7 @@
 use std::{convert::Infallible, time::Duration};
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use berth_core::{Event, authz::Principal, ports::EventQuery};
+use berth_core::{Event, Kind, NewEvent, authz::Principal, objects::ApplicationKind, ports::EventQuery};
 use futures::{Stream, stream};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -18,6 +18,7 @@ pub struct EventParams {
     /// Only events after this position (`seq`).
     pub after: Option<u64>,
     /// At most this many (1-1000, default 500).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Only events about this application.
     pub application: Option<String>,
@@ -41,8 +42,29 @@ pub async fn list(state: &ApiState, principal: &Principal, params: EventParams) 
             application: params.application,
         })
         .await?;
-    items.retain(|e| visibility.shows(e.event.application.as_deref()));
+    items.retain(|e| visible(&visibility, &e.event));
     Ok(EventList { items })
+}
+
+/// Kinds of objects that belong to an application: their events are an application's
+/// activity, shown only to those who may read its team.
+const APPLICATION_KINDS: [&str; 5] = ["Application", "Release", "Deployment", "Build", "Secret"];
+
+/// Whether an event may be shown: platform events (clusters, environments, teams, users,
+/// the server) to everyone signed in; an application's events only to those who may read
+/// its team. An event of an application's object that does not say which application
+/// (older events) is shown only to platform administrators.
+#[must_use]
+pub fn visible(visibility: &Visibility, event: &NewEvent) -> bool {
+    let application = event
+        .application
+        .as_deref()
+        .or_else(|| (event.kind == ApplicationKind::KIND).then_some(event.name.as_str()));
+    match application {
+        Some(app) => visibility.shows(Some(app)),
+        None if APPLICATION_KINDS.contains(&event.kind.as_str()) => matches!(visibility, Visibility::All),
+        None => true,
+    }
 }
 
 /// How long one wait for new events lasts before the stream checks again.
@@ -83,10 +105,12 @@ pub fn stream(
                     match state.store.events(&query).await {
                         Ok(mut page) if !page.is_empty() => {
                             let seen = page.last().map_or(cursor, |e| e.seq);
-                            match Visibility::of(&state, &principal).await {
-                                Ok(v) => page.retain(|e| v.shows(e.event.application.as_deref())),
-                                Err(_) => page.retain(|e| e.event.application.is_none()),
-                            }
+                            // When the store cannot say what the caller may read, only
+                            // platform events are shown.
+                            let v = Visibility::of(&state, &principal)
+                                .await
+                                .unwrap_or_else(|_| Visibility::Applications(Default::default()));
+                            page.retain(|e| visible(&v, &e.event));
                             if page.is_empty() {
                                 cursor = seen;
                             }

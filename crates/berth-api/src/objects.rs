@@ -29,6 +29,7 @@ use crate::{
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Items per page (1-1000, default 500).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `metadata.continue` value of the previous page.
     #[serde(rename = "continue")]
@@ -380,13 +381,20 @@ fn accept<K: Kind>(body: &Value, url_name: Option<&str>) -> Result<Resource<K>> 
 }
 
 fn event<K: Kind>(reason: &str, name: &str, actor: &Actor, verb: &str) -> NewEvent {
-    NewEvent::normal(
+    let event = NewEvent::normal(
         reason,
         K::KIND,
         name,
         &actor.0,
         format!("{} '{name}' {verb} by {}", K::KIND, actor.0),
-    )
+    );
+    // An application's own events are its activity: `/events` shows them only to those
+    // who may read its team.
+    if K::KIND == ApplicationKind::KIND {
+        event.about(name, None)
+    } else {
+        event
+    }
 }
 
 /// Creates an object (409 if it exists).

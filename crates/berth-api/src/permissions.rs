@@ -4,7 +4,10 @@
 //! An operation missing from the table is refused (default deny), and a test checks that
 //! every operation of the OpenAPI document is in it. The decision itself is
 //! `berth_core::authz::decide`; this module only finds out which team and environment a
-//! request is about (from the path, the stored objects and, for deploys, the body).
+//! request is about (from the path, the stored objects and, for deploys and documents,
+//! the body as [`crate::contract`] parsed it once: the value the handler gets too).
+//! An application the caller may not read is not found (404, as if missing), so that no
+//! refusal names the team that owns it.
 //!
 //! Lists (`GET /applications`, `/releases`, `/deployments`, `/events`) need only a valid
 //! token; they show only what the caller may read ([`Visibility`]).
@@ -16,13 +19,13 @@ use std::{
 
 use axum::{
     Extension,
-    body::{Body, Bytes},
     extract::{MatchedPath, Request, State},
     http::Method,
     middleware::Next,
     response::Response,
 };
 use berth_core::{
+    Kind,
     authz::{Permission, Principal, decide},
     objects::{ApplicationKind, DEFAULT_TEAM, DeploymentKind, EnvironmentKind, TeamKind},
     repo,
@@ -31,7 +34,7 @@ use serde_json::Value;
 
 use crate::{
     ApiState,
-    body::MAX_BODY,
+    body::ParsedBody,
     error::{ApiError, Result},
 };
 
@@ -158,9 +161,11 @@ pub async fn authorize(
         });
     };
     let name = path_segment(req.uri().path(), &template, "{name}");
-    let (req, permissions) = match rule {
-        Rule::SignedIn => (req, vec![Permission::ReadPlatform]),
-        Rule::PlatformAdmin => (req, vec![Permission::AdministerPlatform]),
+    // The body as the contract middleware parsed it, the very value the handler gets.
+    let body = req.extensions().get::<ParsedBody>().map(|b| b.0.clone());
+    let permissions = match rule {
+        Rule::SignedIn => vec![Permission::ReadPlatform],
+        Rule::PlatformAdmin => vec![Permission::AdministerPlatform],
         Rule::ManageTeam => {
             let exists = match &name {
                 Some(n) => repo::get::<TeamKind>(state.store.as_ref(), n).await?.is_some(),
@@ -170,15 +175,13 @@ pub async fn authorize(
                 (true, Some(team)) => Permission::ManageTeam { team },
                 _ => Permission::AdministerPlatform,
             };
-            (req, vec![p])
+            vec![p]
         }
-        Rule::ReadApplication => {
-            let team = app_team(&state, name.as_deref()).await?;
-            (
-                req,
-                team.map(|team| Permission::Read { team }).into_iter().collect(),
-            )
-        }
+        Rule::ReadApplication => readable_app_team(&state, &principal, name.as_deref())
+            .await?
+            .map(|team| Permission::Read { team })
+            .into_iter()
+            .collect(),
         Rule::ReadDeployment => {
             let app = match &name {
                 Some(n) => repo::get::<DeploymentKind>(state.store.as_ref(), n)
@@ -187,63 +190,60 @@ pub async fn authorize(
                 None => None,
             };
             let team = app_team(&state, app.as_deref()).await?;
-            (
-                req,
-                team.map(|team| Permission::Read { team }).into_iter().collect(),
-            )
+            if let (Some(team), Some(name)) = (&team, &name)
+                && !principal.can_read(team)
+            {
+                return Err(not_found("Deployment", name));
+            }
+            team.map(|team| Permission::Read { team }).into_iter().collect()
         }
-        Rule::BuildApplication => {
-            let team = app_team(&state, name.as_deref()).await?;
-            (
-                req,
-                team.map(|team| Permission::Build { team }).into_iter().collect(),
-            )
-        }
+        Rule::BuildApplication => readable_app_team(&state, &principal, name.as_deref())
+            .await?
+            .map(|team| Permission::Build { team })
+            .into_iter()
+            .collect(),
         Rule::ApplyApplication => {
-            let (req, body) = buffer(req).await?;
             let mut teams = BTreeSet::new();
             // The team it belongs to now…
-            teams.extend(app_team(&state, name.as_deref()).await?);
+            teams.extend(readable_app_team(&state, &principal, name.as_deref()).await?);
             // …and the one the document puts it in: a whole document without a team
             // puts it in the default team; a merge patch only moves it when it says so.
-            let moved_to = body.as_ref().and_then(body_team);
             if matches!(template.as_str(), "/applications" | "/applications/{name}") {
                 match *req.method() {
                     Method::POST | Method::PUT => {
-                        teams.insert(moved_to.unwrap_or_else(|| DEFAULT_TEAM.to_owned()));
+                        teams.insert(document_team(required(body.as_deref())?));
                     }
-                    Method::PATCH => teams.extend(moved_to),
+                    Method::PATCH => teams.extend(patched_team(required(body.as_deref())?)),
                     _ => {}
                 }
             }
-            let permissions = teams.into_iter().map(|team| Permission::Apply { team }).collect();
-            (req, permissions)
+            teams.into_iter().map(|team| Permission::Apply { team }).collect()
         }
         Rule::DeployApplication { environment_field } => {
-            let (req, body) = buffer(req).await?;
-            let team = app_team(&state, name.as_deref()).await?;
-            let env = body
-                .as_ref()
-                .and_then(|b| b.get(environment_field))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let permission = match (team, env) {
-                (None, _) => None,
-                (Some(team), Some(environment)) => {
+            match readable_app_team(&state, &principal, name.as_deref()).await? {
+                // A missing application is the handler's 404 to give.
+                None => Vec::new(),
+                Some(team) => {
+                    let environment = required(body.as_deref())?
+                        .get(environment_field)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "the body does not have the expected shape: it must name the target \
+                                 environment in '{environment_field}' (a string)"
+                            ))
+                        })?;
                     let production = repo::get::<EnvironmentKind>(state.store.as_ref(), &environment)
                         .await?
                         .is_some_and(|e| e.spec.production);
-                    Some(Permission::Deploy {
+                    vec![Permission::Deploy {
                         team,
                         environment,
                         production,
-                    })
+                    }]
                 }
-                // The body names no environment and will be refused as malformed; let
-                // anyone who may deploy somewhere in the team hear why.
-                (Some(team), None) => Some(Permission::Build { team }),
-            };
-            (req, permission.into_iter().collect())
+            }
         }
     };
     for p in &permissions {
@@ -320,22 +320,58 @@ async fn app_team(state: &ApiState, name: Option<&str>) -> Result<Option<String>
         .map(|a| a.spec.team))
 }
 
-/// The team a body asks for: `spec.team` of a document or of a merge patch.
-fn body_team(body: &Value) -> Option<String> {
-    body.pointer("/spec/team")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+/// The team of application `name` when the caller may read it; 404, exactly as for a
+/// missing application, when the caller may not (a 403 would name the owning team).
+async fn readable_app_team(
+    state: &ApiState,
+    principal: &Principal,
+    name: Option<&str>,
+) -> Result<Option<String>> {
+    let team = app_team(state, name).await?;
+    match (team, name) {
+        (Some(team), Some(name)) if !principal.can_read(&team) => Err(not_found(ApplicationKind::KIND, name)),
+        (team, _) => Ok(team),
+    }
 }
 
-/// Reads the body (up to the limit) to look into it, and puts it back for the handler.
-/// A body that is not JSON is passed on as it is; the handler says what is wrong.
-async fn buffer(req: Request) -> Result<(Request, Option<Value>)> {
-    let (parts, body) = req.into_parts();
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::TooLarge { limit: MAX_BODY })?;
-    let value = serde_json::from_slice(&bytes).ok();
-    Ok((Request::from_parts(parts, Body::from(bytes)), value))
+fn not_found(kind: &str, name: &str) -> ApiError {
+    ApiError::NotFound {
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+/// The parsed body of an operation whose permission depends on it. The contract
+/// middleware parses the body of every operation that takes one, so a missing body is
+/// refused here, never read as "no body" with a weaker permission.
+fn required(body: Option<&Value>) -> Result<&Value> {
+    body.ok_or_else(|| ApiError::BadRequest("this operation needs a JSON body".to_owned()))
+}
+
+/// The team a whole document (POST, PUT) puts an application in: `spec.team`, or the
+/// default team when it names none (or names it with something else than a string,
+/// which the handler then refuses).
+fn document_team(body: &Value) -> String {
+    body.pointer("/spec/team")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_TEAM)
+        .to_owned()
+}
+
+/// The team a merge patch (RFC 7386) moves an application to, if it moves it: a patch
+/// that removes `spec.team` (null), replaces `spec` or replaces the whole document
+/// moves it to the default team.
+fn patched_team(body: &Value) -> Option<String> {
+    let Some(patch) = body.as_object() else {
+        return Some(DEFAULT_TEAM.to_owned());
+    };
+    match patch.get("spec")? {
+        Value::Object(spec) => match spec.get("team")? {
+            Value::String(team) => Some(team.clone()),
+            _ => Some(DEFAULT_TEAM.to_owned()),
+        },
+        _ => Some(DEFAULT_TEAM.to_owned()),
+    }
 }
 
 /// Which applications' objects a caller may see in lists.

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::{
     Extension, Json, Router,
-    body::Bytes,
     extract::{DefaultBodyLimit, FromRequestParts, Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     middleware,
@@ -26,13 +25,17 @@ use utoipa::{
     Modify, OpenApi,
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::{
+    router::{OpenApiRouter, UtoipaMethodRouter},
+    routes,
+};
 
 use crate::{
     ApiState, audit,
     audit::{AuditList, AuditParams},
     auth::{self, Actor, CurrentToken},
-    body::{JsonBody, MAX_BODY},
+    body::{JsonBody, MAX_BODY, ParsedBody},
+    contract,
     delivery::{self, ApplicationState, DeployRequest, ReleaseRequest, RollbackRequest},
     error::{ApiError, Problem, Result},
     events::{self, EventList, EventParams},
@@ -75,8 +78,9 @@ impl Modify for Security {
 }
 
 /// Completes the generated document in one place, so that it never contradicts what the
-/// middleware and error mapping send: every operation may answer 401 (no valid token),
-/// 403 (a missing permission) and 429 (rate limit); every problem answer is
+/// middleware and error mapping send: every operation may answer 400 (a malformed or
+/// unknown query parameter), 401 (no valid token), 403 (a missing permission) and 429
+/// (rate limit), one with a body 413 and 415 (another content type); every problem answer is
 /// `application/problem+json`; every event stream documents its events.
 fn complete_contract(openapi: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{
@@ -115,6 +119,24 @@ fn complete_contract(openapi: &mut utoipa::openapi::OpenApi) {
                 op.responses
                     .responses
                     .insert(status.to_owned(), problem(description).into());
+            }
+            // The contract middleware (crate::contract) refuses unknown or malformed
+            // query parameters of every operation, and bodies sent as another type.
+            op.responses.responses.entry("400".to_owned()).or_insert_with(|| {
+                problem("The request cannot be read: an unknown or malformed query parameter, or a malformed body").into()
+            });
+            if op.request_body.is_some() {
+                op.responses.responses.insert(
+                    "415".to_owned(),
+                    problem(
+                        "The body is not sent with a content type this operation takes (`detail` names them)",
+                    )
+                    .into(),
+                );
+                op.responses
+                    .responses
+                    .entry("413".to_owned())
+                    .or_insert_with(|| problem("The request body is too large").into());
             }
             for response in op.responses.responses.values_mut() {
                 let RefOr::T(response) = response else { continue };
@@ -209,7 +231,7 @@ macro_rules! kind_routes {
 
             /// Changes an object with a JSON merge patch (RFC 7386).
             #[utoipa::path(patch, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name")),
-                request_body(content = Object, content_type = "application/merge-patch+json"),
+                request_body(content((Object = "application/merge-patch+json"), (Object = "application/json"))),
                 responses((status = 200, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem),
                     (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
             pub async fn patch(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>, JsonBody(b): JsonBody<Value>) -> Result<Json<$doc>> {
@@ -254,11 +276,13 @@ kind_routes!(teams, TeamKind, Team, "/teams", "/teams/{name}", "governance");
 kind_routes!(users, UserKind, User, "/users", "/users/{name}", "governance");
 
 fn release_number(text: &str) -> Result<u64> {
-    text.parse().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "'{text}' is not a release number; use a whole number like 3"
-        ))
-    })
+    contract::integral(text)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "'{text}' is not a release number; use a whole number like 3"
+            ))
+        })
 }
 
 /// Filters of the release and deployment lists.
@@ -266,6 +290,7 @@ fn release_number(text: &str) -> Result<u64> {
 #[into_params(parameter_in = Query)]
 pub struct ChildParams {
     /// Items per page (1-1000, default 500).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `metadata.continue` value of the previous page.
     #[serde(rename = "continue")]
@@ -341,6 +366,8 @@ async fn get_release(
     State(s): State<ApiState>,
     Path((app, number)): Path<(String, String)>,
 ) -> Result<Json<Release>> {
+    // The application first: its 404 is the same whether it is missing or unreadable.
+    objects::get::<ApplicationKind>(&s, &app).await?;
     Ok(Json(delivery::release(&s, &app, release_number(&number)?).await?))
 }
 
@@ -512,7 +539,7 @@ async fn set_secret(
     Extension(g): Extension<Governance>,
     Extension(a): Extension<Actor>,
     Path((app, secret)): Path<(String, String)>,
-    body: Bytes,
+    ParsedBody(body): ParsedBody,
 ) -> Result<(StatusCode, Json<SecretInfo>)> {
     let req = secrets::parse_value(&body)?;
     let (status, info) = secrets::set(&s, &g, &a, &app, &secret, req).await?;
@@ -565,7 +592,25 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 fn api_router() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    register(OpenApiRouter::with_openapi(ApiDoc::openapi()))
+}
+
+/// Where routes are registered: the router, or (in a test) a recorder of the schemas
+/// each route brings, which finds two types documented under one name (utoipa keeps
+/// only one of them, silently).
+trait Routes: Sized {
+    fn routes(self, route: UtoipaMethodRouter<ApiState>) -> Self;
+}
+
+impl Routes for OpenApiRouter<ApiState> {
+    fn routes(self, route: UtoipaMethodRouter<ApiState>) -> Self {
+        OpenApiRouter::routes(self, route)
+    }
+}
+
+/// Every route of the API.
+fn register<R: Routes>(router: R) -> R {
+    router
         .routes(routes!(clusters::list, clusters::create))
         .routes(routes!(
             clusters::get,
@@ -674,6 +719,9 @@ pub fn router_with(state: ApiState, governance: Governance) -> Router {
             state.clone(),
             permissions::authorize,
         ))
+        // The contract (query parameters, the body parsed once) before authorization,
+        // which decides on that parsed body.
+        .layer(middleware::from_fn(contract::enforce))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(Extension(governance))
         .layer(DefaultBodyLimit::max(MAX_BODY));
@@ -688,4 +736,55 @@ pub fn router_with(state: ApiState, governance: Governance) -> Router {
         ));
     }
     app.layer(TraceLayer::new_for_http()).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use utoipa::openapi::{RefOr, schema::Schema};
+
+    use super::*;
+
+    /// Records the schemas of every route instead of registering it.
+    #[derive(Default)]
+    struct Recorder(Vec<(String, RefOr<Schema>)>);
+
+    impl Routes for Recorder {
+        fn routes(mut self, (schemas, _, _): UtoipaMethodRouter<ApiState>) -> Self {
+            self.0.extend(schemas);
+            self
+        }
+    }
+
+    #[test]
+    fn no_two_schemas_share_a_name() {
+        let mut recorded = register(Recorder::default()).0;
+        let base = ApiDoc::openapi();
+        recorded.extend(base.components.into_iter().flat_map(|c| c.schemas));
+        let mut by_name: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for (name, schema) in recorded {
+            let schema = serde_json::to_value(schema).unwrap();
+            let seen = by_name.entry(name).or_default();
+            if !seen.contains(&schema) {
+                seen.push(schema);
+            }
+        }
+        let clashes: Vec<String> = by_name
+            .iter()
+            .filter(|(_, schemas)| schemas.len() > 1)
+            .map(|(name, schemas)| format!("{name}: {}", serde_json::to_string(schemas).unwrap()))
+            .collect();
+        assert!(
+            clashes.is_empty(),
+            "types documented under one name (rename one, e.g. with #[schema(as = ...)]):\n{}",
+            clashes.join("\n")
+        );
+        // And the document keeps each of them.
+        let doc = serde_json::to_value(openapi()).unwrap();
+        for (name, schemas) in &by_name {
+            assert_eq!(&doc["components"]["schemas"][name], &schemas[0], "{name}");
+        }
+        assert!(by_name.len() > 50, "only {} schemas recorded", by_name.len());
+    }
 }

@@ -55,10 +55,10 @@ pub struct Resealed {
     pub total: u64,
 }
 
-/// Reads the body of a set without ever quoting it back: serde's messages can contain
-/// the value.
-pub fn parse_value(bytes: &[u8]) -> Result<SecretValueRequest> {
-    let request: SecretValueRequest = serde_json::from_slice(bytes).map_err(|_| {
+/// Reads the (parsed) body of a set without ever quoting it back: serde's messages can
+/// contain the value.
+pub fn parse_value(body: &serde_json::Value) -> Result<SecretValueRequest> {
+    let request = SecretValueRequest::deserialize(body).map_err(|_| {
         ApiError::BadRequest(
             "the body must be a JSON object with one string field: {\"value\": \"<the secret>\"}".to_owned(),
         )

@@ -270,6 +270,7 @@ async fn invalid_documents_name_every_field_and_change_nothing() {
         .http
         .post(format!("{}/api/v1/applications", api.base))
         .bearer_auth(&api.token)
+        .header("content-type", "application/json")
         .body("{\"apiVersion\": \"berth.dev/v1\",\n  \"kind\": ")
         .send()
         .await

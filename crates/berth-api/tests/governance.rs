@@ -485,7 +485,12 @@ async fn the_whole_permission_matrix() {
                 let body = row.body.as_ref().map(|b| substitute(b, env));
                 let (status, problem) = api.call_as(who, row.method.clone(), &path, body).await;
                 let want = (row.allowed)(who, production);
-                let denied = status == StatusCode::FORBIDDEN;
+                // An application (or its deployment) the caller may not read is not
+                // found, so that no answer names its team.
+                let hidden = who == Who::Outsider
+                    && status == StatusCode::NOT_FOUND
+                    && (path.starts_with("/applications/web") || path.starts_with("/deployments/web"));
+                let denied = status == StatusCode::FORBIDDEN || hidden;
                 checked += 1;
                 if status == StatusCode::UNAUTHORIZED || status.is_server_error() {
                     failures.push(format!(
@@ -498,7 +503,7 @@ async fn the_whole_permission_matrix() {
                         row.method,
                         if want { "allowed" } else { "denied" }
                     ));
-                } else if denied {
+                } else if denied && !hidden {
                     let missing = problem["missingPermission"].as_str().unwrap_or_default();
                     if missing.is_empty() || !problem["detail"].as_str().unwrap_or_default().contains(missing)
                     {
@@ -1002,4 +1007,526 @@ async fn rotating_the_key_seals_every_secret_again() {
         .open(&stored.spec.sealed, &berth_secrets::secret_aad("web", "db", 1))
         .unwrap();
     assert_eq!(value.expose(), "v1");
+}
+
+// === One strict parse per request (issue 8, items 1, 13, 15, 16) ===
+
+impl Api {
+    /// Sends `body` as it is, with `content_type` (none when `None`).
+    async fn raw_as(
+        &self,
+        who: Who,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: String,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.tokens[&who])
+            .body(body);
+        if let Some(c) = content_type {
+            req = req.header("content-type", c);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// A team `ops` the developer has no role in, and a `default` team where the
+    /// developer is a developer (as on a platform whose default team is open to all).
+    async fn other_teams(&self) {
+        for (name, members) in [
+            ("ops", json!([{"user": "tina", "roles": ["admin"]}])),
+            ("default", json!([{"user": "dev", "roles": ["developer"]}])),
+        ] {
+            let doc = json!({"apiVersion": "berth.dev/v1", "kind": "Team", "metadata": {"name": name},
+                "spec": {"members": members}});
+            let (s, b) = self
+                .admin(Method::PUT, &format!("/teams/{name}"), Some(doc))
+                .await;
+            assert!(s.is_success(), "{b}");
+        }
+    }
+}
+
+/// The matrix row of every documented operation that takes a body, with its path made
+/// concrete for `env`.
+fn operations_with_a_body(env: &str) -> Vec<(Method, String, Value)> {
+    let doc = serde_json::to_value(berth_api::openapi()).unwrap();
+    let rows = matrix();
+    let mut out = Vec::new();
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("requestBody").is_none() {
+                continue;
+            }
+            let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+            let row = rows
+                .iter()
+                .find(|r| r.method == method && matches_template(template, r.path))
+                .unwrap_or_else(|| panic!("the matrix has no row for {method} {template}"));
+            let body = row
+                .body
+                .as_ref()
+                .map_or_else(|| json!({}), |b| substitute(b, env));
+            out.push((method, row.path.replace("ENV", env), body));
+        }
+    }
+    assert!(out.len() >= 20, "only {} operations take a body", out.len());
+    out
+}
+
+/// `body` with its first key given twice (a key `x` twice for an empty object).
+fn with_duplicate_key(body: &Value) -> String {
+    let text = body.to_string();
+    match body.as_object().and_then(|o| o.iter().next()) {
+        Some((key, value)) => format!("{{{}:{value},{}", json!(key), &text[1..]),
+        None => r#"{"x":1,"x":1}"#.to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_body_is_parsed_once_and_strictly() {
+    let api = Api::start().await;
+    api.other_teams().await;
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (method, path, body) in operations_with_a_body("production") {
+        let cases = [
+            (
+                "trailing bytes",
+                Some("application/json"),
+                format!("{body} x"),
+                StatusCode::BAD_REQUEST,
+                "more after its JSON document",
+            ),
+            (
+                "a second document",
+                Some("application/json"),
+                format!("{body}{body}"),
+                StatusCode::BAD_REQUEST,
+                "more after its JSON document",
+            ),
+            (
+                "a duplicate key",
+                Some("application/json"),
+                with_duplicate_key(&body),
+                StatusCode::BAD_REQUEST,
+                "appears twice",
+            ),
+            (
+                "another content type",
+                Some("text/plain"),
+                body.to_string(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "application/json",
+            ),
+            (
+                "no content type",
+                None,
+                body.to_string(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "names none",
+            ),
+        ];
+        for (case, content_type, text, want, says) in cases {
+            api.fixture().await;
+            let (status, problem) = api
+                .raw_as(Who::Developer, method.clone(), &path, content_type, text.clone())
+                .await;
+            checked += 1;
+            let detail = problem["detail"].as_str().unwrap_or_default();
+            if status != want || !detail.contains(says) {
+                failures.push(format!(
+                    "{method} {path} with {case} ({text}): {status} {problem}"
+                ));
+            }
+        }
+    }
+    // Nothing changed: the application is where it was and nothing reached production.
+    let (_, web) = api.admin(Method::GET, "/applications/web", None).await;
+    assert_eq!(web["spec"]["team"], "pay");
+    let (_, prod) = api
+        .admin(Method::GET, "/deployments?environment=production", None)
+        .await;
+    assert_eq!(prod["items"], json!([]), "{prod}");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_reported_bypasses_are_closed() {
+    let api = Api::start().await;
+    api.other_teams().await;
+    let json_type = Some("application/json");
+    // A developer deploys and promotes to production with trailing bytes.
+    for (path, body) in [
+        (
+            "/applications/web/deploy",
+            r#"{"environment":"production","release":1} x"#,
+        ),
+        (
+            "/applications/web/promote",
+            r#"{"from":"qa","to":"production"} x"#,
+        ),
+        ("/applications/web/rollback", r#"{"environment":"production"} x"#),
+    ] {
+        let (s, p) = api
+            .raw_as(Who::Developer, Method::POST, path, json_type, body.to_owned())
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {p}");
+    }
+    // …or with the environment given twice, the second one production.
+    let (s, p) = api
+        .raw_as(
+            Who::Developer,
+            Method::POST,
+            "/applications/web/deploy",
+            json_type,
+            r#"{"environment":"qa","environment":"production","release":1}"#.to_owned(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    // Moves the application into a team without rights there.
+    for body in [
+        r#"{"spec":{"team":"ops"}} x"#,
+        r#"{"spec":{"team":"pay","team":"ops"}}"#,
+    ] {
+        let (s, p) = api
+            .raw_as(
+                Who::Developer,
+                Method::PATCH,
+                "/applications/web",
+                Some("application/merge-patch+json"),
+                body.to_owned(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {p}");
+    }
+    // Removing the team moves it to the default team: that needs rights there too.
+    api.admin(Method::DELETE, "/teams/default", None).await;
+    let (s, p) = api
+        .call_as(
+            Who::Developer,
+            Method::PATCH,
+            "/applications/web",
+            Some(json!({"spec": {"team": null}})),
+        )
+        .await;
+    assert_eq!(
+        (s, p["missingPermission"].as_str()),
+        (StatusCode::FORBIDDEN, Some("team.apply")),
+        "{p}"
+    );
+    api.other_teams().await;
+    // Creates an application in another team.
+    let doc = application("sneaky", "ops");
+    let (s, p) = api
+        .raw_as(
+            Who::Developer,
+            Method::POST,
+            "/applications",
+            json_type,
+            format!("{doc} x"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    let (s, p) = api
+        .call_as(Who::Developer, Method::POST, "/applications", Some(doc))
+        .await;
+    assert_eq!(
+        (s, p["missingPermission"].as_str()),
+        (StatusCode::FORBIDDEN, Some("team.apply"))
+    );
+
+    let (_, web) = api.admin(Method::GET, "/applications/web", None).await;
+    assert_eq!(web["spec"]["team"], "pay");
+    assert_eq!(
+        api.admin(Method::GET, "/applications/sneaky", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, prod) = api
+        .admin(Method::GET, "/deployments?environment=production", None)
+        .await;
+    assert_eq!(prod["items"], json!([]), "{prod}");
+
+    // What is allowed still works, and integral decimals are integers.
+    let (s, p) = api
+        .raw_as(
+            Who::Developer,
+            Method::POST,
+            "/applications/web/deploy",
+            json_type,
+            r#"{"environment":"qa","release":1.0}"#.to_owned(),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {p}");
+    let (s, p) = api
+        .raw_as(
+            Who::Developer,
+            Method::PATCH,
+            "/applications/web",
+            Some("application/merge-patch+json; charset=utf-8"),
+            r#"{"spec":{"replicas":2.0}}"#.to_owned(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["spec"]["replicas"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_the_caller_may_not_read_is_not_found() {
+    let api = Api::start().await;
+    let mut failures = Vec::new();
+    for row in matrix() {
+        let scoped = row.path.starts_with("/applications/web") || row.path.starts_with("/deployments/web");
+        if !scoped {
+            continue;
+        }
+        api.fixture().await;
+        let path = row.path.replace("ENV", "qa");
+        let body = row.body.as_ref().map(|b| substitute(b, "qa"));
+        let (status, problem) = api
+            .call_as(Who::Outsider, row.method.clone(), &path, body.clone())
+            .await;
+        // The same request about an application that does not exist, as an administrator.
+        let missing = path.replace("/web", "/nope");
+        let (want_status, want) = api
+            .call_as(Who::PlatformAdmin, row.method.clone(), &missing, body)
+            .await;
+        let want = serde_json::from_str::<Value>(&want.to_string().replace("nope", "web")).unwrap();
+        let replaces = row.method == Method::PUT && row.path == "/applications/web";
+        if status != StatusCode::NOT_FOUND
+            || problem.to_string().contains("pay")
+            || (!replaces && (want_status, &want) != (StatusCode::NOT_FOUND, &problem))
+        {
+            failures.push(format!(
+                "{} {path}: {status} {problem}; a missing application answers {want_status} {want}",
+                row.method
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Who may read the team but lacks the permission still hears what is missing.
+    let (s, p) = api
+        .call_as(
+            Who::Viewer,
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa", "release": 1})),
+        )
+        .await;
+    assert_eq!(
+        (s, p["missingPermission"].as_str()),
+        (StatusCode::FORBIDDEN, Some("deploy.nonproduction"))
+    );
+}
+
+#[tokio::test]
+async fn events_show_only_what_the_caller_may_read() {
+    let api = Api::start().await;
+    let events = |v: &Value| -> Vec<Value> { v["items"].as_array().unwrap().clone() };
+    let (_, all) = api.admin(Method::GET, "/events?limit=1000", None).await;
+    let all = events(&all);
+    let of_web = |e: &Value| e["application"] == "web" || (e["kind"] == "Application" && e["name"] == "web");
+    assert!(
+        all.iter().any(|e| e["kind"] == "Application" && of_web(e)),
+        "the fixture made web"
+    );
+    assert!(all.iter().any(|e| e["kind"] == "Cluster"));
+
+    let (s, seen) = api
+        .call_as(Who::Outsider, Method::GET, "/events?limit=1000", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let seen = events(&seen);
+    for e in &seen {
+        assert!(
+            !of_web(e)
+                && !["Application", "Release", "Deployment", "Build", "Secret"]
+                    .contains(&e["kind"].as_str().unwrap()),
+            "an outsider sees {e}"
+        );
+    }
+    // Platform events stay visible to everyone signed in.
+    assert!(seen.iter().any(|e| e["kind"] == "Cluster"), "{seen:?}");
+    let (_, viewer) = api
+        .call_as(Who::Viewer, Method::GET, "/events?limit=1000", None)
+        .await;
+    assert!(
+        events(&viewer)
+            .iter()
+            .any(|e| e["kind"] == "Application" && of_web(e))
+    );
+
+    // The stream sends the same: read it up to the outsider's last event.
+    let last = seen.last().unwrap()["seq"].as_u64().unwrap();
+    let mut res = api
+        .http
+        .get(format!("{}/api/v1/events/stream", api.base))
+        .bearer_auth(&api.tokens[&Who::Outsider])
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !text.contains(&format!("id: {last}\n")) {
+        let chunk = tokio::time::timeout_at(deadline, res.chunk())
+            .await
+            .expect("stream too slow")
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("stream ended")));
+    }
+    let streamed: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(streamed, seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_query_parameters_are_refused_everywhere() {
+    let api = Api::start().await;
+    let mut failures = Vec::new();
+    for row in matrix() {
+        api.fixture().await;
+        let path = row.path.replace("ENV", "qa");
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let body = row.body.as_ref().map(|b| substitute(b, "qa"));
+        let (status, problem) = api
+            .admin(row.method.clone(), &format!("{path}{sep}dryRun=All"), body)
+            .await;
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        if status != StatusCode::BAD_REQUEST || !detail.contains("'dryRun'") {
+            let problem: String = problem.to_string().chars().take(300).collect();
+            failures.push(format!("{} {path}: {status} {problem}", row.method));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The reported cases: a dry run that is not one changes nothing; `since` is no filter.
+    let (s, p) = api
+        .admin(
+            Method::PATCH,
+            "/applications/web?dryRun=All",
+            Some(json!({"spec": {"replicas": 7}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    assert_ne!(
+        api.admin(Method::GET, "/applications/web", None).await.1["spec"]["replicas"],
+        7
+    );
+    let (s, p) = api.admin(Method::GET, "/events?since=2026-01-01", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("accepts after, application, limit"),
+        "{p}"
+    );
+    let (s, _) = api.admin(Method::GET, "/events?limit=1&limit=2", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn limits_are_whole_numbers_within_their_documented_range() {
+    let api = Api::start().await;
+    let doc = serde_json::to_value(berth_api::openapi()).unwrap();
+    let mut lists = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let Some(params) = item["get"]["parameters"].as_array() else {
+            continue;
+        };
+        if !params.iter().any(|p| p["name"] == "limit") {
+            continue;
+        }
+        if path.ends_with("/stream") {
+            // A stream that is accepted never ends; its limit is checked before it starts.
+            let (s, p) = api.admin(Method::GET, &format!("{path}?limit=1001"), None).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {p}");
+            continue;
+        }
+        lists += 1;
+        let path = path.replace("{name}", "web");
+        let (s, p) = api.admin(Method::GET, &format!("{path}?limit=1001"), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains("at most 1000"),
+            "{path}: {p}"
+        );
+        let (s, p) = api.admin(Method::GET, &format!("{path}?limit=0"), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {p}");
+        let (s, p) = api.admin(Method::GET, &format!("{path}?limit=1.5"), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {p}");
+        // Integral decimals are whole numbers, as the document's generators write them.
+        let (s, p) = api.admin(Method::GET, &format!("{path}?limit=1.0"), None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {p}");
+        let (s, p) = api.admin(Method::GET, &format!("{path}?limit=1000"), None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {p}");
+    }
+    assert!(lists >= 10, "only {lists} lists");
+    let (s, p) = api
+        .admin(Method::GET, "/applications/web/releases/1.0", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+}
+
+#[tokio::test]
+async fn malformed_image_references_are_refused_with_their_field() {
+    let api = Api::start().await;
+    for image in [
+        "127.0.0.1:5000/../web:1",
+        "127.0.0.1:5000/team/..:1",
+        "127.0.0.1:5000/a..b:1",
+        "127.0.0.1:5000/web-:1",
+        "bad_host.example/web:1",
+        "127.0.0.1:99999/web:1",
+    ] {
+        // In an application's spec…
+        let (s, p) = api
+            .admin(
+                Method::PUT,
+                "/applications/other",
+                Some(application("other", "pay")),
+            )
+            .await;
+        assert!(s.is_success(), "{p}");
+        let (s, p) = api
+            .admin(
+                Method::PATCH,
+                "/applications/other",
+                Some(json!({"spec": {"image": image}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{image}: {p}");
+        assert_eq!(p["errors"][0]["path"], "spec.image", "{image}: {p}");
+        let mut doc = application("fresh", "pay");
+        doc["spec"]["image"] = json!(image);
+        let (s, p) = api.admin(Method::POST, "/applications", Some(doc)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{image}: {p}");
+        // …and in a release request, before the registry is asked.
+        let (s, p) = api
+            .admin(
+                Method::POST,
+                "/applications/web/releases",
+                Some(json!({"image": image})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{image}: {p}");
+        assert_eq!(p["errors"][0]["path"], "image", "{image}: {p}");
+    }
+    assert_eq!(
+        api.admin(Method::GET, "/applications/fresh", None).await.0,
+        StatusCode::NOT_FOUND
+    );
 }

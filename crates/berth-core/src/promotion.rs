@@ -27,6 +27,9 @@ pub fn digest_of(image: &str) -> Option<&str> {
 /// A successful deployment of a digest in an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+// Not `Verification`: that is the audit log's verification, and utoipa keeps one schema
+// per name.
+#[schema(as = EnvironmentVerification)]
 pub struct Verification {
     /// The environment.
     pub environment: String,
