@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod builds;
+pub mod credentials;
 pub mod delivery;
 pub mod error;
 pub mod events;
