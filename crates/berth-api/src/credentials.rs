@@ -10,8 +10,8 @@
 use berth_core::{
     FieldError, Invalid, Kind,
     objects::{
-        Cluster, ClusterCredential, ClusterCredentialKind, ClusterCredentialSpec, ClusterKind, KubeconfigSource,
-        kubeconfig_fingerprint,
+        Cluster, ClusterCredential, ClusterCredentialKind, ClusterCredentialSpec, ClusterKind,
+        KubeconfigSource, kubeconfig_fingerprint,
     },
     ports::{Store, Write},
     repo,
@@ -28,18 +28,21 @@ use crate::error::{ApiError, Result};
 ///
 /// 422 when the document asks to keep a sealed kubeconfig that does not exist; the
 /// keyring's errors.
-pub async fn seal(store: &dyn Store, keyring: &Keyring, actor: &str, cluster: &mut Cluster) -> Result<Vec<Write>> {
+pub async fn seal(
+    store: &dyn Store,
+    keyring: &Keyring,
+    actor: &str,
+    cluster: &mut Cluster,
+) -> Result<Vec<Write>> {
     let stored = repo::get::<ClusterCredentialKind>(store, cluster.name()).await?;
-    let source = cluster
-        .spec
-        .kubernetes
-        .as_mut()
-        .and_then(|k| k.kubeconfig.take());
+    let source = cluster.spec.kubernetes.as_mut().and_then(|k| k.kubeconfig.take());
     let (source, writes) = match source {
         Some(KubeconfigSource::Inline(text)) => {
             let fingerprint = kubeconfig_fingerprint(text.expose());
             match stored {
-                Some(s) if s.spec.fingerprint == fingerprint => (KubeconfigSource::Sealed(s.spec.info()), Vec::new()),
+                Some(s) if s.spec.fingerprint == fingerprint => {
+                    (KubeconfigSource::Sealed(s.spec.info()), Vec::new())
+                }
                 previous => {
                     let version = previous.as_ref().map_or(1, |s| s.spec.version + 1);
                     let spec = ClusterCredentialSpec {
@@ -47,7 +50,8 @@ pub async fn seal(store: &dyn Store, keyring: &Keyring, actor: &str, cluster: &m
                         version,
                         fingerprint,
                         updated_by: actor.to_owned(),
-                        sealed: keyring.seal(text.expose(), &cluster_credential_aad(cluster.name(), version))?,
+                        sealed: keyring
+                            .seal(text.expose(), &cluster_credential_aad(cluster.name(), version))?,
                     };
                     let info = KubeconfigSource::Sealed(spec.info());
                     let write = match previous {
@@ -114,7 +118,10 @@ pub async fn reseal(store: &dyn Store, keyring: &Keyring) -> Result<Reseal> {
     let credentials = repo::list_all::<ClusterCredentialKind>(store, None).await?;
     let mut writes = Vec::new();
     let mut resealed = 0;
-    for c in credentials.iter().filter(|c| keyring.needs_reseal(&c.spec.sealed)) {
+    for c in credentials
+        .iter()
+        .filter(|c| keyring.needs_reseal(&c.spec.sealed))
+    {
         resealed += 1;
         let aad = cluster_credential_aad(&c.spec.cluster, c.spec.version);
         let text = keyring.open(&c.spec.sealed, &aad)?;

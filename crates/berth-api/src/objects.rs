@@ -8,8 +8,8 @@ use berth_core::{
     Kind, NewEvent, Resource,
     meta::ObjectMeta,
     objects::{
-        Application, ApplicationKind, Cluster, ClusterKind, Deployment, DeploymentKind, Environment, EnvironmentKind,
-        Release, ReleaseKind, SecretKind, Team, TeamKind, User, UserKind,
+        Application, ApplicationKind, Cluster, ClusterKind, Deployment, DeploymentKind, Environment,
+        EnvironmentKind, Release, ReleaseKind, SecretKind, Team, TeamKind, User, UserKind,
     },
     ports::{ListQuery, StoreError, Write},
     repo,
@@ -100,7 +100,12 @@ impl Managed for ClusterKind {
         Ok(())
     }
 
-    async fn seal(state: &ApiState, governance: &Governance, actor: &Actor, cluster: &mut Cluster) -> Result<Vec<Write>> {
+    async fn seal(
+        state: &ApiState,
+        governance: &Governance,
+        actor: &Actor,
+        cluster: &mut Cluster,
+    ) -> Result<Vec<Write>> {
         crate::credentials::seal(state.store.as_ref(), &governance.keyring, &actor.0, cluster).await
     }
 
@@ -466,7 +471,9 @@ pub async fn patch<K: Managed>(
     // A kubeconfig is one of path, inline and sealed: the one in the patch replaces the
     // stored one instead of merging into it (which would name two).
     if K::KIND == ClusterKind::KIND
-        && patch.pointer("/spec/kubernetes/kubeconfig").is_some_and(Value::is_object)
+        && patch
+            .pointer("/spec/kubernetes/kubeconfig")
+            .is_some_and(Value::is_object)
         && let Some(kubernetes) = doc.pointer_mut("/spec/kubernetes").and_then(Value::as_object_mut)
     {
         kubernetes.remove("kubeconfig");

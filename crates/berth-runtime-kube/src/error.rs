@@ -161,13 +161,20 @@ pub fn describe_kubeconfig_error(e: &kube::config::KubeconfigError) -> String {
         L::NoBase64DataOrFile => format!("{field} has neither data nor a file"),
     };
     match e {
-        K::Parse(e) => format!("not a valid kubeconfig: {}", berth_core::objects::describe_yaml_error(e)),
+        K::Parse(e) => format!(
+            "not a valid kubeconfig: {}",
+            berth_core::objects::describe_yaml_error(e)
+        ),
         K::ReadConfig(source, path) => format!("cannot read {}: {source}", path.display()),
         K::CurrentContextNotSet => "it has no current-context; set spec.kubernetes.context".to_owned(),
         K::LoadContext(name) => format!("it has no context '{name}'"),
-        K::LoadClusterOfContext(name) => format!("the context names cluster '{name}', which it does not define"),
+        K::LoadClusterOfContext(name) => {
+            format!("the context names cluster '{name}', which it does not define")
+        }
         K::MissingClusterUrl => "the selected cluster has no server (clusters[].cluster.server)".to_owned(),
-        K::ParseClusterUrl(_) => "the selected cluster's server is not a valid URL (clusters[].cluster.server)".to_owned(),
+        K::ParseClusterUrl(_) => {
+            "the selected cluster's server is not a valid URL (clusters[].cluster.server)".to_owned()
+        }
         K::ParseProxyUrl(_) => "the selected cluster's proxy-url is not a valid URL".to_owned(),
         K::LoadCertificateAuthority(e) => data("certificate-authority", e),
         K::LoadClientCertificate(e) => data("client-certificate", e),

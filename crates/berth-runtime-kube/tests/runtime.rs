@@ -456,9 +456,18 @@ async fn bad_kubeconfigs_and_unreachable_servers() {
         in_cluster: false,
     };
     for spec in [spec(&broken, None), from_file] {
-        let err = KubeRuntime::new("dc1", &spec, options()).err().unwrap().to_string();
-        assert!(err.contains("kubeconfig is invalid: not a valid kubeconfig: line "), "{err}");
-        assert!(!err.contains(marker) && !err.contains("token"), "quotes the kubeconfig: {err}");
+        let err = KubeRuntime::new("dc1", &spec, options())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("kubeconfig is invalid: not a valid kubeconfig: line "),
+            "{err}"
+        );
+        assert!(
+            !err.contains(marker) && !err.contains("token"),
+            "quotes the kubeconfig: {err}"
+        );
     }
     let doc = berth_kube_fake::kubeconfig("http://127.0.0.1:1", "t");
     let err = KubeRuntime::new("dc1", &spec(&doc, Some("prod")), options())

@@ -10,7 +10,9 @@ use anyhow::Context;
 use berth_core::{
     NewEvent,
     audit::Change,
-    objects::{Cluster, ClusterCredentialKind, ClusterKind, KubeconfigSource, KubeconfigText, kubeconfig_fingerprint},
+    objects::{
+        Cluster, ClusterCredentialKind, ClusterKind, KubeconfigSource, KubeconfigText, kubeconfig_fingerprint,
+    },
     ports::Store,
     repo,
 };
@@ -18,13 +20,23 @@ use berth_secrets::{Keyring, cluster_credential_aad};
 
 /// `cluster` ready for its runtime: a sealed kubeconfig replaced by the document it
 /// seals. Errors say what is wrong and how to fix it, for the cluster's status.
-pub async fn open(store: &dyn Store, keyring: Option<&Keyring>, cluster: &Cluster) -> Result<Cluster, String> {
-    let Some(KubeconfigSource::Sealed(info)) = cluster.spec.kubernetes.as_ref().and_then(|k| k.kubeconfig.as_ref())
+pub async fn open(
+    store: &dyn Store,
+    keyring: Option<&Keyring>,
+    cluster: &Cluster,
+) -> Result<Cluster, String> {
+    let Some(KubeconfigSource::Sealed(info)) = cluster
+        .spec
+        .kubernetes
+        .as_ref()
+        .and_then(|k| k.kubeconfig.as_ref())
     else {
         return Ok(cluster.clone());
     };
     let name = cluster.name();
-    let keyring = keyring.ok_or_else(|| format!("cluster {name}: the kubeconfig is sealed and no secrets keys are configured"))?;
+    let keyring = keyring.ok_or_else(|| {
+        format!("cluster {name}: the kubeconfig is sealed and no secrets keys are configured")
+    })?;
     let stored = repo::get::<ClusterCredentialKind>(store, name)
         .await
         .map_err(|e| format!("cluster {name}: cannot read its sealed kubeconfig: {e}"))?
@@ -32,9 +44,13 @@ pub async fn open(store: &dyn Store, keyring: Option<&Keyring>, cluster: &Cluste
             format!("cluster {name}: its sealed kubeconfig is missing; apply the Cluster again with kubeconfig.inline")
         })?;
     let text = keyring
-        .open(&stored.spec.sealed, &cluster_credential_aad(name, stored.spec.version))
+        .open(
+            &stored.spec.sealed,
+            &cluster_credential_aad(name, stored.spec.version),
+        )
         .map_err(|e| format!("cluster {name}: cannot open its sealed kubeconfig: {e}"))?;
-    if kubeconfig_fingerprint(text.expose()) != stored.spec.fingerprint || stored.spec.version != info.version {
+    if kubeconfig_fingerprint(text.expose()) != stored.spec.fingerprint || stored.spec.version != info.version
+    {
         return Err(format!(
             "cluster {name}: the sealed kubeconfig does not match the cluster's document (version {} stored, {} \
              expected); apply the Cluster again with kubeconfig.inline",
@@ -43,7 +59,9 @@ pub async fn open(store: &dyn Store, keyring: Option<&Keyring>, cluster: &Cluste
     }
     let mut opened = cluster.clone();
     if let Some(k) = opened.spec.kubernetes.as_mut() {
-        k.kubeconfig = Some(KubeconfigSource::Inline(KubeconfigText::new(text.expose().to_owned())));
+        k.kubeconfig = Some(KubeconfigSource::Inline(KubeconfigText::new(
+            text.expose().to_owned(),
+        )));
     }
     Ok(opened)
 }

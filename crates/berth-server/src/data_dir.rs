@@ -65,7 +65,8 @@ pub fn tighten(dir: &Path) -> anyhow::Result<()> {
 
 fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
     // Not through a symbolic link: tighten what is in the directory, nothing elsewhere.
-    let meta = std::fs::symlink_metadata(path).with_context(|| format!("cannot read the mode of {}", path.display()))?;
+    let meta = std::fs::symlink_metadata(path)
+        .with_context(|| format!("cannot read the mode of {}", path.display()))?;
     if meta.file_type().is_symlink() {
         tracing::warn!(path = %path.display(), "is a symbolic link; its target's permissions are left as they are");
         return Ok(());
@@ -108,7 +109,11 @@ mod tests {
         for name in ["berth.db", "berth.db-wal", "secrets.key"] {
             assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
         }
-        assert_eq!(mode(&dir.join("unrelated.txt")), 0o644, "files Berth does not own are left alone");
+        assert_eq!(
+            mode(&dir.join("unrelated.txt")),
+            0o644,
+            "files Berth does not own are left alone"
+        );
     }
 
     #[test]

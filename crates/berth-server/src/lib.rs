@@ -158,7 +158,10 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
     let sealed = credentials::migrate(store.as_ref(), &keyring).await?;
     if !sealed.is_empty() {
         // The rows they replaced leave their text in free pages and the log otherwise.
-        store.purge_free_space().await.context("cannot purge the replaced kubeconfigs")?;
+        store
+            .purge_free_space()
+            .await
+            .context("cannot purge the replaced kubeconfigs")?;
         tracing::warn!(clusters = ?sealed, "sealed the inline kubeconfigs an older Berth stored in clear");
     }
     let tls = match (&args.tls_cert, &args.tls_key) {

@@ -256,10 +256,11 @@ impl Reconciler {
             let stale = self.clusters.get(c.name()).is_none_or(|h| h.spec != c.spec);
             if stale {
                 // A sealed kubeconfig is opened only here, for the runtime being built.
-                let connected = match crate::credentials::open(self.store.as_ref(), self.secrets.as_deref(), c).await {
-                    Ok(opened) => (self.connect)(&opened),
-                    Err(e) => Err(e),
-                };
+                let connected =
+                    match crate::credentials::open(self.store.as_ref(), self.secrets.as_deref(), c).await {
+                        Ok(opened) => (self.connect)(&opened),
+                        Err(e) => Err(e),
+                    };
                 self.clusters.insert(
                     c.metadata.name.clone(),
                     ClusterHandle {

@@ -95,7 +95,10 @@ async fn plaintext_kubeconfigs_are_sealed_at_start_and_the_data_directory_made_p
     for f in std::fs::read_dir(&data).unwrap() {
         std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    assert!(database_holds(&data, MARKER), "the old store holds the kubeconfig in clear");
+    assert!(
+        database_holds(&data, MARKER),
+        "the old store holds the kubeconfig in clear"
+    );
 
     let server = berth_server::start(args(&data)).await.unwrap();
     let base = format!("http://{}", server.api_addr);
@@ -105,17 +108,29 @@ async fn plaintext_kubeconfigs_are_sealed_at_start_and_the_data_directory_made_p
     let cluster = get(&base, &token, "/clusters/kube").await;
     let sealed = &cluster["spec"]["kubernetes"]["kubeconfig"]["sealed"];
     assert_eq!(sealed["version"], 1, "{cluster}");
-    assert!(sealed["fingerprint"].as_str().unwrap().starts_with("sha256:"), "{cluster}");
+    assert!(
+        sealed["fingerprint"].as_str().unwrap().starts_with("sha256:"),
+        "{cluster}"
+    );
     assert!(!cluster.to_string().contains(MARKER), "{cluster}");
     let events = get(&base, &token, "/events?limit=1000").await;
     assert!(events.to_string().contains("KubeconfigSealed"), "{events}");
     assert!(!events.to_string().contains(MARKER), "{events}");
     // The replaced row leaves no copy in the database's files.
-    assert!(!database_holds(&data, MARKER), "the database still holds the kubeconfig");
+    assert!(
+        !database_holds(&data, MARKER),
+        "the database still holds the kubeconfig"
+    );
 
     // Private: the directory and every file of it that holds secrets.
     assert_eq!(mode(&data), 0o700, "data directory");
-    for name in ["berth.db", "berth.db-wal", "berth.db-shm", "bootstrap-token", "secrets.key"] {
+    for name in [
+        "berth.db",
+        "berth.db-wal",
+        "berth.db-shm",
+        "bootstrap-token",
+        "secrets.key",
+    ] {
         assert_eq!(mode(&data.join(name)), 0o600, "{name}");
     }
 
@@ -138,6 +153,10 @@ async fn plaintext_kubeconfigs_are_sealed_at_start_and_the_data_directory_made_p
     let again = get(&base, &token, "/clusters/kube").await;
     assert_eq!(again["spec"], version, "{again}");
     let events = get(&base, &token, "/events?limit=1000").await;
-    assert_eq!(events.to_string().matches("KubeconfigSealed").count(), 1, "{events}");
+    assert_eq!(
+        events.to_string().matches("KubeconfigSealed").count(),
+        1,
+        "{events}"
+    );
     server.shutdown().await;
 }

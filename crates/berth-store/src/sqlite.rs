@@ -115,7 +115,11 @@ impl SqliteStore {
     ///
     /// [`StoreError::Backend`] when SQLite cannot rewrite the file.
     pub async fn purge_free_space(&self) -> Result<(), StoreError> {
-        for sql in ["PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"] {
+        for sql in [
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+            "VACUUM",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+        ] {
             sqlx::query(sql)
                 .execute(&self.pool)
                 .await

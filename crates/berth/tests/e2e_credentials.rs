@@ -13,30 +13,13 @@ use std::{os::unix::fs::PermissionsExt, path::Path, time::Duration};
 use berth_kube_fake::{FakeCluster, FakeOptions};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Berth, IMAGE, Options};
+use support::{Berth, IMAGE, Options, contains};
 
 /// The kubeconfig's bearer token: what must never come back.
 const MARKER: &str = "kubecred-marker-93c1d7e5";
 /// Two secrets keys (32 bytes each, base64).
 const KEY_A: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 const KEY_B: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
-
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.push((path.display().to_string(), bytes));
-        }
-    }
-    out
-}
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -54,27 +37,21 @@ fn app(marker: &str) -> Value {
             "resources": {"memory": "64Mi"}, "env": {"MARKER": marker}}})
 }
 
-async fn call_as(berth: &Berth, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut req = berth
-        .http
-        .request(method, format!("{}/api/v1{path}", berth.api))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
 async fn deploy(berth: &Berth) {
     let (s, d) = berth
-        .call(Method::POST, "/applications/web/deploy", Some(json!({"environment": "qa"})))
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa"})),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{d}");
     berth
-        .wait_phase(d["metadata"]["name"].as_str().unwrap(), "Succeeded", Duration::from_secs(60))
+        .wait_phase(
+            d["metadata"]["name"].as_str().unwrap(),
+            "Succeeded",
+            Duration::from_secs(60),
+        )
         .await;
 }
 
@@ -139,21 +116,34 @@ async fn kubeconfigs_are_sealed_deploy_and_are_never_shown() {
 
     // Written once, inline; the answer shows that it is set, never what it is.
     let (s, written) = berth
-        .call(Method::PUT, "/clusters/kube", Some(cluster(json!({"inline": kubeconfig}))))
+        .call(
+            Method::PUT,
+            "/clusters/kube",
+            Some(cluster(json!({"inline": kubeconfig}))),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{written}");
     answers.push(("PUT /clusters/kube".to_owned(), written.to_string()));
     let sealed = &written["spec"]["kubernetes"]["kubeconfig"]["sealed"];
-    assert!(sealed["fingerprint"].as_str().unwrap().starts_with("sha256:"), "{written}");
+    assert!(
+        sealed["fingerprint"].as_str().unwrap().starts_with("sha256:"),
+        "{written}"
+    );
     assert_eq!(sealed["version"], 1, "{written}");
     let key_a = sealed["keyId"].as_str().unwrap().to_owned();
-    assert!(written["spec"]["kubernetes"]["kubeconfig"].get("inline").is_none());
+    assert!(
+        written["spec"]["kubernetes"]["kubeconfig"]
+            .get("inline")
+            .is_none()
+    );
 
     let env = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "qa"},
         "spec": {"clusters": [{"cluster": "kube"}], "rollout": {"progressDeadlineSeconds": 60}}});
     let (s, b) = berth.call(Method::PUT, "/environments/qa", Some(env)).await;
     assert!(s.is_success(), "{b}");
-    let (s, b) = berth.call(Method::PUT, "/applications/web", Some(app("one"))).await;
+    let (s, b) = berth
+        .call(Method::PUT, "/applications/web", Some(app("one")))
+        .await;
     assert!(s.is_success(), "{b}");
     // The fake accepts only the kubeconfig's token: a success means it was opened.
     deploy(&berth).await;
@@ -170,7 +160,10 @@ async fn kubeconfigs_are_sealed_deploy_and_are_never_shown() {
         let (s, b) = berth.call(Method::PUT, "/clusters/kube", Some(doc)).await;
         assert_eq!(s, StatusCode::OK, "{b}");
         assert_eq!(b["metadata"]["resourceVersion"], version, "nothing changed: {b}");
-        assert_eq!(b["spec"]["kubernetes"]["kubeconfig"]["sealed"]["version"], 1, "{b}");
+        assert_eq!(
+            b["spec"]["kubernetes"]["kubeconfig"]["sealed"]["version"], 1,
+            "{b}"
+        );
         answers.push(("re-apply".to_owned(), b.to_string()));
     }
     // Keeping a credential that does not exist is refused, by field.
@@ -178,8 +171,10 @@ async fn kubeconfigs_are_sealed_deploy_and_are_never_shown() {
         .call(
             Method::PUT,
             "/clusters/other",
-            Some(json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "other"},
-                "spec": {"runtime": "kubernetes", "kubernetes": {"kubeconfig": {"sealed": {}}}}})),
+            Some(
+                json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "other"},
+                "spec": {"runtime": "kubernetes", "kubernetes": {"kubeconfig": {"sealed": {}}}}}),
+            ),
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
@@ -191,8 +186,10 @@ async fn kubeconfigs_are_sealed_deploy_and_are_never_shown() {
         .call(
             Method::PUT,
             "/clusters/broken",
-            Some(json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "broken"},
-                "spec": {"runtime": "kubernetes", "kubernetes": {"kubeconfig": {"inline": broken}}}})),
+            Some(
+                json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "broken"},
+                "spec": {"runtime": "kubernetes", "kubernetes": {"kubeconfig": {"inline": broken}}}}),
+            ),
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
@@ -210,12 +207,16 @@ async fn kubeconfigs_are_sealed_deploy_and_are_never_shown() {
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["resealed"], 1, "{r}");
     let (_, rotated) = berth.call(Method::GET, "/clusters/kube", None).await;
-    let key_b = rotated["spec"]["kubernetes"]["kubeconfig"]["sealed"]["keyId"].as_str().unwrap();
+    let key_b = rotated["spec"]["kubernetes"]["kubeconfig"]["sealed"]["keyId"]
+        .as_str()
+        .unwrap();
     assert_ne!(key_b, key_a, "{rotated}");
     assert_eq!(key_b, r["keyId"], "{rotated}");
     std::fs::write(&keys, format!("{KEY_B}\n")).unwrap();
     berth.crash_and_restart().await;
-    let (s, b) = berth.call(Method::PUT, "/applications/web", Some(app("two"))).await;
+    let (s, b) = berth
+        .call(Method::PUT, "/applications/web", Some(app("two")))
+        .await;
     assert!(s.is_success(), "{b}");
     deploy(&berth).await;
 
@@ -230,7 +231,7 @@ async fn kubeconfigs_are_sealed_deploy_and_are_never_shown() {
             "/deployments",
             "/applications/web/status",
         ] {
-            let (s, b) = call_as(&berth, token, Method::GET, path, None).await;
+            let (s, b) = berth.call_as(token, Method::GET, path, None).await;
             if path.starts_with("/clusters") {
                 assert_eq!(s, StatusCode::OK, "{who} GET {path}: {b}");
             }
@@ -249,18 +250,8 @@ async fn kubeconfigs_are_sealed_deploy_and_are_never_shown() {
         cli.push(String::from_utf8_lossy(&out.stdout).into_owned());
     }
 
-    for (what, body) in &answers {
-        assert!(!body.contains(MARKER), "the answer to {what} holds the kubeconfig: {body}");
-    }
-    for text in &cli {
-        assert!(!text.contains(MARKER), "CLI output holds the kubeconfig: {text}");
-    }
-    for (path, bytes) in files(&berth.data) {
-        assert!(!contains(&bytes, MARKER), "{path} holds the kubeconfig in clear");
-    }
+    support::assert_nowhere(MARKER, &answers, &cli, &berth.data, &log);
     let logged = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<&str> = logged.lines().filter(|l| l.contains(MARKER)).collect();
-    assert!(lines.is_empty(), "the server log holds the kubeconfig: {lines:?}");
     // The checks mean something: debug logs were written, and the store holds the
     // credential, sealed.
     assert!(logged.contains("DEBUG"), "debug logs were written");

@@ -144,7 +144,10 @@ fn cluster_body(cluster: &berth_core::objects::Cluster) -> anyhow::Result<Value>
         None => None,
     };
     let mut v = serde_json::to_value(&copy)?;
-    if let (Some(text), Some(k)) = (inline, v.pointer_mut("/spec/kubernetes").and_then(Value::as_object_mut)) {
+    if let (Some(text), Some(k)) = (
+        inline,
+        v.pointer_mut("/spec/kubernetes").and_then(Value::as_object_mut),
+    ) {
         k.insert(
             "kubeconfig".to_owned(),
             serde_json::json!({"inline": text.expose()}),
@@ -690,7 +693,10 @@ mod tests {
         let body = docs[0].object.body().unwrap();
         assert_eq!(body["spec"]["kubernetes"]["kubeconfig"]["inline"], kubeconfig);
         assert_eq!(body["spec"]["kubernetes"]["context"], "x");
-        assert!(!format!("{:?}", docs[0].object).contains("https://k"), "the document never prints");
+        assert!(
+            !format!("{:?}", docs[0].object).contains("https://k"),
+            "the document never prints"
+        );
     }
 
     #[test]

@@ -242,7 +242,10 @@ mod tests {
         assert_eq!(cluster(sealed), Ok(()));
         let no_clusters = serde_json::json!({"runtime": "kubernetes",
             "kubernetes": {"kubeconfig": {"inline": "apiVersion: v1\nclusters: []"}}});
-        assert_eq!(cluster(no_clusters), Err(vec!["spec.kubernetes.kubeconfig.inline".to_owned()]));
+        assert_eq!(
+            cluster(no_clusters),
+            Err(vec!["spec.kubernetes.kubeconfig.inline".to_owned()])
+        );
         assert_eq!(
             cluster(serde_json::json!({"runtime": "kubernetes", "kubernetes": {"inCluster": true}})),
             Ok(())

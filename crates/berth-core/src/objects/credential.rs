@@ -244,8 +244,11 @@ pub fn check_kubeconfig(text: &str, context: Option<&str>, path: &str, errors: &
         Ok(docs) => docs,
         Err(e) => {
             errors.push(
-                FieldError::new(path, format!("is not a valid kubeconfig: {}", describe_yaml_error(&e)))
-                    .hint(HINT),
+                FieldError::new(
+                    path,
+                    format!("is not a valid kubeconfig: {}", describe_yaml_error(&e)),
+                )
+                .hint(HINT),
             );
             return;
         }
@@ -305,8 +308,11 @@ pub fn check_kubeconfig(text: &str, context: Option<&str>, path: &str, errors: &
             );
         }
         None => errors.push(
-            FieldError::new(path, "has no current-context and spec.kubernetes.context is not set")
-                .hint("name one of its contexts in spec.kubernetes.context"),
+            FieldError::new(
+                path,
+                "has no current-context and spec.kubernetes.context is not set",
+            )
+            .hint("name one of its contexts in spec.kubernetes.context"),
         ),
         Some(_) => {}
     }
@@ -349,17 +355,49 @@ mod tests {
         let good = kubeconfig(MARKER);
         let cases: Vec<(String, Option<&str>, &str)> = vec![
             // A syntax error on the token's line: an unclosed quote.
-            (good.replace(&format!("token: {MARKER}"), &format!("token: \"{MARKER}")), None, "line "),
+            (
+                good.replace(&format!("token: {MARKER}"), &format!("token: \"{MARKER}")),
+                None,
+                "line ",
+            ),
             // A tab in the indentation of the token's line.
-            (good.replace(&format!("    token: {MARKER}"), &format!("\ttoken: {MARKER}")), None, "line "),
+            (
+                good.replace(&format!("    token: {MARKER}"), &format!("\ttoken: {MARKER}")),
+                None,
+                "line ",
+            ),
             // A secret where a list belongs.
-            (format!("clusters: {MARKER}\n"), None, "line 1, column 11: expected a list here"),
+            (
+                format!("clusters: {MARKER}\n"),
+                None,
+                "line 1, column 11: expected a list here",
+            ),
             // A field missing.
-            (good.replace("    server: https://k:6443\n", &format!("    x: {MARKER}\n")), None, "'server' is missing"),
-            (format!("apiVersion: v1\nusers:\n- name: u\n  user: {{token: {MARKER}}}\n"), None, "has no clusters"),
-            (good.clone(), Some("staging"), "no context 'staging' (it has: prod)"),
-            (good.replace("    cluster: c\n", "    cluster: other\n"), None, "contexts[0] (context 'prod') names a cluster"),
-            (good.replace("current-context: prod\n", ""), None, "no current-context"),
+            (
+                good.replace("    server: https://k:6443\n", &format!("    x: {MARKER}\n")),
+                None,
+                "'server' is missing",
+            ),
+            (
+                format!("apiVersion: v1\nusers:\n- name: u\n  user: {{token: {MARKER}}}\n"),
+                None,
+                "has no clusters",
+            ),
+            (
+                good.clone(),
+                Some("staging"),
+                "no context 'staging' (it has: prod)",
+            ),
+            (
+                good.replace("    cluster: c\n", "    cluster: other\n"),
+                None,
+                "contexts[0] (context 'prod') names a cluster",
+            ),
+            (
+                good.replace("current-context: prod\n", ""),
+                None,
+                "no current-context",
+            ),
         ];
         for (text, context, expected) in cases {
             let found = problems(&text, context);
