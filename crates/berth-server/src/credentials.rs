@@ -94,6 +94,9 @@ pub async fn migrate(store: &dyn Store, keyring: &Keyring) -> anyhow::Result<Vec
                 .await
                 .with_context(|| format!("cannot seal the kubeconfig of cluster {name}"))?,
         );
+        // An older Berth quoted the kubeconfig in its parse errors; the next pass says
+        // what is wrong again, without quoting it.
+        cluster.status.message = None;
         writes.push(repo::replace(&cluster)?);
         events.push(NewEvent::normal(
             "KubeconfigSealed",

@@ -77,7 +77,8 @@ async fn plaintext_kubeconfigs_are_sealed_at_start_and_the_data_directory_made_p
     let store = SqliteStore::open(&data.join("berth.db")).await.unwrap();
     let old = json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "kube"},
         "spec": {"runtime": "kubernetes", "datacenter": "east", "local": {},
-            "kubernetes": {"kubeconfig": {"inline": fake.kubeconfig()}, "context": "fake"}}});
+            "kubernetes": {"kubeconfig": {"inline": fake.kubeconfig()}, "context": "fake"}},
+        "status": {"phase": "Unreachable", "message": format!("the kubeconfig is invalid: ... token: \"{MARKER}")}});
     store
         .commit(
             vec![Write::Create {

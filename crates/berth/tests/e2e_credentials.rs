@@ -180,6 +180,53 @@ async fn kubeconfigs_are_sealed_deploy_and_are_never_shown() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(b.to_string().contains("spec.kubernetes.kubeconfig.sealed"), "{b}");
 
+    // A merge patch with another kubeconfig replaces the stored one (a new version); one
+    // with a path drops it, so that keeping it afterwards is refused.
+    let other = |kubeconfig: Value| {
+        json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "other"},
+            "spec": {"runtime": "kubernetes", "kubernetes": {"kubeconfig": kubeconfig}}})
+    };
+    let (s, b) = berth
+        .call(
+            Method::PUT,
+            "/clusters/other",
+            Some(other(json!({"inline": kubeconfig}))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let second = format!("{kubeconfig}# rotated credentials\n");
+    let (s, b) = berth
+        .call(
+            Method::PATCH,
+            "/clusters/other",
+            Some(json!({"spec": {"kubernetes": {"kubeconfig": {"inline": second}}}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b["spec"]["kubernetes"]["kubeconfig"]["sealed"]["version"], 2,
+        "{b}"
+    );
+    answers.push(("PATCH other".to_owned(), b.to_string()));
+    let (s, b) = berth
+        .call(
+            Method::PATCH,
+            "/clusters/other",
+            Some(json!({"spec": {"kubernetes": {"kubeconfig": {"path": "/etc/berth/other.yaml"}}}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = berth
+        .call(Method::PUT, "/clusters/other", Some(other(json!({"sealed": {}}))))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the path dropped the credential: {b}"
+    );
+    let (s, b) = berth.call(Method::DELETE, "/clusters/other", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
     // A broken kubeconfig is refused by line, without being quoted, and nothing is stored.
     let broken = kubeconfig.replace(&format!("token: {MARKER}"), &format!("token: \"{MARKER}"));
     let (s, b) = berth
