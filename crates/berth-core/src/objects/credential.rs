@@ -12,7 +12,6 @@
 //! The Cluster document never holds the secret, not even its ciphertext, so every path
 //! that reads, lists, audits, exports or logs clusters is safe without redacting anything.
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -143,11 +142,7 @@ impl ClusterCredentialSpec {
 
 /// Observed state of a credential (none).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ClusterCredentialStatus {
-    /// When it was last used to connect (unused for now).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_used: Option<DateTime<Utc>>,
-}
+pub struct ClusterCredentialStatus {}
 
 impl Kind for ClusterCredentialKind {
     const KIND: &'static str = "ClusterCredential";
