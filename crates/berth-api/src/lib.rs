@@ -10,6 +10,7 @@ pub mod auth;
 pub mod body;
 pub mod builds;
 pub mod contract;
+pub mod credentials;
 pub mod delivery;
 pub mod error;
 pub mod events;

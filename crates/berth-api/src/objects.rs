@@ -8,8 +8,8 @@ use berth_core::{
     Kind, NewEvent, Resource,
     meta::ObjectMeta,
     objects::{
-        Application, ApplicationKind, ClusterKind, Deployment, DeploymentKind, Environment, EnvironmentKind,
-        Release, ReleaseKind, SecretKind, Team, TeamKind, User, UserKind,
+        Application, ApplicationKind, Cluster, ClusterKind, Deployment, DeploymentKind, Environment,
+        EnvironmentKind, Release, ReleaseKind, SecretKind, Team, TeamKind, User, UserKind,
     },
     ports::{ListQuery, StoreError, Write},
     repo,
@@ -22,6 +22,7 @@ use crate::{
     ApiState,
     auth::Actor,
     error::{ApiError, Result},
+    governance::Governance,
 };
 
 /// Paging parameters of list endpoints.
@@ -82,6 +83,17 @@ pub trait Managed: Kind {
     ) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
     }
+    /// Turns the write-only parts of an accepted document into what is stored (a
+    /// cluster's inline kubeconfig becomes a sealed credential) and returns the writes
+    /// that go with it; by default none.
+    fn seal(
+        _state: &ApiState,
+        _governance: &Governance,
+        _actor: &Actor,
+        _object: &mut Resource<Self>,
+    ) -> impl Future<Output = Result<Vec<Write>>> + Send {
+        async { Ok(Vec::new()) }
+    }
     /// What else a delete does once committed.
     fn after_delete(
         _state: &ApiState,
@@ -97,6 +109,15 @@ impl Managed for ClusterKind {
         Ok(())
     }
 
+    async fn seal(
+        state: &ApiState,
+        governance: &Governance,
+        actor: &Actor,
+        cluster: &mut Cluster,
+    ) -> Result<Vec<Write>> {
+        crate::credentials::seal(state.store.as_ref(), &governance.keyring, &actor.0, cluster).await
+    }
+
     async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
         let users: Vec<String> = repo::list_all::<EnvironmentKind>(state.store.as_ref(), None)
             .await?
@@ -105,7 +126,7 @@ impl Managed for ClusterKind {
             .map(|e| e.metadata.name)
             .collect();
         if users.is_empty() {
-            Ok(Vec::new())
+            crate::credentials::forget(state.store.as_ref(), name).await
         } else {
             Err(ApiError::Conflict {
                 message: format!("Cluster '{name}' is used by environment(s) {}", users.join(", ")),
@@ -400,16 +421,19 @@ fn event<K: Kind>(reason: &str, name: &str, actor: &Actor, verb: &str) -> NewEve
 /// Creates an object (409 if it exists).
 pub async fn create<K: Managed>(
     state: &ApiState,
+    governance: &Governance,
     actor: &Actor,
     body: &Value,
 ) -> Result<(StatusCode, Json<Resource<K>>)> {
     let mut object = accept::<K>(body, None)?;
     object.metadata.resource_version = None;
     K::check_references(state, &object).await?;
+    let mut writes = K::seal(state, governance, actor, &mut object).await?;
+    writes.insert(0, repo::create(&object)?);
     let commit = state
         .store
         .commit(
-            vec![repo::create(&object)?],
+            writes,
             vec![event::<K>("Created", object.name(), actor, "created")],
         )
         .await?;
@@ -427,11 +451,12 @@ pub async fn create<K: Managed>(
 /// version (409 otherwise). An identical document changes nothing.
 pub async fn put<K: Managed>(
     state: &ApiState,
+    governance: &Governance,
     actor: &Actor,
     name: &str,
     body: &Value,
 ) -> Result<(StatusCode, Json<Resource<K>>)> {
-    let object = accept::<K>(body, Some(name))?;
+    let mut object = accept::<K>(body, Some(name))?;
     K::check_actor(actor, name, Some(&object))?;
     K::check_references(state, &object).await?;
     let Some(current) = repo::get::<K>(state.store.as_ref(), name).await? else {
@@ -441,7 +466,7 @@ pub async fn put<K: Managed>(
                 name: name.to_owned(),
             });
         }
-        return create::<K>(state, actor, body).await;
+        return create::<K>(state, governance, actor, body).await;
     };
     if let (Some(sent), Some(stored)) = (object.version(), current.version())
         && sent != stored
@@ -454,7 +479,8 @@ pub async fn put<K: Managed>(
         };
         return Err(conflict.into());
     }
-    if current.spec == object.spec && current.metadata.labels == object.metadata.labels {
+    let mut writes = K::seal(state, governance, actor, &mut object).await?;
+    if current.spec == object.spec && current.metadata.labels == object.metadata.labels && writes.is_empty() {
         return Ok((StatusCode::OK, Json(current)));
     }
     let replacement = Resource::<K> {
@@ -465,12 +491,10 @@ pub async fn put<K: Managed>(
         status: current.status.clone(),
         ..object
     };
+    writes.insert(0, repo::replace(&replacement)?);
     let commit = state
         .store
-        .commit(
-            vec![repo::replace(&replacement)?],
-            vec![event::<K>("Updated", name, actor, "updated")],
-        )
+        .commit(writes, vec![event::<K>("Updated", name, actor, "updated")])
         .await?;
     state.changed.notify_one();
     Ok((
@@ -484,12 +508,23 @@ pub async fn put<K: Managed>(
 /// Applies an RFC 7386 JSON merge patch.
 pub async fn patch<K: Managed>(
     state: &ApiState,
+    governance: &Governance,
     actor: &Actor,
     name: &str,
     patch: &Value,
 ) -> Result<Json<Resource<K>>> {
     let current = get::<K>(state, name).await?;
     let mut doc = serde_json::to_value(&current).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // A kubeconfig is one of path, inline and sealed: the one in the patch replaces the
+    // stored one instead of merging into it (which would name two).
+    if K::KIND == ClusterKind::KIND
+        && patch
+            .pointer("/spec/kubernetes/kubeconfig")
+            .is_some_and(Value::is_object)
+        && let Some(kubernetes) = doc.pointer_mut("/spec/kubernetes").and_then(Value::as_object_mut)
+    {
+        kubernetes.remove("kubeconfig");
+    }
     json_patch::merge(&mut doc, patch);
     if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut)
         && patch.pointer("/metadata/resourceVersion").is_none()
@@ -500,7 +535,7 @@ pub async fn patch<K: Managed>(
             serde_json::json!(current.metadata.resource_version),
         );
     }
-    let (_, Json(object)) = put::<K>(state, actor, name, &doc).await?;
+    let (_, Json(object)) = put::<K>(state, governance, actor, name, &doc).await?;
     Ok(Json(object))
 }
 

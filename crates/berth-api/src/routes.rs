@@ -209,8 +209,8 @@ macro_rules! kind_routes {
             #[utoipa::path(post, path = $list, tag = $tag, request_body = $doc,
                 responses((status = 201, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem),
                     (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
-            pub async fn create(State(s): State<ApiState>, Extension(a): Extension<Actor>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
-                objects::create::<$kind>(&s, &a, &b).await
+            pub async fn create(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
+                objects::create::<$kind>(&s, &g, &a, &b).await
             }
 
             /// Reads an object.
@@ -225,8 +225,8 @@ macro_rules! kind_routes {
                 request_body = $doc,
                 responses((status = 200, body = $doc), (status = 201, body = $doc), (status = 400, body = Problem),
                     (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
-            pub async fn put(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
-                objects::put::<$kind>(&s, &a, &name, &b).await
+            pub async fn put(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Path(name): Path<String>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
+                objects::put::<$kind>(&s, &g, &a, &name, &b).await
             }
 
             /// Changes an object with a JSON merge patch (RFC 7386).
@@ -234,8 +234,8 @@ macro_rules! kind_routes {
                 request_body(content((Object = "application/merge-patch+json"), (Object = "application/json"))),
                 responses((status = 200, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem),
                     (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
-            pub async fn patch(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>, JsonBody(b): JsonBody<Value>) -> Result<Json<$doc>> {
-                objects::patch::<$kind>(&s, &a, &name, &b).await
+            pub async fn patch(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Path(name): Path<String>, JsonBody(b): JsonBody<Value>) -> Result<Json<$doc>> {
+                objects::patch::<$kind>(&s, &g, &a, &name, &b).await
             }
 
             /// Deletes an object and what belongs to it.

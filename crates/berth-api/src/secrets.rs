@@ -207,7 +207,10 @@ pub async fn reseal(state: &ApiState, governance: &Governance, actor: &Actor) ->
         next.spec.sealed = governance.keyring.seal(value.expose(), &aad)?;
         writes.push(repo::replace(&next)?);
     }
-    let resealed = writes.len() as u64;
+    let clusters = crate::credentials::reseal(state.store.as_ref(), &governance.keyring).await?;
+    let total = total + clusters.total;
+    let resealed = writes.len() as u64 + clusters.resealed;
+    writes.extend(clusters.writes);
     if !writes.is_empty() {
         let event = NewEvent::normal(
             "SecretsResealed",

@@ -211,10 +211,9 @@ async fn run(n: usize) {
             KubeRuntime::new(
                 &format!("dc{i}"),
                 &KubernetesRuntime {
-                    kubeconfig: Some(KubeconfigSource::Inline(berth_kube_fake::kubeconfig(
-                        url,
-                        "berth-fake-token",
-                    ))),
+                    kubeconfig: Some(KubeconfigSource::Inline(
+                        berth_kube_fake::kubeconfig(url, "berth-fake-token").into(),
+                    )),
                     context: None,
                     in_cluster: false,
                 },

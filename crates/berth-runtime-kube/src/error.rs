@@ -149,6 +149,41 @@ impl Error {
     }
 }
 
+/// What is wrong with a kubeconfig, without quoting it: the parser's own message shows
+/// the offending lines and the loaders' can hold decoded bytes, and a kubeconfig's lines
+/// are credentials. Says where (line, column, or the field) instead.
+#[must_use]
+pub fn describe_kubeconfig_error(e: &kube::config::KubeconfigError) -> String {
+    use kube::config::{KubeconfigError as K, LoadDataError as L};
+    let data = |field: &str, e: &L| match e {
+        L::DecodeBase64(_) => format!("{field}-data is not valid base64"),
+        L::ReadFile(source, path) => format!("cannot read {field} file {}: {source}", path.display()),
+        L::NoBase64DataOrFile => format!("{field} has neither data nor a file"),
+    };
+    match e {
+        K::Parse(e) => format!(
+            "not a valid kubeconfig: {}",
+            berth_core::objects::describe_yaml_error(e)
+        ),
+        K::ReadConfig(source, path) => format!("cannot read {}: {source}", path.display()),
+        K::CurrentContextNotSet => "it has no current-context; set spec.kubernetes.context".to_owned(),
+        K::LoadContext(name) => format!("it has no context '{name}'"),
+        K::LoadClusterOfContext(name) => {
+            format!("the context names cluster '{name}', which it does not define")
+        }
+        K::MissingClusterUrl => "the selected cluster has no server (clusters[].cluster.server)".to_owned(),
+        K::ParseClusterUrl(_) => {
+            "the selected cluster's server is not a valid URL (clusters[].cluster.server)".to_owned()
+        }
+        K::ParseProxyUrl(_) => "the selected cluster's proxy-url is not a valid URL".to_owned(),
+        K::LoadCertificateAuthority(e) => data("certificate-authority", e),
+        K::LoadClientCertificate(e) => data("client-certificate", e),
+        K::LoadClientKey(e) => data("client-key", e),
+        K::ParseCertificates(_) => "a certificate in it is not valid PEM".to_owned(),
+        _ => "it cannot be used (kubeconfigs of different kinds or versions cannot be merged)".to_owned(),
+    }
+}
+
 /// An error and its causes on one line.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

@@ -213,7 +213,14 @@ impl KubeRuntime {
         } else {
             let kc = match &spec.kubeconfig {
                 Some(KubeconfigSource::Path(p)) => Kubeconfig::read_from(p),
-                Some(KubeconfigSource::Inline(doc)) => Kubeconfig::from_yaml(doc),
+                Some(KubeconfigSource::Inline(doc)) => Kubeconfig::from_yaml(doc.expose()),
+                Some(KubeconfigSource::Sealed(_)) => {
+                    return Err(Error::InvalidKubeconfig {
+                        cluster: name.to_owned(),
+                        reason: "it is sealed and was not opened (the server opens it with its secrets keys)"
+                            .to_owned(),
+                    });
+                }
                 None => {
                     return Err(Error::InvalidKubeconfig {
                         cluster: name.to_owned(),
@@ -223,7 +230,7 @@ impl KubeRuntime {
             }
             .map_err(|e| Error::InvalidKubeconfig {
                 cluster: name.to_owned(),
-                reason: e.to_string(),
+                reason: crate::error::describe_kubeconfig_error(&e),
             })?;
             let context = spec.context.clone().or_else(|| kc.current_context.clone());
             match &context {
@@ -290,7 +297,7 @@ impl Inner {
                             .await
                             .map_err(|e| Error::InvalidKubeconfig {
                                 cluster: self.name.clone(),
-                                reason: e.to_string(),
+                                reason: crate::error::describe_kubeconfig_error(&e),
                             })?
                     }
                 };

@@ -403,7 +403,7 @@ async fn api_failures_become_clear_errors() {
     let bad = KubeRuntime::new(
         "dc1",
         &KubernetesRuntime {
-            kubeconfig: Some(KubeconfigSource::Inline(wrong)),
+            kubeconfig: Some(KubeconfigSource::Inline(wrong.into())),
             context: None,
             in_cluster: false,
         },
@@ -434,7 +434,7 @@ async fn api_failures_become_clear_errors() {
 #[tokio::test]
 async fn bad_kubeconfigs_and_unreachable_servers() {
     let spec = |doc: &str, context: Option<&str>| KubernetesRuntime {
-        kubeconfig: Some(KubeconfigSource::Inline(doc.to_owned())),
+        kubeconfig: Some(KubeconfigSource::Inline(doc.into())),
         context: context.map(str::to_owned),
         in_cluster: false,
     };
@@ -442,6 +442,33 @@ async fn bad_kubeconfigs_and_unreachable_servers() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("kubeconfig is invalid"), "{err}");
+    // A parse error says where, and never quotes the document: its lines are credentials
+    // (the parser's own message shows them, and it ends up in status and events).
+    let marker = "tok-marker-5b2e9";
+    let broken = berth_kube_fake::kubeconfig("http://127.0.0.1:1", marker)
+        .replace(&format!("token: {marker}"), &format!("token: \"{marker}"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kubeconfig");
+    std::fs::write(&file, &broken).unwrap();
+    let from_file = KubernetesRuntime {
+        kubeconfig: Some(KubeconfigSource::Path(file.display().to_string())),
+        context: None,
+        in_cluster: false,
+    };
+    for spec in [spec(&broken, None), from_file] {
+        let err = KubeRuntime::new("dc1", &spec, options())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("kubeconfig is invalid: not a valid kubeconfig: line "),
+            "{err}"
+        );
+        assert!(
+            !err.contains(marker) && !err.contains("token"),
+            "quotes the kubeconfig: {err}"
+        );
+    }
     let doc = berth_kube_fake::kubeconfig("http://127.0.0.1:1", "t");
     let err = KubeRuntime::new("dc1", &spec(&doc, Some("prod")), options())
         .err()

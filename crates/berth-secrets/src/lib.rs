@@ -117,6 +117,12 @@ pub fn secret_aad(application: &str, name: &str, version: u64) -> Vec<u8> {
     format!("berth-secret:v1:{application}/{name}@{version}").into_bytes()
 }
 
+/// The additional data a cluster's kubeconfig is sealed with: its cluster and version.
+#[must_use]
+pub fn cluster_credential_aad(cluster: &str, version: u64) -> Vec<u8> {
+    format!("berth-cluster-credential:v1:{cluster}@{version}").into_bytes()
+}
+
 impl Keyring {
     /// Reads keys from text: one base64 key per line, `#` starts a comment; `origin`
     /// names the text in errors.

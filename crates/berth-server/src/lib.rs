@@ -9,6 +9,8 @@
 //!   HTTP :8080 ──▶ router ◀── route table ─────────┘
 //! ```
 
+mod credentials;
+mod data_dir;
 mod govern;
 pub mod reconciler;
 pub mod tls;
@@ -145,8 +147,7 @@ fn wait_for(shutdown: &Arc<Notify>) -> impl Future<Output = ()> + Send + 'static
 
 /// Starts every part of the server and returns once it is serving.
 pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    data_dir::prepare(&args.data_dir)?;
     let store = Arc::new(
         SqliteStore::open(&args.data_dir.join("berth.db"))
             .await
@@ -167,6 +168,17 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         write_secret(&args.data_dir.join("bootstrap-token"), token)?;
     }
     let keyring = keyring(&args)?;
+    // SQLite's side files and the key file now exist: make sure they are private too.
+    data_dir::tighten(&args.data_dir)?;
+    let sealed = credentials::migrate(store.as_ref(), &keyring).await?;
+    if !sealed.is_empty() {
+        // The rows they replaced leave their text in free pages and the log otherwise.
+        store
+            .purge_free_space()
+            .await
+            .context("cannot purge the replaced kubeconfigs")?;
+        tracing::warn!(clusters = ?sealed, "sealed the inline kubeconfigs an older Berth stored in clear");
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
         _ => None,

@@ -148,7 +148,7 @@ impl Reconciler {
             };
             groups.entry(key).or_default().push(d);
         }
-        self.sync_clusters(&clusters);
+        self.sync_clusters(&clusters).await;
         self.supersede(&groups).await?;
 
         // Desired workloads per cluster.
@@ -249,13 +249,18 @@ impl Reconciler {
         Ok(())
     }
 
-    fn sync_clusters(&mut self, clusters: &[Cluster]) {
+    async fn sync_clusters(&mut self, clusters: &[Cluster]) {
         self.clusters
             .retain(|name, _| clusters.iter().any(|c| c.name() == name));
         for c in clusters {
             let stale = self.clusters.get(c.name()).is_none_or(|h| h.spec != c.spec);
             if stale {
-                let connected = (self.connect)(c);
+                // A sealed kubeconfig is opened only here, for the runtime being built.
+                let connected =
+                    match crate::credentials::open(self.store.as_ref(), self.secrets.as_deref(), c).await {
+                        Ok(opened) => (self.connect)(&opened),
+                        Err(e) => Err(e),
+                    };
                 self.clusters.insert(
                     c.metadata.name.clone(),
                     ClusterHandle {

@@ -107,6 +107,27 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
+    /// Rewrites the database file without the free space old rows leave behind, and
+    /// empties the write-ahead log: after values were replaced (a plaintext sealed), no
+    /// copy of them stays in the files.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when SQLite cannot rewrite the file.
+    pub async fn purge_free_space(&self) -> Result<(), StoreError> {
+        for sql in [
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+            "VACUUM",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+        ] {
+            sqlx::query(sql)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| backend("purging free space", &e))?;
+        }
+        Ok(())
+    }
+
     /// Migrates the schema and reads where the event log stands.
     async fn start(pool: SqlitePool) -> Result<Self, StoreError> {
         let migrations = MIGRATIONS

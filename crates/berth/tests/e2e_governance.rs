@@ -8,14 +8,13 @@ mod support;
 
 use std::{
     io::Write,
-    path::Path,
     process::{Command, Output, Stdio},
     time::Duration,
 };
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{BIN, Berth, IMAGE, Options, wait_until};
+use support::{BIN, Berth, IMAGE, Options, contains, files, wait_until};
 
 const HOST: &str = "web.qa.localhost";
 /// Values that appear nowhere by chance.
@@ -60,24 +59,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// Every file below `dir`, with its bytes.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.push((path.display().to_string(), bytes));
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

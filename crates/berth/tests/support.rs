@@ -162,10 +162,21 @@ impl Berth {
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    /// A request with another user's token.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self
             .http
             .request(method, format!("{}/api/v1{path}", self.api))
-            .bearer_auth(&self.token);
+            .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -310,6 +321,45 @@ impl Drop for Berth {
 }
 
 /// Polls `check` until it holds, failing the test after `within`.
+/// Every file below `dir`, with its bytes.
+pub fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path.display().to_string(), bytes));
+        }
+    }
+    out
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Asserts that `needle` is in none of the API answers (what, body), CLI outputs, files
+/// of the data directory `data` and lines of the server log `log`.
+pub fn assert_nowhere(needle: &str, answers: &[(String, String)], cli: &[String], data: &Path, log: &Path) {
+    for (what, body) in answers {
+        assert!(
+            !body.contains(needle),
+            "the answer to {what} holds a secret: {body}"
+        );
+    }
+    for t in cli {
+        assert!(!t.contains(needle), "CLI output holds a secret: {t}");
+    }
+    for (path, bytes) in files(data) {
+        assert!(!contains(&bytes, needle), "{path} holds a secret in clear text");
+    }
+    let logged = std::fs::read_to_string(log).unwrap();
+    let lines: Vec<&str> = logged.lines().filter(|l| l.contains(needle)).collect();
+    assert!(lines.is_empty(), "the server log holds a secret: {lines:?}");
+}
+
 pub async fn wait_until<F, Fut>(within: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,

@@ -116,7 +116,7 @@ impl Object {
         let mut v = match self {
             Self::User(r) => serde_json::to_value(r)?,
             Self::Team(r) => serde_json::to_value(r)?,
-            Self::Cluster(r) => serde_json::to_value(r)?,
+            Self::Cluster(r) => cluster_body(r)?,
             Self::Environment(r) => serde_json::to_value(r)?,
             Self::Application(r) => serde_json::to_value(r)?,
         };
@@ -125,6 +125,35 @@ impl Object {
         }
         Ok(v)
     }
+}
+
+/// A cluster's JSON: its inline kubeconfig is write-only (it refuses to serialize, so
+/// that nothing logs or stores it by accident) and is put back in for the one request
+/// that hands it to the server, which seals it.
+fn cluster_body(cluster: &berth_core::objects::Cluster) -> anyhow::Result<Value> {
+    use berth_core::objects::KubeconfigSource;
+    let mut copy = cluster.clone();
+    let inline = match copy.spec.kubernetes.as_mut().map(|k| k.kubeconfig.take()) {
+        Some(Some(KubeconfigSource::Inline(text))) => Some(text),
+        Some(other) => {
+            if let Some(k) = copy.spec.kubernetes.as_mut() {
+                k.kubeconfig = other;
+            }
+            None
+        }
+        None => None,
+    };
+    let mut v = serde_json::to_value(&copy)?;
+    if let (Some(text), Some(k)) = (
+        inline,
+        v.pointer_mut("/spec/kubernetes").and_then(Value::as_object_mut),
+    ) {
+        k.insert(
+            "kubeconfig".to_owned(),
+            serde_json::json!({"inline": text.expose()}),
+        );
+    }
+    Ok(v)
 }
 
 /// A checked document ready to send.
@@ -649,6 +678,25 @@ mod tests {
         let body = docs[2].object.body().unwrap();
         assert_eq!(body["spec"]["replicas"], 2);
         assert!(body.get("status").is_none());
+    }
+
+    #[test]
+    fn an_inline_kubeconfig_is_sent_to_be_sealed() {
+        let kubeconfig = "apiVersion: v1\nclusters: [{name: c, cluster: {server: 'https://k'}}]\n\
+                          contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n";
+        let text = format!(
+            "apiVersion: berth.dev/v1\nkind: Cluster\nmetadata:\n  name: prod\nspec:\n  runtime: kubernetes\n  \
+             kubernetes:\n    context: x\n    kubeconfig:\n      inline: {}\n",
+            serde_json::to_string(kubeconfig).unwrap()
+        );
+        let docs = parse_sources(&[src("prod.yaml", &text)]).unwrap();
+        let body = docs[0].object.body().unwrap();
+        assert_eq!(body["spec"]["kubernetes"]["kubeconfig"]["inline"], kubeconfig);
+        assert_eq!(body["spec"]["kubernetes"]["context"], "x");
+        assert!(
+            !format!("{:?}", docs[0].object).contains("https://k"),
+            "the document never prints"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::{
     error::{Errors, FieldError},
     meta::{Kind, Resource},
     name,
+    objects::credential::{KubeconfigText, SealedKubeconfig, check_kubeconfig},
 };
 
 /// The Cluster kind.
@@ -44,9 +45,12 @@ pub struct LocalRuntime {
 pub enum KubeconfigSource {
     /// A kubeconfig file on the Berth server's machine.
     Path(String),
-    /// The kubeconfig document itself (YAML). It holds credentials: prefer `path` where
-    /// the server's filesystem can hold the file.
-    Inline(String),
+    /// Write-only: the kubeconfig document itself (YAML). Berth seals it when the Cluster
+    /// is written and stores and shows `sealed` instead; it is never returned.
+    Inline(KubeconfigText),
+    /// The kubeconfig Berth keeps sealed for this cluster (what `inline` became): its
+    /// fingerprint, key and version. Send it back (or `sealed: {}`) to keep it.
+    Sealed(SealedKubeconfig),
 }
 
 /// Settings of a Kubernetes cluster: a kubeconfig (and context), or the in-cluster
@@ -192,12 +196,11 @@ fn validate_kubernetes(spec: &ClusterSpec, errors: &mut Errors) {
                     )
                     .hint("give the absolute path of the file on the Berth server's machine"),
                 ),
-                Some(KubeconfigSource::Inline(doc)) if !doc.contains("clusters") => errors.push(
-                    FieldError::new(
-                        "spec.kubernetes.kubeconfig.inline",
-                        "does not look like a kubeconfig (it has no clusters)",
-                    )
-                    .hint("paste the whole kubeconfig document, e.g. the output of `kubectl config view --raw --minify`"),
+                Some(KubeconfigSource::Inline(doc)) => check_kubeconfig(
+                    doc.expose(),
+                    k.context.as_deref(),
+                    "spec.kubernetes.kubeconfig.inline",
+                    errors,
                 ),
                 _ => {}
             }
@@ -231,8 +234,18 @@ mod tests {
             "kubernetes": {"kubeconfig": {"path": "/etc/berth/prod.yaml"}, "context": "prod"}});
         assert_eq!(cluster(ok), Ok(()));
         let inline = serde_json::json!({"runtime": "kubernetes",
-            "kubernetes": {"kubeconfig": {"inline": "apiVersion: v1\nclusters: []"}}});
+            "kubernetes": {"kubeconfig": {"inline": "apiVersion: v1\nclusters: [{name: c, cluster: {server: 'https://k'}}]\n\
+                contexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n"}}});
         assert_eq!(cluster(inline), Ok(()));
+        let sealed = serde_json::json!({"runtime": "kubernetes",
+            "kubernetes": {"kubeconfig": {"sealed": {}}, "context": "x"}});
+        assert_eq!(cluster(sealed), Ok(()));
+        let no_clusters = serde_json::json!({"runtime": "kubernetes",
+            "kubernetes": {"kubeconfig": {"inline": "apiVersion: v1\nclusters: []"}}});
+        assert_eq!(
+            cluster(no_clusters),
+            Err(vec!["spec.kubernetes.kubeconfig.inline".to_owned()])
+        );
         assert_eq!(
             cluster(serde_json::json!({"runtime": "kubernetes", "kubernetes": {"inCluster": true}})),
             Ok(())

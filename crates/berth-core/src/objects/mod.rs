@@ -3,6 +3,7 @@
 mod application;
 mod build;
 mod cluster;
+mod credential;
 mod deployment;
 mod environment;
 mod event;
@@ -20,6 +21,10 @@ pub use build::{Build, BuildKind, BuildLayer, BuildPhase, BuildSpec, BuildStatus
 pub use cluster::{
     Cluster, ClusterKind, ClusterPhase, ClusterSpec, ClusterStatus, KubeconfigSource, KubernetesRuntime,
     LocalRuntime, RuntimeKind,
+};
+pub use credential::{
+    ClusterCredential, ClusterCredentialKind, ClusterCredentialSpec, ClusterCredentialStatus, KubeconfigText,
+    SealedKubeconfig, check_kubeconfig, describe_yaml_error, kubeconfig_fingerprint,
 };
 pub use deployment::{
     ClusterProgress, Deployment, DeploymentCause, DeploymentKind, DeploymentPhase, DeploymentSpec,

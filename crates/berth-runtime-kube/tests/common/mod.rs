@@ -85,7 +85,7 @@ impl Harness {
         KubeRuntime::new(
             "dc1",
             &KubernetesRuntime {
-                kubeconfig: Some(KubeconfigSource::Inline(self.kubeconfig.clone())),
+                kubeconfig: Some(KubeconfigSource::Inline(self.kubeconfig.clone().into())),
                 context: None,
                 in_cluster: false,
             },

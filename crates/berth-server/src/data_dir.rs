@@ -1,0 +1,127 @@
+//! The data directory holds token hashes, sealed secrets, the secrets key and the
+//! bootstrap token: only the user the server runs as may enter it (0700) or read its
+//! files (0600). A directory or file an older Berth (or a umask) left open is tightened
+//! at start, with a warning naming what changed.
+
+use std::{
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    path::Path,
+};
+
+use anyhow::Context;
+
+/// The files of the data directory that hold secrets (the database and SQLite's side
+/// files included: they hold the same rows).
+pub const PRIVATE_FILES: [&str; 6] = [
+    "berth.db",
+    "berth.db-wal",
+    "berth.db-shm",
+    "berth.db-journal",
+    "secrets.key",
+    "bootstrap-token",
+];
+
+/// Makes `dir` (mode 0700) if it is missing, tightens it and its files, and creates an
+/// empty database file with mode 0600 so that SQLite's side files, which copy the
+/// database's mode, are private from the start.
+///
+/// # Errors
+///
+/// When the directory cannot be made or its modes cannot be changed.
+pub fn prepare(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let db = dir.join(PRIVATE_FILES[0]);
+    if !db.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&db)
+            .with_context(|| format!("cannot create {}", db.display()))?;
+    }
+    tighten(dir)
+}
+
+/// Takes every permission of group and others away from `dir` and its private files,
+/// warning for each one that had any.
+///
+/// # Errors
+///
+/// When a mode cannot be read or changed.
+pub fn tighten(dir: &Path) -> anyhow::Result<()> {
+    restrict(dir, 0o700)?;
+    for name in PRIVATE_FILES {
+        let path = dir.join(name);
+        if path.exists() {
+            restrict(&path, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    // Not through a symbolic link: tighten what is in the directory, nothing elsewhere.
+    let meta = std::fs::symlink_metadata(path)
+        .with_context(|| format!("cannot read the mode of {}", path.display()))?;
+    if meta.file_type().is_symlink() {
+        tracing::warn!(path = %path.display(), "is a symbolic link; its target's permissions are left as they are");
+        return Ok(());
+    }
+    let old = meta.permissions().mode() & 0o7777;
+    if old & 0o077 == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot make {} private (chmod {mode:o})", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        from = format!("{old:04o}"),
+        to = format!("{mode:04o}"),
+        "was readable by other users; made it private"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn an_open_directory_and_its_files_are_tightened() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for name in ["berth.db", "berth.db-wal", "secrets.key", "unrelated.txt"] {
+            std::fs::write(dir.join(name), "x").unwrap();
+            std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        prepare(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        for name in ["berth.db", "berth.db-wal", "secrets.key"] {
+            assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+        }
+        assert_eq!(
+            mode(&dir.join("unrelated.txt")),
+            0o644,
+            "files Berth does not own are left alone"
+        );
+    }
+
+    #[test]
+    fn a_new_directory_is_private_with_a_private_database() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b");
+        prepare(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("berth.db")), 0o600);
+    }
+}
