@@ -136,7 +136,12 @@ pub fn validate_secret_refs(refs: &[SecretRef], base: &str, errors: &mut Errors)
         errors.check(name::check_label(&format!("{at}.name"), &r.name));
         match (&r.env, &r.path) {
             (Some(var), None) => {
-                if !is_variable_name(var) {
+                if let Some(reason) = super::application::reserved_env_reason(var) {
+                    errors.push(
+                        FieldError::new(format!("{at}.env"), format!("'{var}' is reserved: {reason}"))
+                            .hint("deliver the secret under another variable name"),
+                    );
+                } else if !is_variable_name(var) {
                     errors.push(
                         FieldError::new(
                             format!("{at}.env"),
