@@ -24,7 +24,8 @@ use axum::{
 };
 use berth_core::{
     authz::{Permission, Principal, decide},
-    objects::{ApplicationKind, DEFAULT_TEAM, DeploymentKind, EnvironmentKind, TeamKind},
+    deployment::running_environments,
+    objects::{ApplicationKind, DEFAULT_TEAM, DeploymentKind, EnvironmentKind, ReleaseKind, TeamKind},
     repo,
 };
 use serde_json::Value;
@@ -59,6 +60,9 @@ pub enum Rule {
     },
     /// Manage the team named in the path (a platform administrator creates teams).
     ManageTeam,
+    /// Delete the application named in the path: apply to its team, and deploy to every
+    /// environment it runs in (deleting it stops it there).
+    DeleteApplication,
 }
 
 /// The rule of each operation: method and path template under `/api/v1`. `None` for an
@@ -102,7 +106,8 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
             | "/applications/{name}/builds/{number}/log"
             | "/applications/{name}/provenance",
         ) => ReadApplication,
-        ("PUT" | "PATCH" | "DELETE", "/applications/{name}") => ApplyApplication,
+        ("PUT" | "PATCH", "/applications/{name}") => ApplyApplication,
+        ("DELETE", "/applications/{name}") => DeleteApplication,
         ("POST", "/applications/{name}/releases") => ApplyApplication,
         ("PUT" | "DELETE", "/applications/{name}/secrets/{secret}") => ApplyApplication,
         ("POST", "/applications/{name}/builds") => BuildApplication,
@@ -219,6 +224,24 @@ pub async fn authorize(
             let permissions = teams.into_iter().map(|team| Permission::Apply { team }).collect();
             (req, permissions)
         }
+        Rule::DeleteApplication => {
+            let mut permissions = Vec::new();
+            if let (Some(team), Some(app)) = (app_team(&state, name.as_deref()).await?, &name) {
+                permissions.push(Permission::Apply { team: team.clone() });
+                let deployments = repo::list_all::<DeploymentKind>(state.store.as_ref(), Some(app)).await?;
+                for environment in running_environments(&deployments) {
+                    let production = repo::get::<EnvironmentKind>(state.store.as_ref(), &environment)
+                        .await?
+                        .is_some_and(|e| e.spec.production);
+                    permissions.push(Permission::Deploy {
+                        team: team.clone(),
+                        environment,
+                        production,
+                    });
+                }
+            }
+            (req, permissions)
+        }
         Rule::DeployApplication { environment_field } => {
             let (req, body) = buffer(req).await?;
             let team = app_team(&state, name.as_deref()).await?;
@@ -311,13 +334,19 @@ fn percent_decode(raw: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The team of application `name`, when it exists (a missing application is the
-/// handler's 404 to give).
+/// The team of application `name`, when it exists; for a deleted application whose
+/// history is kept, the team of its newest release (a missing application without
+/// history is the handler's 404 to give).
 async fn app_team(state: &ApiState, name: Option<&str>) -> Result<Option<String>> {
     let Some(name) = name else { return Ok(None) };
-    Ok(repo::get::<ApplicationKind>(state.store.as_ref(), name)
+    if let Some(app) = repo::get::<ApplicationKind>(state.store.as_ref(), name).await? {
+        return Ok(Some(app.spec.team));
+    }
+    Ok(repo::list_all::<ReleaseKind>(state.store.as_ref(), Some(name))
         .await?
-        .map(|a| a.spec.team))
+        .into_iter()
+        .max_by_key(|r| r.spec.number)
+        .map(|r| r.spec.template.team))
 }
 
 /// The team a body asks for: `spec.team` of a document or of a merge patch.

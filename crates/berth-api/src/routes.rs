@@ -166,7 +166,7 @@ fn sse_event_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>
 struct ApiDoc;
 
 macro_rules! kind_routes {
-    ($module:ident, $kind:ty, $doc:ident, $list:literal, $item:literal, $tag:literal) => {
+    ($module:ident, $kind:ty, $doc:ident, $list:literal, $item:literal, $tag:literal, $delete:ident) => {
         mod $module {
             use super::*;
 
@@ -216,12 +216,36 @@ macro_rules! kind_routes {
                 objects::patch::<$kind>(&s, &a, &name, &b).await
             }
 
-            /// Deletes an object and what belongs to it.
-            #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name")),
-                responses((status = 200, body = $doc), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-            pub async fn delete(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>) -> Result<Json<$doc>> {
-                objects::delete::<$kind>(&s, &a, &name).await
-            }
+            $delete!($kind, $doc, $item, $tag);
+        }
+    };
+    ($module:ident, $kind:ty, $doc:ident, $list:literal, $item:literal, $tag:literal) => {
+        kind_routes!($module, $kind, $doc, $list, $item, $tag, delete_route);
+    };
+}
+
+/// The delete of a kind that never needs forcing.
+macro_rules! delete_route {
+    ($kind:ty, $doc:ident, $item:literal, $tag:literal) => {
+        /// Deletes an object and what belongs to it.
+        #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name")),
+            responses((status = 200, body = $doc), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+        pub async fn delete(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>) -> Result<Json<$doc>> {
+            objects::delete::<$kind>(&s, &a, &name, false).await
+        }
+    };
+}
+
+/// The delete of an application: refused (409) while it runs in production unless forced.
+macro_rules! forced_delete_route {
+    ($kind:ty, $doc:ident, $item:literal, $tag:literal) => {
+        /// Deletes an application: stops it in every environment (which needs deploy rights
+        /// in each), keeps its releases, builds and deployments as history and removes its
+        /// secrets; 409 while it runs in a production environment unless `force=true`.
+        #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name"), objects::DeleteParams),
+            responses((status = 200, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+        pub async fn delete(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>, Params(p): Params<objects::DeleteParams>) -> Result<Json<$doc>> {
+            objects::delete::<$kind>(&s, &a, &name, p.force).await
         }
     };
 }
@@ -248,7 +272,8 @@ kind_routes!(
     Application,
     "/applications",
     "/applications/{name}",
-    "applications"
+    "applications",
+    forced_delete_route
 );
 kind_routes!(teams, TeamKind, Team, "/teams", "/teams/{name}", "governance");
 kind_routes!(users, UserKind, User, "/users", "/users/{name}", "governance");
@@ -309,7 +334,7 @@ async fn app_releases(
     Path(app): Path<String>,
     Params(p): Params<ListParams>,
 ) -> Result<Json<ObjectList>> {
-    objects::get::<ApplicationKind>(&s, &app).await?;
+    objects::require_known(&s, &app).await?;
     Ok(Json(
         objects::list::<ReleaseKind>(&s, &p, Some(&app), |_| true).await?,
     ))

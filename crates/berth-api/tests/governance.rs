@@ -1003,3 +1003,129 @@ async fn rotating_the_key_seals_every_secret_again() {
         .unwrap();
     assert_eq!(value.expose(), "v1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_application_needs_deploy_rights_where_it_runs_and_keeps_its_history() {
+    let api = Api::start().await;
+    // The fixture runs release 1 in qa; a releaser puts it in production too.
+    let (s, b) = api
+        .call_as(
+            Who::Releaser,
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "production", "release": 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    // Deleting stops it in production: a developer lacks that right, a releaser lacks
+    // the right to change the application.
+    let (s, p) = api
+        .call_as(Who::Developer, Method::DELETE, "/applications/web", None)
+        .await;
+    assert_eq!(
+        (s, p["missingPermission"].as_str()),
+        (StatusCode::FORBIDDEN, Some("deploy.production")),
+        "{p}"
+    );
+    let (s, p) = api
+        .call_as(Who::Releaser, Method::DELETE, "/applications/web", None)
+        .await;
+    assert_eq!(
+        (s, p["missingPermission"].as_str()),
+        (StatusCode::FORBIDDEN, Some("team.apply")),
+        "{p}"
+    );
+
+    // Even with every right it is refused while it runs in production, saying where and
+    // how to go ahead; nothing changes.
+    let (s, p) = api.admin(Method::DELETE, "/applications/web", None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    let detail = p["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("production environment(s) production"), "{p}");
+    assert!(p.to_string().contains("force=true"), "{p}");
+    assert_eq!(
+        api.admin(Method::GET, "/applications/web", None).await.0,
+        StatusCode::OK
+    );
+    let (s, p) = api
+        .admin(Method::DELETE, "/applications/web?force=maybe", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+
+    let (s, p) = api
+        .admin(Method::DELETE, "/applications/web?force=true", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(
+        api.admin(Method::GET, "/applications/web", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // History stays readable, to the team that owned it and to nobody else.
+    let (s, list) = api
+        .call_as(Who::Viewer, Method::GET, "/applications/web/releases", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    for path in [
+        "/applications/web/releases/1",
+        "/deployments/web-production-1",
+        "/deployments/web-qa-1",
+    ] {
+        let (s, doc) = api.call_as(Who::Viewer, Method::GET, path, None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {doc}");
+        if path.starts_with("/deployments") {
+            assert!(
+                doc["status"]["retiredAt"].is_string(),
+                "{path} is not retired: {doc}"
+            );
+        }
+        let (s, _) = api.call_as(Who::Outsider, Method::GET, path, None).await;
+        assert!(
+            matches!(s, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+            "{path} readable by an outsider: {s}"
+        );
+    }
+
+    // A re-created application of the same name starts from nothing that runs, and its
+    // numbers continue after the old ones; the old secrets are gone.
+    let (s, b) = api
+        .admin(Method::PUT, "/applications/web", Some(application("web", "pay")))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, status) = api.admin(Method::GET, "/applications/web/status", None).await;
+    assert_eq!(status["environments"], json!([]), "{status}");
+    let (_, secrets) = api.admin(Method::GET, "/applications/web/secrets", None).await;
+    assert_eq!(secrets["items"], json!([]), "{secrets}");
+    let (s, r) = api
+        .admin(
+            Method::POST,
+            "/applications/web/releases",
+            Some(json!({"description": "after re-creation"})),
+        )
+        .await;
+    assert_eq!(
+        (s, r["spec"]["number"].as_u64()),
+        (StatusCode::CREATED, Some(2)),
+        "{r}"
+    );
+    let (s, d) = api
+        .admin(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa", "release": 2})),
+        )
+        .await;
+    assert_eq!(
+        (s, d["metadata"]["name"].as_str()),
+        (StatusCode::CREATED, Some("web-qa-2")),
+        "{d}"
+    );
+
+    // An application that runs only outside production is deleted by a developer.
+    let (s, p) = api
+        .call_as(Who::Developer, Method::DELETE, "/applications/web", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+}

@@ -358,8 +358,13 @@ impl Client {
 
     /// `DELETE` an object.
     pub async fn delete(&self, segments: &[&str]) -> anyhow::Result<()> {
+        self.delete_with(segments, &[]).await
+    }
+
+    /// `DELETE` an object with query parameters (e.g. `force=true`).
+    pub async fn delete_with(&self, segments: &[&str], query: &[(&str, String)]) -> anyhow::Result<()> {
         let req = self
-            .request(Method::DELETE, self.url(segments, &[]))
+            .request(Method::DELETE, self.url(segments, query))
             .timeout(REQUEST_TIMEOUT);
         self.send(req).await.map(drop)
     }
