@@ -292,7 +292,7 @@ impl ApiError {
             Self::Build(BuildError::Invalid(invalid)) => invalid.errors.clone(),
             Self::Promotion(PromotionError::NotVerified { missing, .. }) => {
                 vec![FieldError::new("", self.to_string()).hint(format!(
-                    "deploy the image to {} first and let the rollout succeed there",
+                    "deploy this release (same image and template) to {} first and let the rollout succeed there, then promote it",
                     missing.join(", ")
                 ))]
             }

@@ -40,7 +40,11 @@ fn example_manifests(into: &Path) -> Vec<PathBuf> {
             let text = std::fs::read_to_string(path)
                 .unwrap()
                 .replace("GIT_URL", "file:///srv/git/java-hello");
-            let rel = path.strip_prefix(&root).unwrap().to_string_lossy().replace('/', "--");
+            let rel = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('/', "--");
             let copy = into.join(rel);
             std::fs::write(&copy, text).unwrap();
             copy
@@ -70,11 +74,16 @@ async fn every_example_applies_and_lands_where_it_says() {
 
     // Each application is in the team its document names, and that team exists.
     for app in ["hello", "java-hello"] {
-        let (status, doc) = berth.call(Method::GET, &format!("/applications/{app}"), None).await;
+        let (status, doc) = berth
+            .call(Method::GET, &format!("/applications/{app}"), None)
+            .await;
         assert_eq!(status, StatusCode::OK, "{doc}");
         assert_eq!(doc["spec"]["team"], "demo", "{app} is not in team demo: {doc}");
     }
-    assert_eq!(berth.call(Method::GET, "/teams/demo", None).await.0, StatusCode::OK);
+    assert_eq!(
+        berth.call(Method::GET, "/teams/demo", None).await.0,
+        StatusCode::OK
+    );
     let (_, production) = berth.call(Method::GET, "/environments/production", None).await;
     assert_eq!(production["spec"]["production"], true, "{production}");
 
@@ -83,7 +92,10 @@ async fn every_example_applies_and_lands_where_it_says() {
     for plural in ["teams", "clusters", "environments", "applications"] {
         let (_, list) = berth.call(Method::GET, &format!("/{plural}"), None).await;
         for item in list["items"].as_array().unwrap() {
-            let labels = item["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+            let labels = item["metadata"]["labels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
             let spec = item["spec"].as_object().cloned().unwrap_or_default();
             for key in labels.keys() {
                 assert!(

@@ -481,7 +481,9 @@ mod tests {
             ]
         );
         assert!(
-            errors[0].message.contains("Berth sets PORT to the container port"),
+            errors[0]
+                .message
+                .contains("Berth sets PORT to the container port"),
             "{}",
             errors[0].message
         );
