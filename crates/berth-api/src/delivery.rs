@@ -8,7 +8,7 @@ use berth_core::{
     objects::{
         Application, ApplicationKind, ApplicationSpec, ClusterProgress, Deployment, DeploymentCause,
         DeploymentPhase, DeploymentSpec, EnvironmentKind, Release, ReleaseKind, ReleaseOrigin, SecretKind,
-        TeamKind, deployment_name, release_name, secret_object_name,
+        TeamKind, deployment_name, release_name, secret_candidates,
     },
     ports::{ResolveError, StoreError},
     quota::{self, Demand, Limits, Usage},
@@ -118,11 +118,16 @@ pub async fn admit(
     let app = application.name();
     let mut missing = Vec::new();
     for r in &template.secrets {
-        if store
-            .get(SecretKind::KIND, &secret_object_name(app, &r.name))
-            .await?
-            .is_none()
-        {
+        // What the reconciler would deliver there: the environment's own value or the
+        // one for all environments.
+        let mut found = false;
+        for candidate in secret_candidates(app, &r.name, env.name()) {
+            if store.get(SecretKind::KIND, &candidate).await?.is_some() {
+                found = true;
+                break;
+            }
+        }
+        if !found {
             missing.push(r.name.clone());
         }
     }

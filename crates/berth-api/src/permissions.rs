@@ -17,7 +17,7 @@ use std::{
 use axum::{
     Extension,
     body::{Body, Bytes},
-    extract::{MatchedPath, Request, State},
+    extract::{FromRequestParts, MatchedPath, Request, State},
     http::Method,
     middleware::Next,
     response::Response,
@@ -34,6 +34,8 @@ use crate::{
     ApiState,
     body::MAX_BODY,
     error::{ApiError, Result},
+    routes::Params,
+    secrets::SecretParams,
 };
 
 /// What an operation needs, before the team and environment are known.
@@ -63,6 +65,11 @@ pub enum Rule {
     /// Delete the application named in the path: apply to its team, and deploy to every
     /// environment it runs in (deleting it stops it there).
     DeleteApplication,
+    /// Set or delete a value of a secret of the application named in the path: for the
+    /// environment in the `environment` query parameter, the right to deploy there; for
+    /// all environments (no parameter), the right to apply to the team and to deploy to
+    /// every production environment (the value reaches those without their own).
+    ChangeSecret,
 }
 
 /// The rule of each operation: method and path template under `/api/v1`. `None` for an
@@ -109,7 +116,7 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
         ("PUT" | "PATCH", "/applications/{name}") => ApplyApplication,
         ("DELETE", "/applications/{name}") => DeleteApplication,
         ("POST", "/applications/{name}/releases") => ApplyApplication,
-        ("PUT" | "DELETE", "/applications/{name}/secrets/{secret}") => ApplyApplication,
+        ("PUT" | "DELETE", "/applications/{name}/secrets/{secret}") => ChangeSecret,
         ("POST", "/applications/{name}/builds") => BuildApplication,
         ("POST", "/applications/{name}/deploy" | "/applications/{name}/rollback") => DeployApplication {
             environment_field: "environment",
@@ -238,6 +245,42 @@ pub async fn authorize(
                         environment,
                         production,
                     });
+                }
+            }
+            (req, permissions)
+        }
+        Rule::ChangeSecret => {
+            // The very parse the handler's `Params` extractor makes: a query it refuses is
+            // refused here, never read differently.
+            let (mut parts, body) = req.into_parts();
+            let Params(params) = Params::<SecretParams>::from_request_parts(&mut parts, &()).await?;
+            let req = Request::from_parts(parts, body);
+            let mut permissions = Vec::new();
+            if let Some(team) = app_team(&state, name.as_deref()).await? {
+                let store = state.store.as_ref();
+                match params.environment {
+                    Some(environment) => {
+                        let production = repo::get::<EnvironmentKind>(store, &environment)
+                            .await?
+                            .is_some_and(|e| e.spec.production);
+                        permissions.push(Permission::Deploy {
+                            team,
+                            environment,
+                            production,
+                        });
+                    }
+                    None => {
+                        permissions.push(Permission::Apply { team: team.clone() });
+                        for env in repo::list_all::<EnvironmentKind>(store, None).await? {
+                            if env.spec.production {
+                                permissions.push(Permission::Deploy {
+                                    team: team.clone(),
+                                    environment: env.metadata.name,
+                                    production: true,
+                                });
+                            }
+                        }
+                    }
                 }
             }
             (req, permissions)

@@ -40,7 +40,7 @@ use crate::{
     identity::{self, NewToken, TokenInfo, TokenList, TokenParams, TokenRequest, WhoAmI},
     objects::{self, ListParams, ObjectList},
     permissions::{self, Visibility},
-    secrets::{self, Resealed, SecretList, SecretValueRequest},
+    secrets::{self, Resealed, SecretList, SecretParams, SecretValueRequest},
 };
 
 /// Query parameters whose errors are problem documents.
@@ -524,9 +524,10 @@ async fn list_secrets(State(s): State<ApiState>, Path(app): Path<String>) -> Res
     Ok(Json(secrets::list(&s, &app).await?))
 }
 
-/// Sets a secret to a new version; it is sealed before it is stored and never returned.
+/// Sets a secret's value for all environments, or with `environment` for that one only,
+/// to a new version; it is sealed before it is stored and never returned.
 #[utoipa::path(put, path = "/applications/{name}/secrets/{secret}", tag = "secrets",
-    params(("name" = String, Path, description = "Application"), ("secret" = String, Path, description = "Secret name")),
+    params(("name" = String, Path, description = "Application"), ("secret" = String, Path, description = "Secret name"), SecretParams),
     request_body = SecretValueRequest,
     responses((status = 200, body = SecretInfo), (status = 201, body = SecretInfo), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
@@ -535,23 +536,28 @@ async fn set_secret(
     Extension(g): Extension<Governance>,
     Extension(a): Extension<Actor>,
     Path((app, secret)): Path<(String, String)>,
+    Params(p): Params<SecretParams>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SecretInfo>)> {
     let req = secrets::parse_value(&body)?;
-    let (status, info) = secrets::set(&s, &g, &a, &app, &secret, req).await?;
+    let (status, info) = secrets::set(&s, &g, &a, &app, &secret, p.environment.as_deref(), req).await?;
     Ok((status, Json(info)))
 }
 
-/// Deletes a secret the application no longer references.
+/// Deletes a secret's value for all environments (or with `environment`, that one's); a
+/// value an environment of the application still needs is kept (409).
 #[utoipa::path(delete, path = "/applications/{name}/secrets/{secret}", tag = "secrets",
-    params(("name" = String, Path, description = "Application"), ("secret" = String, Path, description = "Secret name")),
-    responses((status = 200, body = SecretInfo), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    params(("name" = String, Path, description = "Application"), ("secret" = String, Path, description = "Secret name"), SecretParams),
+    responses((status = 200, body = SecretInfo), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn delete_secret(
     State(s): State<ApiState>,
     Extension(a): Extension<Actor>,
     Path((app, secret)): Path<(String, String)>,
+    Params(p): Params<SecretParams>,
 ) -> Result<Json<SecretInfo>> {
-    Ok(Json(secrets::delete(&s, &a, &app, &secret).await?))
+    Ok(Json(
+        secrets::delete(&s, &a, &app, &secret, p.environment.as_deref()).await?,
+    ))
 }
 
 /// Seals every secret under an older key with the active key (after a key rotation).

@@ -374,13 +374,28 @@ fn matrix() -> Vec<Row> {
         row(M::POST, "/applications/web/releases", Some(json!({})), developer),
         row(M::GET, "/applications/web/releases/1", None, team_member),
         row(M::GET, "/applications/web/secrets", None, team_member),
+        // A value for all environments reaches production too: only someone who may
+        // apply and deploy to production sets it. One environment's value is like a
+        // deploy there.
         row(
             M::PUT,
             "/applications/web/secrets/db",
             Some(json!({"value": "v"})),
-            developer,
+            platform_admin,
         ),
-        row(M::DELETE, "/applications/web/secrets/db", None, developer),
+        row(M::DELETE, "/applications/web/secrets/db", None, platform_admin),
+        row(
+            M::PUT,
+            "/applications/web/secrets/db?environment=ENV",
+            Some(json!({"value": "v"})),
+            deployer,
+        ),
+        row(
+            M::DELETE,
+            "/applications/web/secrets/db?environment=ENV",
+            None,
+            deployer,
+        ),
         row(
             M::POST,
             "/applications/web/deploy",
@@ -1126,6 +1141,114 @@ async fn deleting_an_application_needs_deploy_rights_where_it_runs_and_keeps_its
     // An application that runs only outside production is deleted by a developer.
     let (s, p) = api
         .call_as(Who::Developer, Method::DELETE, "/applications/web", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_are_per_environment_and_production_values_need_production_rights() {
+    let api = Api::start().await;
+    let value = |v: &str| Some(json!({"value": v}));
+    let put = "/applications/web/secrets/db";
+
+    // A developer sets neither production's value nor the one for all environments
+    // (which would reach production too).
+    for path in [format!("{put}?environment=production"), put.to_owned()] {
+        let (s, p) = api
+            .call_as(Who::Developer, Method::PUT, &path, value("mine"))
+            .await;
+        assert_eq!(
+            (s, p["missingPermission"].as_str()),
+            (StatusCode::FORBIDDEN, Some("deploy.production")),
+            "{path}: {p}"
+        );
+    }
+    let (s, info) = api
+        .call_as(
+            Who::Releaser,
+            Method::PUT,
+            &format!("{put}?environment=production"),
+            value("prod-pw"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{info}");
+    assert_eq!(info["environment"], "production");
+    let (s, info) = api
+        .call_as(
+            Who::Developer,
+            Method::PUT,
+            &format!("{put}?environment=qa"),
+            value("qa-pw"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{info}");
+    // Versions count over every value of the secret (the fixture set version 1).
+    assert_eq!(info["version"], 3, "{info}");
+
+    let (_, list) = api
+        .call_as(Who::Viewer, Method::GET, "/applications/web/secrets", None)
+        .await;
+    let values: Vec<(Value, Value)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["environment"].clone(), i["version"].clone()))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            (Value::Null, json!(1)),
+            (json!("production"), json!(2)),
+            (json!("qa"), json!(3))
+        ],
+        "{list}"
+    );
+    assert!(!list.to_string().contains("pw"), "values never come back: {list}");
+
+    // Deleting production's value needs production rights too.
+    let (s, p) = api
+        .call_as(
+            Who::Developer,
+            Method::DELETE,
+            &format!("{put}?environment=production"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, p["missingPermission"].as_str()),
+        (StatusCode::FORBIDDEN, Some("deploy.production"))
+    );
+
+    // The query the permission is decided on is the one the handler reads: anything
+    // ambiguous or unknown is refused before either acts, and nothing changes.
+    for query in [
+        "?environment=qa&environment=production",
+        "?env=production",
+        "?environment=qa&x=1",
+    ] {
+        let (s, p) = api
+            .call_as(
+                Who::Developer,
+                Method::PUT,
+                &format!("{put}{query}"),
+                value("sneaky"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {p}");
+    }
+    let (_, after) = api.admin(Method::GET, "/applications/web/secrets", None).await;
+    assert_eq!(after["items"].as_array().unwrap().len(), 3, "{after}");
+    let (s, p) = api
+        .admin(Method::PUT, &format!("{put}?environment=nowhere"), value("x"))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (s, p) = api
+        .call_as(
+            Who::Developer,
+            Method::DELETE,
+            &format!("{put}?environment=qa"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{p}");
 }
