@@ -620,6 +620,16 @@ impl Api {
         }
     }
 
+    /// Deploys the current spec of `app` to `env`.
+    async fn deploy(&self, app: &str, env: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/applications/{app}/deploy"),
+            Some(json!({"environment": env})),
+        )
+        .await
+    }
+
     /// Marks a deployment Succeeded, as the reconciler does once every replica is healthy.
     async fn succeed(&self, deployment: &str) {
         let store = SqliteStore::open(&self._dir.path().join("berth.db"))
@@ -935,13 +945,7 @@ async fn the_qa_gate_compares_release_templates_and_config_changes_keep_their_bu
     api.call(Method::POST, "/applications/web/builds", Some(json!({})))
         .await;
     assert_eq!(api.built("web", 1).await["status"]["phase"], "Succeeded");
-    let (status, d) = api
-        .call(
-            Method::POST,
-            "/applications/web/deploy",
-            Some(json!({"environment": "qa"})),
-        )
-        .await;
+    let (status, d) = api.deploy("web", "qa").await;
     assert_eq!(status, StatusCode::CREATED, "{d}");
     api.succeed("web-qa-1").await;
 
@@ -949,13 +953,7 @@ async fn the_qa_gate_compares_release_templates_and_config_changes_keep_their_bu
     let change = json!({"spec": {"configFiles": [{"path": "/etc/web/extra.conf", "content": "debug=true"}]}});
     let (status, b) = api.call(Method::PATCH, "/applications/web", Some(change)).await;
     assert_eq!(status, StatusCode::OK, "{b}");
-    let (status, p) = api
-        .call(
-            Method::POST,
-            "/applications/web/deploy",
-            Some(json!({"environment": "production"})),
-        )
-        .await;
+    let (status, p) = api.deploy("web", "production").await;
     assert_eq!(status, StatusCode::CONFLICT, "{p}");
     assert_eq!(p["type"], "https://berth.dev/problems/not-verified");
     let detail = p["detail"].as_str().unwrap();
@@ -967,13 +965,7 @@ async fn the_qa_gate_compares_release_templates_and_config_changes_keep_their_bu
     assert_eq!(status, StatusCode::NOT_FOUND, "a refused deploy makes no release");
 
     // Through qa it passes, and the config change keeps the build it runs.
-    let (status, d) = api
-        .call(
-            Method::POST,
-            "/applications/web/deploy",
-            Some(json!({"environment": "qa"})),
-        )
-        .await;
+    let (status, d) = api.deploy("web", "qa").await;
     assert_eq!(
         (status, d["spec"]["release"].as_u64()),
         (StatusCode::CREATED, Some(2)),
@@ -984,13 +976,7 @@ async fn the_qa_gate_compares_release_templates_and_config_changes_keep_their_bu
     let hash = r2["spec"]["templateHash"].as_str().unwrap().to_owned();
     assert!(hash.starts_with("sha256:"), "{r2}");
     assert_eq!(r2["spec"]["origin"]["build"], "web-build-1", "{r2}");
-    let (status, d) = api
-        .call(
-            Method::POST,
-            "/applications/web/deploy",
-            Some(json!({"environment": "production"})),
-        )
-        .await;
+    let (status, d) = api.deploy("web", "production").await;
     assert_eq!(
         (status, d["spec"]["release"].as_u64()),
         (StatusCode::CREATED, Some(2)),
@@ -1020,13 +1006,7 @@ async fn the_qa_gate_compares_release_templates_and_config_changes_keep_their_bu
     // through qa.
     let scale = json!({"spec": {"environments": {"production": {"replicas": 3, "env": {"MODE": "prod"}}}}});
     api.call(Method::PATCH, "/applications/web", Some(scale)).await;
-    let (status, d) = api
-        .call(
-            Method::POST,
-            "/applications/web/deploy",
-            Some(json!({"environment": "production"})),
-        )
-        .await;
+    let (status, d) = api.deploy("web", "production").await;
     assert_eq!(
         (status, d["spec"]["release"].as_u64()),
         (StatusCode::CREATED, Some(3)),

@@ -121,32 +121,53 @@ fn nearest(
         })
 }
 
+/// A release whose template has not run successfully everywhere an environment's
+/// `requireVerifiedIn` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unverified {
+    /// The environment whose policy refuses.
+    pub environment: String,
+    /// The release refused.
+    pub release: u64,
+    /// Its template hash.
+    pub template_hash: String,
+    /// Its image digest.
+    pub digest: String,
+    /// Every environment the policy names.
+    pub required: Vec<String>,
+    /// Those the template has not passed.
+    pub missing: Vec<String>,
+    /// What ran in the first missing environment with the same digest, if anything.
+    pub nearest: Option<Nearest>,
+}
+
+impl std::fmt::Display for Unverified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} requires releases verified in {}; release {} (template {}, image {}) was not deployed \
+             successfully in {}",
+            self.environment,
+            self.required.join(", "),
+            self.release,
+            self.template_hash,
+            self.digest,
+            self.missing.join(", ")
+        )?;
+        if let Some(n) = &self.nearest {
+            write!(f, "{n}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a promotion or a deploy cannot go ahead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PromotionError {
     /// The release template has not run successfully everywhere the target environment
     /// requires.
-    #[error(
-        "{environment} requires releases verified in {}; release {release} (template {template_hash}, \
-         image {digest}) was not deployed successfully in {}{}",
-        .required.join(", "), .missing.join(", "), .nearest.as_ref().map(ToString::to_string).unwrap_or_default()
-    )]
-    NotVerified {
-        /// The environment whose policy refuses.
-        environment: String,
-        /// The release refused.
-        release: u64,
-        /// Its template hash.
-        template_hash: String,
-        /// Its image digest.
-        digest: String,
-        /// Every environment the policy names.
-        required: Vec<String>,
-        /// Those the template has not passed.
-        missing: Vec<String>,
-        /// What ran in the first missing environment with the same digest, if anything.
-        nearest: Option<Nearest>,
-    },
+    #[error("{0}")]
+    NotVerified(Box<Unverified>),
     /// Nothing runs in the environment to promote or describe.
     #[error("'{application}' has never been deployed to '{environment}'")]
     NothingDeployed {
@@ -198,7 +219,7 @@ pub fn check_verified(
         .collect();
     match missing.first() {
         None => Ok(()),
-        Some(first) => Err(PromotionError::NotVerified {
+        Some(first) => Err(PromotionError::NotVerified(Box::new(Unverified {
             environment: target.metadata.name.clone(),
             release: release.spec.number,
             digest: digest_of(&release.spec.template.image)
@@ -208,7 +229,7 @@ pub fn check_verified(
             required: required.clone(),
             nearest: nearest(release, first, releases, deployments),
             missing,
-        }),
+        }))),
     }
 }
 
@@ -522,27 +543,22 @@ mod tests {
         check_verified(&env("production", &["qa"]), &rs[0], &rs, &ds, false).unwrap();
         check_verified(&env("qa", &[]), &rs[1], &rs, &[], false).unwrap();
         let e = check_verified(&env("production", &["qa", "staging"]), &rs[0], &rs, &ds, false).unwrap_err();
-        let PromotionError::NotVerified { missing, .. } = &e else {
+        let PromotionError::NotVerified(u) = &e else {
             panic!()
         };
-        assert_eq!(missing, &["staging"]);
+        assert_eq!(u.missing, ["staging"]);
         assert!(
             e.to_string().contains("not deployed successfully in staging"),
             "{e}"
         );
         // The digest ran in qa, but with another command: refused, naming the field.
         let e = check_verified(&env("production", &["qa"]), &rs[1], &rs, &ds, false).unwrap_err();
-        let PromotionError::NotVerified {
-            nearest,
-            template_hash,
-            ..
-        } = &e
-        else {
+        let PromotionError::NotVerified(u) = &e else {
             panic!()
         };
-        assert_eq!(*template_hash, rs[1].template_hash());
+        assert_eq!(u.template_hash, rs[1].template_hash());
         assert_eq!(
-            nearest.as_ref().map(|n| (n.release, n.differences.clone())),
+            u.nearest.as_ref().map(|n| (n.release, n.differences.clone())),
             Some((1, vec!["command".to_owned()]))
         );
         assert!(

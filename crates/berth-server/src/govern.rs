@@ -130,6 +130,35 @@ mod tests {
     const IMAGE: &str =
         "127.0.0.1:5000/web@sha256:0000000000000000000000000000000000000000000000000000000000000001";
 
+    /// Environment `name` on one cluster.
+    fn environment(name: &str, cluster: &str) -> Environment {
+        Environment::new(
+            name,
+            EnvironmentSpec {
+                clusters: vec![Placement {
+                    cluster: cluster.into(),
+                    weight: 1,
+                }],
+                ..EnvironmentSpec::default()
+            },
+        )
+    }
+
+    /// The first deployment of release 1 of `web` to `env`.
+    fn deployment_to(env: &str) -> Deployment {
+        Deployment::new(
+            format!("web-{env}-1"),
+            DeploymentSpec {
+                application: "web".into(),
+                environment: env.into(),
+                release: 1,
+                number: 1,
+                cause: Default::default(),
+                requested_by: None,
+            },
+        )
+    }
+
     /// A team quota and a sealed secret in the store come out, through the reconciler's
     /// governance and the Kubernetes renderer, as ResourceQuota, LimitRange and Secret.
     #[tokio::test]
@@ -168,27 +197,7 @@ mod tests {
         }))
         .unwrap();
         let release = Release::of("web", 1, template, ReleaseOrigin::default());
-        let env = Environment::new(
-            "production",
-            EnvironmentSpec {
-                clusters: vec![Placement {
-                    cluster: "prod".into(),
-                    weight: 1,
-                }],
-                ..EnvironmentSpec::default()
-            },
-        );
-        let deployment = Deployment::new(
-            "web-production-1",
-            DeploymentSpec {
-                application: "web".into(),
-                environment: "production".into(),
-                release: 1,
-                number: 1,
-                cause: Default::default(),
-                requested_by: None,
-            },
-        );
+        let (env, deployment) = (environment("production", "prod"), deployment_to("production"));
         let teams = HashMap::from([("pay".to_owned(), team)]);
         let governed = Governed::resolve(&store, Some(&keyring), &release, "production", &teams)
             .await
@@ -267,27 +276,7 @@ mod tests {
         let release = Release::of("web", 1, template, ReleaseOrigin::default());
         let teams = HashMap::new();
         let workload = |env_name: &str, governed: &Governed| {
-            let env = Environment::new(
-                env_name,
-                EnvironmentSpec {
-                    clusters: vec![Placement {
-                        cluster: "c".into(),
-                        weight: 1,
-                    }],
-                    ..EnvironmentSpec::default()
-                },
-            );
-            let deployment = Deployment::new(
-                format!("web-{env_name}-1"),
-                DeploymentSpec {
-                    application: "web".into(),
-                    environment: env_name.into(),
-                    release: 1,
-                    number: 1,
-                    cause: Default::default(),
-                    requested_by: None,
-                },
-            );
+            let (env, deployment) = (environment(env_name, "c"), deployment_to(env_name));
             let mut w = render(&release, &deployment, &env, "c", "localhost");
             governed.apply(&mut w);
             w

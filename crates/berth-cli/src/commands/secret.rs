@@ -224,6 +224,58 @@ pub fn table(secrets: &[SecretInfo], now: DateTime<Utc>) -> Table {
 mod tests {
     use super::*;
 
+    /// `--env` names the value's environment in the query, for set and delete alike.
+    #[tokio::test]
+    async fn env_selects_one_environments_value() {
+        use axum::{Router, extract::Path, http::Uri, routing::put};
+        let app = Router::new().route(
+            "/api/v1/applications/{app}/secrets/{name}",
+            put(|Path((_, name)): Path<(String, String)>, uri: Uri| async move {
+                let env = uri
+                    .query()
+                    .and_then(|q| q.strip_prefix("environment="))
+                    .map(str::to_owned);
+                axum::Json(serde_json::json!({"name": name, "environment": env, "version": 4,
+                    "updatedBy": "rita", "keyId": "k1"}))
+            })
+            .delete(|uri: Uri| async move {
+                assert_eq!(uri.query(), Some("environment=production"));
+                axum::http::StatusCode::OK
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = Client::new(&crate::config::Target::new(&format!("http://{addr}"))).unwrap();
+        let set = |environment: Option<&str>| {
+            SecretCommand::Set(SetArgs {
+                app: "web".into(),
+                name: "db".into(),
+                from_file: None,
+                environment: environment.map(str::to_owned),
+            })
+        };
+        let mut out = Vec::new();
+        run(&client, set(Some("production")), &mut "pw\n".as_bytes(), &mut out)
+            .await
+            .unwrap();
+        run(&client, set(None), &mut "pw\n".as_bytes(), &mut out)
+            .await
+            .unwrap();
+        let delete = SecretCommand::Delete {
+            app: "web".into(),
+            name: "db".into(),
+            environment: Some("production".into()),
+        };
+        run(&client, delete, &mut "".as_bytes(), &mut out).await.unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "secret db of web for environment production is at version 4\n\
+             secret db of web for all environments is at version 4\n\
+             secret db of web for environment production deleted\n"
+        );
+    }
+
     #[test]
     fn values_come_from_files_or_stdin() {
         assert_eq!(read_value(None, &mut "s3cret\n".as_bytes()).unwrap(), "s3cret");
