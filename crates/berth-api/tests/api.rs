@@ -620,6 +620,17 @@ impl Api {
         }
     }
 
+    /// The platform, with production taking only what ran successfully in qa.
+    async fn gated_platform(&self) {
+        self.platform().await;
+        let production = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "production"},
+            "spec": {"clusters": [{"cluster": "local"}], "policies": {"requireVerifiedIn": ["qa"]}}});
+        let (status, _) = self
+            .call(Method::PUT, "/environments/production", Some(production))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
     /// Deploys the current spec of `app` to `env`.
     async fn deploy(&self, app: &str, env: &str) -> (StatusCode, Value) {
         self.call(
@@ -760,13 +771,7 @@ async fn a_build_runs_once_and_streams_its_log() {
 #[tokio::test]
 async fn promotion_keeps_the_digest_and_policy_and_provenance_prove_it() {
     let api = Api::start().await;
-    api.platform().await;
-    let production = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "production"},
-        "spec": {"clusters": [{"cluster": "local"}], "policies": {"requireVerifiedIn": ["qa"]}}});
-    let (status, _) = api
-        .call(Method::PUT, "/environments/production", Some(production))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    api.gated_platform().await;
     let repo = JavaRepo::new();
     let mut doc = java_app("web", &repo);
     doc["spec"]["environments"] = json!({"production": {"replicas": 3}});
@@ -930,13 +935,7 @@ async fn promotion_keeps_the_digest_and_policy_and_provenance_prove_it() {
 #[tokio::test]
 async fn the_qa_gate_compares_release_templates_and_config_changes_keep_their_build() {
     let api = Api::start().await;
-    api.platform().await;
-    let production = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "production"},
-        "spec": {"clusters": [{"cluster": "local"}], "policies": {"requireVerifiedIn": ["qa"]}}});
-    let (status, _) = api
-        .call(Method::PUT, "/environments/production", Some(production))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    api.gated_platform().await;
     let repo = JavaRepo::new();
     let (status, _) = api
         .call(Method::POST, "/applications", Some(java_app("web", &repo)))

@@ -41,6 +41,26 @@ fn app_with_secrets() -> Value {
     })
 }
 
+/// Deploys `web`'s current spec to `env` and waits until the rollout succeeded.
+async fn deploy_and_wait(berth: &Berth, env: &str) -> Value {
+    let (s, d) = berth
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": env})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    berth
+        .wait_phase(
+            d["metadata"]["name"].as_str().unwrap(),
+            "Succeeded",
+            Duration::from_secs(60),
+        )
+        .await;
+    d
+}
+
 /// Runs the CLI against `berth` with `stdin`.
 fn cli_stdin(berth: &Berth, args: &[&str], stdin: &str) -> Output {
     let mut child = berth
@@ -127,22 +147,8 @@ async fn secrets_reach_the_containers_and_nowhere_else_in_clear_text() {
     assert_eq!(b["version"], 1);
     record("set tls", &b);
 
-    let (s, d) = berth
-        .call(
-            Method::POST,
-            "/applications/web/deploy",
-            Some(json!({"environment": "qa"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let d = deploy_and_wait(&berth, "qa").await;
     record("deploy", &d);
-    berth
-        .wait_phase(
-            d["metadata"]["name"].as_str().unwrap(),
-            "Succeeded",
-            Duration::from_secs(60),
-        )
-        .await;
 
     // Delivered: as an environment variable and as a file.
     assert_eq!(
@@ -511,21 +517,7 @@ async fn a_secret_value_for_one_environment_reaches_that_environment_only() {
     assert!(out.status.success(), "{}", text(&out));
 
     for env in ["qa", "production"] {
-        let (s, d) = berth
-            .call(
-                Method::POST,
-                "/applications/web/deploy",
-                Some(json!({"environment": env})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{d}");
-        berth
-            .wait_phase(
-                d["metadata"]["name"].as_str().unwrap(),
-                "Succeeded",
-                Duration::from_secs(60),
-            )
-            .await;
+        deploy_and_wait(&berth, env).await;
     }
     assert_eq!(
         berth.get_app(HOST, "/db.txt").await.unwrap(),
