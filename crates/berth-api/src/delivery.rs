@@ -8,7 +8,7 @@ use berth_core::{
     objects::{
         Application, ApplicationKind, ApplicationSpec, ClusterProgress, Deployment, DeploymentCause,
         DeploymentPhase, DeploymentSpec, EnvironmentKind, Release, ReleaseKind, ReleaseOrigin, SecretKind,
-        TeamKind, deployment_name, release_name, secret_object_name,
+        TeamKind, deployment_name, release_name, secret_candidates,
     },
     ports::{ResolveError, StoreError},
     quota::{self, Demand, Limits, Usage},
@@ -118,11 +118,16 @@ pub async fn admit(
     let app = application.name();
     let mut missing = Vec::new();
     for r in &template.secrets {
-        if store
-            .get(SecretKind::KIND, &secret_object_name(app, &r.name))
-            .await?
-            .is_none()
-        {
+        // What the reconciler would deliver there: the environment's own value or the
+        // one for all environments.
+        let mut found = false;
+        for candidate in secret_candidates(app, &r.name, env.name()) {
+            if store.get(SecretKind::KIND, &candidate).await?.is_some() {
+                found = true;
+                break;
+            }
+        }
+        if !found {
             missing.push(r.name.clone());
         }
     }
@@ -167,10 +172,13 @@ pub async fn admit(
 }
 
 /// Resolves the image of `template` to a digest and builds the release (uncommitted).
+/// When a build of the application made that digest (a config change on a built image),
+/// the release keeps the build and commit it came from. `releases` are the application's.
 async fn make_release(
     state: &ApiState,
     actor: &Actor,
     app: &Application,
+    releases: &[Release],
     number: u64,
     template: ApplicationSpec,
     description: Option<String>,
@@ -195,11 +203,14 @@ async fn make_release(
         image: image.pinned(&digest).to_string(),
         ..template
     };
+    let built = berth_core::promotion::lineage(&digest, releases);
     let origin = ReleaseOrigin {
         requested_image: Some(requested),
         created_by: Some(actor.0.clone()),
         description,
-        ..ReleaseOrigin::default()
+        build: built.and_then(|r| r.spec.origin.build.clone()),
+        commit: built.and_then(|r| r.spec.origin.commit.clone()),
+        promotion: None,
     };
     let release = Release::of(app.name(), number, template, origin);
     release.validate()?;
@@ -262,6 +273,7 @@ pub async fn create_release(
             state,
             actor,
             &application,
+            &releases,
             number,
             *template,
             req.description.clone(),
@@ -411,7 +423,7 @@ pub async fn deploy(state: &ApiState, actor: &Actor, app: &str, req: DeployReque
                 ReleaseChoice::Existing(n) => (n, None),
                 ReleaseChoice::New { number, template } => (
                     number,
-                    Some(make_release(state, actor, &application, number, *template, None).await?),
+                    Some(make_release(state, actor, &application, &releases, number, *template, None).await?),
                 ),
             };
         let template = new_release
@@ -421,11 +433,12 @@ pub async fn deploy(state: &ApiState, actor: &Actor, app: &str, req: DeployReque
         if let Some(template) = template {
             admit(state, &application, &env, template).await?;
         }
-        let pinned = new_release
+        if let Some(release) = new_release
             .as_ref()
             .or_else(|| releases.iter().find(|r| r.spec.number == number))
-            .map(|r| r.spec.template.image.as_str());
-        crate::promotion::require_verified(state, app, &req.environment, pinned, false).await?;
+        {
+            crate::promotion::require_verified(state, app, &req.environment, release, false).await?;
+        }
         let intent = Intent {
             app,
             env: &req.environment,
@@ -457,11 +470,9 @@ pub async fn rollback(
         if let Some(r) = releases.iter().find(|r| r.spec.number == to) {
             admit(state, &application, &env, &r.spec.template).await?;
         }
-        let pinned = releases
-            .iter()
-            .find(|r| r.spec.number == to)
-            .map(|r| r.spec.template.image.as_str());
-        crate::promotion::require_verified(state, app, &req.environment, pinned, true).await?;
+        if let Some(release) = releases.iter().find(|r| r.spec.number == to) {
+            crate::promotion::require_verified(state, app, &req.environment, release, true).await?;
+        }
         let intent = Intent {
             app,
             env: &req.environment,
@@ -480,7 +491,9 @@ pub async fn rollback(
 pub async fn status(state: &ApiState, app: &str) -> Result<ApplicationState> {
     objects::get::<berth_core::objects::ApplicationKind>(state, app).await?;
     let releases = objects::releases(state, app).await?;
-    let deployments = objects::deployments(state, app).await?;
+    let mut deployments = objects::deployments(state, app).await?;
+    // Deployments retired with an earlier application of this name are history only.
+    deployments.retain(|d| d.status.retired_at.is_none());
     let mut envs: Vec<&str> = deployments.iter().map(|d| d.spec.environment.as_str()).collect();
     envs.sort_unstable();
     envs.dedup();

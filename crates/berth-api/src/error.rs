@@ -223,7 +223,7 @@ impl ApiError {
             Self::Delivery(DeliveryError::NotBuilt { .. }) => {
                 (StatusCode::CONFLICT, "not-built", "Nothing has been built yet")
             }
-            Self::Promotion(PromotionError::NotVerified { .. }) => (
+            Self::Promotion(PromotionError::NotVerified(_)) => (
                 StatusCode::CONFLICT,
                 "not-verified",
                 "The image was not verified where this environment requires",
@@ -306,10 +306,10 @@ impl ApiError {
             ],
             Self::Conflict { message, hint } => vec![FieldError::new("", message.clone()).hint(hint.clone())],
             Self::Build(BuildError::Invalid(invalid)) => invalid.errors.clone(),
-            Self::Promotion(PromotionError::NotVerified { missing, .. }) => {
+            Self::Promotion(PromotionError::NotVerified(u)) => {
                 vec![FieldError::new("", self.to_string()).hint(format!(
-                    "deploy the image to {} first and let the rollout succeed there",
-                    missing.join(", ")
+                    "deploy this release (same image and template) to {} first and let the rollout succeed there, then promote it",
+                    u.missing.join(", ")
                 ))]
             }
             Self::Forbidden(denied) => vec![FieldError::new("", denied.to_string()).hint(denied.needs())],

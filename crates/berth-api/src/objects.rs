@@ -1,11 +1,15 @@
 //! Create, read, replace, patch, list and delete for the declarative kinds (Cluster,
 //! Environment, Application), plus reads of releases and deployments.
+//!
+//! Deleting an application keeps its history (releases, builds, deployments retired);
+//! see [`Managed::on_delete`] of `ApplicationKind`.
 
 use std::future::Future;
 
 use axum::{Json, http::StatusCode};
 use berth_core::{
     Kind, NewEvent, Resource,
+    deployment::{retire, running_environments},
     meta::ObjectMeta,
     objects::{
         Application, ApplicationKind, Cluster, ClusterKind, Deployment, DeploymentKind, Environment,
@@ -66,8 +70,13 @@ pub trait Managed: Kind {
     fn check_references(state: &ApiState, object: &Resource<Self>)
     -> impl Future<Output = Result<()>> + Send;
     /// Refuses a delete that would break others, or returns the writes that delete what
-    /// belongs to the object.
-    fn on_delete(state: &ApiState, name: &str) -> impl Future<Output = Result<Vec<Write>>> + Send;
+    /// belongs to the object. `force` asks to go ahead where a kind refuses by default
+    /// (an application running in production); only applications' delete offers it.
+    fn on_delete(
+        state: &ApiState,
+        name: &str,
+        force: bool,
+    ) -> impl Future<Output = Result<Vec<Write>>> + Send;
     /// Whether lists show only the objects of applications the caller may read.
     const SCOPED: bool = false;
     /// Refuses a change `actor` may not make to `name` even with the permission for it
@@ -118,7 +127,7 @@ impl Managed for ClusterKind {
         crate::credentials::seal(state.store.as_ref(), &governance.keyring, &actor.0, cluster).await
     }
 
-    async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
+    async fn on_delete(state: &ApiState, name: &str, _force: bool) -> Result<Vec<Write>> {
         let users: Vec<String> = repo::list_all::<EnvironmentKind>(state.store.as_ref(), None)
             .await?
             .into_iter()
@@ -150,7 +159,7 @@ impl Managed for EnvironmentKind {
         Ok(())
     }
 
-    async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
+    async fn on_delete(state: &ApiState, name: &str, _force: bool) -> Result<Vec<Write>> {
         // The environment's deployments go with it; the reconciler then stops its replicas.
         let deployments = repo::list_all::<DeploymentKind>(state.store.as_ref(), None).await?;
         Ok(deployments
@@ -175,25 +184,49 @@ impl Managed for ApplicationKind {
         Ok(())
     }
 
-    async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
+    /// Deleting an application stops it everywhere it runs, so it is refused (409)
+    /// while it runs in a production environment unless `force` (the permission check has
+    /// already asked for deploy rights in every environment it runs in). Its history stays:
+    /// releases, builds and deployments are kept under its name (the deployments retired,
+    /// so they govern nothing and the reconciler stops the replicas), so a re-created
+    /// application of the same name continues the numbering. Its secrets go.
+    async fn on_delete(state: &ApiState, name: &str, force: bool) -> Result<Vec<Write>> {
         let store = state.store.as_ref();
-        let mut writes: Vec<Write> = repo::list_all::<DeploymentKind>(store, Some(name))
-            .await?
-            .iter()
-            .map(repo::delete)
-            .collect();
-        writes.extend(
-            repo::list_all::<ReleaseKind>(store, Some(name))
+        let deployments = repo::list_all::<DeploymentKind>(store, Some(name)).await?;
+        let running = running_environments(&deployments);
+        let mut production = Vec::new();
+        for env in &running {
+            if repo::get::<EnvironmentKind>(store, env)
                 .await?
-                .iter()
-                .map(repo::delete),
-        );
-        writes.extend(
-            repo::list_all::<berth_core::objects::BuildKind>(store, Some(name))
-                .await?
-                .iter()
-                .map(repo::delete),
-        );
+                .is_some_and(|e| e.spec.production)
+            {
+                production.push(env.clone());
+            }
+        }
+        if !production.is_empty() && !force {
+            return Err(ApiError::Conflict {
+                message: format!(
+                    "Application '{name}' runs in production environment(s) {} (it runs in {}); \
+                     deleting it stops it there",
+                    production.join(", "),
+                    running.join(", ")
+                ),
+                hint: format!(
+                    "to take it out of production and delete it anyway, someone with release rights there \
+                     deletes with ?force=true (berth delete application {name} --force); its releases, \
+                     deployments, builds and events stay readable"
+                ),
+            });
+        }
+        let now = chrono::Utc::now();
+        let mut writes = Vec::new();
+        for d in &deployments {
+            if let Some(status) = retire(d, now) {
+                let mut retired = d.clone();
+                retired.status = status;
+                writes.push(repo::replace(&retired)?);
+            }
+        }
         writes.extend(
             repo::list_all::<SecretKind>(store, Some(name))
                 .await?
@@ -218,7 +251,7 @@ impl Managed for TeamKind {
         Ok(())
     }
 
-    async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
+    async fn on_delete(state: &ApiState, name: &str, _force: bool) -> Result<Vec<Write>> {
         let apps: Vec<String> = repo::list_all::<ApplicationKind>(state.store.as_ref(), None)
             .await?
             .into_iter()
@@ -263,7 +296,7 @@ impl Managed for UserKind {
 
     /// The user leaves every team in the same transaction (each change audited), so that
     /// a new user of the same name starts with no roles.
-    async fn on_delete(state: &ApiState, name: &str) -> Result<Vec<Write>> {
+    async fn on_delete(state: &ApiState, name: &str, _force: bool) -> Result<Vec<Write>> {
         refuse_removing_the_last_admin(state, name).await?;
         let mut writes = Vec::new();
         for mut team in repo::list_all::<TeamKind>(state.store.as_ref(), None).await? {
@@ -539,11 +572,28 @@ pub async fn patch<K: Managed>(
     Ok(Json(object))
 }
 
+/// Query parameters of `DELETE /applications/{name}`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    /// Delete even while the application runs in a production environment, stopping it
+    /// there. Needs release (deploy) rights in every environment it runs in, as any delete
+    /// of a running application does.
+    #[serde(default)]
+    pub force: bool,
+}
+
 /// Deletes an object and whatever belongs to it, in one transaction.
-pub async fn delete<K: Managed>(state: &ApiState, actor: &Actor, name: &str) -> Result<Json<Resource<K>>> {
+pub async fn delete<K: Managed>(
+    state: &ApiState,
+    actor: &Actor,
+    name: &str,
+    force: bool,
+) -> Result<Json<Resource<K>>> {
     let current = get::<K>(state, name).await?;
     K::check_actor(actor, name, None)?;
-    let mut writes = K::on_delete(state, name).await?;
+    let mut writes = K::on_delete(state, name, force).await?;
     writes.push(repo::delete(&current));
     state
         .store
@@ -552,6 +602,22 @@ pub async fn delete<K: Managed>(state: &ApiState, actor: &Actor, name: &str) -> 
     state.changed.notify_one();
     K::after_delete(state, actor, name).await?;
     Ok(Json(current))
+}
+
+/// Refuses (404) an application that neither exists nor has history (releases) under its
+/// name: the history of a deleted application stays readable.
+pub async fn require_known(state: &ApiState, application: &str) -> Result<()> {
+    if repo::get::<ApplicationKind>(state.store.as_ref(), application)
+        .await?
+        .is_some()
+        || !releases(state, application).await?.is_empty()
+    {
+        return Ok(());
+    }
+    Err(ApiError::NotFound {
+        kind: ApplicationKind::KIND.to_owned(),
+        name: application.to_owned(),
+    })
 }
 
 /// Release documents of an application, newest last.

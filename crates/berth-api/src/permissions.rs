@@ -27,7 +27,8 @@ use axum::{
 use berth_core::{
     Kind,
     authz::{Permission, Principal, decide},
-    objects::{ApplicationKind, DEFAULT_TEAM, DeploymentKind, EnvironmentKind, TeamKind},
+    deployment::running_environments,
+    objects::{ApplicationKind, DEFAULT_TEAM, DeploymentKind, EnvironmentKind, ReleaseKind, TeamKind},
     repo,
 };
 use serde_json::Value;
@@ -36,6 +37,7 @@ use crate::{
     ApiState,
     body::ParsedBody,
     error::{ApiError, Result},
+    secrets::SecretParams,
 };
 
 /// What an operation needs, before the team and environment are known.
@@ -62,6 +64,14 @@ pub enum Rule {
     },
     /// Manage the team named in the path (a platform administrator creates teams).
     ManageTeam,
+    /// Delete the application named in the path: apply to its team, and deploy to every
+    /// environment it runs in (deleting it stops it there).
+    DeleteApplication,
+    /// Set or delete a value of a secret of the application named in the path: for the
+    /// environment in the `environment` query parameter, the right to deploy there; for
+    /// all environments (no parameter), the right to apply to the team and to deploy to
+    /// every production environment (the value reaches those without their own).
+    ChangeSecret,
 }
 
 /// The rule of each operation: method and path template under `/api/v1`. `None` for an
@@ -105,9 +115,10 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
             | "/applications/{name}/builds/{number}/log"
             | "/applications/{name}/provenance",
         ) => ReadApplication,
-        ("PUT" | "PATCH" | "DELETE", "/applications/{name}") => ApplyApplication,
+        ("PUT" | "PATCH", "/applications/{name}") => ApplyApplication,
+        ("DELETE", "/applications/{name}") => DeleteApplication,
         ("POST", "/applications/{name}/releases") => ApplyApplication,
-        ("PUT" | "DELETE", "/applications/{name}/secrets/{secret}") => ApplyApplication,
+        ("PUT" | "DELETE", "/applications/{name}/secrets/{secret}") => ChangeSecret,
         ("POST", "/applications/{name}/builds") => BuildApplication,
         ("POST", "/applications/{name}/deploy" | "/applications/{name}/rollback") => DeployApplication {
             environment_field: "environment",
@@ -219,6 +230,58 @@ pub async fn authorize(
             }
             teams.into_iter().map(|team| Permission::Apply { team }).collect()
         }
+        Rule::DeleteApplication => {
+            let mut permissions = Vec::new();
+            if let (Some(team), Some(app)) = (readable_app_team(&state, &principal, name.as_deref()).await?, &name) {
+                permissions.push(Permission::Apply { team: team.clone() });
+                let deployments = repo::list_all::<DeploymentKind>(state.store.as_ref(), Some(app)).await?;
+                for environment in running_environments(&deployments) {
+                    let production = repo::get::<EnvironmentKind>(state.store.as_ref(), &environment)
+                        .await?
+                        .is_some_and(|e| e.spec.production);
+                    permissions.push(Permission::Deploy {
+                        team: team.clone(),
+                        environment,
+                        production,
+                    });
+                }
+            }
+            permissions
+        }
+        Rule::ChangeSecret => {
+            // The very parse the handler's `Params` extractor makes: a query it refuses is
+            // refused here, never read differently.
+            let params: SecretParams = crate::routes::query(req.uri().query().unwrap_or_default())?;
+            let mut permissions = Vec::new();
+            if let Some(team) = readable_app_team(&state, &principal, name.as_deref()).await? {
+                let store = state.store.as_ref();
+                match params.environment {
+                    Some(environment) => {
+                        let production = repo::get::<EnvironmentKind>(store, &environment)
+                            .await?
+                            .is_some_and(|e| e.spec.production);
+                        permissions.push(Permission::Deploy {
+                            team,
+                            environment,
+                            production,
+                        });
+                    }
+                    None => {
+                        permissions.push(Permission::Apply { team: team.clone() });
+                        for env in repo::list_all::<EnvironmentKind>(store, None).await? {
+                            if env.spec.production {
+                                permissions.push(Permission::Deploy {
+                                    team: team.clone(),
+                                    environment: env.metadata.name,
+                                    production: true,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            permissions
+        }
         Rule::DeployApplication { environment_field } => {
             match readable_app_team(&state, &principal, name.as_deref()).await? {
                 // A missing application is the handler's 404 to give.
@@ -311,13 +374,19 @@ fn percent_decode(raw: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The team of application `name`, when it exists (a missing application is the
-/// handler's 404 to give).
+/// The team of application `name`, when it exists; for a deleted application whose
+/// history is kept, the team of its newest release (a missing application without
+/// history is the handler's 404 to give).
 async fn app_team(state: &ApiState, name: Option<&str>) -> Result<Option<String>> {
     let Some(name) = name else { return Ok(None) };
-    Ok(repo::get::<ApplicationKind>(state.store.as_ref(), name)
+    if let Some(app) = repo::get::<ApplicationKind>(state.store.as_ref(), name).await? {
+        return Ok(Some(app.spec.team));
+    }
+    Ok(repo::list_all::<ReleaseKind>(state.store.as_ref(), Some(name))
         .await?
-        .map(|a| a.spec.team))
+        .into_iter()
+        .max_by_key(|r| r.spec.number)
+        .map(|r| r.spec.template.team))
 }
 
 /// The team of application `name` when the caller may read it; 404, exactly as for a

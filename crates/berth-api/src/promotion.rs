@@ -48,28 +48,29 @@ async fn environment(state: &ApiState, field: &str, name: &str) -> Result<Resour
         })
 }
 
-/// Refuses (409) to let `image` into environment `env` when its `requireVerifiedIn`
-/// policy is not met. With `ran_here_is_enough` (a rollback), a digest that already ran
-/// successfully in `env` passes too. Images without a digest are refused by release
-/// validation elsewhere and pass here.
+/// Refuses (409) to let `release` into environment `env` when its `requireVerifiedIn`
+/// policy is not met: the release's template (digest, command, config files, …; not the
+/// per-environment overrides) must have succeeded in every environment it names. With
+/// `ran_here_is_enough` (a rollback), a template that already ran successfully in `env`
+/// passes too. `releases` are the application's, and hold `release` unless it is new.
 pub(crate) async fn require_verified(
     state: &ApiState,
     application: &str,
     env: &str,
-    image: Option<&str>,
+    release: &berth_core::objects::Release,
     ran_here_is_enough: bool,
 ) -> Result<()> {
-    let Some(digest) = image.and_then(promotion::digest_of) else {
+    if promotion::digest_of(&release.spec.template.image).is_none() {
+        // Refused by release validation elsewhere.
         return Ok(());
-    };
+    }
     let target = environment(state, "environment", env).await?;
     if target.spec.policies.require_verified_in.is_empty() {
         return Ok(());
     }
     let releases = objects::releases(state, application).await?;
     let deployments = objects::deployments(state, application).await?;
-    let verified = promotion::verifications(digest, &releases, &deployments);
-    promotion::check_verified(&target, digest, &verified, ran_here_is_enough)?;
+    promotion::check_verified(&target, release, &releases, &deployments, ran_here_is_enough)?;
     Ok(())
 }
 
@@ -83,9 +84,7 @@ pub async fn promote(state: &ApiState, actor: &Actor, app: &str, req: PromoteReq
         let releases = objects::releases(state, app).await?;
         let deployments = objects::deployments(state, app).await?;
         let source = promotion::promotion_source(app, &req.from, &req.to, &deployments, &releases)?;
-        let digest = promotion::digest_of(&source.spec.template.image).unwrap_or_default();
-        let verified = promotion::verifications(digest, &releases, &deployments);
-        promotion::check_verified(&target, digest, &verified, false)?;
+        promotion::check_verified(&target, source, &releases, &deployments, false)?;
         let number = releases.iter().map(|r| r.spec.number).max().unwrap_or(0) + 1;
         let release = promotion::promoted_release(
             source,

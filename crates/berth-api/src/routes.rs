@@ -43,7 +43,7 @@ use crate::{
     identity::{self, NewToken, TokenInfo, TokenList, TokenParams, TokenRequest, WhoAmI},
     objects::{self, ListParams, ObjectList},
     permissions::{self, Visibility},
-    secrets::{self, Resealed, SecretList, SecretValueRequest},
+    secrets::{self, Resealed, SecretList, SecretParams, SecretValueRequest},
 };
 
 /// Query parameters whose errors are problem documents.
@@ -53,12 +53,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
-        let query = parts.uri.query().unwrap_or_default();
-        serde_urlencoded_query(query).map(Params)
+        query(parts.uri.query().unwrap_or_default()).map(Params)
     }
 }
 
-fn serde_urlencoded_query<T: DeserializeOwned>(query: &str) -> Result<T> {
+/// Parses a query string the way [`Params`] does (authorization uses it to read the very
+/// parameters the handler gets).
+pub(crate) fn query<T: DeserializeOwned>(query: &str) -> Result<T> {
     axum::extract::Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| bad_query(query))?)
         .map(|q| q.0)
         .map_err(|e| ApiError::BadRequest(format!("invalid query parameters: {}", e.body_text())))
@@ -188,7 +189,7 @@ fn sse_event_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>
 struct ApiDoc;
 
 macro_rules! kind_routes {
-    ($module:ident, $kind:ty, $doc:ident, $list:literal, $item:literal, $tag:literal) => {
+    ($module:ident, $kind:ty, $doc:ident, $list:literal, $item:literal, $tag:literal, $delete:ident) => {
         mod $module {
             use super::*;
 
@@ -238,12 +239,36 @@ macro_rules! kind_routes {
                 objects::patch::<$kind>(&s, &g, &a, &name, &b).await
             }
 
-            /// Deletes an object and what belongs to it.
-            #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name")),
-                responses((status = 200, body = $doc), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-            pub async fn delete(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>) -> Result<Json<$doc>> {
-                objects::delete::<$kind>(&s, &a, &name).await
-            }
+            $delete!($kind, $doc, $item, $tag);
+        }
+    };
+    ($module:ident, $kind:ty, $doc:ident, $list:literal, $item:literal, $tag:literal) => {
+        kind_routes!($module, $kind, $doc, $list, $item, $tag, delete_route);
+    };
+}
+
+/// The delete of a kind that never needs forcing.
+macro_rules! delete_route {
+    ($kind:ty, $doc:ident, $item:literal, $tag:literal) => {
+        /// Deletes an object and what belongs to it.
+        #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name")),
+            responses((status = 200, body = $doc), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+        pub async fn delete(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>) -> Result<Json<$doc>> {
+            objects::delete::<$kind>(&s, &a, &name, false).await
+        }
+    };
+}
+
+/// The delete of an application: refused (409) while it runs in production unless forced.
+macro_rules! forced_delete_route {
+    ($kind:ty, $doc:ident, $item:literal, $tag:literal) => {
+        /// Deletes an application: stops it in every environment (which needs deploy rights
+        /// in each), keeps its releases, builds and deployments as history and removes its
+        /// secrets; 409 while it runs in a production environment unless `force=true`.
+        #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name"), objects::DeleteParams),
+            responses((status = 200, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+        pub async fn delete(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>, Params(p): Params<objects::DeleteParams>) -> Result<Json<$doc>> {
+            objects::delete::<$kind>(&s, &a, &name, p.force).await
         }
     };
 }
@@ -270,7 +295,8 @@ kind_routes!(
     Application,
     "/applications",
     "/applications/{name}",
-    "applications"
+    "applications",
+    forced_delete_route
 );
 kind_routes!(teams, TeamKind, Team, "/teams", "/teams/{name}", "governance");
 kind_routes!(users, UserKind, User, "/users", "/users/{name}", "governance");
@@ -334,7 +360,7 @@ async fn app_releases(
     Path(app): Path<String>,
     Params(p): Params<ListParams>,
 ) -> Result<Json<ObjectList>> {
-    objects::get::<ApplicationKind>(&s, &app).await?;
+    objects::require_known(&s, &app).await?;
     Ok(Json(
         objects::list::<ReleaseKind>(&s, &p, Some(&app), |_| true).await?,
     ))
@@ -528,9 +554,10 @@ async fn list_secrets(State(s): State<ApiState>, Path(app): Path<String>) -> Res
     Ok(Json(secrets::list(&s, &app).await?))
 }
 
-/// Sets a secret to a new version; it is sealed before it is stored and never returned.
+/// Sets a secret's value for all environments, or with `environment` for that one only,
+/// to a new version; it is sealed before it is stored and never returned.
 #[utoipa::path(put, path = "/applications/{name}/secrets/{secret}", tag = "secrets",
-    params(("name" = String, Path, description = "Application"), ("secret" = String, Path, description = "Secret name")),
+    params(("name" = String, Path, description = "Application"), ("secret" = String, Path, description = "Secret name"), SecretParams),
     request_body = SecretValueRequest,
     responses((status = 200, body = SecretInfo), (status = 201, body = SecretInfo), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 404, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
@@ -539,23 +566,28 @@ async fn set_secret(
     Extension(g): Extension<Governance>,
     Extension(a): Extension<Actor>,
     Path((app, secret)): Path<(String, String)>,
+    Params(p): Params<SecretParams>,
     ParsedBody(body): ParsedBody,
 ) -> Result<(StatusCode, Json<SecretInfo>)> {
     let req = secrets::parse_value(&body)?;
-    let (status, info) = secrets::set(&s, &g, &a, &app, &secret, req).await?;
+    let (status, info) = secrets::set(&s, &g, &a, &app, &secret, p.environment.as_deref(), req).await?;
     Ok((status, Json(info)))
 }
 
-/// Deletes a secret the application no longer references.
+/// Deletes a secret's value for all environments (or with `environment`, that one's); a
+/// value an environment of the application still needs is kept (409).
 #[utoipa::path(delete, path = "/applications/{name}/secrets/{secret}", tag = "secrets",
-    params(("name" = String, Path, description = "Application"), ("secret" = String, Path, description = "Secret name")),
-    responses((status = 200, body = SecretInfo), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    params(("name" = String, Path, description = "Application"), ("secret" = String, Path, description = "Secret name"), SecretParams),
+    responses((status = 200, body = SecretInfo), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn delete_secret(
     State(s): State<ApiState>,
     Extension(a): Extension<Actor>,
     Path((app, secret)): Path<(String, String)>,
+    Params(p): Params<SecretParams>,
 ) -> Result<Json<SecretInfo>> {
-    Ok(Json(secrets::delete(&s, &a, &app, &secret).await?))
+    Ok(Json(
+        secrets::delete(&s, &a, &app, &secret, p.environment.as_deref()).await?,
+    ))
 }
 
 /// Seals every secret under an older key with the active key (after a key rotation).

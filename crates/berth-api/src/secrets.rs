@@ -1,6 +1,14 @@
 //! Secrets of applications over HTTP: set (sealed before it is stored), list (names and
 //! versions, never values), delete, and re-seal everything with the active key.
 //!
+//! A secret has a value for all environments and/or values for single environments
+//! (`?environment=production`); a replica gets its environment's own value, else the one
+//! for all environments, never another environment's. Setting or deleting the value of
+//! environment E needs the right to deploy to E (for production: the releaser role);
+//! the value for all environments reaches every production environment without its own
+//! value, so it needs the right to apply the application and to deploy to every
+//! production environment (see `permissions::Rule::ChangeSecret`).
+//!
 //! A value exists in clear only in the request that sets it and in the reconciler that
 //! delivers it; it is never in a response, an event, a log line or the database.
 
@@ -9,12 +17,15 @@ use berth_core::{
     Kind, NewEvent,
     audit::Change,
     name,
-    objects::{ApplicationKind, Secret, SecretInfo, SecretKind, SecretSpec, secret_object_name},
+    objects::{
+        ApplicationKind, EnvironmentKind, Secret, SecretInfo, SecretKind, SecretSpec, secret_object_name,
+        secret_object_name_in,
+    },
     repo,
 };
-use berth_secrets::secret_aad;
+use berth_secrets::secret_aad_in;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     ApiState,
@@ -34,6 +45,16 @@ pub struct SecretValueRequest {
     /// The value: UTF-8 text of at most 64 KiB, without NUL characters. Never returned.
     #[schema(max_length = 65536)]
     pub value: String,
+}
+
+/// Which value of a secret `PUT` and `DELETE` change.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SecretParams {
+    /// The environment whose own value is set or deleted (delivered only there); the
+    /// value for all environments (those without their own) when left out.
+    pub environment: Option<String>,
 }
 
 /// The secrets of an application.
@@ -94,36 +115,68 @@ pub async fn list(state: &ApiState, app: &str) -> Result<SecretList> {
     objects::get::<ApplicationKind>(state, app).await?;
     let secrets = repo::list_all::<SecretKind>(state.store.as_ref(), Some(app)).await?;
     let mut items: Vec<SecretInfo> = secrets.iter().map(SecretInfo::from).collect();
-    items.sort_by(|a, b| a.name.cmp(&b.name));
+    items.sort_by(|a, b| (&a.name, &a.environment).cmp(&(&b.name, &b.environment)));
     Ok(SecretList { items })
 }
 
-/// Sets secret `secret` of `app` to a new version.
+/// Refuses (422) a value for an environment that does not exist.
+async fn check_environment(state: &ApiState, environment: Option<&str>) -> Result<()> {
+    if let Some(env) = environment
+        && repo::get::<EnvironmentKind>(state.store.as_ref(), env)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::MissingReference {
+            path: "environment".to_owned(),
+            kind: EnvironmentKind::KIND,
+            name: env.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Where a value applies, for messages.
+fn scope(environment: Option<&str>) -> String {
+    environment.map_or_else(|| "all environments".to_owned(), |e| format!("environment {e}"))
+}
+
+/// Sets the value of secret `secret` of `app` for `environment` (`None`: all
+/// environments) to a new version.
 pub async fn set(
     state: &ApiState,
     governance: &Governance,
     actor: &Actor,
     app: &str,
     secret: &str,
+    environment: Option<&str>,
     request: SecretValueRequest,
 ) -> Result<(StatusCode, SecretInfo)> {
     check_name(secret)?;
     objects::get::<ApplicationKind>(state, app).await?;
-    let object_name = secret_object_name(app, secret);
-    let current = repo::get::<SecretKind>(state.store.as_ref(), &object_name).await?;
-    let version = current.as_ref().map_or(1, |s| s.spec.version + 1);
+    check_environment(state, environment).await?;
+    let object_name = secret_object_name_in(app, secret, environment);
+    let values: Vec<Secret> = repo::list_all::<SecretKind>(state.store.as_ref(), Some(app))
+        .await?
+        .into_iter()
+        .filter(|s| s.spec.name == secret)
+        .collect();
+    let current = values.iter().find(|s| s.metadata.name == object_name);
+    // Over every value of the secret, so that whatever a replica gets, a change of it
+    // is a change of version.
+    let version = values.iter().map(|s| s.spec.version).max().unwrap_or(0) + 1;
     let sealed = governance
         .keyring
-        .seal(&request.value, &secret_aad(app, secret, version))?;
+        .seal(&request.value, &secret_aad_in(app, secret, environment, version))?;
     drop(request);
     let spec = SecretSpec {
         application: app.to_owned(),
         name: secret.to_owned(),
+        environment: environment.map(str::to_owned),
         version,
         updated_by: actor.0.clone(),
         sealed,
     };
-    let (status, write) = match &current {
+    let (status, write) = match current {
         Some(c) => {
             let mut next = c.clone();
             next.spec = spec;
@@ -140,11 +193,12 @@ pub async fn set(
         secret,
         &actor.0,
         format!(
-            "secret '{secret}' of {app} set to version {version} by {}",
+            "secret '{secret}' of {app} for {} set to version {version} by {}",
+            scope(environment),
             actor.0
         ),
     )
-    .about(app, None);
+    .about(app, environment);
     let commit = state
         .store
         .commit_as(&Change::new(&actor.0, "secret.set"), vec![write], vec![event])
@@ -154,32 +208,58 @@ pub async fn set(
     Ok((status, SecretInfo::from(&stored)))
 }
 
-/// Deletes secret `secret` of `app`, unless the application still uses it.
-pub async fn delete(state: &ApiState, actor: &Actor, app: &str, secret: &str) -> Result<SecretInfo> {
+/// Deletes the value of secret `secret` of `app` for `environment` (`None`: all
+/// environments), unless an environment the application runs in would lose it.
+pub async fn delete(
+    state: &ApiState,
+    actor: &Actor,
+    app: &str,
+    secret: &str,
+    environment: Option<&str>,
+) -> Result<SecretInfo> {
     let application = objects::get::<ApplicationKind>(state, app).await?;
-    let stored = objects::get::<SecretKind>(state, &secret_object_name(app, secret))
+    let stored = objects::get::<SecretKind>(state, &secret_object_name_in(app, secret, environment))
         .await
         .map_err(|e| match e {
             ApiError::NotFound { .. } => ApiError::NotFound {
                 kind: SecretKind::KIND.to_owned(),
-                name: secret.to_owned(),
+                name: match environment {
+                    Some(env) => format!("{secret} (environment {env})"),
+                    None => secret.to_owned(),
+                },
             },
             e => e,
         })?;
     if application.spec.secrets.iter().any(|r| r.name == secret) {
-        return Err(ApiError::Conflict {
-            message: format!("application {app} uses secret '{secret}' (spec.secrets)"),
-            hint: "remove it from spec.secrets and deploy first".to_owned(),
-        });
+        // An environment's own value may go when the value for all environments stays to
+        // take its place.
+        let falls_back = environment.is_some()
+            && repo::get::<SecretKind>(state.store.as_ref(), &secret_object_name(app, secret))
+                .await?
+                .is_some();
+        if !falls_back {
+            return Err(ApiError::Conflict {
+                message: format!(
+                    "application {app} uses secret '{secret}' (spec.secrets); its value for {} is needed",
+                    scope(environment)
+                ),
+                hint: "remove it from spec.secrets and deploy first, or set a value for all environments"
+                    .to_owned(),
+            });
+        }
     }
     let event = NewEvent::normal(
         "SecretDeleted",
         SecretKind::KIND,
         secret,
         &actor.0,
-        format!("secret '{secret}' of {app} deleted by {}", actor.0),
+        format!(
+            "secret '{secret}' of {app} for {} deleted by {}",
+            scope(environment),
+            actor.0
+        ),
     )
-    .about(app, None);
+    .about(app, environment);
     state
         .store
         .commit_as(
@@ -188,6 +268,7 @@ pub async fn delete(state: &ApiState, actor: &Actor, app: &str, secret: &str) ->
             vec![event],
         )
         .await?;
+    state.changed.notify_one();
     Ok(SecretInfo::from(&stored))
 }
 
@@ -201,7 +282,12 @@ pub async fn reseal(state: &ApiState, governance: &Governance, actor: &Actor) ->
         .iter()
         .filter(|s| governance.keyring.needs_reseal(&s.spec.sealed))
     {
-        let aad = secret_aad(&s.spec.application, &s.spec.name, s.spec.version);
+        let aad = secret_aad_in(
+            &s.spec.application,
+            &s.spec.name,
+            s.spec.environment.as_deref(),
+            s.spec.version,
+        );
         let value = governance.keyring.open(&s.spec.sealed, &aad)?;
         let mut next = s.clone();
         next.spec.sealed = governance.keyring.seal(value.expose(), &aad)?;

@@ -621,6 +621,27 @@ impl Api {
         }
     }
 
+    /// The platform, with production taking only what ran successfully in qa.
+    async fn gated_platform(&self) {
+        self.platform().await;
+        let production = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "production"},
+            "spec": {"clusters": [{"cluster": "local"}], "policies": {"requireVerifiedIn": ["qa"]}}});
+        let (status, _) = self
+            .call(Method::PUT, "/environments/production", Some(production))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    /// Deploys the current spec of `app` to `env`.
+    async fn deploy(&self, app: &str, env: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/applications/{app}/deploy"),
+            Some(json!({"environment": env})),
+        )
+        .await
+    }
+
     /// Marks a deployment Succeeded, as the reconciler does once every replica is healthy.
     async fn succeed(&self, deployment: &str) {
         let store = SqliteStore::open(&self._dir.path().join("berth.db"))
@@ -751,13 +772,7 @@ async fn a_build_runs_once_and_streams_its_log() {
 #[tokio::test]
 async fn promotion_keeps_the_digest_and_policy_and_provenance_prove_it() {
     let api = Api::start().await;
-    api.platform().await;
-    let production = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "production"},
-        "spec": {"clusters": [{"cluster": "local"}], "policies": {"requireVerifiedIn": ["qa"]}}});
-    let (status, _) = api
-        .call(Method::PUT, "/environments/production", Some(production))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    api.gated_platform().await;
     let repo = JavaRepo::new();
     let mut doc = java_app("web", &repo);
     doc["spec"]["environments"] = json!({"production": {"replicas": 3}});
@@ -916,4 +931,105 @@ async fn promotion_keeps_the_digest_and_policy_and_provenance_prove_it() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, _) = api.call(Method::GET, "/applications/web/provenance", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_qa_gate_compares_release_templates_and_config_changes_keep_their_build() {
+    let api = Api::start().await;
+    api.gated_platform().await;
+    let repo = JavaRepo::new();
+    let (status, _) = api
+        .call(Method::POST, "/applications", Some(java_app("web", &repo)))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    api.call(Method::POST, "/applications/web/builds", Some(json!({})))
+        .await;
+    assert_eq!(api.built("web", 1).await["status"]["phase"], "Succeeded");
+    let (status, d) = api.deploy("web", "qa").await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    api.succeed("web-qa-1").await;
+
+    // A new config file on the digest qa verified: a template qa never ran.
+    let change = json!({"spec": {"configFiles": [{"path": "/etc/web/extra.conf", "content": "debug=true"}]}});
+    let (status, b) = api.call(Method::PATCH, "/applications/web", Some(change)).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    let (status, p) = api.deploy("web", "production").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert_eq!(p["type"], "https://berth.dev/problems/not-verified");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("release 1 ran in qa with the same image but a different configFiles"),
+        "{p}"
+    );
+    let (status, _) = api.call(Method::GET, "/applications/web/releases/2", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a refused deploy makes no release");
+
+    // Through qa it passes, and the config change keeps the build it runs.
+    let (status, d) = api.deploy("web", "qa").await;
+    assert_eq!(
+        (status, d["spec"]["release"].as_u64()),
+        (StatusCode::CREATED, Some(2)),
+        "{d}"
+    );
+    api.succeed("web-qa-2").await;
+    let (_, r2) = api.call(Method::GET, "/applications/web/releases/2", None).await;
+    let hash = r2["spec"]["templateHash"].as_str().unwrap().to_owned();
+    assert!(hash.starts_with("sha256:"), "{r2}");
+    assert_eq!(r2["spec"]["origin"]["build"], "web-build-1", "{r2}");
+    let (status, d) = api.deploy("web", "production").await;
+    assert_eq!(
+        (status, d["spec"]["release"].as_u64()),
+        (StatusCode::CREATED, Some(2)),
+        "{d}"
+    );
+    api.succeed("web-production-1").await;
+    let (status, p) = api
+        .call(
+            Method::GET,
+            "/applications/web/provenance?environment=production",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(p["templateHash"], hash.as_str());
+    assert_eq!(p["commit"], repo.git(&["rev-parse", "HEAD"]));
+    assert_eq!(p["build"]["name"], "web-build-1");
+    let verified: Vec<(&str, u64)> = p["verifiedIn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["environment"].as_str().unwrap(), v["release"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(verified, [("production", 2), ("qa", 2)]);
+
+    // A per-environment override is a new release of the same template: no new trip
+    // through qa.
+    let scale = json!({"spec": {"environments": {"production": {"replicas": 3, "env": {"MODE": "prod"}}}}});
+    api.call(Method::PATCH, "/applications/web", Some(scale)).await;
+    let (status, d) = api.deploy("web", "production").await;
+    assert_eq!(
+        (status, d["spec"]["release"].as_u64()),
+        (StatusCode::CREATED, Some(3)),
+        "{d}"
+    );
+}
+
+#[tokio::test]
+async fn variables_berth_sets_are_refused_with_422() {
+    let api = Api::start().await;
+    let mut doc = app("127.0.0.1:5000/busybox:latest");
+    doc["spec"]["env"] = json!({"PORT": "9090"});
+    doc["spec"]["environments"] = json!({"qa": {"env": {"BERTH_APPLICATION": "other"}}});
+    let (status, p) = api.call(Method::POST, "/applications", Some(doc)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(
+        paths(&p),
+        ["spec.env.PORT", "spec.environments.qa.env.BERTH_APPLICATION"]
+    );
+    assert!(
+        p.to_string().contains("Berth sets PORT to the container port"),
+        "{p}"
+    );
+    let (status, _) = api.call(Method::GET, "/applications/web", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
 }

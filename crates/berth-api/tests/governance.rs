@@ -374,13 +374,28 @@ fn matrix() -> Vec<Row> {
         row(M::POST, "/applications/web/releases", Some(json!({})), developer),
         row(M::GET, "/applications/web/releases/1", None, team_member),
         row(M::GET, "/applications/web/secrets", None, team_member),
+        // A value for all environments reaches production too: only someone who may
+        // apply and deploy to production sets it. One environment's value is like a
+        // deploy there.
         row(
             M::PUT,
             "/applications/web/secrets/db",
             Some(json!({"value": "v"})),
-            developer,
+            platform_admin,
         ),
-        row(M::DELETE, "/applications/web/secrets/db", None, developer),
+        row(M::DELETE, "/applications/web/secrets/db", None, platform_admin),
+        row(
+            M::PUT,
+            "/applications/web/secrets/db?environment=ENV",
+            Some(json!({"value": "v"})),
+            deployer,
+        ),
+        row(
+            M::DELETE,
+            "/applications/web/secrets/db?environment=ENV",
+            None,
+            deployer,
+        ),
         row(
             M::POST,
             "/applications/web/deploy",
@@ -1529,4 +1544,238 @@ async fn malformed_image_references_are_refused_with_their_field() {
         api.admin(Method::GET, "/applications/fresh", None).await.0,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_application_needs_deploy_rights_where_it_runs_and_keeps_its_history() {
+    let api = Api::start().await;
+    // The fixture runs release 1 in qa; a releaser puts it in production too.
+    let (s, b) = api
+        .call_as(
+            Who::Releaser,
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "production", "release": 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    // Deleting stops it in production: a developer lacks that right, a releaser lacks
+    // the right to change the application.
+    let (s, p) = api
+        .call_as(Who::Developer, Method::DELETE, "/applications/web", None)
+        .await;
+    assert_eq!(
+        (s, p["missingPermission"].as_str()),
+        (StatusCode::FORBIDDEN, Some("deploy.production")),
+        "{p}"
+    );
+    let (s, p) = api
+        .call_as(Who::Releaser, Method::DELETE, "/applications/web", None)
+        .await;
+    assert_eq!(
+        (s, p["missingPermission"].as_str()),
+        (StatusCode::FORBIDDEN, Some("team.apply")),
+        "{p}"
+    );
+
+    // Even with every right it is refused while it runs in production, saying where and
+    // how to go ahead; nothing changes.
+    let (s, p) = api.admin(Method::DELETE, "/applications/web", None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{p}");
+    let detail = p["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("production environment(s) production"), "{p}");
+    assert!(p.to_string().contains("force=true"), "{p}");
+    assert_eq!(
+        api.admin(Method::GET, "/applications/web", None).await.0,
+        StatusCode::OK
+    );
+    let (s, p) = api
+        .admin(Method::DELETE, "/applications/web?force=maybe", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+
+    let (s, p) = api
+        .admin(Method::DELETE, "/applications/web?force=true", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(
+        api.admin(Method::GET, "/applications/web", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // History stays readable, to the team that owned it and to nobody else.
+    let (s, list) = api
+        .call_as(Who::Viewer, Method::GET, "/applications/web/releases", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    for path in [
+        "/applications/web/releases/1",
+        "/deployments/web-production-1",
+        "/deployments/web-qa-1",
+    ] {
+        let (s, doc) = api.call_as(Who::Viewer, Method::GET, path, None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {doc}");
+        if path.starts_with("/deployments") {
+            assert!(
+                doc["status"]["retiredAt"].is_string(),
+                "{path} is not retired: {doc}"
+            );
+        }
+        let (s, _) = api.call_as(Who::Outsider, Method::GET, path, None).await;
+        assert!(
+            matches!(s, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+            "{path} readable by an outsider: {s}"
+        );
+    }
+
+    // A re-created application of the same name starts from nothing that runs, and its
+    // numbers continue after the old ones; the old secrets are gone.
+    let (s, b) = api
+        .admin(Method::PUT, "/applications/web", Some(application("web", "pay")))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, status) = api.admin(Method::GET, "/applications/web/status", None).await;
+    assert_eq!(status["environments"], json!([]), "{status}");
+    let (_, secrets) = api.admin(Method::GET, "/applications/web/secrets", None).await;
+    assert_eq!(secrets["items"], json!([]), "{secrets}");
+    let (s, r) = api
+        .admin(
+            Method::POST,
+            "/applications/web/releases",
+            Some(json!({"description": "after re-creation"})),
+        )
+        .await;
+    assert_eq!(
+        (s, r["spec"]["number"].as_u64()),
+        (StatusCode::CREATED, Some(2)),
+        "{r}"
+    );
+    let (s, d) = api
+        .admin(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa", "release": 2})),
+        )
+        .await;
+    assert_eq!(
+        (s, d["metadata"]["name"].as_str()),
+        (StatusCode::CREATED, Some("web-qa-2")),
+        "{d}"
+    );
+
+    // An application that runs only outside production is deleted by a developer.
+    let (s, p) = api
+        .call_as(Who::Developer, Method::DELETE, "/applications/web", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_are_per_environment_and_production_values_need_production_rights() {
+    let api = Api::start().await;
+    let value = |v: &str| Some(json!({"value": v}));
+    let put = "/applications/web/secrets/db";
+
+    // A developer sets neither production's value nor the one for all environments
+    // (which would reach production too).
+    for path in [format!("{put}?environment=production"), put.to_owned()] {
+        let (s, p) = api
+            .call_as(Who::Developer, Method::PUT, &path, value("mine"))
+            .await;
+        assert_eq!(
+            (s, p["missingPermission"].as_str()),
+            (StatusCode::FORBIDDEN, Some("deploy.production")),
+            "{path}: {p}"
+        );
+    }
+    let (s, info) = api
+        .call_as(
+            Who::Releaser,
+            Method::PUT,
+            &format!("{put}?environment=production"),
+            value("prod-pw"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{info}");
+    assert_eq!(info["environment"], "production");
+    let (s, info) = api
+        .call_as(
+            Who::Developer,
+            Method::PUT,
+            &format!("{put}?environment=qa"),
+            value("qa-pw"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{info}");
+    // Versions count over every value of the secret (the fixture set version 1).
+    assert_eq!(info["version"], 3, "{info}");
+
+    let (_, list) = api
+        .call_as(Who::Viewer, Method::GET, "/applications/web/secrets", None)
+        .await;
+    let values: Vec<(Value, Value)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["environment"].clone(), i["version"].clone()))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            (Value::Null, json!(1)),
+            (json!("production"), json!(2)),
+            (json!("qa"), json!(3))
+        ],
+        "{list}"
+    );
+    assert!(!list.to_string().contains("pw"), "values never come back: {list}");
+
+    // Deleting production's value needs production rights too.
+    let (s, p) = api
+        .call_as(
+            Who::Developer,
+            Method::DELETE,
+            &format!("{put}?environment=production"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, p["missingPermission"].as_str()),
+        (StatusCode::FORBIDDEN, Some("deploy.production"))
+    );
+
+    // The query the permission is decided on is the one the handler reads: anything
+    // ambiguous or unknown is refused before either acts, and nothing changes.
+    for query in [
+        "?environment=qa&environment=production",
+        "?env=production",
+        "?environment=qa&x=1",
+    ] {
+        let (s, p) = api
+            .call_as(
+                Who::Developer,
+                Method::PUT,
+                &format!("{put}{query}"),
+                value("sneaky"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {p}");
+    }
+    let (_, after) = api.admin(Method::GET, "/applications/web/secrets", None).await;
+    assert_eq!(after["items"].as_array().unwrap().len(), 3, "{after}");
+    let (s, p) = api
+        .admin(Method::PUT, &format!("{put}?environment=nowhere"), value("x"))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let (s, p) = api
+        .call_as(
+            Who::Developer,
+            Method::DELETE,
+            &format!("{put}?environment=qa"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
 }

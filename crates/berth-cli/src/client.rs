@@ -313,13 +313,13 @@ impl Client {
     async fn with_body<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
-        segments: &[&str],
+        (segments, query): (&[&str], &[(&str, String)]),
         body: &B,
         content_type: &str,
     ) -> anyhow::Result<T> {
         let body = serde_json::to_vec(body).context("encoding the request")?;
         let req = self
-            .request(method, self.url(segments, &[]))
+            .request(method, self.url(segments, query))
             .timeout(REQUEST_TIMEOUT)
             .header(header::CONTENT_TYPE, content_type)
             .body(body);
@@ -332,7 +332,17 @@ impl Client {
         segments: &[&str],
         body: &B,
     ) -> anyhow::Result<T> {
-        self.with_body(Method::PUT, segments, body, "application/json")
+        self.put_with(segments, &[], body).await
+    }
+
+    /// `PUT` a document with query parameters (e.g. `environment=production`).
+    pub async fn put_with<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.with_body(Method::PUT, (segments, query), body, "application/json")
             .await
     }
 
@@ -342,7 +352,7 @@ impl Client {
         segments: &[&str],
         body: &B,
     ) -> anyhow::Result<T> {
-        self.with_body(Method::POST, segments, body, "application/json")
+        self.with_body(Method::POST, (segments, &[]), body, "application/json")
             .await
     }
 
@@ -352,14 +362,24 @@ impl Client {
         segments: &[&str],
         patch: &B,
     ) -> anyhow::Result<T> {
-        self.with_body(Method::PATCH, segments, patch, "application/merge-patch+json")
-            .await
+        self.with_body(
+            Method::PATCH,
+            (segments, &[]),
+            patch,
+            "application/merge-patch+json",
+        )
+        .await
     }
 
     /// `DELETE` an object.
     pub async fn delete(&self, segments: &[&str]) -> anyhow::Result<()> {
+        self.delete_with(segments, &[]).await
+    }
+
+    /// `DELETE` an object with query parameters (e.g. `force=true`).
+    pub async fn delete_with(&self, segments: &[&str], query: &[(&str, String)]) -> anyhow::Result<()> {
         let req = self
-            .request(Method::DELETE, self.url(segments, &[]))
+            .request(Method::DELETE, self.url(segments, query))
             .timeout(REQUEST_TIMEOUT);
         self.send(req).await.map(drop)
     }

@@ -111,12 +111,22 @@ pub fn choose_release(
                     if same_as_released(spec, built) {
                         return Ok(ReleaseChoice::Existing(built.spec.number));
                     }
+                    let template = ApplicationSpec {
+                        image: built.spec.template.image.clone(),
+                        ..spec.clone()
+                    };
+                    // A release of exactly this spec on the built image exists already
+                    // (a config change deployed before): reuse it, never a duplicate.
+                    if let Some(same) = releases
+                        .iter()
+                        .filter(|r| r.spec.template == template && r.spec.origin.promotion.is_none())
+                        .max_by_key(|r| r.spec.number)
+                    {
+                        return Ok(ReleaseChoice::Existing(same.spec.number));
+                    }
                     Ok(ReleaseChoice::New {
                         number: next,
-                        template: Box::new(ApplicationSpec {
-                            image: built.spec.template.image.clone(),
-                            ..spec.clone()
-                        }),
+                        template: Box::new(template),
                     })
                 }
                 _ => Ok(ReleaseChoice::New {
@@ -175,7 +185,7 @@ pub fn rollback_target(
     }
     let mut succeeded: Vec<&Deployment> = deployments
         .iter()
-        .filter(|d| d.status.phase == DeploymentPhase::Succeeded)
+        .filter(|d| d.status.phase == DeploymentPhase::Succeeded && d.status.retired_at.is_none())
         .collect();
     succeeded.sort_by_key(|d| std::cmp::Reverse(d.spec.number));
     succeeded
@@ -328,6 +338,23 @@ mod tests {
             panic!()
         };
         assert_eq!((number, template.image.as_str(), template.replicas), (3, D1, 4));
+        // Once that config change is released (with the build's lineage), deploying the
+        // same spec again reuses it instead of making a duplicate.
+        let mut rs = rs.to_vec();
+        rs.push(Release::of(
+            "web",
+            3,
+            *template,
+            ReleaseOrigin {
+                requested_image: Some(D1.into()),
+                build: Some("web-build-1".into()),
+                ..Default::default()
+            },
+        ));
+        assert_eq!(
+            choose_release("web", &scaled, &rs, &Requested::Current),
+            Ok(ReleaseChoice::Existing(3))
+        );
     }
 
     #[test]

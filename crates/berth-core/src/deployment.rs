@@ -6,29 +6,70 @@
 //!                                │
 //!                                └──deadline passed──▶ Failed (previous release serves)
 //!  (any non-final) ──newer deployment──▶ Superseded
+//!  (any) ──application deleted──▶ retired: kept as history, governs nothing
 //! ```
 
 use chrono::{DateTime, Utc};
 
 use crate::objects::{ClusterProgress, Deployment, DeploymentPhase, DeploymentStatus};
 
-/// The deployment that decides what runs: the newest one that has not failed.
-/// `deployments` are those of one application in one environment, in any order.
+/// The deployment that decides what runs: the newest one that has not failed and was
+/// not retired (its application deleted). `deployments` are those of one application in
+/// one environment, in any order.
 #[must_use]
 pub fn governing(deployments: &[Deployment]) -> Option<&Deployment> {
     deployments
         .iter()
-        .filter(|d| d.status.phase != DeploymentPhase::Failed)
+        .filter(|d| d.status.phase != DeploymentPhase::Failed && d.status.retired_at.is_none())
         .max_by_key(|d| d.spec.number)
 }
 
-/// The newest deployment that succeeded, if any.
+/// The newest deployment that succeeded and was not retired, if any.
 #[must_use]
 pub fn last_succeeded(deployments: &[Deployment]) -> Option<&Deployment> {
     deployments
         .iter()
-        .filter(|d| d.status.phase == DeploymentPhase::Succeeded)
+        .filter(|d| d.status.phase == DeploymentPhase::Succeeded && d.status.retired_at.is_none())
         .max_by_key(|d| d.spec.number)
+}
+
+/// The environments an application runs in: those where a deployment governs.
+/// `deployments` are the application's, in any environment; sorted, without repeats.
+#[must_use]
+pub fn running_environments(deployments: &[Deployment]) -> Vec<String> {
+    let mut envs: Vec<&str> = deployments.iter().map(|d| d.spec.environment.as_str()).collect();
+    envs.sort_unstable();
+    envs.dedup();
+    envs.into_iter()
+        .filter(|env| {
+            let of_env: Vec<Deployment> = deployments
+                .iter()
+                .filter(|d| d.spec.environment == *env)
+                .cloned()
+                .collect();
+            governing(&of_env).is_some()
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What deleting the application does to one of its deployments: it stays as history,
+/// marked retired at `now` so that it governs nothing (the reconciler then stops the
+/// replicas, and a re-created application of the same name starts from nothing). A
+/// rollout still under way ends as superseded.
+#[must_use]
+pub fn retire(deployment: &Deployment, now: DateTime<Utc>) -> Option<DeploymentStatus> {
+    if deployment.status.retired_at.is_some() {
+        return None;
+    }
+    let mut status = deployment.status.clone();
+    status.retired_at = Some(now);
+    if !status.phase.is_final() {
+        status.phase = DeploymentPhase::Superseded;
+        status.message = Some("stopped: the application was deleted".to_owned());
+        status.finished_at = Some(now);
+    }
+    Some(status)
 }
 
 /// A change of phase worth an event.
@@ -184,6 +225,36 @@ mod tests {
         ];
         assert_eq!(governing(&ds).unwrap().spec.number, 3);
         assert_eq!(last_succeeded(&ds).unwrap().spec.number, 1);
+    }
+
+    #[test]
+    fn retired_deployments_govern_nothing_and_stay_as_history() {
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let mut ds = vec![
+            dep(1, DeploymentPhase::Succeeded),
+            dep(2, DeploymentPhase::Progressing),
+        ];
+        assert_eq!(running_environments(&ds), ["qa"]);
+        for d in &mut ds {
+            d.status = retire(d, now).unwrap();
+        }
+        assert!(governing(&ds).is_none());
+        assert!(last_succeeded(&ds).is_none());
+        assert!(running_environments(&ds).is_empty());
+        assert_eq!(
+            ds[0].status.phase,
+            DeploymentPhase::Succeeded,
+            "history keeps its outcome"
+        );
+        assert_eq!(
+            ds[1].status.phase,
+            DeploymentPhase::Superseded,
+            "an unfinished rollout ends"
+        );
+        assert_eq!(retire(&ds[0], now), None, "retiring twice changes nothing");
+        // A re-created application's first deployment governs on its own.
+        ds.push(dep(3, DeploymentPhase::Pending));
+        assert_eq!(governing(&ds).unwrap().spec.number, 3);
     }
 
     #[test]

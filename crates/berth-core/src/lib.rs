@@ -29,6 +29,7 @@ pub mod quota;
 pub mod render;
 pub mod repo;
 pub mod rollout;
+pub mod template;
 
 pub use error::{FieldError, Invalid};
 pub use meta::{API_VERSION, Kind, ObjectMeta, Resource};

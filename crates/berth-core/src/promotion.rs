@@ -1,13 +1,17 @@
-//! Promotion and proof: which environments an image digest was verified in, whether an
-//! environment's `requireVerifiedIn` policy lets a digest in, what a promotion copies,
-//! and the provenance of what runs in an environment. Pure.
+//! Promotion and proof: which environments a release template (digest plus everything
+//! that is not a per-environment override, see [`crate::template`]) was verified in,
+//! whether an environment's `requireVerifiedIn` policy lets a release in, what a
+//! promotion copies, and the provenance of what runs in an environment. Pure.
 //!
 //! ```text
-//!  qa: deployment Succeeded ─▶ digest D verified in qa
-//!  promote qa → production: release M (digest D) ──copy──▶ release N (digest D, origin:
+//!  qa: deployment Succeeded ─▶ template T (digest D, command, config files…) verified in qa
+//!  promote qa → production: release M (template T) ──copy──▶ release N (template T, origin:
 //!                                                           promoted from M in qa)
-//!  production.requireVerifiedIn = [qa]: D must be verified in qa, else 409
+//!  production.requireVerifiedIn = [qa]: T must be verified in qa, else 409 naming what
+//!  differs from what ran there (a new command on digest D is not verified)
 //! ```
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,6 +20,7 @@ use utoipa::ToSchema;
 use crate::{
     deployment::governing,
     objects::{Build, Deployment, DeploymentPhase, Environment, Promotion, Release, ReleaseOrigin},
+    template::template_differences,
 };
 
 /// The digest (`sha256:…`) of a pinned image reference.
@@ -24,7 +29,7 @@ pub fn digest_of(image: &str) -> Option<&str> {
     image.rsplit_once('@').map(|(_, d)| d)
 }
 
-/// A successful deployment of a digest in an environment.
+/// A successful deployment of a release template in an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 // Not `Verification`: that is the audit log's verification, and utoipa keeps one schema
@@ -33,7 +38,7 @@ pub fn digest_of(image: &str) -> Option<&str> {
 pub struct Verification {
     /// The environment.
     pub environment: String,
-    /// The deployment that succeeded (the first one with this digest there).
+    /// The deployment that succeeded (the first one with this template there).
     pub deployment: String,
     /// The release it deployed.
     pub release: u64,
@@ -42,20 +47,23 @@ pub struct Verification {
     pub at: Option<DateTime<Utc>>,
 }
 
-/// Every environment `digest` was verified in: where a deployment of a release with that
-/// digest Succeeded. One entry per environment (its first success), sorted by environment.
+/// Every environment the release template `template_hash` was verified in: where a
+/// deployment of a release with that template Succeeded. One entry per environment (its
+/// first success), sorted by environment.
 #[must_use]
-pub fn verifications(digest: &str, releases: &[Release], deployments: &[Deployment]) -> Vec<Verification> {
+pub fn verifications(
+    template_hash: &str,
+    releases: &[Release],
+    deployments: &[Deployment],
+) -> Vec<Verification> {
+    let hashes: HashMap<u64, String> = releases
+        .iter()
+        .map(|r| (r.spec.number, r.template_hash()))
+        .collect();
     let mut found: Vec<&Deployment> = deployments
         .iter()
         .filter(|d| d.status.phase == DeploymentPhase::Succeeded)
-        .filter(|d| {
-            releases
-                .iter()
-                .find(|r| r.spec.number == d.spec.release)
-                .and_then(|r| digest_of(&r.spec.template.image))
-                == Some(digest)
-        })
+        .filter(|d| hashes.get(&d.spec.release).map(String::as_str) == Some(template_hash))
         .collect();
     found.sort_by_key(|d| (d.spec.environment.clone(), d.spec.number));
     found.dedup_by(|a, b| a.spec.environment == b.spec.environment);
@@ -70,24 +78,99 @@ pub fn verifications(digest: &str, releases: &[Release], deployments: &[Deployme
         .collect()
 }
 
+/// What ran in an environment instead: the newest release that succeeded there with
+/// the same image digest, and the template fields in which `release` differs from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nearest {
+    /// The environment.
+    pub environment: String,
+    /// The release that ran there with the same digest.
+    pub release: u64,
+    /// Template fields (JSON names) that differ.
+    pub differences: Vec<String>,
+}
+
+impl std::fmt::Display for Nearest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "; release {} ran in {} with the same image but a different {}",
+            self.release,
+            self.environment,
+            self.differences.join(", ")
+        )
+    }
+}
+
+/// Where the same digest as `release` last ran successfully in `environment`, and how its
+/// template differed.
+fn nearest(
+    release: &Release,
+    environment: &str,
+    releases: &[Release],
+    deployments: &[Deployment],
+) -> Option<Nearest> {
+    let digest = digest_of(&release.spec.template.image)?;
+    deployments
+        .iter()
+        .filter(|d| d.spec.environment == environment && d.status.phase == DeploymentPhase::Succeeded)
+        .filter_map(|d| releases.iter().find(|r| r.spec.number == d.spec.release))
+        .filter(|r| digest_of(&r.spec.template.image) == Some(digest))
+        .max_by_key(|r| r.spec.number)
+        .map(|r| Nearest {
+            environment: environment.to_owned(),
+            release: r.spec.number,
+            differences: template_differences(&r.spec.template, &release.spec.template),
+        })
+}
+
+/// A release whose template has not run successfully everywhere an environment's
+/// `requireVerifiedIn` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unverified {
+    /// The environment whose policy refuses.
+    pub environment: String,
+    /// The release refused.
+    pub release: u64,
+    /// Its template hash.
+    pub template_hash: String,
+    /// Its image digest.
+    pub digest: String,
+    /// Every environment the policy names.
+    pub required: Vec<String>,
+    /// Those the template has not passed.
+    pub missing: Vec<String>,
+    /// What ran in the first missing environment with the same digest, if anything.
+    pub nearest: Option<Nearest>,
+}
+
+impl std::fmt::Display for Unverified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} requires releases verified in {}; release {} (template {}, image {}) was not deployed \
+             successfully in {}",
+            self.environment,
+            self.required.join(", "),
+            self.release,
+            self.template_hash,
+            self.digest,
+            self.missing.join(", ")
+        )?;
+        if let Some(n) = &self.nearest {
+            write!(f, "{n}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a promotion or a deploy cannot go ahead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PromotionError {
-    /// The digest has not run successfully everywhere the target environment requires.
-    #[error(
-        "{environment} requires images verified in {}; {digest} was not deployed successfully in {}",
-        .required.join(", "), .missing.join(", ")
-    )]
-    NotVerified {
-        /// The environment whose policy refuses.
-        environment: String,
-        /// The digest refused.
-        digest: String,
-        /// Every environment the policy names.
-        required: Vec<String>,
-        /// Those the digest has not passed.
-        missing: Vec<String>,
-    },
+    /// The release template has not run successfully everywhere the target environment
+    /// requires.
+    #[error("{0}")]
+    NotVerified(Box<Unverified>),
     /// Nothing runs in the environment to promote or describe.
     #[error("'{application}' has never been deployed to '{environment}'")]
     NothingDeployed {
@@ -112,16 +195,23 @@ pub enum PromotionError {
     },
 }
 
-/// Checks `target`'s `requireVerifiedIn` policy for `digest`, given where it was
-/// verified. A digest that already ran successfully in `target` itself also passes when
-/// `ran_here_is_enough` (rolling back to what ran there before).
+/// Checks `target`'s `requireVerifiedIn` policy for `release`: its template must have
+/// succeeded in every environment the policy names. A template that already ran
+/// successfully in `target` itself also passes when `ran_here_is_enough` (rolling back to
+/// what ran there before). `releases` and `deployments` are the application's.
 pub fn check_verified(
     target: &Environment,
-    digest: &str,
-    verified: &[Verification],
+    release: &Release,
+    releases: &[Release],
+    deployments: &[Deployment],
     ran_here_is_enough: bool,
 ) -> Result<(), PromotionError> {
     let required = &target.spec.policies.require_verified_in;
+    if required.is_empty() && !ran_here_is_enough {
+        return Ok(());
+    }
+    let hash = release.template_hash();
+    let verified = verifications(&hash, releases, deployments);
     if ran_here_is_enough && verified.iter().any(|v| v.environment == target.metadata.name) {
         return Ok(());
     }
@@ -130,16 +220,30 @@ pub fn check_verified(
         .filter(|env| !verified.iter().any(|v| &v.environment == *env))
         .cloned()
         .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(PromotionError::NotVerified {
+    match missing.first() {
+        None => Ok(()),
+        Some(first) => Err(PromotionError::NotVerified(Box::new(Unverified {
             environment: target.metadata.name.clone(),
-            digest: digest.to_owned(),
+            release: release.spec.number,
+            digest: digest_of(&release.spec.template.image)
+                .unwrap_or_default()
+                .to_owned(),
+            template_hash: hash,
             required: required.clone(),
+            nearest: nearest(release, first, releases, deployments),
             missing,
-        })
+        }))),
     }
+}
+
+/// The newest release that a build made with image digest `digest`: where a release of
+/// the same image made later (a config change, a promotion) gets its build and commit.
+#[must_use]
+pub fn lineage<'a>(digest: &str, releases: &'a [Release]) -> Option<&'a Release> {
+    releases
+        .iter()
+        .filter(|r| r.spec.origin.build.is_some() && digest_of(&r.spec.template.image) == Some(digest))
+        .max_by_key(|r| r.spec.number)
 }
 
 /// The release a promotion from `from` copies: the one the governing deployment there
@@ -246,13 +350,17 @@ pub struct Provenance {
     pub image: String,
     /// Its digest.
     pub digest: String,
+    /// Its template hash: the digest and everything that is not a per-environment
+    /// override (see `berth_core::template`); what `verifiedIn` and `requireVerifiedIn`
+    /// compare.
+    pub template_hash: String,
     /// The git commit it was built from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
     /// The build that made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<BuildSummary>,
-    /// Every environment the digest ran in successfully.
+    /// Every environment its template ran in successfully.
     pub verified_in: Vec<Verification>,
     /// The promotions that brought it here, oldest first.
     pub promotions: Vec<Promotion>,
@@ -296,12 +404,16 @@ pub fn provenance(
         }
     }
     promotions.reverse();
+    // A release made from a config change on a built digest carries the build it came
+    // from; one made before Berth recorded that finds it through the digest.
+    let built = lineage(&digest, releases);
     let build_name = release
         .spec
         .origin
         .build
         .as_deref()
-        .or(at.spec.origin.build.as_deref());
+        .or(at.spec.origin.build.as_deref())
+        .or(built.and_then(|r| r.spec.origin.build.as_deref()));
     let build = build_name
         .and_then(|n| builds.iter().find(|b| b.metadata.name == n))
         .map(|b| BuildSummary {
@@ -317,7 +429,9 @@ pub fn provenance(
         .origin
         .commit
         .clone()
-        .or_else(|| at.spec.origin.commit.clone());
+        .or_else(|| at.spec.origin.commit.clone())
+        .or_else(|| built.and_then(|r| r.spec.origin.commit.clone()));
+    let template_hash = release.template_hash();
     Ok(Provenance {
         application: application.to_owned(),
         environment: environment.to_owned(),
@@ -326,7 +440,8 @@ pub fn provenance(
         phase: current.status.phase,
         deployed_by: current.spec.requested_by.clone(),
         image,
-        verified_in: verifications(&digest, releases, deployments),
+        verified_in: verifications(&template_hash, releases, deployments),
+        template_hash,
         digest,
         commit,
         build,
@@ -393,46 +508,97 @@ mod tests {
         )
     }
 
+    /// Release `n` with `digest` and another command: the same image, a new template.
+    fn with_command(n: u64, digest: &str, command: &str) -> Release {
+        let mut r = release(n, digest);
+        r.spec.template.command = Some(vec![command.to_owned()]);
+        Release::of("web", n, r.spec.template, r.spec.origin)
+    }
+
     #[test]
-    fn a_digest_is_verified_where_a_deployment_of_it_succeeded() {
-        let rs = [release(1, D1), release(2, D2), release(3, D1)];
+    fn a_template_is_verified_where_a_deployment_of_it_succeeded() {
+        let rs = [
+            release(1, D1),
+            release(2, D2),
+            release(3, D1),
+            with_command(4, D1, "env"),
+        ];
         let ds = [
             dep("qa", 1, 1, DeploymentPhase::Succeeded),
             dep("qa", 2, 2, DeploymentPhase::Failed),
             dep("staging", 1, 3, DeploymentPhase::Succeeded),
             dep("production", 1, 2, DeploymentPhase::Progressing),
         ];
-        let v = verifications(D1, &rs, &ds);
+        let v = verifications(&rs[0].template_hash(), &rs, &ds);
         let envs: Vec<&str> = v.iter().map(|v| v.environment.as_str()).collect();
-        assert_eq!(envs, ["qa", "staging"]);
-        assert!(verifications(D2, &rs, &ds).is_empty());
+        assert_eq!(envs, ["qa", "staging"], "releases 1 and 3 share a template");
+        assert!(verifications(&rs[1].template_hash(), &rs, &ds).is_empty());
+        assert!(
+            verifications(&rs[3].template_hash(), &rs, &ds).is_empty(),
+            "the same digest with a new command never ran"
+        );
     }
 
     #[test]
-    fn policies_refuse_unverified_digests_and_say_where() {
-        let rs = [release(1, D1)];
+    fn policies_refuse_unverified_templates_and_say_where_and_what_differs() {
+        let rs = [release(1, D1), with_command(2, D1, "env")];
         let ds = [dep("qa", 1, 1, DeploymentPhase::Succeeded)];
-        let v = verifications(D1, &rs, &ds);
-        check_verified(&env("production", &["qa"]), D1, &v, false).unwrap();
-        check_verified(&env("qa", &[]), D2, &[], false).unwrap();
-        let e = check_verified(&env("production", &["qa", "staging"]), D1, &v, false).unwrap_err();
-        let PromotionError::NotVerified { missing, .. } = &e else {
+        check_verified(&env("production", &["qa"]), &rs[0], &rs, &ds, false).unwrap();
+        check_verified(&env("qa", &[]), &rs[1], &rs, &[], false).unwrap();
+        let e = check_verified(&env("production", &["qa", "staging"]), &rs[0], &rs, &ds, false).unwrap_err();
+        let PromotionError::NotVerified(u) = &e else {
             panic!()
         };
-        assert_eq!(missing, &["staging"]);
+        assert_eq!(u.missing, ["staging"]);
         assert!(
             e.to_string().contains("not deployed successfully in staging"),
             "{e}"
         );
+        // The digest ran in qa, but with another command: refused, naming the field.
+        let e = check_verified(&env("production", &["qa"]), &rs[1], &rs, &ds, false).unwrap_err();
+        let PromotionError::NotVerified(u) = &e else {
+            panic!()
+        };
+        assert_eq!(u.template_hash, rs[1].template_hash());
+        assert_eq!(
+            u.nearest.as_ref().map(|n| (n.release, n.differences.clone())),
+            Some((1, vec!["command".to_owned()]))
+        );
+        assert!(
+            e.to_string()
+                .contains("release 1 ran in qa with the same image but a different command"),
+            "{e}"
+        );
         // Going back to what already ran in production is allowed when asked for.
-        let ran = [Verification {
-            environment: "production".into(),
-            deployment: "web-production-1".into(),
-            release: 1,
-            at: None,
-        }];
-        check_verified(&env("production", &["qa"]), D1, &ran, true).unwrap();
-        assert!(check_verified(&env("production", &["qa"]), D1, &ran, false).is_err());
+        let ran = [dep("production", 1, 1, DeploymentPhase::Succeeded)];
+        check_verified(&env("production", &["qa"]), &rs[0], &rs, &ran, true).unwrap();
+        assert!(check_verified(&env("production", &["qa"]), &rs[0], &rs, &ran, false).is_err());
+    }
+
+    #[test]
+    fn provenance_keeps_the_build_of_a_config_change_and_shows_the_template() {
+        let built = release(1, D1);
+        let mut changed = with_command(2, D1, "env");
+        changed.spec.origin = ReleaseOrigin::default();
+        let rs = [built, changed];
+        let ds = [
+            dep("qa", 1, 1, DeploymentPhase::Succeeded),
+            dep("qa", 2, 2, DeploymentPhase::Succeeded),
+        ];
+        let p = provenance("web", "qa", &rs, &ds, &[]).unwrap();
+        assert_eq!((p.release, p.commit.as_deref()), (2, Some("c0ffee")));
+        assert_eq!(p.template_hash, rs[1].template_hash());
+        let verified: Vec<(&str, u64)> = p
+            .verified_in
+            .iter()
+            .map(|v| (v.environment.as_str(), v.release))
+            .collect();
+        assert_eq!(
+            verified,
+            [("qa", 2)],
+            "verified as the template that runs, not the digest"
+        );
+        assert_eq!(lineage(D1, &rs).map(|r| r.spec.number), Some(1));
     }
 
     #[test]

@@ -123,6 +123,17 @@ pub fn cluster_credential_aad(cluster: &str, version: u64) -> Vec<u8> {
     format!("berth-cluster-credential:v1:{cluster}@{version}").into_bytes()
 }
 
+/// The additional data of a secret value for one environment (`None`: all environments,
+/// the same as [`secret_aad`]), so that a value sealed for qa does not open as
+/// production's.
+#[must_use]
+pub fn secret_aad_in(application: &str, name: &str, environment: Option<&str>, version: u64) -> Vec<u8> {
+    match environment {
+        Some(env) => format!("berth-secret:v1:{application}/{name}/{env}@{version}").into_bytes(),
+        None => secret_aad(application, name, version),
+    }
+}
+
 impl Keyring {
     /// Reads keys from text: one base64 key per line, `#` starts a comment; `origin`
     /// names the text in errors.

@@ -10,13 +10,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use berth_core::{
-    objects::{Release, SecretKind, SecretRef, Team, secret_object_name},
+    objects::{Release, SecretKind, SecretRef, Team, secret_candidates},
     ports::Store,
     quota::{Limits, NamespaceQuota},
     render::{ResolvedSecret, Workload, attach_secrets},
     repo::{self, RepoError},
 };
-use berth_secrets::{Keyring, secret_aad};
+use berth_secrets::{Keyring, secret_aad_in};
 
 /// What one release in one environment gets besides its rendering.
 #[derive(Debug, Default)]
@@ -39,12 +39,23 @@ impl Governed {
         let template = &release.spec.template;
         let mut secrets = BTreeMap::new();
         for r in &template.secrets {
-            let Some(stored) = repo::get::<SecretKind>(store, &secret_object_name(app, &r.name)).await?
-            else {
-                continue;
-            };
+            // The environment's own value, else the one for all environments: a value
+            // for another environment is never a candidate.
+            let mut stored = None;
+            for name in secret_candidates(app, &r.name, environment) {
+                stored = repo::get::<SecretKind>(store, &name).await?;
+                if stored.is_some() {
+                    break;
+                }
+            }
+            let Some(stored) = stored else { continue };
             let Some(keyring) = keyring else { continue };
-            let aad = secret_aad(app, &r.name, stored.spec.version);
+            let aad = secret_aad_in(
+                app,
+                &r.name,
+                stored.spec.environment.as_deref(),
+                stored.spec.version,
+            );
             match keyring.open(&stored.spec.sealed, &aad) {
                 Ok(value) => {
                     secrets.insert(
@@ -106,17 +117,47 @@ mod tests {
         audit::Change,
         objects::{
             ApplicationSpec, Deployment, DeploymentSpec, Environment, EnvironmentSpec, Placement,
-            ReleaseOrigin, Secret, SecretSpec, TeamSpec,
+            ReleaseOrigin, Secret, SecretSpec, TeamSpec, secret_object_name, secret_object_name_in,
         },
         render::render,
     };
     use berth_runtime_kube::render::{ObjectKind, manifests};
+    use berth_secrets::secret_aad;
     use berth_store::SqliteStore;
 
     use super::*;
 
     const IMAGE: &str =
         "127.0.0.1:5000/web@sha256:0000000000000000000000000000000000000000000000000000000000000001";
+
+    /// Environment `name` on one cluster.
+    fn environment(name: &str, cluster: &str) -> Environment {
+        Environment::new(
+            name,
+            EnvironmentSpec {
+                clusters: vec![Placement {
+                    cluster: cluster.into(),
+                    weight: 1,
+                }],
+                ..EnvironmentSpec::default()
+            },
+        )
+    }
+
+    /// The first deployment of release 1 of `web` to `env`.
+    fn deployment_to(env: &str) -> Deployment {
+        Deployment::new(
+            format!("web-{env}-1"),
+            DeploymentSpec {
+                application: "web".into(),
+                environment: env.into(),
+                release: 1,
+                number: 1,
+                cause: Default::default(),
+                requested_by: None,
+            },
+        )
+    }
 
     /// A team quota and a sealed secret in the store come out, through the reconciler's
     /// governance and the Kubernetes renderer, as ResourceQuota, LimitRange and Secret.
@@ -136,6 +177,7 @@ mod tests {
             SecretSpec {
                 application: "web".into(),
                 name: "db".into(),
+                environment: None,
                 version: 3,
                 updated_by: "alice".into(),
                 sealed: keyring.seal("s3cret", &secret_aad("web", "db", 3)).unwrap(),
@@ -155,27 +197,7 @@ mod tests {
         }))
         .unwrap();
         let release = Release::of("web", 1, template, ReleaseOrigin::default());
-        let env = Environment::new(
-            "production",
-            EnvironmentSpec {
-                clusters: vec![Placement {
-                    cluster: "prod".into(),
-                    weight: 1,
-                }],
-                ..EnvironmentSpec::default()
-            },
-        );
-        let deployment = Deployment::new(
-            "web-production-1",
-            DeploymentSpec {
-                application: "web".into(),
-                environment: "production".into(),
-                release: 1,
-                number: 1,
-                cause: Default::default(),
-                requested_by: None,
-            },
-        );
+        let (env, deployment) = (environment("production", "prod"), deployment_to("production"));
         let teams = HashMap::from([("pay".to_owned(), team)]);
         let governed = Governed::resolve(&store, Some(&keyring), &release, "production", &teams)
             .await
@@ -213,5 +235,73 @@ mod tests {
         governed.apply(&mut w);
         assert!(w.quota.is_none());
         assert!(manifests(&w).iter().all(|m| m.kind != ObjectKind::ResourceQuota));
+    }
+
+    /// A value for production reaches production only: qa gets the value for all
+    /// environments, or nothing when there is none, in the workload and in the
+    /// Kubernetes Secret alike.
+    #[tokio::test]
+    async fn a_production_value_is_delivered_to_production_only() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let keyring = Keyring::generate();
+        let value = |env: Option<&str>, version: u64, text: &str| {
+            Secret::new(
+                secret_object_name_in("web", "db", env),
+                SecretSpec {
+                    application: "web".into(),
+                    name: "db".into(),
+                    environment: env.map(str::to_owned),
+                    version,
+                    updated_by: "rita".into(),
+                    sealed: keyring
+                        .seal(text, &secret_aad_in("web", "db", env, version))
+                        .unwrap(),
+                },
+            )
+        };
+        let commit = |s: Secret| {
+            let store = &store;
+            async move {
+                store
+                    .commit_as(&Change::new("t", "t"), vec![repo::create(&s).unwrap()], vec![])
+                    .await
+                    .unwrap();
+            }
+        };
+        commit(value(Some("production"), 2, "prod-only")).await;
+        let template: ApplicationSpec = serde_json::from_value(serde_json::json!({
+            "image": IMAGE, "secrets": [{"name": "db", "env": "DB_PASSWORD"}]
+        }))
+        .unwrap();
+        let release = Release::of("web", 1, template, ReleaseOrigin::default());
+        let teams = HashMap::new();
+        let workload = |env_name: &str, governed: &Governed| {
+            let (env, deployment) = (environment(env_name, "c"), deployment_to(env_name));
+            let mut w = render(&release, &deployment, &env, "c", "localhost");
+            governed.apply(&mut w);
+            w
+        };
+        let resolve = |env: &'static str| Governed::resolve(&store, Some(&keyring), &release, env, &teams);
+
+        let prod = workload("production", &resolve("production").await.unwrap());
+        assert_eq!(prod.secret_env["DB_PASSWORD"].expose(), "prod-only");
+        let qa = workload("qa", &resolve("qa").await.unwrap());
+        assert!(qa.secret_env.is_empty(), "qa must not get production's value");
+        let secret = manifests(&qa).into_iter().find(|m| m.kind == ObjectKind::Secret);
+        assert!(
+            // "cHJvZC1vbmx5" is "prod-only" in base64, as a Secret's data holds it.
+            secret
+                .is_none_or(|m| !m.body.to_string().contains("prod-only")
+                    && !m.body.to_string().contains("cHJvZC1vbmx5")),
+            "qa's Kubernetes Secret holds production's value"
+        );
+
+        // With a value for all environments, qa gets it and production keeps its own.
+        commit(value(None, 3, "shared")).await;
+        let qa = workload("qa", &resolve("qa").await.unwrap());
+        assert_eq!(qa.secret_env["DB_PASSWORD"].expose(), "shared");
+        let prod = workload("production", &resolve("production").await.unwrap());
+        assert_eq!(prod.secret_env["DB_PASSWORD"].expose(), "prod-only");
+        assert_eq!(prod.secret_versions["db"], 2);
     }
 }

@@ -40,6 +40,26 @@ fn app_with_secrets() -> Value {
     })
 }
 
+/// Deploys `web`'s current spec to `env` and waits until the rollout succeeded.
+async fn deploy_and_wait(berth: &Berth, env: &str) -> Value {
+    let (s, d) = berth
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": env})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    berth
+        .wait_phase(
+            d["metadata"]["name"].as_str().unwrap(),
+            "Succeeded",
+            Duration::from_secs(60),
+        )
+        .await;
+    d
+}
+
 /// Runs the CLI against `berth` with `stdin`.
 fn cli_stdin(berth: &Berth, args: &[&str], stdin: &str) -> Output {
     let mut child = berth
@@ -108,22 +128,8 @@ async fn secrets_reach_the_containers_and_nowhere_else_in_clear_text() {
     assert_eq!(b["version"], 1);
     record("set tls", &b);
 
-    let (s, d) = berth
-        .call(
-            Method::POST,
-            "/applications/web/deploy",
-            Some(json!({"environment": "qa"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let d = deploy_and_wait(&berth, "qa").await;
     record("deploy", &d);
-    berth
-        .wait_phase(
-            d["metadata"]["name"].as_str().unwrap(),
-            "Succeeded",
-            Duration::from_secs(60),
-        )
-        .await;
 
     // Delivered: as an environment variable and as a file.
     assert_eq!(
@@ -453,4 +459,59 @@ async fn cli_login_keeps_a_token_and_tokens_can_be_made_and_revoked() {
     let out = cli(&["--token", &secret, "whoami"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("revoked"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_value_for_one_environment_reaches_that_environment_only() {
+    const PROD: &str = "s3cr3t-Berth-prod-4e1f9c";
+    const QA: &str = "s3cr3t-Berth-qa-8b2d7a";
+    let berth = Berth::start().await;
+    berth.platform(60).await;
+    let production = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "production"},
+        "spec": {"clusters": [{"cluster": berth.cluster}], "production": true, "rollout": {"progressDeadlineSeconds": 60}}});
+    let (s, b) = berth
+        .call(Method::PUT, "/environments/production", Some(production))
+        .await;
+    assert!(s.is_success(), "{b}");
+    let mut app = app_with_secrets();
+    app["spec"]["secrets"] = json!([{"name": "db", "env": "DB_PASSWORD"}]);
+    let (s, b) = berth.call(Method::PUT, "/applications/web", Some(app)).await;
+    assert!(s.is_success(), "{b}");
+
+    let out = cli_stdin(
+        &berth,
+        &["secret", "set", "web", "db", "--env", "production"],
+        PROD,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // qa has no value of its own and there is none for all environments: production's
+    // is not a candidate, so the deploy is refused.
+    let (s, p) = berth
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let out = cli_stdin(&berth, &["secret", "set", "web", "db", "--env", "qa"], QA);
+    assert!(out.status.success(), "{}", text(&out));
+
+    for env in ["qa", "production"] {
+        deploy_and_wait(&berth, env).await;
+    }
+    assert_eq!(
+        berth.get_app(HOST, "/db.txt").await.unwrap(),
+        (200, QA.to_owned())
+    );
+    assert_eq!(
+        berth
+            .get_app("web.production.localhost", "/db.txt")
+            .await
+            .unwrap(),
+        (200, PROD.to_owned())
+    );
+    let list = text(&berth.cli(&["secret", "list", "web"]));
+    assert!(list.contains("production") && list.contains("qa"), "{list}");
+    assert!(!list.contains(PROD) && !list.contains(QA), "{list}");
 }

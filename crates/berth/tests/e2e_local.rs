@@ -387,3 +387,32 @@ async fn cli_apply_reports_bad_yaml_with_its_location_and_applies_nothing() {
     let out = cli_ok(&berth, &["apply", "-f", dir.path().to_str().unwrap()]);
     assert!(out.contains("unchanged"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_application_stops_its_replicas_and_a_new_one_of_that_name_starts_clean() {
+    let berth = Berth::start().await;
+    berth.platform(60).await;
+    put_app(&berth, web_app("v1", 2, "/healthz")).await;
+    cli_ok(&berth, &["deploy", "web", "--env", "qa"]);
+    assert_eq!(berth.running().len(), 2);
+
+    cli_ok(&berth, &["delete", "application", "web"]);
+    wait_until(Duration::from_secs(30), "the replicas stopped", || async {
+        berth.running().is_empty()
+    })
+    .await;
+    // What ran stays on record.
+    let d = berth.deployment("web-qa-1").await;
+    assert_eq!(d["status"]["phase"], "Succeeded", "{d}");
+    assert!(d["status"]["retiredAt"].is_string(), "{d}");
+
+    // A re-created application runs only what it deploys itself: release 2, one replica,
+    // never the retired deployment's two replicas of release 1.
+    put_app(&berth, web_app("v2", 1, "/healthz")).await;
+    let out = cli_ok(&berth, &["deploy", "web", "--env", "qa"]);
+    assert!(out.contains("Succeeded"), "{out}");
+    assert_eq!(berth.get_app(HOST, "/").await.unwrap(), (200, "v2".to_owned()));
+    let running = berth.running();
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(running[0].1, "2");
+}

@@ -638,7 +638,7 @@ mod tests {
         "apiVersion: berth.dev/v1\nkind: Cluster\nmetadata:\n  name: local\nspec:\n  runtime: local\n";
     const ENV: &str = "apiVersion: berth.dev/v1\nkind: Environment\nmetadata:\n  name: qa\nspec:\n  clusters:\n  - cluster: local\n";
     const APP: &str = "apiVersion: berth.dev/v1\nkind: Application\nmetadata:\n  name: web\nspec:\n  image: \
-                       127.0.0.1:5000/web:1\n  replicas: 2\n  env:\n    PORT: 8080\n";
+                       127.0.0.1:5000/web:1\n  replicas: 2\n  env:\n    LISTEN_PORT: 8080\n";
 
     fn src(name: &str, text: &str) -> Source {
         Source {
@@ -669,11 +669,11 @@ mod tests {
                 "application/web @ all.yaml:3"
             ]
         );
-        // Typed parsing of YAML: `PORT: 8080` is the string "8080", defaults are filled in.
+        // Typed parsing of YAML: `LISTEN_PORT: 8080` is the string "8080", defaults are filled in.
         let Object::Application(app) = &docs[2].object else {
             panic!("not an application")
         };
-        assert_eq!(app.spec.env["PORT"], "8080");
+        assert_eq!(app.spec.env["LISTEN_PORT"], "8080");
         assert_eq!(app.spec.port, 8080);
         let body = docs[2].object.body().unwrap();
         assert_eq!(body["spec"]["replicas"], 2);
@@ -804,7 +804,7 @@ mod tests {
           14 |   replicas: three
              |             ^ invalid u32
           15 |   env:
-          16 |     PORT: 8080
+          16 |     LISTEN_PORT: 8080
              |
         ");
         let bad = APP.replace("replicas: 2", "replica: 2");
@@ -933,7 +933,7 @@ mod tests {
             ]
         );
         let stored = fake.objects.lock().unwrap()[&("applications".to_owned(), "web".to_owned())].clone();
-        assert_eq!(stored["spec"]["env"]["PORT"], "8080");
+        assert_eq!(stored["spec"]["env"]["LISTEN_PORT"], "8080");
         assert!(stored.get("status").is_none());
 
         let out = apply_dir(&client, dir.path()).await.unwrap();

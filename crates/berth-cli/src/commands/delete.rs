@@ -1,7 +1,9 @@
 //! `berth delete KIND NAME`: remove a user, team, cluster, environment or application.
 //!
 //! Releases and deployments are history and cannot be deleted; events are an
-//! append-only log.
+//! append-only log. Deleting an application keeps them readable; it is refused while the
+//! application runs in a production environment unless `--force` is given by someone
+//! with release rights there.
 
 use std::{io::Write, process::ExitCode};
 
@@ -16,6 +18,10 @@ pub struct DeleteArgs {
     pub kind: KindName,
     /// The object's name.
     pub name: String,
+    /// Delete an application even while it runs in a production environment, stopping it
+    /// there (needs release rights in every environment it runs in).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `berth delete`.
@@ -27,8 +33,16 @@ pub async fn run(
     check(args.kind)?;
     let kind = args.kind;
     let name = &args.name;
+    if args.force && kind != KindName::Application {
+        anyhow::bail!("--force applies to applications only; {kind}/{name} is deleted without it");
+    }
+    let query = if args.force {
+        vec![("force", "true".to_owned())]
+    } else {
+        Vec::new()
+    };
     client
-        .delete(&[kind.plural(), name])
+        .delete_with(&[kind.plural(), name], &query)
         .await
         .with_context(|| format!("deleting {kind}/{name}"))?;
     writeln!(out, "{kind}/{name} deleted")?;
@@ -64,8 +78,8 @@ mod tests {
     async fn serve() -> Client {
         let app = Router::new().route(
             "/api/v1/applications/{name}",
-            delete(|axum::extract::Path(name): axum::extract::Path<String>| async move {
-                if name == "web" {
+            delete(|axum::extract::Path(name): axum::extract::Path<String>, uri: axum::http::Uri| async move {
+                if name == "web" || (name == "shop-prod" && uri.query() == Some("force=true")) {
                     (StatusCode::NO_CONTENT, [("content-type", "text/plain")], String::new())
                 } else {
                     (
@@ -89,6 +103,7 @@ mod tests {
         let args = |name: &str| DeleteArgs {
             kind: KindName::Application,
             name: name.into(),
+            force: false,
         };
         run(&client, args("web"), &mut out).await.unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "application/web deleted\n");
@@ -96,6 +111,28 @@ mod tests {
         assert_eq!(
             error_report(&e),
             "error: deleting application/shop: Not Found: application/shop does not exist"
+        );
+    }
+
+    #[tokio::test]
+    async fn force_is_sent_for_applications_only() {
+        let client = serve().await;
+        let forced = |kind: KindName| DeleteArgs {
+            kind,
+            name: "shop-prod".into(),
+            force: true,
+        };
+        let mut out = Vec::new();
+        run(&client, forced(KindName::Application), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "application/shop-prod deleted\n");
+        let e = run(&client, forced(KindName::Team), &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(
+            error_report(&e).contains("--force applies to applications only"),
+            "{e}"
         );
     }
 

@@ -118,6 +118,7 @@ pub fn describe(p: &Provenance) -> String {
         p.image,
         p.digest
     );
+    s.push_str(&format!("Template:     {}\n", p.template_hash));
     s.push_str(&format!("Commit:       {}\n", p.commit.as_deref().unwrap_or("-")));
     match &p.build {
         Some(b) => s.push_str(&format!(
@@ -191,6 +192,7 @@ mod tests {
             deployed_by: Some("bob".into()),
             image: "r/web@sha256:ab".into(),
             digest: "sha256:ab".into(),
+            template_hash: "sha256:7e".into(),
             commit: Some("c0ffee".into()),
             build: Some(BuildSummary {
                 name: "web-build-1".into(),
@@ -224,6 +226,7 @@ mod tests {
         Release:      2 (web-production-1 Succeeded)
         Image:        r/web@sha256:ab
         Digest:       sha256:ab
+        Template:     sha256:7e
         Commit:       c0ffee
         Build:        web-build-1 (java builder, file:///r.git at main, finished 2026-11-26T12:00:00Z)
         Verified in:

@@ -3,6 +3,11 @@
 //! A value is read from a file or standard input, never from the command line (where
 //! shell history and `ps` would keep it). The server seals it before storing it and
 //! never sends it back: `list` shows names and versions.
+//!
+//! `--env ENV` sets or deletes the value of one environment, delivered only there (a
+//! production value needs production deploy rights); without it, the value for every
+//! environment that has none of its own (which needs production rights as well, since it
+//! reaches production).
 
 use std::{
     io::{Read, Write},
@@ -29,12 +34,16 @@ pub enum SecretCommand {
         /// The application.
         app: String,
     },
-    /// Delete a secret the application no longer references.
+    /// Delete a secret's value for all environments (one the application no longer
+    /// references), or with --env that environment's own value.
     Delete {
         /// The application.
         app: String,
         /// The secret.
         name: String,
+        /// Delete only this environment's own value.
+        #[arg(long = "env", value_name = "ENV")]
+        environment: Option<String>,
     },
     /// Seal every secret again with the active key (after adding a new key to the key
     /// file); platform administrators only.
@@ -52,6 +61,22 @@ pub struct SetArgs {
     /// its final newline).
     #[arg(long, value_name = "PATH")]
     pub from_file: Option<PathBuf>,
+    /// Set the value of this environment only (delivered there and nowhere else); by
+    /// default the value for every environment without its own.
+    #[arg(long = "env", value_name = "ENV")]
+    pub environment: Option<String>,
+}
+
+/// The query naming the environment of a value, if any.
+fn env_query(environment: Option<&String>) -> Vec<(&'static str, String)> {
+    environment
+        .map(|e| vec![("environment", e.clone())])
+        .unwrap_or_default()
+}
+
+/// Where a value applies, for messages.
+fn scope(environment: Option<&str>) -> String {
+    environment.map_or_else(|| "all environments".to_owned(), |e| format!("environment {e}"))
 }
 
 /// A secret as the server shows it.
@@ -60,6 +85,9 @@ pub struct SetArgs {
 pub struct SecretInfo {
     /// Its name.
     pub name: String,
+    /// The one environment this value is for (all environments when absent).
+    #[serde(default)]
+    pub environment: Option<String>,
     /// Its version.
     pub version: u64,
     /// Who set it.
@@ -100,16 +128,20 @@ pub async fn run(
         SecretCommand::Set(a) => {
             let value = read_value(a.from_file.as_deref(), stdin)?;
             let info: SecretInfo = client
-                .put(
+                .put_with(
                     &["applications", &a.app, "secrets", &a.name],
+                    &env_query(a.environment.as_ref()),
                     &Value { value: &value },
                 )
                 .await
                 .with_context(|| format!("setting secret {} of {}", a.name, a.app))?;
             writeln!(
                 out,
-                "secret {} of {} is at version {}",
-                info.name, a.app, info.version
+                "secret {} of {} for {} is at version {}",
+                info.name,
+                a.app,
+                scope(info.environment.as_deref()),
+                info.version
             )?;
         }
         SecretCommand::List { app } => {
@@ -119,12 +151,23 @@ pub async fn run(
                 .with_context(|| format!("listing the secrets of {app}"))?;
             out.write_all(table(&list.items, Utc::now()).render().as_bytes())?;
         }
-        SecretCommand::Delete { app, name } => {
+        SecretCommand::Delete {
+            app,
+            name,
+            environment,
+        } => {
             client
-                .delete(&["applications", &app, "secrets", &name])
+                .delete_with(
+                    &["applications", &app, "secrets", &name],
+                    &env_query(environment.as_ref()),
+                )
                 .await
                 .with_context(|| format!("deleting secret {name} of {app}"))?;
-            writeln!(out, "secret {name} of {app} deleted")?;
+            writeln!(
+                out,
+                "secret {name} of {app} for {} deleted",
+                scope(environment.as_deref())
+            )?;
         }
         SecretCommand::Rotate => {
             let r: Resealed = client
@@ -160,13 +203,14 @@ fn read_value(file: Option<&std::path::Path>, stdin: &mut dyn Read) -> anyhow::R
     Ok(value)
 }
 
-/// NAME VERSION UPDATED-BY AGE KEY.
+/// NAME ENVIRONMENT VERSION UPDATED-BY AGE KEY (`*`: the value for all environments).
 #[must_use]
 pub fn table(secrets: &[SecretInfo], now: DateTime<Utc>) -> Table {
-    let mut t = Table::new(&["NAME", "VERSION", "UPDATED-BY", "AGE", "KEY"]);
+    let mut t = Table::new(&["NAME", "ENVIRONMENT", "VERSION", "UPDATED-BY", "AGE", "KEY"]);
     for s in secrets {
         t.row(vec![
             s.name.clone(),
+            s.environment.clone().unwrap_or_else(|| "*".to_owned()),
             s.version.to_string(),
             s.updated_by.clone(),
             output::age(s.updated_at, now),
@@ -179,6 +223,58 @@ pub fn table(secrets: &[SecretInfo], now: DateTime<Utc>) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--env` names the value's environment in the query, for set and delete alike.
+    #[tokio::test]
+    async fn env_selects_one_environments_value() {
+        use axum::{Router, extract::Path, http::Uri, routing::put};
+        let app = Router::new().route(
+            "/api/v1/applications/{app}/secrets/{name}",
+            put(|Path((_, name)): Path<(String, String)>, uri: Uri| async move {
+                let env = uri
+                    .query()
+                    .and_then(|q| q.strip_prefix("environment="))
+                    .map(str::to_owned);
+                axum::Json(serde_json::json!({"name": name, "environment": env, "version": 4,
+                    "updatedBy": "rita", "keyId": "k1"}))
+            })
+            .delete(|uri: Uri| async move {
+                assert_eq!(uri.query(), Some("environment=production"));
+                axum::http::StatusCode::OK
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = Client::new(&crate::config::Target::new(&format!("http://{addr}"))).unwrap();
+        let set = |environment: Option<&str>| {
+            SecretCommand::Set(SetArgs {
+                app: "web".into(),
+                name: "db".into(),
+                from_file: None,
+                environment: environment.map(str::to_owned),
+            })
+        };
+        let mut out = Vec::new();
+        run(&client, set(Some("production")), &mut "pw\n".as_bytes(), &mut out)
+            .await
+            .unwrap();
+        run(&client, set(None), &mut "pw\n".as_bytes(), &mut out)
+            .await
+            .unwrap();
+        let delete = SecretCommand::Delete {
+            app: "web".into(),
+            name: "db".into(),
+            environment: Some("production".into()),
+        };
+        run(&client, delete, &mut "".as_bytes(), &mut out).await.unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "secret db of web for environment production is at version 4\n\
+             secret db of web for all environments is at version 4\n\
+             secret db of web for environment production deleted\n"
+        );
+    }
 
     #[test]
     fn values_come_from_files_or_stdin() {

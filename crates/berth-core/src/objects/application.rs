@@ -348,8 +348,29 @@ fn check_replicas(path: &str, replicas: u32, errors: &mut Errors) {
     }
 }
 
+/// Why variable `key` is reserved, when it is: Berth sets `PORT`, `BERTH_APPLICATION` and
+/// `BERTH_ENVIRONMENT` in every replica (render.rs), so a user value would be overwritten
+/// silently; it is refused at validation instead.
+#[must_use]
+pub fn reserved_env_reason(key: &str) -> Option<&'static str> {
+    match key {
+        "PORT" => Some("Berth sets PORT to the container port (spec.port) in every replica"),
+        "BERTH_APPLICATION" | "BERTH_ENVIRONMENT" => {
+            Some("Berth sets it to the application's and environment's names in every replica")
+        }
+        _ => None,
+    }
+}
+
 fn check_env(base: &str, env: &BTreeMap<String, String>, errors: &mut Errors) {
     for key in env.keys() {
+        if let Some(reason) = reserved_env_reason(key) {
+            errors.push(
+                FieldError::new(format!("{base}.{key}"), format!("'{key}' is reserved: {reason}"))
+                    .hint("remove it; to listen elsewhere set spec.port, the app reads it from PORT"),
+            );
+            continue;
+        }
         let ok = key
             .chars()
             .next()
@@ -440,6 +461,31 @@ mod tests {
                 "spec.environments.prod.replicas",
                 "spec.environments.prod.hostname",
             ]
+        );
+    }
+
+    #[test]
+    fn variables_berth_sets_are_refused_with_their_path_and_reason() {
+        let mut j = minimal();
+        j["spec"]["env"] = serde_json::json!({"PORT": "9090", "GREETING": "hi"});
+        j["spec"]["environments"] = serde_json::json!({"qa": {"env": {"BERTH_ENVIRONMENT": "prod"}}});
+        j["spec"]["secrets"] = serde_json::json!([{"name": "p", "env": "PORT"}]);
+        let errors = app(j).validate().unwrap_err().errors;
+        let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.env.PORT",
+                "spec.secrets[0].env",
+                "spec.environments.qa.env.BERTH_ENVIRONMENT"
+            ]
+        );
+        assert!(
+            errors[0]
+                .message
+                .contains("Berth sets PORT to the container port"),
+            "{}",
+            errors[0].message
         );
     }
 

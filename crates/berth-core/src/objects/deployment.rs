@@ -133,6 +133,10 @@ pub struct DeploymentStatus {
     /// When it reached a final phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// When its application was deleted: the deployment is kept as history, but no
+    /// longer decides what runs (nothing of the application runs any more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 /// The name of deployment `number` of `application` to `environment`.

@@ -37,7 +37,7 @@ pub use event::{Event, EventType, NewEvent};
 pub use release::{Promotion, Release, ReleaseKind, ReleaseOrigin, ReleaseSpec, ReleaseStatus, release_name};
 pub use secret::{
     Sealed, Secret, SecretInfo, SecretKind, SecretRef, SecretSpec, SecretStatus, SecretValue,
-    secret_object_name, validate_secret_refs,
+    secret_candidates, secret_object_name, secret_object_name_in, validate_secret_refs,
 };
 pub use source::{
     Builder, DEFAULT_JAVA_BASE, DEFAULT_REF, DockerfileBuilder, JavaBuilder, Source, validate_source,

@@ -10,6 +10,7 @@ use crate::{
     image::ImageRef,
     meta::{Kind, Resource},
     name,
+    template::template_hash,
 };
 
 /// The Release kind.
@@ -70,6 +71,11 @@ pub struct ReleaseSpec {
     pub number: u64,
     /// The application spec as released; its `image` is pinned by digest.
     pub template: ApplicationSpec,
+    /// The template hash (`sha256:…`, see `berth_core::template`): the digest and
+    /// everything that is not a per-environment override. `requireVerifiedIn` compares
+    /// it. Absent on releases made before Berth recorded it (it is then computed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_hash: Option<String>,
     /// Where it came from.
     #[serde(default)]
     pub origin: ReleaseOrigin,
@@ -98,6 +104,14 @@ impl Kind for ReleaseKind {
             errors.push(FieldError::new("spec.number", "release numbers start at 1"));
         }
         validate_application_spec(&spec.template, "spec.template", errors);
+        if let Some(hash) = &spec.template_hash
+            && *hash != template_hash(&spec.template)
+        {
+            errors.push(
+                FieldError::new("spec.templateHash", "does not match spec.template")
+                    .hint("leave it out; Berth computes it when it makes the release"),
+            );
+        }
         if ImageRef::parse(&spec.template.image).is_ok_and(|r| !r.is_pinned()) {
             errors.push(
                 FieldError::new("spec.template.image", "a release runs an image pinned by digest")
@@ -112,7 +126,8 @@ impl Kind for ReleaseKind {
 }
 
 impl Release {
-    /// A release of `application` numbered `number` with `template` (image pinned).
+    /// A release of `application` numbered `number` with `template` (image pinned), its
+    /// template hash recorded.
     #[must_use]
     pub fn of(application: &str, number: u64, template: ApplicationSpec, origin: ReleaseOrigin) -> Self {
         Self::new(
@@ -120,9 +135,17 @@ impl Release {
             ReleaseSpec {
                 application: application.to_owned(),
                 number,
+                template_hash: Some(template_hash(&template)),
                 template,
                 origin,
             },
         )
+    }
+
+    /// The template hash of this release (computed from the template, so that releases
+    /// made before it was recorded have one too).
+    #[must_use]
+    pub fn template_hash(&self) -> String {
+        template_hash(&self.spec.template)
     }
 }

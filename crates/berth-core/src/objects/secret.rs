@@ -1,6 +1,12 @@
 //! Secrets: named values of an application, stored only encrypted ([`SecretSpec`] holds
 //! the ciphertext), never returned by a read ([`SecretInfo`] is what the API shows), and
 //! delivered to replicas as environment variables or files ([`SecretRef`]).
+//!
+//! A secret has a value for all environments and/or values for single environments. A
+//! replica in environment E gets E's own value when there is one, else the value for all
+//! environments ([`secret_candidates`]); a value for one environment is never delivered
+//! anywhere else. Secrets stored before per-environment values existed are values for
+//! all environments.
 
 use std::collections::BTreeSet;
 
@@ -18,7 +24,9 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub struct SecretKind;
 
-/// A stored secret. Its name is `<application>.<secret>` (see [`secret_object_name`]).
+/// A stored secret value. Its name is `<application>.<secret>` for the value of all
+/// environments, `<application>.<secret>.<environment>` for one environment's (see
+/// [`secret_object_name_in`]).
 pub type Secret = Resource<SecretKind>;
 
 /// A secret value sealed with an AEAD: which key, the nonce and the ciphertext.
@@ -49,7 +57,13 @@ pub struct SecretSpec {
     pub application: String,
     /// The secret's name within the application.
     pub name: String,
-    /// Counts from 1; every new value is a new version.
+    /// The one environment this value is for; every environment without a value of its
+    /// own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Counts from 1; every new value is a new version. Versions count over all values of
+    /// the secret (every environment), so the version a replica gets changes whenever the
+    /// value it gets does.
     pub version: u64,
     /// Who set the current value.
     pub updated_by: String,
@@ -64,13 +78,16 @@ pub struct SecretStatus {}
 impl Kind for SecretKind {
     const KIND: &'static str = "Secret";
     const PLURAL: &'static str = "secrets";
-    const MAX_NAME: usize = 127;
+    const MAX_NAME: usize = 191;
     type Spec = SecretSpec;
     type Status = SecretStatus;
 
     fn validate_spec(spec: &SecretSpec, errors: &mut Errors) {
         errors.check(name::check_label("spec.application", &spec.application));
         errors.check(name::check_label("spec.name", &spec.name));
+        if let Some(env) = &spec.environment {
+            errors.check(name::check_label("spec.environment", env));
+        }
     }
 
     fn owner(spec: &SecretSpec) -> Option<&str> {
@@ -78,11 +95,31 @@ impl Kind for SecretKind {
     }
 }
 
-/// The store name of secret `secret` of `application`. Labels hold no dots, so the
-/// name is unambiguous.
+/// The store name of the all-environments value of secret `secret` of `application`.
+/// Labels hold no dots, so the name is unambiguous.
 #[must_use]
 pub fn secret_object_name(application: &str, secret: &str) -> String {
     format!("{application}.{secret}")
+}
+
+/// The store name of the value of secret `secret` of `application` for `environment`
+/// (`None`: all environments).
+#[must_use]
+pub fn secret_object_name_in(application: &str, secret: &str, environment: Option<&str>) -> String {
+    match environment {
+        Some(env) => format!("{application}.{secret}.{env}"),
+        None => secret_object_name(application, secret),
+    }
+}
+
+/// The stored values that may be delivered as `secret` to replicas in `environment`,
+/// the one that wins first: the environment's own value, then the all-environments one.
+#[must_use]
+pub fn secret_candidates(application: &str, secret: &str, environment: &str) -> [String; 2] {
+    [
+        secret_object_name_in(application, secret, Some(environment)),
+        secret_object_name(application, secret),
+    ]
 }
 
 /// What the API tells about a secret: never its value.
@@ -91,6 +128,10 @@ pub fn secret_object_name(application: &str, secret: &str) -> String {
 pub struct SecretInfo {
     /// The secret's name.
     pub name: String,
+    /// The one environment this value is for; all environments without their own value
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     /// The current version.
     pub version: u64,
     /// Who set it.
@@ -106,6 +147,7 @@ impl From<&Secret> for SecretInfo {
     fn from(s: &Secret) -> Self {
         Self {
             name: s.spec.name.clone(),
+            environment: s.spec.environment.clone(),
             version: s.spec.version,
             updated_by: s.spec.updated_by.clone(),
             updated_at: s.metadata.update_timestamp,
@@ -136,7 +178,12 @@ pub fn validate_secret_refs(refs: &[SecretRef], base: &str, errors: &mut Errors)
         errors.check(name::check_label(&format!("{at}.name"), &r.name));
         match (&r.env, &r.path) {
             (Some(var), None) => {
-                if !is_variable_name(var) {
+                if let Some(reason) = super::application::reserved_env_reason(var) {
+                    errors.push(
+                        FieldError::new(format!("{at}.env"), format!("'{var}' is reserved: {reason}"))
+                            .hint("deliver the secret under another variable name"),
+                    );
+                } else if !is_variable_name(var) {
                     errors.push(
                         FieldError::new(
                             format!("{at}.env"),
@@ -253,6 +300,20 @@ mod tests {
                 "spec.secrets[5]"
             ]
         );
+    }
+
+    #[test]
+    fn an_environment_value_wins_and_stays_in_its_environment() {
+        assert_eq!(
+            secret_candidates("web", "db", "production"),
+            ["web.db.production", "web.db"]
+        );
+        assert_eq!(
+            secret_object_name_in("web", "db", None),
+            secret_object_name("web", "db")
+        );
+        // Labels have no dots: no value of one environment is another's candidate.
+        assert!(!secret_candidates("web", "db", "qa").contains(&"web.db.production".to_owned()));
     }
 
     #[test]

@@ -29,10 +29,11 @@ pub const DEFAULT_TEAM: &str = "default";
 pub enum Role {
     /// Reads the team's applications, releases, deployments and secret names.
     Viewer,
-    /// Applies the team's applications and secrets, builds, and deploys to
-    /// non-production environments.
+    /// Applies the team's applications, builds, deploys to non-production environments
+    /// and sets their secret values.
     Developer,
-    /// Deploys, promotes and rolls back, production included.
+    /// Deploys, promotes and rolls back, production included, and sets production's own
+    /// secret values.
     Releaser,
     /// Manages the team: its members and quotas.
     Admin,
