@@ -79,24 +79,15 @@ pub struct ServerArgs {
     pub rate_burst: u32,
     /// Seconds a client may take to send a request's head (over TLS, and again for the
     /// handshake) before its connection is closed.
-    #[arg(long, env = "BERTH_HEADER_READ_TIMEOUT", default_value = "10", value_name = "SECONDS", value_parser = seconds)]
+    #[arg(long, env = "BERTH_HEADER_READ_TIMEOUT", default_value = "10", value_name = "SECONDS", value_parser = serve::seconds)]
     pub header_read_timeout: Duration,
     /// Seconds a client may take to send a request's body; a late body is answered 408.
-    #[arg(long, env = "BERTH_BODY_READ_TIMEOUT", default_value = "60", value_name = "SECONDS", value_parser = seconds)]
+    #[arg(long, env = "BERTH_BODY_READ_TIMEOUT", default_value = "60", value_name = "SECONDS", value_parser = serve::seconds)]
     pub body_read_timeout: Duration,
     /// Seconds the server may take to stop after SIGTERM: open requests and connections
     /// get this long to finish, then are dropped.
-    #[arg(long, env = "BERTH_SHUTDOWN_TIMEOUT", default_value = "10", value_name = "SECONDS", value_parser = seconds)]
+    #[arg(long, env = "BERTH_SHUTDOWN_TIMEOUT", default_value = "10", value_name = "SECONDS", value_parser = serve::seconds)]
     pub shutdown_timeout: Duration,
-}
-
-/// A positive number of seconds (`2`, `0.5`) as a duration.
-fn seconds(text: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|s| *s > 0.0)
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .ok_or_else(|| format!("'{text}' is not a positive number of seconds (e.g. 10 or 0.5)"))
 }
 
 /// The secrets keyring: from `BERTH_SECRETS_KEY`, else the key file given, else

@@ -277,3 +277,27 @@ async fn bound_body(State(limit): State<Duration>, request: Request, next: Next)
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
+
+/// A positive number of seconds (`2`, `0.5`) as a duration: the value of the time flags.
+pub(crate) fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("'{text}' is not a positive number of seconds (e.g. 10 or 0.5)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_flags_take_positive_seconds_only() {
+        assert_eq!(seconds("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "abc", "", "NaN", "inf", "1e300"] {
+            let err = seconds(bad).unwrap_err();
+            assert!(err.contains("positive number of seconds"), "{bad}: {err}");
+        }
+    }
+}
