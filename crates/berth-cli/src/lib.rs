@@ -113,10 +113,18 @@ pub async fn run(args: CliArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Like [`run`], for a binary that parsed [`GlobalArgs`] and [`Command`] itself.
+///
+/// When the reader of stdout goes away (`berth describe application web | head`), the
+/// command ends quietly with exit code 0, as `rg` and `git log` do: the reader took what it
+/// wanted, and there is nobody left to tell.
 pub async fn run_command(global: GlobalArgs, command: Command) -> anyhow::Result<ExitCode> {
-    let mut stdout = std::io::stdout();
+    let mut stdout = Stdout::default();
     let result = dispatch(&global, command, &mut stdout).await;
-    stdout.flush()?;
+    let flushed = stdout.flush();
+    if stdout.reader_gone {
+        return Ok(ExitCode::SUCCESS);
+    }
+    flushed?;
     match result {
         Ok(code) => Ok(code),
         Err(e) => {
@@ -124,6 +132,36 @@ pub async fn run_command(global: GlobalArgs, command: Command) -> anyhow::Result
             writeln!(stderr, "{}", output::error_report(&e))?;
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// The process's stdout, remembering whether its reader has gone away (a closed pipe), so
+/// that the error a command gets from writing is told apart from any other failure.
+#[derive(Default)]
+struct Stdout {
+    reader_gone: bool,
+}
+
+impl Stdout {
+    fn seen<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.reader_gone = true;
+        }
+        result
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = std::io::stdout().write(buf);
+        self.seen(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = std::io::stdout().flush();
+        self.seen(result)
     }
 }
 

@@ -238,11 +238,18 @@ async fn run(n: usize) {
     let berth_cpu = cpu_seconds() - cpu_before;
     let (requests, writes, _, _, _, fake_cpu) = child.counts();
     let fake_cpu = fake_cpu - fake_cpu_before;
-    assert_eq!(problems, 0, "the full pass reported problems");
+    assert_eq!(
+        problems, 0,
+        "the full pass reported {problems} workloads with problems"
+    );
     // Let the simulated rollouts finish, then converge.
     let mut converge = Duration::ZERO;
     for _ in 0..20 {
-        let (t, ready, _) = pass(&runtimes, &desired).await;
+        let (t, ready, problems) = pass(&runtimes, &desired).await;
+        assert_eq!(
+            problems, 0,
+            "a converging pass reported {problems} workloads with problems"
+        );
         converge = t;
         if ready == n * CLUSTERS {
             break;
@@ -250,7 +257,11 @@ async fn run(n: usize) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     child.ask("reset");
-    let (steady, ready, _) = pass(&runtimes, &desired).await;
+    let (steady, ready, problems) = pass(&runtimes, &desired).await;
+    assert_eq!(
+        problems, 0,
+        "the steady-state pass reported {problems} workloads with problems"
+    );
     let (steady_requests, steady_writes, steady_lists, _, fake_rss, _) = child.counts();
     let rss = peak_rss_mib();
     let apps = (n * CLUSTERS) as f64;

@@ -13,9 +13,10 @@ mod credentials;
 mod data_dir;
 mod govern;
 pub mod reconciler;
+pub mod serve;
 pub mod tls;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use berth_api::{ApiState, auth};
@@ -28,6 +29,7 @@ use berth_runtime_kube::{KubeRuntime, RuntimeOptions as KubeOptions};
 use berth_runtime_local::{LocalRuntime, RouteTable, Router, RouterOptions, RuntimeOptions};
 use berth_store::SqliteStore;
 use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
 
 use crate::reconciler::{Connected, Reconciler};
 
@@ -84,6 +86,17 @@ pub struct ServerArgs {
     /// <data-dir>/bootstrap-token); restores `admin` as a platform administrator if needed.
     #[arg(long)]
     pub rotate_bootstrap_token: bool,
+    /// Seconds a client may take to send a request's head (over TLS, and again for the
+    /// handshake) before its connection is closed.
+    #[arg(long, env = "BERTH_HEADER_READ_TIMEOUT", default_value = "10", value_name = "SECONDS", value_parser = serve::seconds)]
+    pub header_read_timeout: Duration,
+    /// Seconds a client may take to send a request's body; a late body is answered 408.
+    #[arg(long, env = "BERTH_BODY_READ_TIMEOUT", default_value = "60", value_name = "SECONDS", value_parser = serve::seconds)]
+    pub body_read_timeout: Duration,
+    /// Seconds the server may take to stop after SIGTERM: open requests and connections
+    /// get this long to finish, then are dropped.
+    #[arg(long, env = "BERTH_SHUTDOWN_TIMEOUT", default_value = "10", value_name = "SECONDS", value_parser = serve::seconds)]
+    pub shutdown_timeout: Duration,
 }
 
 /// The secrets keyring: from `BERTH_SECRETS_KEY`, else the key file given, else
@@ -124,14 +137,28 @@ pub struct Server {
     /// The bootstrap token, when this start created it.
     pub bootstrap_token: Option<String>,
     tasks: tokio::task::JoinSet<()>,
-    shutdown: Arc<Notify>,
+    shutdown: CancellationToken,
+    shutdown_timeout: Duration,
 }
 
 impl Server {
-    /// Stops accepting work and waits for the tasks to end.
+    /// Stops accepting work and waits for the tasks to end, for at most the shutdown
+    /// timeout (and a little to close what is left); then drops what still runs.
     pub async fn shutdown(mut self) {
-        self.shutdown.notify_waiters();
-        while self.tasks.join_next().await.is_some() {}
+        self.shutdown.cancel();
+        // The parts drain within the timeout themselves; the margin is theirs to close.
+        let deadline = self.shutdown_timeout + Duration::from_secs(1);
+        let stopped = tokio::time::timeout(deadline, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if stopped.is_err() {
+            tracing::warn!(
+                ?deadline,
+                "server tasks still running at the shutdown deadline; dropping them"
+            );
+            self.tasks.abort_all();
+        }
     }
 
     /// Waits until one of the server's tasks ends (it should not).
@@ -140,9 +167,9 @@ impl Server {
     }
 }
 
-fn wait_for(shutdown: &Arc<Notify>) -> impl Future<Output = ()> + Send + 'static {
-    let shutdown = shutdown.clone();
-    async move { shutdown.notified().await }
+/// Completes once the server begins to stop, even when that happened before its first poll.
+fn wait_for(shutdown: &CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+    shutdown.clone().cancelled_owned()
 }
 
 /// Starts every part of the server and returns once it is serving.
@@ -193,7 +220,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
     let api_addr = api_listener.local_addr()?;
     let router_addr = router_listener.local_addr()?;
 
-    let shutdown = Arc::new(Notify::new());
+    let shutdown = CancellationToken::new();
     let changed = Arc::new(Notify::new());
     let table = RouteTable::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -202,6 +229,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         table.clone(),
         RouterOptions {
             domain: Some(args.domain.clone()),
+            shutdown_grace: args.shutdown_timeout,
             ..RouterOptions::default()
         },
     );
@@ -237,35 +265,30 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         },
     );
     let app = berth_api::router_with(state, governance);
-    let api_shutdown = wait_for(&shutdown);
-    match tls {
-        Some(config) => {
-            // Over HTTPS only: tell browsers never to come back over plain HTTP.
-            let app = app.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+    let limits = serve::Limits {
+        header_read: args.header_read_timeout,
+        body_read: args.body_read_timeout,
+        drain: args.shutdown_timeout,
+    };
+    let (app, tls) = match tls {
+        // Over HTTPS only: tell browsers never to come back over plain HTTP.
+        Some(config) => (
+            app.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
                 axum::http::header::STRICT_TRANSPORT_SECURITY,
                 axum::http::HeaderValue::from_static("max-age=31536000"),
-            ));
-            tasks.spawn(tls::serve(api_listener, config, app, api_shutdown));
-        }
-        None => {
-            tasks.spawn(async move {
-                // With each client's address, for the per-address rate limit.
-                let app = app.into_make_service_with_connect_info::<SocketAddr>();
-                if let Err(e) = axum::serve(api_listener, app)
-                    .with_graceful_shutdown(api_shutdown)
-                    .await
-                {
-                    tracing::error!(error = %e, "API server failed");
-                }
-            });
-        }
-    }
+            )),
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        ),
+        None => (app, None),
+    };
+    tasks.spawn(serve::serve(api_listener, tls, app, limits, shutdown.clone()));
     Ok(Server {
         api_addr,
         router_addr,
         bootstrap_token,
         tasks,
         shutdown,
+        shutdown_timeout: args.shutdown_timeout,
     })
 }
 

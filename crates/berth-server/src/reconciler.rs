@@ -102,12 +102,18 @@ impl Reconciler {
         self
     }
 
-    /// Runs passes until `shutdown` completes.
+    /// Runs passes until `shutdown` completes; a pass in flight is abandoned then (a pass
+    /// keeps nothing the next one needs, and a cluster that does not answer must not hold
+    /// up the stop).
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "reconcile pass failed; retrying");
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                passed = self.pass() => if let Err(e) = passed {
+                    tracing::warn!(error = %e, "reconcile pass failed; retrying");
+                },
             }
             let cluster_changes: Vec<Arc<Notify>> = self
                 .clusters

@@ -5,11 +5,19 @@
 //! - API reads on loopback: latency percentiles and throughput with concurrent clients;
 //! - deploy → first new container started (from Podman's event stream).
 //!
-//! Run: `cargo build --release -p berth && cargo run --release -p berth --example bench_server`
+//! Every answer is counted: a request that is not answered `2xx` is printed by status and
+//! makes the program exit non-zero, so a figure never hides refused requests.
+//!
+//! The server runs with its per-token rate limit raised (see [`RATE_LIMIT`]) and says so:
+//! this measures the server, not the limit (at the default 50/s per token the read load
+//! would measure the limiter).
+//!
+//! Run: `cargo build --release -p berth --bin berth --examples && target/release/examples/bench_server`
 //! (`BERTH_BIN=path` measures another build of the binary)
 //! (needs `scripts/setup-runtime.sh up` for the deploy measurement).
 
 use std::{
+    collections::BTreeMap,
     io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
@@ -18,10 +26,20 @@ use std::{
 
 use serde_json::json;
 
-/// The release binary: `$BERTH_BIN`, else `target/release/berth` of this workspace.
+/// Requests per second (and burst) each token may make on the measured server: far
+/// above what this machine can serve, so that no request is refused by the limiter.
+const RATE_LIMIT: &str = "1000000";
+
+/// The release binary: `$BERTH_BIN`, else the `berth` built next to this program
+/// (`<target>/release/examples/bench_server` → `<target>/release/berth`, wherever
+/// `CARGO_TARGET_DIR` put them).
 fn bin() -> String {
-    std::env::var("BERTH_BIN")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/berth").to_owned())
+    std::env::var("BERTH_BIN").unwrap_or_else(|_| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("berth")))
+            .map_or_else(|| "berth".to_owned(), |p| p.display().to_string())
+    })
 }
 
 fn spawn(data: &Path, api: &str, router: &str) -> anyhow::Result<Child> {
@@ -34,6 +52,10 @@ fn spawn(data: &Path, api: &str, router: &str) -> anyhow::Result<Child> {
             router,
             "--insecure-registry",
             "127.0.0.1:5000",
+            "--rate-limit",
+            RATE_LIMIT,
+            "--rate-burst",
+            RATE_LIMIT,
         ])
         .arg("--data-dir")
         .arg(data)
@@ -52,9 +74,10 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
 }
 
+/// The `p` percentile of `sorted`; zero when there is nothing to measure.
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    let i = ((sorted.len().saturating_sub(1)) as f64 * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
 }
 
 async fn wait_healthy(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
@@ -74,6 +97,9 @@ async fn wait_healthy(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The machine may be shared: its load says how much of it the figures had.
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("measuring {}; load average at start: {}", bin(), load().trim());
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     let api = "127.0.0.1:17070";
     let router = "127.0.0.1:18080";
@@ -96,6 +122,10 @@ async fn main() -> anyhow::Result<()> {
         starts[starts.len() - 1]
     );
 
+    println!(
+        "the server runs with --rate-limit {RATE_LIMIT} --rate-burst {RATE_LIMIT} (default 50/s, burst 200, per token): \
+         the read load below uses one token and measures the server, not the limiter"
+    );
     let dir = tempfile::tempdir()?;
     let mut child = spawn(dir.path(), api, router)?;
     wait_healthy(&http, api).await?;
@@ -134,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
+            let mut failed: BTreeMap<String, usize> = BTreeMap::new();
             let mut i = c;
             while started.elapsed() < run_for {
                 let url = if i % 5 == 0 {
@@ -142,36 +173,59 @@ async fn main() -> anyhow::Result<()> {
                     format!("{base}/applications/app{}", i % 50)
                 };
                 let t = Instant::now();
-                let ok = http
-                    .get(&url)
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if ok {
-                    samples.push(t.elapsed());
+                // The body is read in full: a request is done when its answer is.
+                let answer = match http.get(&url).bearer_auth(&token).send().await {
+                    Ok(r) => {
+                        let status = r.status();
+                        match r.bytes().await {
+                            Ok(_) if status.is_success() => None,
+                            Ok(_) => Some(status.to_string()),
+                            Err(e) => Some(format!("body not read ({e})")),
+                        }
+                    }
+                    Err(e) => Some(format!("no answer ({e})")),
+                };
+                match answer {
+                    None => samples.push(t.elapsed()),
+                    Some(failure) => *failed.entry(failure).or_default() += 1,
                 }
                 i += 1;
             }
-            samples
+            (samples, failed)
         }));
     }
     let mut all = Vec::new();
+    let mut failed: BTreeMap<String, usize> = BTreeMap::new();
     for t in tasks {
-        all.extend(t.await?);
+        let (samples, f) = t.await?;
+        all.extend(samples);
+        for (why, n) in f {
+            *failed.entry(why).or_default() += n;
+        }
     }
     let elapsed = started.elapsed();
+    let failures: usize = failed.values().sum();
     all.sort();
     println!(
-        "API reads ({clients} clients, 80% GET one, 20% list of 50, {:?}): {} requests, {:.0} req/s, p50 {:?}, p95 {:?}, p99 {:?}",
+        "API reads ({clients} clients, 80% GET one, 20% list of 50, {:?}): {} requests, {} answered 2xx, {failures} not; \
+         {:.0} req/s answered 2xx, p50 {:?}, p95 {:?}, p99 {:?} (of the 2xx)",
         run_for,
+        all.len() + failures,
         all.len(),
         all.len() as f64 / elapsed.as_secs_f64(),
         percentile(&all, 0.50),
         percentile(&all, 0.95),
         percentile(&all, 0.99)
     );
+    for (why, n) in &failed {
+        println!("  not 2xx: {n} × {why}");
+    }
     println!("RSS after the read load: {} KiB", rss_kib(child.id())?);
+    if failures > 0 {
+        child.kill()?;
+        child.wait()?;
+        anyhow::bail!("{failures} API reads were not answered 2xx (listed above): the figures do not hold");
+    }
 
     // Deploy call → first container of the release started, seen in Podman's events.
     let mut samples = Vec::new();
@@ -220,6 +274,7 @@ async fn main() -> anyhow::Result<()> {
         samples[samples.len() - 1]
     );
 
+    println!("load average at the end: {}", load().trim());
     child.kill()?;
     child.wait()?;
     let _ = Command::new("sh")

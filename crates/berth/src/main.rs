@@ -42,6 +42,9 @@ fn main() -> ExitCode {
             Top::Client(command) => berth_cli::run_command(args.global, command).await,
         }
     });
+    // Work on blocking threads (a git fetch, a file copy) must not keep a stopped process
+    // alive: what has not ended by now is abandoned with the process.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
         ExitCode::FAILURE

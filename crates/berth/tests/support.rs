@@ -23,6 +23,12 @@ use serde_json::{Value, json};
 pub const IMAGE: &str = "127.0.0.1:5000/busybox:latest";
 pub const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
+/// The binary under test: `$BERTH_TEST_BIN` (e.g. an older build, to see a test fail on
+/// it), else this build's.
+pub fn bin() -> String {
+    std::env::var("BERTH_TEST_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
+
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// How to start a server beyond the defaults.
@@ -62,7 +68,7 @@ fn spawn(data: &Path, options: &Options) -> (Child, String, String) {
         ),
         None => Stdio::inherit(),
     };
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args([
             "server",
             "--listen",
@@ -161,6 +167,27 @@ impl Berth {
         self.crash_and_restart().await;
     }
 
+    /// Sends SIGTERM to the server and waits up to `within` for it to exit: its exit
+    /// status, or `None` when it was still running (it is then killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().unwrap();
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         self.call_as(&self.token, method, path, body).await
     }
@@ -193,7 +220,7 @@ impl Berth {
 
     /// The CLI command for this server, to run with more settings (stdin, say).
     pub fn cli_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(bin());
         command
             .args(args)
             .env("BERTH_SERVER", &self.api)
