@@ -554,6 +554,14 @@ async fn verify_audit(State(s): State<ApiState>) -> Result<Json<Verification>> {
     Ok(Json(audit::verify(&s).await?))
 }
 
+/// Readiness, open like `/healthz`: `ready` while the store can write, else 503 naming
+/// why (a full disk, a read-only data directory). Cheap: it probes with a write only
+/// while writes fail, at most once a second.
+async fn ready(State(s): State<ApiState>) -> Result<&'static str> {
+    s.store.writable().await?;
+    Ok("ready")
+}
+
 /// The OpenAPI document of this API.
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -644,7 +652,7 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
 
 /// The whole HTTP application: `/api/v1/...` (the OpenAPI document included) behind
 /// authentication, the per-token rate limit and authorization; only the liveness probe
-/// `/healthz` is open.
+/// `/healthz` and the readiness probe `/readyz` are open.
 pub fn router_with(state: ApiState, governance: Governance) -> Router {
     let (api, mut doc) = api_router().split_for_parts();
     complete_contract(&mut doc);
@@ -675,6 +683,7 @@ pub fn router_with(state: ApiState, governance: Governance) -> Router {
     let mut app = Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .fallback(not_found);
     for (name, value) in SECURITY_HEADERS {
         app = app.layer(SetResponseHeaderLayer::overriding(

@@ -132,7 +132,7 @@ impl TokenRecord {
 }
 
 /// Errors of a store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// No such object.
     #[error("{kind} '{name}' does not exist")]
@@ -221,6 +221,9 @@ pub trait Store: Send + Sync {
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
     /// The newest audit entry as recorded beside the log.
     async fn audit_head(&self) -> Result<Option<Head>, StoreError>;
+    /// Whether a write can be made now (for readiness): cheap while writes work; an
+    /// adapter may probe with a small write while they fail.
+    async fn writable(&self) -> Result<(), StoreError>;
 }
 
 // === Runtime ===

@@ -12,6 +12,7 @@
 mod govern;
 pub mod reconciler;
 pub mod tls;
+mod write_check;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -140,6 +141,7 @@ fn wait_for(shutdown: &Arc<Notify>) -> impl Future<Output = ()> + Send + 'static
 pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    write_check::warn_if_read_only(&args.data_dir);
     let store = Arc::new(
         SqliteStore::open(&args.data_dir.join("berth.db"))
             .await

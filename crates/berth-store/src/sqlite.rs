@@ -16,7 +16,7 @@ use berth_core::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use sqlx::{
-    QueryBuilder, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool,
+    Connection, QueryBuilder, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool,
     migrate::{Migration, MigrationType, Migrator},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
 };
@@ -52,6 +52,8 @@ pub struct SqliteStore {
     writer: Mutex<()>,
     /// Position of the newest event, updated after each commit that appended events.
     last_seq: watch::Sender<u64>,
+    /// Whether the latest write worked, for readiness.
+    health: WriteHealth,
 }
 
 impl SqliteStore {
@@ -132,6 +134,7 @@ impl SqliteStore {
             pool,
             writer: Mutex::new(()),
             last_seq: watch::Sender::new(last),
+            health: WriteHealth::default(),
         })
     }
 
@@ -155,35 +158,19 @@ impl Store for SqliteStore {
         writes: Vec<Write>,
         events: Vec<NewEvent>,
     ) -> Result<Commit, StoreError> {
-        let _writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| backend("starting a commit", &e))?;
-        match apply(&mut tx, change, writes, events).await {
-            Ok(commit) => {
-                tx.commit().await.map_err(|e| backend("committing", &e))?;
-                if let Some(event) = commit.events.last() {
-                    self.announce(event.seq);
-                }
-                tracing::debug!(
-                    revision = commit.revision,
-                    writes = commit.documents.len(),
-                    events = commit.events.len(),
-                    "committed"
-                );
-                Ok(commit)
-            }
-            Err(error) => {
-                // Dropping the transaction would roll back too, but only when the connection
-                // is next used; do it now so the failure is complete when we return.
-                if let Err(e) = tx.rollback().await {
-                    tracing::warn!(error = %e, "rolling back a failed commit");
-                }
-                Err(error)
-            }
+        let commit = self
+            .in_transaction("committing", async |conn| apply(conn, change, writes, events).await)
+            .await?;
+        if let Some(event) = commit.events.last() {
+            self.announce(event.seq);
         }
+        tracing::debug!(
+            revision = commit.revision,
+            writes = commit.documents.len(),
+            events = commit.events.len(),
+            "committed"
+        );
+        Ok(commit)
     }
 
     async fn get(&self, kind: &str, name: &str) -> Result<Option<Value>, StoreError> {
@@ -429,6 +416,10 @@ impl Store for SqliteStore {
         rows.iter().map(audit_from_row).collect()
     }
 
+    async fn writable(&self) -> Result<(), StoreError> {
+        self.probe().await
+    }
+
     async fn audit_head(&self) -> Result<Option<Head>, StoreError> {
         let mut conn = self
             .pool
@@ -441,29 +432,151 @@ impl Store for SqliteStore {
 
 impl SqliteStore {
     /// Runs `work` in a write transaction of its own, committing when it succeeds.
+    ///
+    /// A connection whose COMMIT or ROLLBACK failed (a full disk, an I/O error, a file
+    /// that became read-only) is closed instead of going back to the pool: SQLite may
+    /// have ended the transaction itself while sqlx still counts it open, and every later
+    /// `BEGIN` on that connection would then fail until a restart.
     async fn in_transaction<T>(
         &self,
         doing: &str,
         work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let _writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| backend(doing, &e))?;
-        match work(&mut tx).await {
-            Ok(value) => {
-                tx.commit().await.map_err(|e| backend(doing, &e))?;
-                Ok(value)
+        let mut conn = self.pool.acquire().await.map_err(|e| backend(doing, &e))?;
+        let mut broken = false;
+        let outcome = match conn.begin_with("BEGIN IMMEDIATE").await {
+            Err(e) => {
+                broken = true;
+                Err(backend(doing, &e))
             }
-            Err(error) => {
-                if let Err(e) = tx.rollback().await {
-                    tracing::warn!(error = %e, "rolling back after {doing} failed");
+            Ok(mut tx) => match work(&mut tx).await {
+                Ok(value) => tx.commit().await.map(|()| value).map_err(|e| {
+                    broken = true;
+                    backend(doing, &e)
+                }),
+                Err(error) => {
+                    // Dropping the transaction would roll back too, but only when the
+                    // connection is next used; do it now so the failure is complete when
+                    // we return.
+                    if let Err(e) = tx.rollback().await {
+                        tracing::warn!(error = %e, "rolling back after {doing} failed");
+                        broken = true;
+                    }
+                    Err(error)
                 }
-                Err(error)
-            }
+            },
+        };
+        if broken || conn.is_in_transaction() {
+            conn.close_on_drop();
         }
+        self.health.written(outcome.as_ref().map(|_| ()));
+        outcome
+    }
+
+    /// Whether a write can be made now, probing at most once per [`PROBE_EVERY`] and
+    /// only while the last write failed or none was made yet: readiness checks cost a
+    /// lock and a read of the last outcome, not a write each.
+    async fn probe(&self) -> Result<(), StoreError> {
+        if let Some(known) = self.health.known() {
+            return known;
+        }
+        // A write under way will tell; do not queue behind it.
+        let Ok(_writer) = self.writer.try_lock() else {
+            return self.health.last();
+        };
+        let outcome = async {
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| backend("probing whether the store can write", &e))?;
+            let result = async {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                // Rewrites a row with its own value: a real page write, no change.
+                sqlx::query("UPDATE revision SET value = value WHERE id = 1")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
+            .await;
+            if result.is_err() {
+                conn.close_on_drop();
+            }
+            result.map_err(|e| backend("probing whether the store can write", &e))
+        }
+        .await;
+        self.health.probed(outcome.clone());
+        outcome
+    }
+}
+
+/// How often [`SqliteStore::probe`] may write while the store is failing.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The outcome of the store's latest write or probe.
+#[derive(Debug, Default)]
+struct WriteHealth {
+    state: std::sync::Mutex<Health>,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    /// Why the latest write failed; none after a success.
+    error: Option<StoreError>,
+    /// Whether any write or probe succeeded since the store opened.
+    ever_written: bool,
+    /// When the latest probe ran.
+    probed: Option<std::time::Instant>,
+}
+
+impl WriteHealth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Health> {
+        // A panic while holding this lock leaves plain data behind: keep using it.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a write's outcome; domain refusals (not found, conflicts) say nothing
+    /// about the database.
+    fn written(&self, outcome: Result<(), &StoreError>) {
+        let mut h = self.lock();
+        match outcome {
+            Ok(()) => {
+                h.error = None;
+                h.ever_written = true;
+            }
+            Err(e @ StoreError::Backend { .. }) => h.error = Some(e.clone()),
+            Err(_) => {}
+        }
+    }
+
+    fn probed(&self, outcome: Result<(), StoreError>) {
+        let mut h = self.lock();
+        h.probed = Some(std::time::Instant::now());
+        match outcome {
+            Ok(()) => {
+                h.error = None;
+                h.ever_written = true;
+            }
+            Err(e) => h.error = Some(e),
+        }
+    }
+
+    /// The answer without probing, when one is due: the last write worked, or a probe
+    /// ran a moment ago.
+    fn known(&self) -> Option<Result<(), StoreError>> {
+        let h = self.lock();
+        let fresh = h.probed.is_some_and(|at| at.elapsed() < PROBE_EVERY);
+        match &h.error {
+            None if h.ever_written => Some(Ok(())),
+            Some(e) if fresh => Some(Err(e.clone())),
+            None if fresh => Some(Ok(())),
+            _ => None,
+        }
+    }
+
+    fn last(&self) -> Result<(), StoreError> {
+        self.lock().error.clone().map_or(Ok(()), Err)
     }
 }
 
@@ -1287,6 +1400,105 @@ mod tests {
                 .await
                 .contains(&"entries 3 to 4 were deleted from the end of the log".to_owned())
         );
+    }
+
+    /// A tmpfs of `size` mounted on a directory of its own, unmounted when dropped (even
+    /// when the test fails), so that a test can fill a real filesystem.
+    struct SmallDisk {
+        dir: TempDir,
+    }
+
+    impl SmallDisk {
+        /// None when this process may not mount (not root); CI runs as root, where the
+        /// tests that need it must run.
+        fn mount(size: &str) -> Option<Self> {
+            let dir = tempfile::tempdir().unwrap();
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !mounted {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI must run the disk-full tests: run them as root"
+                );
+                eprintln!("skipped: cannot mount a tmpfs here (run as root)");
+                return None;
+            }
+            Some(Self { dir })
+        }
+
+        fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// Writes a file until the filesystem is full; returns it.
+        fn fill(&self) -> std::path::PathBuf {
+            use std::io::Write as _;
+            let path = self.path().join("filler");
+            let mut file = std::fs::File::create(&path).unwrap();
+            let block = vec![0u8; 4096];
+            while file.write_all(&block).is_ok() {}
+            let _ = file.sync_all();
+            path
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+
+    fn big(name: &str) -> Write {
+        Write::Create {
+            kind: "Blob".to_owned(),
+            name: name.to_owned(),
+            owner: None,
+            document: serde_json::json!({ "data": "x".repeat(600_000) }),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_fails_the_commit_and_writes_work_again_once_space_returns() {
+        let Some(disk) = SmallDisk::mount("4m") else {
+            return;
+        };
+        let store = SqliteStore::open(&disk.path().join("berth.db")).await.unwrap();
+        store.writable().await.unwrap();
+        store.commit(vec![create("Release", "before")], vec![]).await.unwrap();
+
+        let filler = disk.fill();
+        let failed = store.commit(vec![big("too-big")], vec![]).await;
+        assert!(failed.is_err(), "a commit on a full disk fails: {failed:?}");
+        assert_eq!(store.get("Blob", "too-big").await.unwrap(), None);
+        let not_ready = store.writable().await;
+        assert!(
+            matches!(&not_ready, Err(StoreError::Backend { message }) if message.contains("full")),
+            "readiness names the full disk: {not_ready:?}"
+        );
+
+        std::fs::remove_file(filler).unwrap();
+        // The next probe waits for the last one to age.
+        tokio::time::sleep(PROBE_EVERY).await;
+        store.writable().await.unwrap();
+        // Every connection of the pool gets its turn: none may be left inside the failed
+        // transaction.
+        for i in 0..CONNECTIONS * 3 {
+            let name = format!("after-{i}");
+            store
+                .commit(
+                    vec![create("Release", &name)],
+                    vec![NewEvent::normal("Created", "Release", &name, "t", "m")],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("write {i} after space returned: {e}"));
+        }
+        store.close().await;
     }
 
     #[tokio::test]
