@@ -30,7 +30,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     ApiState, audit,
-    audit::{AuditList, AuditParams},
+    audit::{AuditList, AuditParams, VerifyParams},
     auth::{self, Actor, CurrentToken},
     body::{JsonBody, MAX_BODY},
     delivery::{self, ApplicationState, DeployRequest, ReleaseRequest, RollbackRequest},
@@ -547,11 +547,15 @@ async fn list_audit(State(s): State<ApiState>, Params(p): Params<AuditParams>) -
     Ok(Json(audit::list(&s, p).await?))
 }
 
-/// Verifies the audit log's hash chain: names every edited, deleted or unlinked entry.
-#[utoipa::path(get, path = "/audit/verify", tag = "governance",
-    responses((status = 200, body = Verification), (status = 401, body = Problem), (status = 403, body = Problem)))]
-async fn verify_audit(State(s): State<ApiState>) -> Result<Json<Verification>> {
-    Ok(Json(audit::verify(&s).await?))
+/// Verifies the audit log: every entry's signature and link, its head and checkpoints
+/// (and the one given), and every stored object and token against its latest entry.
+#[utoipa::path(get, path = "/audit/verify", tag = "governance", params(VerifyParams),
+    responses((status = 200, body = Verification), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn verify_audit(
+    State(s): State<ApiState>,
+    Params(p): Params<VerifyParams>,
+) -> Result<Json<Verification>> {
+    Ok(Json(audit::verify(&s, p).await?))
 }
 
 /// Readiness, open like `/healthz`: `ready` while the store can write, else 503 naming

@@ -70,6 +70,11 @@ pub struct ServerArgs {
     /// (same format) takes precedence over any file.
     #[arg(long, env = "BERTH_SECRETS_KEY_FILE", value_name = "FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    /// File holding the audit key that signs the audit log: base64 of 32 random bytes.
+    /// Default: <data-dir>/audit.key, made on first start. BERTH_AUDIT_KEY (same format)
+    /// takes precedence over any file.
+    #[arg(long, env = "BERTH_AUDIT_KEY_FILE", value_name = "FILE")]
+    pub audit_key_file: Option<PathBuf>,
     /// Requests per second each API token may make (sustained).
     #[arg(long, env = "BERTH_RATE_LIMIT", default_value_t = 50.0)]
     pub rate_limit: f64,
@@ -143,9 +148,15 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
     write_check::warn_if_read_only(&args.data_dir);
     let store = Arc::new(
-        SqliteStore::open(&args.data_dir.join("berth.db"))
-            .await
-            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
+        SqliteStore::open_with(
+            &args.data_dir.join("berth.db"),
+            berth_store::seal::key_source(
+                std::env::var("BERTH_AUDIT_KEY").ok().as_deref(),
+                args.audit_key_file.as_deref(),
+            )?,
+        )
+        .await
+        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
     );
     let bootstrap_token = auth::ensure_bootstrap_token(store.as_ref())
         .await
