@@ -1,11 +1,14 @@
 //! The audit log over HTTP: filtered pages, and a verification of the whole chain.
 
-use berth_core::audit::{AuditEntry, AuditQuery, Verification, Verifier};
+use berth_core::audit::{AuditEntry, AuditQuery, Checkpoint, Verification};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{ApiState, error::Result};
+use crate::{
+    ApiState,
+    error::{ApiError, Result},
+};
 
 /// Which entries.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -55,34 +58,24 @@ pub async fn list(state: &ApiState, p: AuditParams) -> Result<AuditList> {
     Ok(AuditList { items })
 }
 
-/// Walks the whole log, a page at a time, and checks every link against the head.
-pub async fn verify(state: &ApiState) -> Result<Verification> {
-    // Read the head first: entries committed during the walk come after it.
-    let head = state.store.audit_head().await?;
-    let mut verifier = Verifier::default();
-    let mut after = 0;
-    loop {
-        let page = state
-            .store
-            .audit(&AuditQuery {
-                after,
-                limit: 1000,
-                ..AuditQuery::default()
-            })
-            .await?;
-        let Some(last) = page.last().map(|e| e.seq) else {
-            break;
-        };
-        for e in page
-            .iter()
-            .take_while(|e| head.as_ref().is_none_or(|h| e.seq <= h.seq))
-        {
-            verifier.push(e);
-        }
-        if head.as_ref().is_some_and(|h| last >= h.seq) {
-            break;
-        }
-        after = last;
-    }
-    Ok(verifier.finish(head.as_ref()))
+/// Which checkpoint to verify against.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyParams {
+    /// A checkpoint an earlier verification handed out (`seq:hash:mac`): the log must
+    /// still hold that entry unchanged.
+    pub checkpoint: Option<String>,
+}
+
+/// Verifies the whole log, its checkpoints and every stored object against it.
+pub async fn verify(state: &ApiState, p: VerifyParams) -> Result<Verification> {
+    let given = p
+        .checkpoint
+        .as_deref()
+        .map(|text| {
+            text.parse::<Checkpoint>()
+                .map_err(|message| ApiError::BadRequest(format!("query parameter `checkpoint`: {message}")))
+        })
+        .transpose()?;
+    Ok(state.store.verify_audit(given.as_ref()).await?)
 }

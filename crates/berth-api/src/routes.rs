@@ -32,7 +32,7 @@ use utoipa_axum::{
 
 use crate::{
     ApiState, audit,
-    audit::{AuditList, AuditParams},
+    audit::{AuditList, AuditParams, VerifyParams},
     auth::{self, Actor, CurrentToken},
     body::{JsonBody, MAX_BODY, ParsedBody},
     contract,
@@ -608,11 +608,23 @@ async fn list_audit(State(s): State<ApiState>, Params(p): Params<AuditParams>) -
     Ok(Json(audit::list(&s, p).await?))
 }
 
-/// Verifies the audit log's hash chain: names every edited, deleted or unlinked entry.
-#[utoipa::path(get, path = "/audit/verify", tag = "governance",
-    responses((status = 200, body = Verification), (status = 401, body = Problem), (status = 403, body = Problem)))]
-async fn verify_audit(State(s): State<ApiState>) -> Result<Json<Verification>> {
-    Ok(Json(audit::verify(&s).await?))
+/// Verifies the audit log: every entry's signature and link, its head and checkpoints
+/// (and the one given), and every stored object and token against its latest entry.
+#[utoipa::path(get, path = "/audit/verify", tag = "governance", params(VerifyParams),
+    responses((status = 200, body = Verification), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn verify_audit(
+    State(s): State<ApiState>,
+    Params(p): Params<VerifyParams>,
+) -> Result<Json<Verification>> {
+    Ok(Json(audit::verify(&s, p).await?))
+}
+
+/// Readiness, open like `/healthz`: `ready` while the store can write, else 503 naming
+/// why (a full disk, a read-only data directory). Cheap: it probes with a write only
+/// while writes fail, at most once a second.
+async fn ready(State(s): State<ApiState>) -> Result<&'static str> {
+    s.store.writable().await?;
+    Ok("ready")
 }
 
 /// The OpenAPI document of this API.
@@ -723,8 +735,9 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
 
 /// The whole HTTP application: `/api/v1/...` (the OpenAPI document included) behind
 /// the rate limits (per client address, per user), authentication and authorization;
-/// only the liveness probe `/healthz` is open, and not rate-limited (it reads nothing, and
-/// an orchestrator's probes must not be refused). Serve it with
+/// only the liveness probe `/healthz` and the readiness probe `/readyz` are open, and
+/// `/healthz` is not rate-limited (it reads nothing, and an orchestrator's probes must not
+/// be refused). Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so that the per-address limit
 /// sees each client's address.
 pub fn router_with(state: ApiState, governance: Governance) -> Router {
@@ -760,6 +773,7 @@ pub fn router_with(state: ApiState, governance: Governance) -> Router {
     let mut app = Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .fallback(not_found);
     for (name, value) in SECURITY_HEADERS {
         app = app.layer(SetResponseHeaderLayer::overriding(

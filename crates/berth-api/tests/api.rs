@@ -138,14 +138,16 @@ async fn every_endpoint_needs_a_valid_token() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    // Only the liveness probe is open.
-    let res = api
-        .http
-        .get(format!("{}/healthz", api.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    // Only the liveness and readiness probes are open.
+    for probe in ["healthz", "readyz"] {
+        let res = api
+            .http
+            .get(format!("{}/{probe}", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "/{probe}");
+    }
     let (status, doc) = api.call(Method::GET, "/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with('3'));

@@ -903,6 +903,42 @@ async fn the_audit_log_records_every_change_and_verifies() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["ok"], true, "{v}");
     assert!(v["entries"].as_u64().unwrap() > 10);
+    assert!(v["objects"].as_u64().unwrap() > 3, "{v}");
+
+    // The checkpoint it hands out verifies later; one altered or garbled does not.
+    let c = &v["checkpoint"];
+    let checkpoint = format!(
+        "{}:{}:{}",
+        c["seq"],
+        c["hash"].as_str().unwrap(),
+        c["mac"].as_str().unwrap()
+    );
+    let verify = |checkpoint: String| {
+        let api = &api;
+        async move {
+            let res = api
+                .http
+                .get(format!("{}/api/v1/audit/verify", api.base))
+                .query(&[("checkpoint", checkpoint)])
+                .bearer_auth(&api.tokens[&Who::PlatformAdmin])
+                .send()
+                .await
+                .unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, later) = verify(checkpoint.clone()).await;
+    assert_eq!((s, &later["ok"]), (StatusCode::OK, &json!(true)), "{later}");
+    let forged = checkpoint.replacen(&c["seq"].to_string(), "1", 1);
+    let (s, v) = verify(forged).await;
+    assert_eq!((s, &v["ok"]), (StatusCode::OK, &json!(false)), "{v}");
+    assert!(
+        v["messages"][0].as_str().unwrap().contains("checkpoint given"),
+        "{v}"
+    );
+    let (s, p) = verify("372".to_owned()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("seq:hash:mac"), "{p}");
 }
 
 #[test]

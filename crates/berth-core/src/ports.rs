@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::{
-    audit::{AuditEntry, AuditQuery, Change, Head},
+    audit::{AuditEntry, AuditQuery, Change, Checkpoint, Verification},
     error::Invalid,
     image::ImageRef,
     objects::{Build, Event, NewEvent},
@@ -132,7 +132,7 @@ impl TokenRecord {
 }
 
 /// Errors of a store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// No such object.
     #[error("{kind} '{name}' does not exist")]
@@ -219,8 +219,13 @@ pub trait Store: Send + Sync {
     ) -> Result<TokenRecord, StoreError>;
     /// Reads audit entries in log order.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
-    /// The newest audit entry as recorded beside the log.
-    async fn audit_head(&self) -> Result<Option<Head>, StoreError>;
+    /// Verifies the whole audit log as of one instant: every entry's signature and link,
+    /// the head in the database, the checkpoint kept outside it and `given` (one an
+    /// operator kept), and every stored object and token against its latest entry.
+    async fn verify_audit(&self, given: Option<&Checkpoint>) -> Result<Verification, StoreError>;
+    /// Whether a write can be made now (for readiness): cheap while writes work; an
+    /// adapter may probe with a small write while they fail.
+    async fn writable(&self) -> Result<(), StoreError>;
 }
 
 // === Runtime ===

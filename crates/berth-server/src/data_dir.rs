@@ -12,12 +12,13 @@ use anyhow::Context;
 
 /// The files of the data directory that hold secrets (the database and SQLite's side
 /// files included: they hold the same rows).
-pub const PRIVATE_FILES: [&str; 6] = [
+pub const PRIVATE_FILES: [&str; 7] = [
     "berth.db",
     "berth.db-wal",
     "berth.db-shm",
     "berth.db-journal",
     "secrets.key",
+    "audit.key",
     "bootstrap-token",
 ];
 

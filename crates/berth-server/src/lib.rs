@@ -15,6 +15,7 @@ mod govern;
 pub mod reconciler;
 pub mod serve;
 pub mod tls;
+mod write_check;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -73,6 +74,11 @@ pub struct ServerArgs {
     /// (same format) takes precedence over any file.
     #[arg(long, env = "BERTH_SECRETS_KEY_FILE", value_name = "FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    /// File holding the audit key that signs the audit log: base64 of 32 random bytes.
+    /// Default: <data-dir>/audit.key, made on first start. BERTH_AUDIT_KEY (same format)
+    /// takes precedence over any file.
+    #[arg(long, env = "BERTH_AUDIT_KEY_FILE", value_name = "FILE")]
+    pub audit_key_file: Option<PathBuf>,
     /// Requests per second each API user may make (sustained), over all of its tokens;
     /// each client address may make four times as many, counted before the token is
     /// looked up.
@@ -174,11 +180,18 @@ fn wait_for(shutdown: &CancellationToken) -> impl Future<Output = ()> + Send + '
 
 /// Starts every part of the server and returns once it is serving.
 pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
+    write_check::warn_if_read_only(&args.data_dir);
     data_dir::prepare(&args.data_dir)?;
     let store = Arc::new(
-        SqliteStore::open(&args.data_dir.join("berth.db"))
-            .await
-            .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
+        SqliteStore::open_with(
+            &args.data_dir.join("berth.db"),
+            berth_store::seal::key_source(
+                std::env::var("BERTH_AUDIT_KEY").ok().as_deref(),
+                args.audit_key_file.as_deref(),
+            )?,
+        )
+        .await
+        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
     );
     let bootstrap_token = if args.rotate_bootstrap_token {
         let token = auth::rotate_bootstrap_token(store.as_ref())

@@ -18,6 +18,7 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod seal;
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{AuditKeySource, SqliteStore};

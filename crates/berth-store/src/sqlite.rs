@@ -9,18 +9,23 @@ use std::{path::Path, time::Duration};
 
 use async_trait::async_trait;
 use berth_core::{
-    audit::{self, AuditEntry, AuditQuery, Change, GENESIS, Head, Operation},
+    audit::{
+        self, AuditEntry, AuditKey, AuditQuery, Change, Checkpoint, CheckpointSource, GENESIS, Operation,
+        Seal, StoredState, Verification, Verifier,
+    },
     objects::{Event, EventType, NewEvent},
     ports::{Commit, EventQuery, ListQuery, Page, Store, StoreError, TokenRecord, Write},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use sqlx::{
-    QueryBuilder, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool,
+    AssertSqlSafe, Connection, QueryBuilder, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool,
     migrate::{Migration, MigrationType, Migrator},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
 };
 use tokio::sync::{Mutex, watch};
+
+use crate::seal::{self, Outside};
 
 /// Most items one page of objects or events holds, whatever the caller asks for.
 const MAX_PAGE: u32 = 1000;
@@ -41,7 +46,26 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "governance", include_str!("../migrations/0002_governance.sql")),
+    (3, "audit seal", include_str!("../migrations/0003_audit_seal.sql")),
 ];
+
+/// The migrator of `migrations` (version, description, SQL).
+fn migrator(migrations: &[(i64, &str, &'static str)]) -> Migrator {
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.to_owned().into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
 
 /// A [`Store`] in SQLite.
 #[derive(Debug)]
@@ -52,6 +76,24 @@ pub struct SqliteStore {
     writer: Mutex<()>,
     /// Position of the newest event, updated after each commit that appended events.
     last_seq: watch::Sender<u64>,
+    /// Whether the latest write worked, for readiness.
+    health: WriteHealth,
+    /// Signs every audit entry, the head and the seal.
+    key: AuditKey,
+    /// The checkpoint kept outside the database.
+    outside: Outside,
+    /// The checkpoint file was missing at open although the log had entries (it was
+    /// deleted): verification says so until the store is opened again.
+    outside_lost: bool,
+}
+
+/// Where a store's audit key comes from.
+#[derive(Debug, Clone)]
+pub enum AuditKeySource {
+    /// `audit.key` beside the database file, made on first open.
+    BesideDatabase,
+    /// A key given by the caller (a flag, the environment, a file elsewhere).
+    Given(AuditKey),
 }
 
 impl SqliteStore {
@@ -64,6 +106,16 @@ impl SqliteStore {
     /// directory, no permission), or the schema cannot be migrated (a file written by a newer
     /// Berth).
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, AuditKeySource::BesideDatabase).await
+    }
+
+    /// [`SqliteStore::open`] with the audit key from `key`; the audit checkpoint file is
+    /// `audit.checkpoint` beside the database either way.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`], and when the key file cannot be read or made.
+    pub async fn open_with(path: &Path, key: AuditKeySource) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -76,7 +128,23 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| backend(&format!("opening the store at {}", path.display()), &e))?;
-        Self::start(pool).await
+        // After the database: a missing directory is named by the database's path.
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        let key = match key {
+            AuditKeySource::Given(key) => key,
+            AuditKeySource::BesideDatabase => {
+                let file = dir.join("audit.key");
+                let (key, created) = seal::load_or_create_key(&file)?;
+                if created {
+                    tracing::warn!(
+                        path = %file.display(),
+                        "made an audit key next to the database; keep a copy elsewhere, or pass --audit-key-file"
+                    );
+                }
+                key
+            }
+        };
+        Self::start(pool, key, Outside::new(Some(dir.join("audit.checkpoint")))).await
     }
 
     /// Opens a fresh, empty database that lives in memory and disappears with the store.
@@ -96,7 +164,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| backend("opening an in-memory store", &e))?;
-        Self::start(pool).await
+        Self::start(pool, seal::random_key(), Outside::new(None)).await
     }
 
     /// Closes every connection, waiting for those in use to be returned.
@@ -128,31 +196,40 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Migrates the schema and reads where the event log stands.
-    async fn start(pool: SqlitePool) -> Result<Self, StoreError> {
-        let migrations = MIGRATIONS
-            .iter()
-            .map(|&(version, description, sql)| {
-                Migration::new(
-                    version,
-                    description.into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect();
-        Migrator::with_migrations(migrations)
+    /// Migrates the schema, seals the audit log when it is not sealed yet, and reads
+    /// where the event log stands.
+    async fn start(pool: SqlitePool, key: AuditKey, outside: Outside) -> Result<Self, StoreError> {
+        migrator(MIGRATIONS)
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend {
                 message: format!("migrating the store schema: {e}"),
             })?;
         let last = last_seq(&pool).await?;
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|e| backend("reading the audit seal", &e))?;
+        let entries = audit_end(&mut conn).await?.0;
+        let had_checkpoint = outside.read().is_some();
+        let sealed_now = seal_once(&mut conn, &key, &outside).await?;
+        let outside_lost = entries > 0 && !had_checkpoint && !sealed_now;
+        if outside_lost {
+            tracing::error!(
+                entries,
+                "the audit checkpoint file is missing although the log has entries: it was deleted, or the \
+                 database comes from elsewhere; `berth audit verify` reports it until the next start"
+            );
+        }
+        drop(conn);
         Ok(Self {
             pool,
             writer: Mutex::new(()),
             last_seq: watch::Sender::new(last),
+            health: WriteHealth::default(),
+            key,
+            outside,
+            outside_lost,
         })
     }
 
@@ -176,35 +253,21 @@ impl Store for SqliteStore {
         writes: Vec<Write>,
         events: Vec<NewEvent>,
     ) -> Result<Commit, StoreError> {
-        let _writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| backend("starting a commit", &e))?;
-        match apply(&mut tx, change, writes, events).await {
-            Ok(commit) => {
-                tx.commit().await.map_err(|e| backend("committing", &e))?;
-                if let Some(event) = commit.events.last() {
-                    self.announce(event.seq);
-                }
-                tracing::debug!(
-                    revision = commit.revision,
-                    writes = commit.documents.len(),
-                    events = commit.events.len(),
-                    "committed"
-                );
-                Ok(commit)
-            }
-            Err(error) => {
-                // Dropping the transaction would roll back too, but only when the connection
-                // is next used; do it now so the failure is complete when we return.
-                if let Err(e) = tx.rollback().await {
-                    tracing::warn!(error = %e, "rolling back a failed commit");
-                }
-                Err(error)
-            }
+        let commit = self
+            .in_transaction("committing", async |conn| {
+                apply(conn, &self.key, change, writes, events).await
+            })
+            .await?;
+        if let Some(event) = commit.events.last() {
+            self.announce(event.seq);
         }
+        tracing::debug!(
+            revision = commit.revision,
+            writes = commit.documents.len(),
+            events = commit.events.len(),
+            "committed"
+        );
+        Ok(commit)
     }
 
     async fn get(&self, kind: &str, name: &str) -> Result<Option<Value>, StoreError> {
@@ -338,7 +401,7 @@ impl Store for SqliteStore {
                 before: before.as_ref().map(token_digest),
                 after: Some(token_digest(&token)),
             };
-            record(conn, change, Utc::now(), &[written]).await
+            record(conn, &self.key, change, Utc::now(), &[written]).await
         })
         .await
     }
@@ -407,7 +470,7 @@ impl Store for SqliteStore {
                 before: Some(token_digest(&before)),
                 after: Some(token_digest(&after)),
             };
-            record(conn, change, Utc::now(), &[written]).await?;
+            record(conn, &self.key, change, Utc::now(), &[written]).await?;
             Ok(after)
         })
         .await
@@ -450,41 +513,188 @@ impl Store for SqliteStore {
         rows.iter().map(audit_from_row).collect()
     }
 
-    async fn audit_head(&self) -> Result<Option<Head>, StoreError> {
+    async fn writable(&self) -> Result<(), StoreError> {
+        self.probe().await
+    }
+
+    async fn verify_audit(&self, given: Option<&Checkpoint>) -> Result<Verification, StoreError> {
+        // The file first: it is written after each commit, so it is never ahead of the
+        // snapshot read below unless the log lost entries.
+        let file = self.outside.read();
         let mut conn = self
             .pool
             .acquire()
             .await
-            .map_err(|e| backend("reading the audit head", &e))?;
-        audit_head(&mut conn).await
+            .map_err(|e| backend("verifying the audit log", &e))?;
+        // One read transaction: the log, its head and the objects as of one instant.
+        let mut tx = conn
+            .begin()
+            .await
+            .map_err(|e| backend("verifying the audit log", &e))?;
+        let verification = verify_in(&mut tx, &self.key, file.as_ref(), self.outside_lost, given).await;
+        if let Err(e) = tx.rollback().await {
+            tracing::warn!(error = %e, "ending the audit verification's read transaction");
+        }
+        verification
     }
 }
 
 impl SqliteStore {
     /// Runs `work` in a write transaction of its own, committing when it succeeds.
+    ///
+    /// A connection whose COMMIT or ROLLBACK failed (a full disk, an I/O error, a file
+    /// that became read-only) is closed instead of going back to the pool: SQLite may
+    /// have ended the transaction itself while sqlx still counts it open, and every later
+    /// `BEGIN` on that connection would then fail until a restart.
     async fn in_transaction<T>(
         &self,
         doing: &str,
         work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let _writer = self.writer.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| backend(doing, &e))?;
-        match work(&mut tx).await {
-            Ok(value) => {
-                tx.commit().await.map_err(|e| backend(doing, &e))?;
-                Ok(value)
+        let mut conn = self.pool.acquire().await.map_err(|e| backend(doing, &e))?;
+        let mut broken = false;
+        let outcome = match conn.begin_with("BEGIN IMMEDIATE").await {
+            Err(e) => {
+                broken = true;
+                Err(backend(doing, &e))
             }
-            Err(error) => {
-                if let Err(e) = tx.rollback().await {
-                    tracing::warn!(error = %e, "rolling back after {doing} failed");
+            Ok(mut tx) => match work(&mut tx).await {
+                Ok(value) => tx.commit().await.map(|()| value).map_err(|e| {
+                    broken = true;
+                    backend(doing, &e)
+                }),
+                Err(error) => {
+                    // Dropping the transaction would roll back too, but only when the
+                    // connection is next used; do it now so the failure is complete when
+                    // we return.
+                    if let Err(e) = tx.rollback().await {
+                        tracing::warn!(error = %e, "rolling back after {doing} failed");
+                        broken = true;
+                    }
+                    Err(error)
                 }
-                Err(error)
+            },
+        };
+        if broken || conn.is_in_transaction() {
+            conn.close_on_drop();
+        } else if outcome.is_ok() {
+            // Still holding the writer: checkpoints reach the file in commit order.
+            match audit_head(&mut conn).await {
+                Ok(Some(head)) => self.outside.advance(head),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "reading the audit head after a commit"),
             }
         }
+        self.health.written(outcome.as_ref().map(|_| ()));
+        outcome
+    }
+
+    /// Whether a write can be made now, probing at most once per [`PROBE_EVERY`] and
+    /// only while the last write failed or none was made yet: readiness checks cost a
+    /// lock and a read of the last outcome, not a write each.
+    async fn probe(&self) -> Result<(), StoreError> {
+        if let Some(known) = self.health.known() {
+            return known;
+        }
+        // A write under way will tell; do not queue behind it.
+        let Ok(_writer) = self.writer.try_lock() else {
+            return self.health.last();
+        };
+        let outcome = async {
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| backend("probing whether the store can write", &e))?;
+            let result = async {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                // Rewrites a row with its own value: a real page write, no change.
+                sqlx::query("UPDATE revision SET value = value WHERE id = 1")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
+            .await;
+            if result.is_err() {
+                conn.close_on_drop();
+            }
+            result.map_err(|e| backend("probing whether the store can write", &e))
+        }
+        .await;
+        self.health.probed(outcome.clone());
+        outcome
+    }
+}
+
+/// How often [`SqliteStore::probe`] may write while the store is failing.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The outcome of the store's latest write or probe.
+#[derive(Debug, Default)]
+struct WriteHealth {
+    state: std::sync::Mutex<Health>,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    /// Why the latest write failed; none after a success.
+    error: Option<StoreError>,
+    /// Whether any write or probe succeeded since the store opened.
+    ever_written: bool,
+    /// When the latest probe ran.
+    probed: Option<std::time::Instant>,
+}
+
+impl WriteHealth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Health> {
+        // A panic while holding this lock leaves plain data behind: keep using it.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a write's outcome; domain refusals (not found, conflicts) say nothing
+    /// about the database.
+    fn written(&self, outcome: Result<(), &StoreError>) {
+        let mut h = self.lock();
+        match outcome {
+            Ok(()) => {
+                h.error = None;
+                h.ever_written = true;
+            }
+            Err(e @ StoreError::Backend { .. }) => h.error = Some(e.clone()),
+            Err(_) => {}
+        }
+    }
+
+    fn probed(&self, outcome: Result<(), StoreError>) {
+        let mut h = self.lock();
+        h.probed = Some(std::time::Instant::now());
+        match outcome {
+            Ok(()) => {
+                h.error = None;
+                h.ever_written = true;
+            }
+            Err(e) => h.error = Some(e),
+        }
+    }
+
+    /// The answer without probing, when one is due: the last write worked, or a probe
+    /// ran a moment ago.
+    fn known(&self) -> Option<Result<(), StoreError>> {
+        let h = self.lock();
+        let fresh = h.probed.is_some_and(|at| at.elapsed() < PROBE_EVERY);
+        match &h.error {
+            None if h.ever_written => Some(Ok(())),
+            Some(e) if fresh => Some(Err(e.clone())),
+            None if fresh => Some(Ok(())),
+            _ => None,
+        }
+    }
+
+    fn last(&self) -> Result<(), StoreError> {
+        self.lock().error.clone().map_or(Ok(()), Err)
     }
 }
 
@@ -494,6 +704,7 @@ impl SqliteStore {
 /// rolls back.
 async fn apply(
     conn: &mut SqliteConnection,
+    key: &AuditKey,
     change: &Change,
     writes: Vec<Write>,
     events: Vec<NewEvent>,
@@ -553,7 +764,7 @@ async fn apply(
             after: after.clone(),
         })
         .collect();
-    record(conn, change, now, &entries).await?;
+    record(conn, key, change, now, &entries).await?;
 
     let mut recorded = Vec::with_capacity(events.len());
     for event in events {
@@ -722,9 +933,14 @@ struct AuditedWrite<'a> {
     after: Option<String>,
 }
 
-/// Appends one audit entry per write, chained to the recorded head, and moves the head.
+/// Appends one audit entry per write, each signed with `key` and chained to the log's
+/// last entry, and moves the signed head.
+///
+/// The chain continues from the log itself, not from the head row: a head row someone
+/// edited must not make every later write fail (verification reports it instead).
 async fn record(
     conn: &mut SqliteConnection,
+    key: &AuditKey,
     change: &Change,
     time: DateTime<Utc>,
     writes: &[AuditedWrite<'_>],
@@ -736,8 +952,7 @@ async fn record(
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| backend("reading the store revision", &e))?;
-    let head = audit_head(conn).await?;
-    let (mut seq, mut prev) = head.map_or((0, GENESIS.to_owned()), |h| (h.seq, h.hash));
+    let (mut seq, mut prev) = audit_end(conn).await?;
     for w in writes {
         seq += 1;
         let mut entry = AuditEntry {
@@ -754,7 +969,7 @@ async fn record(
             prev: prev.clone(),
             hash: String::new(),
         };
-        entry.hash = audit::entry_hash(&entry);
+        entry.hash = key.entry_mac(&entry);
         sqlx::query(
             "INSERT INTO audit (seq, time, actor, action, operation, kind, name, before, after, revision, \
              prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -776,31 +991,297 @@ async fn record(
         .map_err(|e| backend(&format!("auditing {} '{}'", entry.kind, entry.name), &e))?;
         prev = entry.hash;
     }
+    move_head(conn, &key.checkpoint(seq, &prev)).await
+}
+
+/// Records `head` as the log's signed head.
+async fn move_head(conn: &mut SqliteConnection, head: &Checkpoint) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
     )
-    .bind(cursor(Some(seq)))
-    .bind(&prev)
+    .bind(cursor(Some(head.seq)))
+    .bind(&head.hash)
+    .bind(&head.mac)
     .execute(&mut *conn)
     .await
     .map_err(|e| backend("moving the audit head", &e))?;
     Ok(())
 }
 
-/// The recorded head of the audit log.
-async fn audit_head(conn: &mut SqliteConnection) -> Result<Option<Head>, StoreError> {
-    let row: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+/// The position and hash of the log's last entry (0 and [`GENESIS`] when it is empty).
+async fn audit_end(conn: &mut SqliteConnection) -> Result<(u64, String), StoreError> {
+    let row: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| backend("reading the end of the audit log", &e))?;
+    match row {
+        Some((seq, hash)) => Ok((to_u64(seq, "audit seq")?, hash)),
+        None => Ok((0, GENESIS.to_owned())),
+    }
+}
+
+/// The head recorded in the database, as a checkpoint. A row someone garbled reads as a
+/// checkpoint that does not verify rather than as an error, so that verification names it.
+async fn audit_head(conn: &mut SqliteConnection) -> Result<Option<Checkpoint>, StoreError> {
+    let row = sqlx::query("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| backend("reading the audit head", &e))?;
-    row.map(|(seq, hash)| {
-        Ok(Head {
-            seq: to_u64(seq, "audit seq")?,
-            hash,
-        })
+    Ok(row.map(|row| Checkpoint {
+        seq: row
+            .try_get::<i64, _>("seq")
+            .ok()
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(u64::MAX),
+        hash: row.try_get::<String, _>("hash").unwrap_or_default(),
+        mac: row
+            .try_get::<Option<String>, _>("mac")
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+    }))
+}
+
+/// The seal's columns: keyed_from, prev, key_id, mac (all empty before sealing).
+type SealRow = (Option<i64>, Option<String>, Option<String>, Option<String>);
+
+/// The seal of the log; none when the row was deleted or never filled.
+async fn audit_seal(conn: &mut SqliteConnection) -> Result<Option<Seal>, StoreError> {
+    let row: Option<SealRow> =
+        sqlx::query_as("SELECT keyed_from, prev, key_id, mac FROM audit_seal WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| backend("reading the audit seal", &e))?;
+    Ok(match row {
+        Some((Some(keyed_from), Some(prev), Some(key_id), Some(mac))) => Some(Seal {
+            keyed_from: u64::try_from(keyed_from).unwrap_or(u64::MAX),
+            prev,
+            key_id,
+            mac,
+        }),
+        _ => None,
     })
-    .transpose()
+}
+
+/// Seals the log at the first open of a database migrated to a signed log: entries
+/// written so far stay as they are (unsigned), signing starts after them, and objects
+/// and tokens that no entry records (written before the audit log existed) get an entry
+/// each, so that later changes to them show. Returns whether it sealed now.
+async fn seal_once(
+    conn: &mut SqliteConnection,
+    key: &AuditKey,
+    outside: &Outside,
+) -> Result<bool, StoreError> {
+    let pending: Option<Option<i64>> = sqlx::query_scalar("SELECT keyed_from FROM audit_seal WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| backend("reading the audit seal", &e))?;
+    match pending {
+        None => {
+            tracing::error!("the audit seal was deleted from the database: `berth audit verify` reports it");
+            return Ok(false);
+        }
+        Some(Some(_)) => return Ok(false),
+        Some(None) if outside.read().is_some() => {
+            // A checkpoint exists, so this log was sealed before: someone emptied the
+            // seal to have the signed entries read as unsigned ones.
+            tracing::error!(
+                "the audit seal was reset in the database: not sealing again; `berth audit verify` reports it"
+            );
+            return Ok(false);
+        }
+        Some(None) => {}
+    }
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| backend("sealing the audit log", &e))?;
+    let (last, prev) = audit_end(&mut tx).await?;
+    let seal = key.seal(last + 1, &prev);
+    sqlx::query("UPDATE audit_seal SET keyed_from = ?, prev = ?, key_id = ?, mac = ? WHERE id = 1")
+        .bind(cursor(Some(seal.keyed_from)))
+        .bind(&seal.prev)
+        .bind(&seal.key_id)
+        .bind(&seal.mac)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| backend("sealing the audit log", &e))?;
+    // The head as it stands, signed.
+    move_head(&mut tx, &key.checkpoint(last, &prev)).await?;
+
+    let unaudited: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT kind, name, document FROM objects o \
+         WHERE NOT EXISTS (SELECT 1 FROM audit a WHERE a.kind = o.kind AND a.name = o.name) ORDER BY id",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| backend("finding objects the audit log does not record", &e))?;
+    let tokens = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS} FROM tokens t \
+         WHERE NOT EXISTS (SELECT 1 FROM audit a WHERE a.kind = 'Token' AND a.name = t.id)"
+    )))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(|e| backend("finding tokens the audit log does not record", &e))?;
+    let tokens = tokens.iter().map(token_from_row).collect::<Result<Vec<_>, _>>()?;
+    let mut baseline: Vec<AuditedWrite<'_>> = unaudited
+        .iter()
+        .map(|(kind, name, document)| AuditedWrite {
+            operation: Operation::Create,
+            kind,
+            name,
+            before: None,
+            after: Some(audit::digest(document)),
+        })
+        .collect();
+    baseline.extend(tokens.iter().map(|t| AuditedWrite {
+        operation: Operation::Create,
+        kind: "Token",
+        name: &t.id,
+        before: None,
+        after: Some(token_digest(t)),
+    }));
+    record(
+        &mut tx,
+        key,
+        &Change::new("berth", "audit.baseline"),
+        Utc::now(),
+        &baseline,
+    )
+    .await?;
+    let head = audit_head(&mut tx).await?;
+    tx.commit()
+        .await
+        .map_err(|e| backend("sealing the audit log", &e))?;
+    if let Some(head) = head {
+        outside.advance(head);
+    }
+    tracing::info!(
+        signed_from = seal.keyed_from,
+        baseline = baseline.len(),
+        "audit log sealed: entries from here on are signed with the audit key"
+    );
+    Ok(true)
+}
+
+/// An object beside its latest entry: id, kind, name, document, entry seq, entry after.
+type ObjectState = (i64, String, String, String, Option<i64>, Option<String>);
+
+/// How many stored objects one page of the verification reads.
+const VERIFY_PAGE: i64 = 1000;
+
+/// Verifies the log, its checkpoints and every stored object and token, inside the
+/// caller's read transaction.
+async fn verify_in(
+    conn: &mut SqliteConnection,
+    key: &AuditKey,
+    file: Option<&Checkpoint>,
+    file_lost: bool,
+    given: Option<&Checkpoint>,
+) -> Result<Verification, StoreError> {
+    let seal = audit_seal(conn).await?;
+    let head = audit_head(conn).await?;
+    let mut verifier = Verifier::new(key, seal.as_ref())
+        .against(CheckpointSource::Database, head.as_ref())
+        .against(CheckpointSource::File, if file_lost { None } else { file });
+    if given.is_some() {
+        verifier = verifier.against(CheckpointSource::Given, given);
+    }
+    let mut after = 0;
+    loop {
+        let rows = sqlx::query(
+            "SELECT seq, time, actor, action, operation, kind, name, before, after, revision, prev, hash \
+             FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(VERIFY_PAGE)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| backend("reading the audit log", &e))?;
+        let Some(last) = rows.last() else { break };
+        after = last
+            .try_get("seq")
+            .map_err(|e| backend("reading the audit log", &e))?;
+        for row in &rows {
+            verifier.push(&audit_from_row(row)?);
+        }
+    }
+
+    // Every object beside its latest entry, a page at a time.
+    let latest =
+        "(SELECT a.seq FROM audit a WHERE a.kind = {k} AND a.name = {n} ORDER BY a.seq DESC LIMIT 1)";
+    let latest_after =
+        "(SELECT a.after FROM audit a WHERE a.kind = {k} AND a.name = {n} ORDER BY a.seq DESC LIMIT 1)";
+    let about = |sql: &str, k: &str, n: &str| sql.replace("{k}", k).replace("{n}", n);
+    let objects = format!(
+        "SELECT o.id, o.kind, o.name, o.document, {} AS seq, {} AS audited FROM objects o \
+         WHERE o.id > ? ORDER BY o.id LIMIT ?",
+        about(latest, "o.kind", "o.name"),
+        about(latest_after, "o.kind", "o.name"),
+    );
+    let mut after = 0i64;
+    loop {
+        let rows: Vec<ObjectState> = sqlx::query_as(AssertSqlSafe(objects.clone()))
+            .bind(after)
+            .bind(VERIFY_PAGE)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| backend("comparing stored objects with the audit log", &e))?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        for (_, kind, name, document, seq, audited) in rows {
+            verifier.check(&StoredState {
+                kind,
+                name,
+                stored: Some(audit::digest(&document)),
+                audited: seq.map(|s| (u64::try_from(s).unwrap_or_default(), audited)),
+            });
+        }
+    }
+    let tokens = format!(
+        "SELECT {TOKEN_COLUMNS}, {} AS seq, {} AS audited FROM tokens t",
+        about(latest, "'Token'", "t.id"),
+        about(latest_after, "'Token'", "t.id"),
+    );
+    let rows = sqlx::query(AssertSqlSafe(tokens))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| backend("comparing stored tokens with the audit log", &e))?;
+    for row in &rows {
+        let token = token_from_row(row)?;
+        let seq: Option<i64> = row.try_get("seq").map_err(|e| backend("decoding a token", &e))?;
+        let audited: Option<String> = row
+            .try_get("audited")
+            .map_err(|e| backend("decoding a token", &e))?;
+        verifier.check(&StoredState {
+            kind: "Token".to_owned(),
+            name: token.id.clone(),
+            stored: Some(token_digest(&token)),
+            audited: seq.map(|s| (u64::try_from(s).unwrap_or_default(), audited)),
+        });
+    }
+    // What the log says exists but is stored nowhere.
+    let gone: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT a.kind, a.name, a.seq, a.after FROM audit a \
+         WHERE a.after IS NOT NULL \
+           AND a.seq = (SELECT MAX(b.seq) FROM audit b WHERE b.kind = a.kind AND b.name = a.name) \
+           AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.kind = a.kind AND o.name = a.name) \
+           AND NOT EXISTS (SELECT 1 FROM tokens t WHERE a.kind = 'Token' AND t.id = a.name) \
+         ORDER BY a.seq",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| backend("finding audited objects that are not stored", &e))?;
+    for (kind, name, seq, audited) in gone {
+        verifier.check(&StoredState {
+            kind,
+            name,
+            stored: None,
+            audited: Some((u64::try_from(seq).unwrap_or_default(), audited)),
+        });
+    }
+    Ok(verifier.finish())
 }
 
 /// The columns of a token row, in the order [`token_from_row`] reads them.
@@ -1234,23 +1715,37 @@ mod tests {
 
     /// Verifies the stored log the way `berth audit verify` does.
     async fn verify(store: &SqliteStore) -> Vec<String> {
-        let mut verifier = audit::Verifier::default();
-        let log = store
-            .audit(&AuditQuery {
-                limit: 1000,
-                ..AuditQuery::default()
-            })
-            .await
-            .unwrap();
-        log.iter().for_each(|e| verifier.push(e));
-        verifier
-            .finish(store.audit_head().await.unwrap().as_ref())
-            .messages
+        store.verify_audit(None).await.unwrap().messages
     }
 
-    #[tokio::test]
-    async fn audit_entries_cannot_be_changed_and_tampering_shows() {
-        let (_dir, store) = on_disk().await;
+    /// Runs statements on the database file the way someone with write access to it
+    /// would: beside the store, with the append-only guards dropped first.
+    async fn tamper(store: &SqliteStore, statements: &[&str]) {
+        for sql in [
+            "DROP TRIGGER IF EXISTS audit_no_update",
+            "DROP TRIGGER IF EXISTS audit_no_delete",
+        ]
+        .iter()
+        .chain(statements)
+        {
+            sqlx::query(AssertSqlSafe(*sql))
+                .execute(&store.pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    /// Asserts that verification reports each of `expected` (among others).
+    async fn assert_reported(store: &SqliteStore, expected: &[&str]) {
+        let found = verify(store).await;
+        for e in expected {
+            assert!(found.iter().any(|f| f == e), "{e}: {found:?}");
+        }
+    }
+
+    /// A store on disk with four releases a, b, c, d (entries 1 to 4).
+    async fn four_releases() -> (Option<TempDir>, SqliteStore) {
+        let (dir, store) = on_disk().await;
         for name in ["a", "b", "c", "d"] {
             store
                 .commit_as(
@@ -1262,6 +1757,12 @@ mod tests {
                 .unwrap();
         }
         assert!(verify(&store).await.is_empty());
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn audit_entries_cannot_be_changed_and_tampering_shows() {
+        let (_dir, store) = four_releases().await;
         let update = sqlx::query("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
             .execute(&store.pool)
             .await;
@@ -1274,39 +1775,354 @@ mod tests {
         );
 
         // Someone with the file drops the guards and edits an entry, then deletes one.
-        for sql in [
-            "DROP TRIGGER audit_no_update",
-            "DROP TRIGGER audit_no_delete",
-            "UPDATE audit SET actor = 'mallory' WHERE seq = 2",
-        ] {
-            sqlx::query(AssertSqlSafe(sql))
-                .execute(&store.pool)
-                .await
-                .unwrap();
-        }
+        tamper(&store, &["UPDATE audit SET actor = 'mallory' WHERE seq = 2"]).await;
         assert_eq!(
             verify(&store).await,
             ["entry 2 was edited: its content does not match its hash"]
         );
-        sqlx::query("DELETE FROM audit WHERE seq = 3")
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        tamper(&store, &["DELETE FROM audit WHERE seq = 3"]).await;
         assert_eq!(
             verify(&store).await,
             [
                 "entry 2 was edited: its content does not match its hash",
-                "entry 3 was deleted"
+                "entry 3 was deleted",
+                "Release 'c' is stored, but no audit entry records it: it was written outside Berth",
             ]
         );
-        sqlx::query("DELETE FROM audit WHERE seq = 4")
-            .execute(&store.pool)
+    }
+
+    #[tokio::test]
+    async fn deleting_the_newest_entries_and_moving_the_head_back_shows() {
+        let (_dir, store) = four_releases().await;
+        tamper(
+            &store,
+            &[
+                "DELETE FROM audit WHERE seq > 2",
+                "UPDATE audit_head SET seq = 2, hash = (SELECT hash FROM audit WHERE seq = 2)",
+                "DELETE FROM objects WHERE name IN ('c', 'd')",
+            ],
+        )
+        .await;
+        assert_eq!(
+            verify(&store).await,
+            [
+                "the head recorded in the database does not carry this server's audit signature: it was altered, or it comes from another server",
+                "entries 3 to 4 were deleted from the end of the log: the checkpoint file beside the database records entry 4",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn lowering_the_head_then_rewriting_later_entries_shows() {
+        let (_dir, store) = four_releases().await;
+        // Entries 3 and 4 rewritten as a consistent chain of plain hashes, the head
+        // moved to entry 2: what the unkeyed chain accepted as intact.
+        let log = store
+            .audit(&AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            })
             .await
             .unwrap();
-        assert!(
-            verify(&store)
+        let mut prev = log[1].hash.clone();
+        let mut statements =
+            vec!["UPDATE audit_head SET seq = 2, hash = (SELECT hash FROM audit WHERE seq = 2)".to_owned()];
+        for e in &log[2..] {
+            let mut forged = AuditEntry {
+                actor: "mallory".to_owned(),
+                prev: prev.clone(),
+                ..e.clone()
+            };
+            forged.hash = audit::entry_hash(&forged);
+            statements.push(format!(
+                "UPDATE audit SET actor = 'mallory', prev = '{}', hash = '{}' WHERE seq = {}",
+                forged.prev, forged.hash, forged.seq
+            ));
+            prev = forged.hash;
+        }
+        let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+        tamper(&store, &statements).await;
+        assert_reported(
+            &store,
+            &[
+                "entry 3 was edited: its content does not match its hash",
+                "entry 4 was edited: its content does not match its hash",
+                "entry 4 is not the entry the checkpoint file beside the database records: the log was rewritten up to there",
+            ],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn emptying_the_log_and_its_head_shows() {
+        let (_dir, store) = four_releases().await;
+        tamper(&store, &["DELETE FROM audit", "DELETE FROM audit_head"]).await;
+        assert_reported(
+            &store,
+            &[
+                "entries 1 to 4 were deleted from the end of the log: the checkpoint file beside the database records entry 4",
+                "Release 'a' is stored, but no audit entry records it: it was written outside Berth",
+            ],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn objects_and_tokens_changed_in_the_database_are_named() {
+        let (_dir, store) = on_disk().await;
+        let user = |admin: bool| Write::Create {
+            kind: "User".to_owned(),
+            name: "viewer".to_owned(),
+            owner: None,
+            document: serde_json::json!({ "kind": "User", "metadata": { "name": "viewer" }, "spec": { "platformAdmin": admin } }),
+        };
+        store
+            .commit_as(
+                &Change::new("admin", "apply"),
+                vec![user(false), create("Team", "ops")],
+                vec![],
+            )
+            .await
+            .unwrap();
+        store
+            .put_token(
+                TokenRecord {
+                    id: "t1".to_owned(),
+                    name: "ci".to_owned(),
+                    subject: "viewer".to_owned(),
+                    hash: "ab".repeat(32),
+                    created_at: Utc::now(),
+                    expires_at: None,
+                    revoked_at: None,
+                },
+                &Change::new("admin", "token.create"),
+            )
+            .await
+            .unwrap();
+        assert!(verify(&store).await.is_empty());
+
+        // A viewer made platform admin, a team removed, a token minted and one extended,
+        // all in SQLite directly.
+        tamper(
+            &store,
+            &[
+                "UPDATE objects SET document = json_set(document, '$.spec.platformAdmin', json('true')) \
+                 WHERE kind = 'User' AND name = 'viewer'",
+                "DELETE FROM objects WHERE kind = 'Team'",
+                "INSERT INTO tokens (hash, id, name, subject, created_at) \
+                 VALUES ('cdcd', 'forged', 'x', 'admin', '2026-01-01T00:00:00Z')",
+                "UPDATE tokens SET expires_at = '2099-01-01T00:00:00Z' WHERE id = 't1'",
+            ],
+        )
+        .await;
+        assert_eq!(
+            verify(&store).await,
+            [
+                "User 'viewer' was changed outside Berth: what is stored is not what entry 1 recorded",
+                "Token 't1' was changed outside Berth: what is stored is not what entry 3 recorded",
+                "Token 'forged' is stored, but no audit entry records it: it was written outside Berth",
+                "Team 'ops' was deleted outside Berth: entry 2 records it, but it is not stored",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tampered_head_does_not_stop_writes() {
+        for head in [
+            "UPDATE audit_head SET seq = 1",
+            "UPDATE audit_head SET seq = 'garbage', hash = 'x', mac = NULL",
+            "DELETE FROM audit_head",
+        ] {
+            let (_dir, store) = four_releases().await;
+            tamper(&store, &[head]).await;
+            assert!(!verify(&store).await.is_empty(), "{head}: the tampering shows");
+            store
+                .commit(vec![create("Release", "e")], vec![])
                 .await
-                .contains(&"entries 3 to 4 were deleted from the end of the log".to_owned())
+                .unwrap_or_else(|e| panic!("{head}: a write after it failed: {e}"));
+            assert!(
+                verify(&store).await.is_empty(),
+                "{head}: the next write set the head right"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_log_signed_with_another_key_is_named_once() {
+        let (dir, store) = four_releases().await;
+        store.close().await;
+        drop(store);
+        let path = dir.as_ref().unwrap().path().join("berth.db");
+        let other = SqliteStore::open_with(&path, AuditKeySource::Given(seal::random_key()))
+            .await
+            .unwrap();
+        let found = verify(&other).await;
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("the log is signed with audit key"),
+            "{found:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn resetting_the_seal_does_not_make_signed_entries_unsigned() {
+        let (dir, store) = four_releases().await;
+        tamper(&store, &["UPDATE audit_seal SET keyed_from = NULL"]).await;
+        store.close().await;
+        drop(store);
+        let store = SqliteStore::open(&dir.as_ref().unwrap().path().join("berth.db"))
+            .await
+            .unwrap();
+        assert_eq!(
+            verify(&store).await,
+            ["the record of where signing began was deleted: every entry is checked as signed"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsigned_log_is_sealed_at_the_first_open_and_stays_verifiable() {
+        // A database as the previous Berth left it: schema 1 and 2, an unsigned chain,
+        // an object from before the audit log existed.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.db");
+        {
+            let pool = SqlitePool::connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+            migrator(&MIGRATIONS[..2]).run(&pool).await.unwrap();
+            let mut prev = GENESIS.to_owned();
+            for (seq, name) in [(1u64, "a"), (2, "b")] {
+                let document =
+                    serde_json::json!({ "kind": "Release", "metadata": { "name": name } }).to_string();
+                let mut e = AuditEntry {
+                    seq,
+                    time: Utc::now(),
+                    actor: "alice".to_owned(),
+                    action: "apply".to_owned(),
+                    operation: Operation::Create,
+                    kind: "Release".to_owned(),
+                    name: name.to_owned(),
+                    before: None,
+                    after: Some(audit::digest(&document)),
+                    revision: seq,
+                    prev: prev.clone(),
+                    hash: String::new(),
+                };
+                e.hash = audit::entry_hash(&e);
+                sqlx::query(
+                    "INSERT INTO objects (kind, name, document, version, created_at, updated_at) \
+                     VALUES ('Release', ?, ?, ?, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+                )
+                .bind(name)
+                .bind(&document)
+                .bind(cursor(Some(seq)))
+                .execute(&pool)
+                .await
+                .unwrap();
+                sqlx::query(
+                    "INSERT INTO audit (seq, time, actor, action, operation, kind, name, before, after, revision, prev, hash) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(cursor(Some(e.seq)))
+                .bind(timestamp(e.time))
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(e.operation.as_str())
+                .bind(&e.kind)
+                .bind(&e.name)
+                .bind(&e.before)
+                .bind(&e.after)
+                .bind(cursor(Some(e.revision)))
+                .bind(&e.prev)
+                .bind(&e.hash)
+                .execute(&pool)
+                .await
+                .unwrap();
+                prev = e.hash;
+            }
+            sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, 2, ?)")
+                .bind(&prev)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO objects (kind, name, document, version, created_at, updated_at) \
+                 VALUES ('Team', 'old', '{\"kind\":\"Team\"}', 1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query("UPDATE revision SET value = 2")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.commit(vec![create("Release", "c")], vec![]).await.unwrap();
+        let v = store.verify_audit(None).await.unwrap();
+        assert!(v.ok, "{:?}", v.messages);
+        let log = store
+            .audit(&AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        let rows: Vec<(&str, &str)> = log.iter().map(|e| (e.name.as_str(), e.action.as_str())).collect();
+        assert_eq!(
+            rows,
+            [
+                ("a", "apply"),
+                ("b", "apply"),
+                ("old", "audit.baseline"),
+                ("c", "commit")
+            ],
+            "the unaudited team got a baseline entry"
+        );
+        assert_eq!(
+            log[1].hash,
+            audit::entry_hash(&log[1]),
+            "old entries keep their hashes"
+        );
+        assert_ne!(log[2].hash, audit::entry_hash(&log[2]), "new ones are signed");
+
+        // The unsigned part rewritten consistently: the seal names it.
+        let mut forged = AuditEntry {
+            actor: "mallory".to_owned(),
+            ..log[0].clone()
+        };
+        forged.hash = audit::entry_hash(&forged);
+        let mut second = AuditEntry {
+            prev: forged.hash.clone(),
+            ..log[1].clone()
+        };
+        second.hash = audit::entry_hash(&second);
+        tamper(
+            &store,
+            &[
+                &format!(
+                    "UPDATE audit SET actor = 'mallory', hash = '{}' WHERE seq = 1",
+                    forged.hash
+                ),
+                &format!(
+                    "UPDATE audit SET prev = '{}', hash = '{}' WHERE seq = 2",
+                    second.prev, second.hash
+                ),
+            ],
+        )
+        .await;
+        assert_eq!(
+            verify(&store).await,
+            [
+                "the entries up to 2, written before the log was signed, were changed or deleted after it was sealed",
+                "entry 3 does not link to the entry before it (that entry was changed or replaced)"
+            ]
         );
     }
 

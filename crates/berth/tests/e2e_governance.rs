@@ -239,6 +239,14 @@ async fn audit_verify_names_an_edited_and_a_deleted_entry() {
     let out = berth.cli(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).starts_with("audit log intact:"), "{}", text(&out));
+    // The operator keeps the checkpoint it prints, and it verifies while nothing changed.
+    let checkpoint = text(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("checkpoint "))
+        .unwrap_or_else(|| panic!("no checkpoint printed: {}", text(&out)))
+        .to_owned();
+    let out = berth.cli(&["audit", "verify", "--checkpoint", &checkpoint]);
+    assert!(out.status.success(), "{}", text(&out));
     let out = berth.cli(&["audit", "--actor", "admin", "--kind", "Application"]);
     let listing = text(&out);
     assert!(out.status.success(), "{listing}");
@@ -294,6 +302,23 @@ async fn audit_verify_names_an_edited_and_a_deleted_entry() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out).contains(&format!("entry {deleted} was deleted")),
+        "{}",
+        text(&out)
+    );
+
+    // An object edited in the database directly is named, with the kept checkpoint
+    // given too.
+    sqlx::query(
+        "UPDATE objects SET document = json_set(document, '$.spec.replicas', 9) \
+         WHERE kind = 'Application' AND name = 'web'",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let out = berth.cli(&["audit", "verify", "--checkpoint", &checkpoint]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("Application 'web' was changed outside Berth"),
         "{}",
         text(&out)
     );

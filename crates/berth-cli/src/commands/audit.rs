@@ -1,5 +1,6 @@
-//! `berth audit [filters]` lists the audit log; `berth audit verify` checks its hash
-//! chain and exits non-zero when an entry was edited or deleted.
+//! `berth audit [filters]` lists the audit log; `berth audit verify` checks its signed
+//! chain, its checkpoints and the stored objects against it, exits non-zero naming every
+//! break, and prints a checkpoint to keep and give back later (`--checkpoint`).
 
 use std::{io::Write, process::ExitCode};
 
@@ -41,8 +42,14 @@ pub struct AuditArgs {
 /// What else `berth audit` does.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AuditVerb {
-    /// Check that no entry was edited or deleted; exits 1 naming every break.
-    Verify,
+    /// Check that no entry or stored object was changed outside Berth; exits 1 naming
+    /// every break, else prints a checkpoint to keep elsewhere.
+    Verify {
+        /// A checkpoint an earlier `berth audit verify` printed (`seq:hash:mac`): the log
+        /// must still hold that entry unchanged.
+        #[arg(long)]
+        checkpoint: Option<String>,
+    },
 }
 
 /// One entry of the log.
@@ -70,9 +77,10 @@ struct AuditList {
 }
 
 #[derive(Debug, Deserialize)]
-struct Head {
+struct Checkpoint {
     seq: u64,
     hash: String,
+    mac: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,29 +88,44 @@ struct Verification {
     ok: bool,
     entries: u64,
     #[serde(default)]
-    head: Option<Head>,
+    objects: u64,
+    #[serde(default)]
+    checkpoint: Option<Checkpoint>,
     #[serde(default)]
     messages: Vec<String>,
+    #[serde(default)]
+    omitted: u64,
 }
 
 /// Runs `berth audit`.
 pub async fn run(client: &Client, args: AuditArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
-    if args.verify.is_some() {
+    if let Some(AuditVerb::Verify { checkpoint }) = &args.verify {
+        let query: Vec<(&str, String)> = checkpoint.iter().map(|c| ("checkpoint", c.clone())).collect();
         let v: Verification = client
-            .get(&["audit", "verify"], &[])
+            .get(&["audit", "verify"], &query)
             .await
             .context("verifying the audit log")?;
         if v.ok {
-            let head = v
-                .head
-                .map(|h| format!("; head {}:{}", h.seq, h.hash))
-                .unwrap_or_default();
-            writeln!(out, "audit log intact: {} entries{head}", v.entries)?;
+            writeln!(
+                out,
+                "audit log intact: {} entries, {} stored objects match it",
+                v.entries, v.objects
+            )?;
+            if let Some(c) = v.checkpoint {
+                writeln!(out, "checkpoint {}:{}:{}", c.seq, c.hash, c.mac)?;
+                writeln!(
+                    out,
+                    "keep it away from the server; `berth audit verify --checkpoint <it>` later proves the log still holds it"
+                )?;
+            }
             return Ok(ExitCode::SUCCESS);
         }
         writeln!(out, "audit log TAMPERED ({} entries read):", v.entries)?;
         for m in &v.messages {
             writeln!(out, "  {m}")?;
+        }
+        if v.omitted > 0 {
+            writeln!(out, "  … and {} more", v.omitted)?;
         }
         return Ok(ExitCode::FAILURE);
     }
