@@ -232,7 +232,10 @@ pub async fn authorize(
         }
         Rule::DeleteApplication => {
             let mut permissions = Vec::new();
-            if let (Some(team), Some(app)) = (readable_app_team(&state, &principal, name.as_deref()).await?, &name) {
+            if let (Some(team), Some(app)) = (
+                readable_app_team(&state, &principal, name.as_deref()).await?,
+                &name,
+            ) {
                 permissions.push(Permission::Apply { team: team.clone() });
                 let deployments = repo::list_all::<DeploymentKind>(state.store.as_ref(), Some(app)).await?;
                 for environment in running_environments(&deployments) {

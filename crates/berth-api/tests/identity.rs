@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use berth_api::{ApiState, Governance, RateLimit, auth};
 use berth_core::{
     NewEvent,
-    audit::{AuditEntry, AuditQuery, Change, Head},
+    audit::{AuditEntry, AuditQuery, Change, Checkpoint, Verification},
     image::ImageRef,
     ports::{
         BuildError, BuildRequest, BuildTicket, Builds, Commit, EventQuery, ImageResolver, ListQuery,
@@ -91,8 +91,11 @@ impl Store for Counting {
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         self.inner.audit(query).await
     }
-    async fn audit_head(&self) -> Result<Option<Head>, StoreError> {
-        self.inner.audit_head().await
+    async fn verify_audit(&self, given: Option<&Checkpoint>) -> Result<Verification, StoreError> {
+        self.inner.verify_audit(given).await
+    }
+    async fn writable(&self) -> Result<(), StoreError> {
+        self.inner.writable().await
     }
 }
 
