@@ -57,7 +57,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             // An operation the document lists without a body: parse here, as strictly.
             None => Arc::new(parse(&read(req, state).await?)?),
         };
-        shape(&value).map(JsonBody)
+        request(&value).map(JsonBody)
+    }
+}
+
+/// A request body `T` from its parsed value. Every request body of this API is an object;
+/// serde alone would also fill a struct from an array (`[null, null]`), which the document
+/// does not allow.
+fn request<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(format!(
+            "the body must be a JSON object ({{\"field\": value, …}}), not {}",
+            kind_of(value)
+        )));
+    }
+    shape(value)
+}
+
+/// What kind of JSON value `value` is, for messages.
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -264,6 +289,23 @@ mod tests {
         );
         // Too large to be exact: left a float, so an integer field refuses it.
         assert!(parse(b"1e300").unwrap().is_f64());
+    }
+
+    #[test]
+    fn request_bodies_are_objects() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Release {
+            image: Option<String>,
+            description: Option<String>,
+        }
+        // serde on its own takes an array for a struct: what let `[null, null]` through.
+        assert!(shape::<Release>(&json!([null, null])).is_ok());
+        for body in [json!([null, null]), json!("x"), json!(1), json!(null)] {
+            let err = request::<Release>(&body).unwrap_err().to_string();
+            assert!(err.contains("must be a JSON object"), "{body}: {err}");
+        }
+        assert!(request::<Release>(&json!({"image": null})).is_ok());
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub async fn list_of_app(
     Path(app): Path<String>,
     Params(p): Params<ListParams>,
 ) -> Result<Json<ObjectList>> {
-    objects::get::<ApplicationKind>(&s, &app).await?;
+    objects::application_or_history(&s, &app).await?;
     Ok(Json(
         objects::list::<BuildKind>(&s, &p, Some(&app), |_| true).await?,
     ))
@@ -158,7 +158,7 @@ pub async fn list(
     responses((status = 200, body = Build), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get(State(s): State<ApiState>, Path((app, n)): Path<(String, String)>) -> Result<Json<Build>> {
     // The application first: its 404 is the same whether it is missing or unreadable.
-    objects::get::<ApplicationKind>(&s, &app).await?;
+    objects::application_or_history(&s, &app).await?;
     Ok(Json(
         objects::get::<BuildKind>(&s, &build_name(&app, number(&n)?)).await?,
     ))
@@ -177,7 +177,7 @@ pub async fn log(
     Params(p): Params<LogParams>,
 ) -> Result<impl IntoResponse> {
     let name = build_name(&app, number(&n)?);
-    objects::get::<ApplicationKind>(&s, &app).await?;
+    objects::application_or_history(&s, &app).await?;
     objects::get::<BuildKind>(&s, &name).await?;
     let offset = headers
         .get("last-event-id")

@@ -401,6 +401,33 @@ pub async fn list<K: Kind>(
     })
 }
 
+/// Succeeds when application `name` exists or has history (releases kept after it was
+/// deleted); otherwise the same 404 as for a missing application, so that what hangs off
+/// an application answers alike whether the application is missing or unreadable.
+pub async fn application_or_history(state: &ApiState, name: &str) -> Result<()> {
+    if repo::get::<ApplicationKind>(state.store.as_ref(), name)
+        .await?
+        .is_some()
+        || !state
+            .store
+            .list(&ListQuery {
+                kind: ReleaseKind::KIND.to_owned(),
+                owner: Some(name.to_owned()),
+                after: None,
+                limit: 1,
+            })
+            .await?
+            .items
+            .is_empty()
+    {
+        return Ok(());
+    }
+    Err(ApiError::NotFound {
+        kind: ApplicationKind::KIND.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
 /// Reads one object.
 pub async fn get<K: Kind>(state: &ApiState, name: &str) -> Result<Resource<K>> {
     repo::get::<K>(state.store.as_ref(), name)
@@ -413,12 +440,9 @@ pub async fn get<K: Kind>(state: &ApiState, name: &str) -> Result<Resource<K>> {
 
 /// Parses and validates a document sent by a client; status is Berth's and is dropped.
 fn accept<K: Kind>(body: &Value, url_name: Option<&str>) -> Result<Resource<K>> {
-    let mut doc = body.clone();
-    if let (Some(name), Some(meta)) = (url_name, doc.get_mut("metadata").and_then(Value::as_object_mut)) {
-        meta.entry("name")
-            .or_insert_with(|| Value::String(name.to_owned()));
-    }
-    let mut object = Resource::<K>::from_json(&doc)?;
+    // A document names itself: one without `metadata.name` is refused like any document
+    // missing a required field, as the OpenAPI document says, not completed from the URL.
+    let mut object = Resource::<K>::from_json(body)?;
     if let Some(name) = url_name
         && object.metadata.name != name
     {

@@ -393,7 +393,7 @@ async fn get_release(
     Path((app, number)): Path<(String, String)>,
 ) -> Result<Json<Release>> {
     // The application first: its 404 is the same whether it is missing or unreadable.
-    objects::get::<ApplicationKind>(&s, &app).await?;
+    objects::application_or_history(&s, &app).await?;
     Ok(Json(delivery::release(&s, &app, release_number(&number)?).await?))
 }
 
