@@ -20,7 +20,8 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$version"; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-cargo build -q -p berth -p berth-kube-fake --example serve
+cargo build -q -p berth --bin berth
+cargo build -q -p berth-kube-fake --example serve
 bin=${CARGO_TARGET_DIR:-target}/debug
 work=$(mktemp -d)
 server=

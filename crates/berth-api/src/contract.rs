@@ -50,6 +50,8 @@ pub struct QueryParam {
     pub minimum: Option<f64>,
     /// The documented largest value.
     pub maximum: Option<f64>,
+    /// The range its `format` (`int32`, `int64`) allows, exactly.
+    pub format_range: Option<(i128, i128)>,
 }
 
 /// The contract of every operation: `(METHOD, template under /api/v1)`.
@@ -94,6 +96,11 @@ pub fn from_document(doc: &Value) -> BTreeMap<(String, String), Operation> {
                             integer,
                             minimum: schema.get("minimum").and_then(Value::as_f64),
                             maximum: schema.get("maximum").and_then(Value::as_f64),
+                            format_range: match schema.get("format").and_then(Value::as_str) {
+                                Some("int32") => Some((i32::MIN.into(), i32::MAX.into())),
+                                Some("int64") => Some((i64::MIN.into(), i64::MAX.into())),
+                                _ => None,
+                            },
                         },
                     ))
                 })
@@ -122,8 +129,11 @@ pub async fn enforce(matched: Option<MatchedPath>, req: Request, next: Next) -> 
         .strip_prefix("/api/v1")
         .unwrap_or(matched.as_str());
     let Some(op) = operations().get(&(req.method().as_str().to_owned(), template.to_owned())) else {
-        // Not in the document (the document itself, or a method the path does not take,
-        // which authorization answers with 405): no query parameters, and no body read.
+        // A method the path does not take: authorization answers 405 whatever the query.
+        if operations().keys().any(|(_, t)| t == template) {
+            return Ok(next.run(req).await);
+        }
+        // Not in the document (the document itself): no query parameters, no body read.
         let req = check_query(&Operation::default(), req)?;
         return Ok(next.run(req).await);
     };
@@ -198,6 +208,13 @@ fn integer_param(name: &str, value: &str, param: &QueryParam) -> Result<String> 
             "query parameter '{name}' must be a whole number, not '{value}'"
         )));
     };
+    if let Some((low, high)) = param.format_range
+        && !(low..=high).contains(&n)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter '{name}' must be between {low} and {high} (it is {n})"
+        )));
+    }
     #[allow(clippy::cast_precision_loss)]
     let as_f64 = n as f64;
     if let Some(min) = param.minimum
@@ -342,6 +359,21 @@ mod tests {
             }
         }
         assert!(bodies >= 20, "{bodies}");
+    }
+
+    #[test]
+    fn integers_stay_within_their_format() {
+        let after = &operations()[&("GET".to_owned(), "/events".to_owned())].query["after"];
+        assert_eq!(after.format_range, Some((i64::MIN.into(), i64::MAX.into())));
+        // 2^63 is i64::MAX + 1, which an f64 comparison cannot tell from i64::MAX.
+        let err = integer_param("after", "9223372036854775808", after).unwrap_err();
+        assert!(err.to_string().contains("must be between"), "{err}");
+        assert_eq!(
+            integer_param("after", "9223372036854775807", after)
+                .ok()
+                .as_deref(),
+            Some("9223372036854775807")
+        );
     }
 
     #[test]

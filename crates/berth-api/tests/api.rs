@@ -421,6 +421,10 @@ async fn releases_pin_digests_and_deploys_number_themselves() {
         .call(Method::PUT, "/applications/web/releases/1", Some(r1.clone()))
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // A method the path does not take is 405 whatever its query says (the contract's
+    // query check is for the operations the path has).
+    let (status, _) = api.call(Method::TRACE, "/releases?limit=1&continue=", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 
     // Bad requests say what is wrong.
     let (status, p) = api
