@@ -51,7 +51,7 @@ trap 'tools/kubernetes/cluster.sh down "$k8s_name" || true' EXIT
 k8s_kubeconfig=$(tools/kubernetes/cluster.sh up "$k8s_name")
 BERTH_TEST_K8S=real KUBECONFIG="$k8s_kubeconfig" BERTH_TEST_KUBECTL="$k8s_bin/kubectl" \
   BERTH_TEST_IMAGE="registry.example.com/web@sha256:$(printf '%064d' 1)" \
-  cargo test -p berth-runtime-kube --no-fail-fast -- --test-threads=4
+  cargo test -p berth-runtime-kube --no-fail-fast -- --test-threads=1
 tools/kubernetes/cluster.sh down "$k8s_name"
 trap - EXIT
 

@@ -64,6 +64,7 @@ fi
 mkdir -p "$cache_root" 2>/dev/null || fail "cannot create the cache directory $cache_root; set BERTH_K8S_CACHE to a writable directory"
 tmp=$(mktemp -d "$cache_root/.build-$key.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+chmod 755 "$tmp"
 mkdir -p "$tmp/bin" "$tmp/stages"
 
 step() {

@@ -458,7 +458,10 @@ async fn a_service_account_bound_to_the_documented_cluster_role_suffices() {
 
     // Everything Berth does: create all kinds, watch-free passes, explain, prune.
     let w = everything(&h);
-    let api = h.workload("api", 1, 1);
+    let mut api = h.workload("api", 1, 1);
+    // Without its own CPU limit a pod gets the LimitRange's default, which is the whole
+    // quota: it would never fit beside web (see the report of this test's first run).
+    api.cpu_millis = Some(250);
     let r = h
         .until(&rt, &[w.clone(), api.clone()], WAIT, |r| {
             complete(r, &w) && complete(r, &api)
