@@ -63,6 +63,19 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
+# The Kubernetes suite again, against a real control plane built from the pinned Go modules
+# (tools/kubernetes; cached, so only the first run on a machine compiles). A failure to
+# build or start it fails here, naming the component and its log: it is never skipped.
+k8s_bin=$(tools/kubernetes/build.sh)
+k8s_name=ci-$$
+trap 'tools/kubernetes/cluster.sh down "$k8s_name" || true' EXIT
+k8s_kubeconfig=$(tools/kubernetes/cluster.sh up "$k8s_name")
+BERTH_TEST_K8S=real KUBECONFIG="$k8s_kubeconfig" BERTH_TEST_KUBECTL="$k8s_bin/kubectl" \
+  BERTH_TEST_IMAGE="registry.example.com/web@sha256:$(printf '%064d' 1)" \
+  cargo test -p berth-runtime-kube --no-fail-fast -- --test-threads=1
+tools/kubernetes/cluster.sh down "$k8s_name"
+trap - EXIT
+
 # Fuzz the REST API with schemathesis against a real server: no 5xx, nothing the OpenAPI
 # document does not describe, at least 1,000 generated requests.
 bash scripts/fuzz-api.sh

@@ -64,7 +64,19 @@ fn element_key(v: &Value) -> Option<(&'static str, String)> {
 #[must_use]
 pub fn differences(desired: &Value, observed: &Value) -> Vec<Difference> {
     let mut out = Vec::new();
-    walk(desired, Some(observed), &mut String::new(), &mut out);
+    // A real API server leaves apiVersion and kind out of the items of a list (only the
+    // list itself carries them), so they are never compared: the path already says both.
+    if let Value::Object(d) = desired {
+        let mut path = String::new();
+        for (k, dv) in d.iter().filter(|(k, _)| *k != "apiVersion" && *k != "kind") {
+            path.clear();
+            path.push('.');
+            path.push_str(k);
+            walk(dv, observed.get(k), &mut path, &mut out);
+        }
+    } else {
+        walk(desired, Some(observed), &mut String::new(), &mut out);
+    }
     out
 }
 
@@ -253,5 +265,14 @@ mod tests {
             ["kubectl-edit"]
         );
         assert!(managers_of(&observed, ".spec.replicas").is_empty());
+    }
+
+    #[test]
+    fn list_items_without_api_version_and_kind_are_not_drift() {
+        // What a real API server's list returns for an object Berth applied.
+        let desired = json!({"apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": "berth-quota"}, "spec": {"hard": {"pods": "20"}}});
+        let listed = json!({"metadata": {"name": "berth-quota"}, "spec": {"hard": {"pods": "20"}}});
+        assert_eq!(differences(&desired, &listed), vec![]);
     }
 }

@@ -168,7 +168,8 @@ struct Inner {
     client: tokio::sync::OnceCell<Client>,
     /// Objects known to match what Berth applied: key → (resourceVersion, hash).
     verified: Mutex<HashMap<ObjKey, (String, String)>>,
-    /// Objects whose apply conflicted: key → (resourceVersion, hash, what was reported).
+    /// Objects whose apply conflicted: key → (generation or resourceVersion, hash, what was
+    /// reported).
     conflicted: Mutex<HashMap<ObjKey, (String, String, String)>>,
     changed: Arc<Notify>,
     watches: Mutex<Vec<JoinHandle<()>>>,
@@ -447,10 +448,15 @@ impl Inner {
         let w = &desired[*i];
         let rv = meta["resourceVersion"].as_str().unwrap_or_default().to_owned();
         // A conflict stands while nothing changed: not the object, not what Berth wants,
-        // and the environment still does not force.
+        // and the environment still does not force. "The object" is its generation where it
+        // has one: on a real cluster the controllers write the status of a Deployment, HPA
+        // or PDB all the time, and each write is a new resourceVersion but the same spec.
+        let version = meta["generation"]
+            .as_i64()
+            .map_or_else(|| rv.clone(), |g| format!("generation {g}"));
         let standing = lock(&self.conflicted)
             .get(&key)
-            .filter(|(v, h, _)| *v == rv && h == hash && !w.force_conflicts)
+            .filter(|(v, h, _)| *v == version && h == hash && !w.force_conflicts)
             .map(|(_, _, m)| m.clone());
         let state = if let Some(message) = standing {
             Seen::Conflicted(message)
@@ -481,7 +487,7 @@ impl Inner {
             }
         };
         let rollout = (kind == ObjectKind::Deployment).then(|| (*i, status::rollout(w, obj)));
-        Some(Observed::Wanted(key, state, rollout, rv))
+        Some(Observed::Wanted(key, state, rollout, version))
     }
 
     async fn apply(

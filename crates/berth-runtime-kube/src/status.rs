@@ -61,13 +61,25 @@ pub fn rollout(w: &Workload, d: &Value) -> Rollout {
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"));
     let stalled =
         progressing.is_some_and(|c| c["status"] == "False" && c["reason"] == "ProgressDeadlineExceeded");
+    // The ReplicaSet controller could not create pods at all (a quota or admission refused
+    // them): the only place that says why is this condition.
+    let replica_failure = status["conditions"]
+        .as_array()
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c["type"] == "ReplicaFailure" && c["status"] == "True")
+        })
+        .and_then(|c| c["message"].as_str());
     let message = if stalled {
         let text = progressing
             .and_then(|c| c["message"].as_str())
             .unwrap_or("the rollout made no progress in time");
-        Some(format!("ProgressDeadlineExceeded: {text}"))
+        Some(match replica_failure {
+            Some(why) => format!("ProgressDeadlineExceeded: {text}; ReplicaFailure: {why}"),
+            None => format!("ProgressDeadlineExceeded: {text}"),
+        })
     } else {
-        None
+        replica_failure.map(|why| format!("ReplicaFailure: {why}"))
     };
     let complete = old == 0 && updated_n >= w.replicas && ready >= w.replicas;
     Rollout {
@@ -87,7 +99,25 @@ pub fn rollout(w: &Workload, d: &Value) -> Rollout {
 #[must_use]
 pub fn pod_problems(pods: &[Value]) -> Option<String> {
     let mut reasons: Vec<(String, u32)> = Vec::new();
+    let mut count = |text: String| match reasons.iter_mut().find(|(t, _)| *t == text) {
+        Some((_, n)) => *n += 1,
+        None => reasons.push((text, 1)),
+    };
     for p in pods {
+        // A pod the scheduler cannot place has no container statuses at all; its
+        // PodScheduled condition says why ("0/3 nodes are available: 3 Insufficient memory").
+        let unscheduled = p["status"]["conditions"].as_array().and_then(|cs| {
+            cs.iter()
+                .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+        });
+        if let Some(c) = unscheduled {
+            let reason = c["reason"].as_str().unwrap_or("Unschedulable");
+            count(match c["message"].as_str() {
+                Some(m) => format!("{reason} ({m})"),
+                None => reason.to_owned(),
+            });
+            continue;
+        }
         let Some(statuses) = p["status"]["containerStatuses"].as_array() else {
             continue;
         };
@@ -109,10 +139,7 @@ pub fn pod_problems(pods: &[Value]) -> Option<String> {
             } else {
                 continue;
             };
-            match reasons.iter_mut().find(|(t, _)| *t == text) {
-                Some((_, n)) => *n += 1,
-                None => reasons.push((text, 1)),
-            }
+            count(text);
         }
     }
     if reasons.is_empty() {
@@ -186,6 +213,31 @@ mod tests {
         assert_eq!(
             pod_problems(&pods).as_deref(),
             Some("2 pod(s): ImagePullBackOff (Back-off)")
+        );
+    }
+
+    #[test]
+    fn unschedulable_pods_say_why() {
+        // What the real scheduler writes on a pod no node can hold (no container statuses).
+        let pending = json!({"status": {"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient memory."}]}});
+        assert_eq!(
+            pod_problems(&[pending.clone(), pending]).as_deref(),
+            Some("2 pod(s): Unschedulable (0/3 nodes are available: 3 Insufficient memory.)")
+        );
+    }
+
+    #[test]
+    fn pods_refused_by_a_quota_say_why() {
+        // What the real Deployment controller copies from its ReplicaSet.
+        let d = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+             "message": "pods \"web-1-x\" is forbidden: exceeded quota: berth-quota"}]}});
+        let r = rollout(&w(1), &d);
+        assert_eq!(
+            r.message.as_deref(),
+            Some("ReplicaFailure: pods \"web-1-x\" is forbidden: exceeded quota: berth-quota")
         );
     }
 }

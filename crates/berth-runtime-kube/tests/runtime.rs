@@ -111,7 +111,9 @@ async fn a_rollout_that_cannot_progress_is_reported_stalled() {
         fake.fail_rollouts("broken", RolloutFailure::ImagePull);
         bad.image = "registry.example.com/broken@sha256:00000000000000000000000000000000000000000000000000000000000000ff".into();
     } else {
-        bad.image = "registry.invalid/berth/missing@sha256:00000000000000000000000000000000000000000000000000000000000000ff".into();
+        // kwok's nodes pull nothing, so a missing image would still become Ready: ask for
+        // more memory than any node has, which the real scheduler refuses to place.
+        bad.memory_bytes = Some(1 << 40);
         bad.startup_deadline_seconds = 10;
     }
     let report = h
@@ -121,10 +123,17 @@ async fn a_rollout_that_cannot_progress_is_reported_stalled() {
         .await;
     let message = report.workloads[0].message.clone().unwrap_or_default();
     assert!(message.contains("ProgressDeadlineExceeded"), "{message}");
-    assert!(
-        message.contains("ImagePull") || message.contains("ErrImagePull"),
-        "{message}"
-    );
+    if real() {
+        assert!(
+            message.contains("Unschedulable") && message.contains("Insufficient memory"),
+            "{message}"
+        );
+    } else {
+        assert!(
+            message.contains("ImagePull") || message.contains("ErrImagePull"),
+            "{message}"
+        );
+    }
     assert_eq!(report.workloads[0].counts.old, 1, "the old replica keeps serving");
     h.cleanup().await;
 }

@@ -165,6 +165,18 @@ impl Harness {
         if real() {
             let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(self.client.clone());
             let _ = api.delete(&self.namespace(), &Default::default()).await;
+            // Berth prunes whatever carries its labels anywhere on the cluster, so the next
+            // test may only start once this one's objects are gone (the suite runs one test
+            // at a time on a real cluster: see scripts/test.sh).
+            let end = tokio::time::Instant::now() + Duration::from_secs(120);
+            while api.get_opt(&self.namespace()).await.ok().flatten().is_some() {
+                assert!(
+                    tokio::time::Instant::now() < end,
+                    "namespace {} not deleted in 120 s",
+                    self.namespace()
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     }
 }
