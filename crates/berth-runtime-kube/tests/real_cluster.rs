@@ -448,7 +448,9 @@ async fn a_service_account_bound_to_the_documented_cluster_role_suffices() {
     let rt = KubeRuntime::new(
         "dc1",
         &KubernetesRuntime {
-            kubeconfig: Some(KubeconfigSource::Inline(serde_json::to_string(&kc).unwrap())),
+            kubeconfig: Some(KubeconfigSource::Inline(
+                serde_json::to_string(&kc).unwrap().into(),
+            )),
             context: None,
             in_cluster: false,
         },
