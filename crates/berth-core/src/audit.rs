@@ -27,6 +27,7 @@
 //! checkpoint file is caught only by a checkpoint kept elsewhere.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use hmac::{Hmac, Mac, digest::KeyInit};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -154,27 +155,14 @@ pub fn entry_hash(e: &AuditEntry) -> String {
 }
 
 /// HMAC-SHA256 (RFC 2104) over `message` with a 32-byte key.
-///
-/// Written out over the `sha2` already used here rather than adding the `hmac` crate,
-/// whose release for this `sha2` is not in the dependency tree; checked against the
-/// RFC 4231 test vectors below.
 fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut inner_pad = [0x36u8; BLOCK];
-    let mut outer_pad = [0x5cu8; BLOCK];
-    for (i, k) in key.iter().enumerate() {
-        inner_pad[i] ^= k;
-        outer_pad[i] ^= k;
-    }
-    let inner = Sha256::new()
-        .chain_update(inner_pad)
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(outer_pad)
-        .chain_update(inner)
-        .finalize()
-        .into()
+    // HMAC pads a key shorter than the block (64 bytes) with zeros; padding it here makes
+    // the key a whole block, which `new` takes without a length check to fail.
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let mut mac = <Hmac<Sha256> as KeyInit>::new(&block.into());
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// Compares two strings in time that does not depend on where they differ.
