@@ -239,9 +239,7 @@ pub async fn authorize(
                 permissions.push(Permission::Apply { team: team.clone() });
                 let deployments = repo::list_all::<DeploymentKind>(state.store.as_ref(), Some(app)).await?;
                 for environment in running_environments(&deployments) {
-                    let production = repo::get::<EnvironmentKind>(state.store.as_ref(), &environment)
-                        .await?
-                        .is_some_and(|e| e.spec.production);
+                    let production = is_production(&state, &environment).await?;
                     permissions.push(Permission::Deploy {
                         team: team.clone(),
                         environment,
@@ -260,9 +258,7 @@ pub async fn authorize(
                 let store = state.store.as_ref();
                 match params.environment {
                     Some(environment) => {
-                        let production = repo::get::<EnvironmentKind>(store, &environment)
-                            .await?
-                            .is_some_and(|e| e.spec.production);
+                        let production = is_production(&state, &environment).await?;
                         permissions.push(Permission::Deploy {
                             team,
                             environment,
@@ -300,9 +296,7 @@ pub async fn authorize(
                                  environment in '{environment_field}' (a string)"
                             ))
                         })?;
-                    let production = repo::get::<EnvironmentKind>(state.store.as_ref(), &environment)
-                        .await?
-                        .is_some_and(|e| e.spec.production);
+                    let production = is_production(&state, &environment).await?;
                     vec![Permission::Deploy {
                         team,
                         environment,
@@ -375,6 +369,13 @@ fn percent_decode(raw: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether `environment` is a production environment (one that does not exist is not).
+async fn is_production(state: &ApiState, environment: &str) -> Result<bool> {
+    Ok(repo::get::<EnvironmentKind>(state.store.as_ref(), environment)
+        .await?
+        .is_some_and(|e| e.spec.production))
 }
 
 /// The team of application `name`, when it exists; for a deleted application whose
