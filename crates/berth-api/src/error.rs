@@ -136,6 +136,15 @@ pub enum ApiError {
         /// The content types the operation takes.
         accepted: Vec<String>,
     },
+    /// The body did not arrive within the server's body read time.
+    #[error(
+        "the request body did not arrive within {:.1} s; send the whole body within that time (a slow or stalled client is cut off)",
+        .limit.as_secs_f64()
+    )]
+    BodyTimedOut {
+        /// The bound.
+        limit: std::time::Duration,
+    },
     /// The body is larger than allowed.
     #[error("the request body is larger than {limit} bytes")]
     TooLarge {
@@ -261,6 +270,7 @@ impl ApiError {
                 "unsupported-media-type",
                 "The body is not sent as a content type this operation takes",
             ),
+            Self::BodyTimedOut { .. } => (StatusCode::REQUEST_TIMEOUT, "request-timeout", "Request Timeout"),
             Self::TooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",

@@ -21,10 +21,11 @@ use std::{
 use axum::{
     body::{Body, Bytes},
     extract::{ConnectInfo, Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use berth_api::error::ApiError;
 use hyper::body::{Body as _, Frame, SizeHint};
 use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
 use tokio::{
@@ -253,28 +254,10 @@ async fn bound_body(State(limit): State<Duration>, request: Request, next: Next)
         return response;
     }
     tracing::debug!(?limit, "request body too slow; answered 408");
-    let problem = berth_api::error::Problem {
-        problem_type: "https://berth.dev/problems/request-timeout".to_owned(),
-        title: "Request Timeout".to_owned(),
-        status: StatusCode::REQUEST_TIMEOUT.as_u16(),
-        detail: format!(
-            "{}; send the whole body within that time (a slow or stalled client is cut off)",
-            BodyTimedOut(limit)
-        ),
-        errors: Vec::new(),
-        missing_permission: None,
-    };
-    let mut response = (
-        StatusCode::REQUEST_TIMEOUT,
-        serde_json::to_vec(&problem).unwrap_or_default(),
-    )
-        .into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let mut response = ApiError::BodyTimedOut { limit }.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

@@ -128,7 +128,10 @@ where
     );
     assert_cut("a request body sent a byte at a time", body_took, BODY_BOUND);
     assert!(
-        body_answer.starts_with("HTTP/1.1 408") && body_answer.contains("application/problem+json"),
+        body_answer.starts_with("HTTP/1.1 408")
+            && body_answer.contains("application/problem+json")
+            && body_answer.contains("problems/request-timeout")
+            && body_answer.contains("send the whole body within that time"),
         "a late body is answered 408 problem+json: {body_answer}"
     );
     assert!(answered >= 10, "the normal client was answered {answered} times");
