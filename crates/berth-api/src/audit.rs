@@ -1,44 +1,14 @@
 //! The audit log over HTTP: filtered pages, and a verification of the whole chain.
 
-use berth_core::audit::{AuditEntry, AuditQuery, Checkpoint, Verification};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use berth_core::audit::{AuditQuery, Checkpoint, Verification};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::{
     ApiState,
     error::{ApiError, Result},
 };
-
-/// Which entries.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AuditParams {
-    /// Only entries after this position (`seq`).
-    pub after: Option<u64>,
-    /// At most this many (1-1000, default 500).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    /// Only changes by this user.
-    pub actor: Option<String>,
-    /// Only changes to objects of this kind, e.g. `Application`, `Token`, `Secret`.
-    pub kind: Option<String>,
-    /// Only changes to objects of this name.
-    pub name: Option<String>,
-    /// Only changes made for this action, e.g. `deploy`, `secret.set`.
-    pub action: Option<String>,
-    /// Only changes at or after this time (RFC 3339).
-    pub since: Option<DateTime<Utc>>,
-    /// Only changes before this time (RFC 3339).
-    pub until: Option<DateTime<Utc>>,
-}
-
-/// A page of the audit log.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AuditList {
-    /// Entries in log order.
-    pub items: Vec<AuditEntry>,
-}
+pub use berth_contract::{AuditList, AuditParams};
 
 /// Reads a page of the log.
 pub async fn list(state: &ApiState, p: AuditParams) -> Result<AuditList> {

@@ -17,8 +17,6 @@ use berth_core::{
     ports::BuildRequest,
 };
 use futures::{Stream, stream};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     ApiState,
@@ -28,51 +26,7 @@ use crate::{
     objects::{self, ListParams, ObjectList},
     routes::Params,
 };
-
-/// Body of `POST /applications/{name}/builds`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BuildRequestBody {
-    /// Branch, tag or commit to build; the application's `source.ref` when left out.
-    #[serde(rename = "ref", default)]
-    pub git_ref: Option<String>,
-}
-
-/// Filters of the build list.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct BuildListParams {
-    /// Items per page (1-1000, default 500).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    /// The `metadata.continue` value of the previous page.
-    #[serde(rename = "continue")]
-    pub continue_token: Option<String>,
-    /// Only those of this application.
-    pub application: Option<String>,
-}
-
-/// How to read a log.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct LogParams {
-    /// Keep the stream open until the build ends (default true); false sends what there
-    /// is and ends.
-    pub follow: Option<bool>,
-}
-
-/// The last message of a log stream (`event: end`).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LogEnd {
-    /// The build's phase when the stream ended.
-    pub phase: berth_core::objects::BuildPhase,
-    /// Its outcome or error.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The image digest, when it succeeded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-}
+pub use berth_contract::{BuildListParams, BuildRequest as BuildRequestBody, LogEnd, LogParams};
 
 fn number(text: &str) -> Result<u64> {
     crate::contract::integral(text)

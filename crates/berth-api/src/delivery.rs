@@ -6,17 +6,15 @@ use berth_core::{
     deployment::governing,
     image::ImageRef,
     objects::{
-        Application, ApplicationKind, ApplicationSpec, ClusterProgress, Deployment, DeploymentCause,
-        DeploymentPhase, DeploymentSpec, EnvironmentKind, Release, ReleaseKind, ReleaseOrigin, SecretKind,
-        TeamKind, deployment_name, release_name, secret_candidates,
+        Application, ApplicationKind, ApplicationSpec, Deployment, DeploymentCause, DeploymentSpec,
+        EnvironmentKind, Release, ReleaseKind, ReleaseOrigin, SecretKind, TeamKind, deployment_name,
+        release_name, secret_candidates,
     },
     ports::{ResolveError, StoreError},
     quota::{self, Demand, Limits, Usage},
     render::default_host,
     repo,
 };
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::{
     ApiState,
@@ -24,82 +22,9 @@ use crate::{
     error::{ApiError, Result},
     objects,
 };
-
-/// Body of `POST /applications/{app}/releases`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseRequest {
-    /// Image for the release; the application's image when left out. A tag is resolved
-    /// to its digest now.
-    pub image: Option<String>,
-    /// Why the release is made.
-    pub description: Option<String>,
-}
-
-/// Body of `POST /applications/{app}/deploy`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeployRequest {
-    /// The environment to deploy to.
-    pub environment: String,
-    /// An existing release number. Without it (and without `image`), the application's
-    /// current spec is deployed: its newest release if that matches, else a new release.
-    pub release: Option<u64>,
-    /// Deploy a new release of the current spec with this image.
-    pub image: Option<String>,
-}
-
-/// Body of `POST /applications/{app}/rollback`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackRequest {
-    /// The environment to roll back.
-    pub environment: String,
-    /// The release to go back to; the newest other release that ran successfully there
-    /// when left out.
-    pub to: Option<u64>,
-}
-
-/// Summary of the deployment that governs an environment.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeploymentSummary {
-    /// Deployment name.
-    pub name: String,
-    /// Phase.
-    pub phase: DeploymentPhase,
-    /// Message.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-/// An application in one environment.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EnvironmentState {
-    /// The environment.
-    pub environment: String,
-    /// The release that should run there.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub release: Option<u64>,
-    /// Its image, by digest.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// The deployment that put it there.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deployment: Option<DeploymentSummary>,
-    /// Replicas per cluster.
-    pub clusters: Vec<ClusterProgress>,
-    /// Where it answers.
-    pub urls: Vec<String>,
-}
-
-/// Status of an application across environments.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ApplicationState {
-    /// The application.
-    pub application: String,
-    /// Per environment it was deployed to.
-    pub environments: Vec<EnvironmentState>,
-}
+pub use berth_contract::{
+    ApplicationState, DeployRequest, DeploymentSummary, EnvironmentState, ReleaseRequest, RollbackRequest,
+};
 
 pub(crate) const ATTEMPTS: usize = 3;
 

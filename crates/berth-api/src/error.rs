@@ -5,6 +5,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+pub use berth_contract::Problem;
 use berth_core::{
     FieldError, Invalid,
     authz::Denied,
@@ -15,28 +16,6 @@ use berth_core::{
     repo::RepoError,
 };
 use berth_secrets::KeyError;
-use serde::Serialize;
-use utoipa::ToSchema;
-
-/// A problem document.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Problem {
-    /// A URI naming the kind of problem.
-    #[serde(rename = "type")]
-    pub problem_type: String,
-    /// A short summary.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What happened in this case.
-    pub detail: String,
-    /// Problems with individual fields.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
-    /// On a 403: the permission that was missing, e.g. `deploy.production`.
-    #[serde(rename = "missingPermission", skip_serializing_if = "Option::is_none")]
-    pub missing_permission: Option<String>,
-}
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]

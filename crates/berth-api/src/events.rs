@@ -6,30 +6,9 @@ use std::{convert::Infallible, time::Duration};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use berth_core::{Event, Kind, NewEvent, authz::Principal, objects::ApplicationKind, ports::EventQuery};
 use futures::{Stream, stream};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
 use crate::{ApiState, error::Result, permissions::Visibility};
-
-/// Which events.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct EventParams {
-    /// Only events after this position (`seq`).
-    pub after: Option<u64>,
-    /// At most this many (1-1000, default 500).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    /// Only events about this application.
-    pub application: Option<String>,
-}
-
-/// A page of events.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EventList {
-    /// Events in log order.
-    pub items: Vec<Event>,
-}
+pub use berth_contract::{EventList, EventParams};
 
 /// Reads a page of events, keeping those `principal` may see.
 pub async fn list(state: &ApiState, principal: &Principal, params: EventParams) -> Result<EventList> {

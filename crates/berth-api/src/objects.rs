@@ -18,9 +18,9 @@ use berth_core::{
     ports::{ListQuery, StoreError, Write},
     repo,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use crate::{
     ApiState,
@@ -28,40 +28,7 @@ use crate::{
     error::{ApiError, Result},
     governance::Governance,
 };
-
-/// Paging parameters of list endpoints.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Items per page (1-1000, default 500).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    /// The `metadata.continue` value of the previous page.
-    #[serde(rename = "continue")]
-    pub continue_token: Option<String>,
-}
-
-/// Metadata of a list.
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
-pub struct ListMeta {
-    /// Pass as `continue` to get the next page; absent on the last page.
-    #[serde(rename = "continue", skip_serializing_if = "Option::is_none")]
-    pub continue_token: Option<String>,
-}
-
-/// A page of objects.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectList {
-    /// Always `berth.dev/v1`.
-    pub api_version: String,
-    /// `<Kind>List`.
-    pub kind: String,
-    /// Paging.
-    pub metadata: ListMeta,
-    /// The objects.
-    pub items: Vec<Value>,
-}
+pub use berth_contract::{ListMeta, ListParams, ObjectList};
 
 /// Per-kind rules the API enforces around writes: references to other objects, and what
 /// a delete takes with it.

@@ -8,8 +8,6 @@ use berth_core::{
     repo,
 };
 use chrono::Utc;
-use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     ApiState,
@@ -18,24 +16,7 @@ use crate::{
     error::{ApiError, Result},
     objects,
 };
-
-/// Body of `POST /applications/{name}/promote`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PromoteRequest {
-    /// The environment whose running release is promoted.
-    pub from: String,
-    /// The environment it is promoted to.
-    pub to: String,
-}
-
-/// Which environment's provenance.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ProvenanceParams {
-    /// The environment.
-    pub environment: String,
-}
+pub use berth_contract::{PromoteRequest, ProvenanceParams};
 
 /// Loads an environment named by request field `field` (422 when it does not exist).
 async fn environment(state: &ApiState, field: &str, name: &str) -> Result<Resource<EnvironmentKind>> {

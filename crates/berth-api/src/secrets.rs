@@ -24,8 +24,7 @@ use berth_core::{
     repo,
 };
 use berth_secrets::secret_aad_in;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
 
 use crate::{
     ApiState,
@@ -34,47 +33,10 @@ use crate::{
     governance::Governance,
     objects,
 };
+pub use berth_contract::{Resealed, SecretList, SecretParams, SecretValueRequest};
 
 /// Largest secret value accepted.
 pub const MAX_VALUE: usize = 64 << 10;
-
-/// Body of `PUT /applications/{name}/secrets/{secret}`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SecretValueRequest {
-    /// The value: UTF-8 text of at most 64 KiB, without NUL characters. Never returned.
-    #[schema(max_length = 65536)]
-    pub value: String,
-}
-
-/// Which value of a secret `PUT` and `DELETE` change.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct SecretParams {
-    /// The environment whose own value is set or deleted (delivered only there); the
-    /// value for all environments (those without their own) when left out.
-    pub environment: Option<String>,
-}
-
-/// The secrets of an application.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SecretList {
-    /// By name.
-    pub items: Vec<SecretInfo>,
-}
-
-/// What a re-seal did.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Resealed {
-    /// The key every secret is now sealed with.
-    pub key_id: String,
-    /// Secrets sealed again (they were under an older key).
-    pub resealed: u64,
-    /// Secrets in all.
-    pub total: u64,
-}
 
 /// Reads the (parsed) body of a set without ever quoting it back: serde's messages can
 /// contain the value.
