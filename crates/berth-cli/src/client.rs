@@ -8,9 +8,11 @@
 use std::{fmt, time::Duration};
 
 use anyhow::Context;
-use berth_core::FieldError;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url, header};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use berth_contract::ListMeta;
+pub use berth_contract::Problem;
 
 use crate::config::Target;
 
@@ -25,27 +27,6 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     target: Target,
-}
-
-/// The body of an error answer (RFC 9457 problem details, as Berth writes them).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Problem {
-    /// A URI naming the kind of problem.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub problem_type: Option<String>,
-    /// A short summary, e.g. `Invalid Application`.
-    #[serde(default)]
-    pub title: String,
-    /// The HTTP status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// What went wrong in this case.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// Each field that is wrong, with how to fix it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
 }
 
 /// The server answered with an error status.
@@ -64,7 +45,7 @@ impl ApiError {
     #[must_use]
     pub fn from_body(status: StatusCode, body: &str) -> Self {
         let mut problem = serde_json::from_str::<Problem>(body).unwrap_or_else(|_| Problem {
-            detail: Some(body.trim().chars().take(500).collect::<String>()).filter(|d| !d.is_empty()),
+            detail: body.trim().chars().take(500).collect::<String>(),
             ..Problem::default()
         });
         if problem.title.is_empty() {
@@ -81,12 +62,10 @@ impl ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.problem.title)?;
-        if let Some(detail) = &self.problem.detail
-            && !detail.is_empty()
-        {
+        let detail = self.problem.detail.as_str();
+        if !detail.is_empty() {
             write!(f, ": {detail}")?;
         }
-        let detail = self.problem.detail.as_deref().unwrap_or_default();
         for e in &self.problem.errors {
             match (e.path.is_empty(), &e.hint) {
                 (false, _) => write!(f, "\n  {e}")?,
@@ -142,18 +121,12 @@ pub fn is_unreachable(e: &anyhow::Error) -> bool {
     e.downcast_ref::<Unreachable>().is_some()
 }
 
-/// One page of a list answer.
+/// One page of a list answer, its items read as `T`.
 #[derive(Debug, Deserialize)]
 struct Page<T> {
     items: Vec<T>,
     #[serde(default)]
-    metadata: PageMeta,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct PageMeta {
-    #[serde(default, rename = "continue")]
-    next: Option<String>,
+    metadata: ListMeta,
 }
 
 impl Client {
@@ -297,7 +270,7 @@ impl Client {
             }
             let page: Page<T> = self.get(segments, &q).await?;
             items.extend(page.items);
-            match page.metadata.next.filter(|t| !t.is_empty()) {
+            match page.metadata.continue_token.filter(|t| !t.is_empty()) {
                 Some(token) if Some(&token) == next.as_ref() => {
                     anyhow::bail!(
                         "the server returned the same continue token twice for /{}",

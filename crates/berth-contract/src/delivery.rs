@@ -89,8 +89,12 @@ pub struct EnvironmentState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<DeploymentSummary>,
     /// Replicas per cluster.
+    #[serde(default)]
+    #[schema(required = true)]
     pub clusters: Vec<ClusterProgress>,
     /// Where it answers.
+    #[serde(default)]
+    #[schema(required = true)]
     pub urls: Vec<String>,
 }
 
@@ -100,5 +104,7 @@ pub struct ApplicationState {
     /// The application.
     pub application: String,
     /// Per environment it was deployed to.
+    #[serde(default)]
+    #[schema(required = true)]
     pub environments: Vec<EnvironmentState>,
 }

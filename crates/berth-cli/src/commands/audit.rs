@@ -6,9 +6,11 @@ use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use crate::{client::Client, output::Table};
+use berth_contract::AuditList;
+pub use berth_core::audit::AuditEntry;
+use berth_core::audit::Verification;
 
 /// Arguments of `berth audit`.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,51 +52,6 @@ pub enum AuditVerb {
         #[arg(long)]
         checkpoint: Option<String>,
     },
-}
-
-/// One entry of the log.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AuditEntry {
-    /// Position.
-    pub seq: u64,
-    /// When.
-    pub time: DateTime<Utc>,
-    /// Who.
-    pub actor: String,
-    /// What was asked.
-    pub action: String,
-    /// create, update or delete.
-    pub operation: String,
-    /// Kind of the object.
-    pub kind: String,
-    /// Name of the object.
-    pub name: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct AuditList {
-    items: Vec<AuditEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Checkpoint {
-    seq: u64,
-    hash: String,
-    mac: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Verification {
-    ok: bool,
-    entries: u64,
-    #[serde(default)]
-    objects: u64,
-    #[serde(default)]
-    checkpoint: Option<Checkpoint>,
-    #[serde(default)]
-    messages: Vec<String>,
-    #[serde(default)]
-    omitted: u64,
 }
 
 /// Runs `berth audit`.
@@ -174,7 +131,7 @@ pub fn table(entries: &[AuditEntry]) -> Table {
             e.time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             e.actor.clone(),
             e.action.clone(),
-            e.operation.clone(),
+            e.operation.as_str().to_owned(),
             format!("{}/{}", e.kind, e.name),
         ]);
     }

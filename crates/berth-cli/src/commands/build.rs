@@ -12,13 +12,13 @@ use anyhow::Context;
 use berth_core::objects::{Build, BuildPhase};
 use chrono::Utc;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
 use super::{events::SseDecoder, variant};
 use crate::{
     client::{ApiError, Client},
     output::{self, Format, Table},
 };
+pub use berth_contract::{BuildRequest, LogEnd};
 
 /// Arguments of `berth build`.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,27 +62,6 @@ pub struct LogsArgs {
     /// Keep printing until the build ends.
     #[arg(short, long)]
     pub follow: bool,
-}
-
-/// Body of `POST /applications/{app}/builds`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BuildRequest {
-    /// The ref to build.
-    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
-    pub git_ref: Option<String>,
-}
-
-/// The last message of a log stream.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct LogEnd {
-    /// The build's phase.
-    pub phase: BuildPhase,
-    /// Its outcome or error.
-    #[serde(default)]
-    pub message: Option<String>,
-    /// The digest it made.
-    #[serde(default)]
-    pub digest: Option<String>,
 }
 
 /// Runs `berth build`.

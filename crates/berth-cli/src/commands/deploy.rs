@@ -10,13 +10,13 @@ use std::{io::Write, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use berth_core::objects::{ClusterProgress, Deployment, DeploymentCause, DeploymentPhase, DeploymentStatus};
-use serde::Serialize;
 
 use super::variant;
 use crate::{
     client::{Client, is_unreachable},
     output,
 };
+pub use berth_contract::DeployRequest;
 
 /// Arguments of `berth deploy`.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,19 +46,6 @@ pub struct WaitArgs {
     /// Stop watching after this many seconds (the rollout itself goes on).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
-}
-
-/// Body of `POST /applications/{app}/deploy`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeployRequest {
-    /// Target environment.
-    pub environment: String,
-    /// Release to deploy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub release: Option<u64>,
-    /// Image to release and deploy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
 }
 
 /// Runs `berth deploy`.

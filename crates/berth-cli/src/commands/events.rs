@@ -9,10 +9,10 @@ use std::{io::Write, process::ExitCode, time::Duration};
 use anyhow::Context;
 use berth_core::objects::Event;
 use futures::StreamExt;
-use serde::Deserialize;
 
 use super::variant;
 use crate::client::{ApiError, Client};
+use berth_contract::EventList;
 
 /// Arguments of `berth events`.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,11 +30,6 @@ pub struct EventsArgs {
 
 /// Events asked for per page.
 const PAGE: usize = 500;
-
-#[derive(Debug, Deserialize)]
-struct EventPage {
-    items: Vec<Event>,
-}
 
 /// Runs `berth events`.
 pub async fn run(
@@ -80,7 +75,7 @@ pub async fn page(
     if let Some(app) = app {
         query.push(("application", app.to_owned()));
     }
-    let page: EventPage = client.get(&["events"], &query).await.context("reading events")?;
+    let page: EventList = client.get(&["events"], &query).await.context("reading events")?;
     Ok(page.items)
 }
 
@@ -282,6 +277,8 @@ mod tests {
         response::{IntoResponse, Response},
         routing::get,
     };
+
+    use serde::Deserialize;
 
     use super::*;
     use crate::commands::get::tests::event;

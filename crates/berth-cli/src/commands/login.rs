@@ -11,13 +11,13 @@ use std::{
 };
 
 use anyhow::Context;
-use serde::Deserialize;
 
 use crate::{
     GlobalArgs,
     client::Client,
     config::{self, ConfigFile, Env, ServerEntry, Target},
 };
+pub use berth_contract::{RoleGrant, WhoAmI};
 
 /// Arguments of `berth login`.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,33 +25,6 @@ pub struct LoginArgs {
     /// Name of the config entry to write (default: --context, else the server's host).
     #[arg(long = "as", value_name = "ENTRY")]
     pub entry: Option<String>,
-}
-
-/// What `GET /whoami` answers (the parts the CLI shows).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WhoAmI {
-    /// The user.
-    pub user: String,
-    /// Whether the user administers the platform.
-    pub platform_admin: bool,
-    /// Team roles.
-    #[serde(default)]
-    pub roles: Vec<RoleGrant>,
-    /// The token used.
-    pub token: super::token::TokenInfo,
-}
-
-/// One team role.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RoleGrant {
-    /// The team.
-    pub team: String,
-    /// The role.
-    pub role: String,
-    /// Where it holds; everywhere when empty.
-    #[serde(default)]
-    pub environments: Vec<String>,
 }
 
 /// Runs `berth login`: checks the token with the server, then stores it in the config

@@ -10,7 +10,6 @@ use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
 use berth_core::{objects::Deployment, promotion::Provenance};
-use serde::Serialize;
 
 use super::{
     deploy::{WaitArgs, Watch, started},
@@ -20,6 +19,7 @@ use crate::{
     client::Client,
     output::{self, Format},
 };
+pub use berth_contract::PromoteRequest;
 
 /// Arguments of `berth promote`.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,15 +48,6 @@ pub struct ProvenanceArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
-}
-
-/// Body of `POST /applications/{app}/promote`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PromoteRequest {
-    /// Source environment.
-    pub from: String,
-    /// Target environment.
-    pub to: String,
 }
 
 /// Runs `berth promote`.

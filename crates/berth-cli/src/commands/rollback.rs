@@ -7,10 +7,10 @@ use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
 use berth_core::objects::Deployment;
-use serde::Serialize;
 
 use super::deploy::{WaitArgs, Watch, started};
 use crate::client::Client;
+pub use berth_contract::RollbackRequest;
 
 /// Arguments of `berth rollback`.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,16 +26,6 @@ pub struct RollbackArgs {
     /// How to wait for the rollout.
     #[command(flatten)]
     pub wait: WaitArgs,
-}
-
-/// Body of `POST /applications/{app}/rollback`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RollbackRequest {
-    /// The environment.
-    pub environment: String,
-    /// The release to go back to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub to: Option<u64>,
 }
 
 /// Runs `berth rollback`.

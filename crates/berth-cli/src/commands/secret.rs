@@ -17,12 +17,13 @@ use std::{
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::{
     client::Client,
     output::{self, Table},
 };
+use berth_contract::{Resealed, SecretList, SecretValueRequest};
+pub use berth_core::objects::SecretInfo;
 
 /// `berth secret …`.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -79,44 +80,6 @@ fn scope(environment: Option<&str>) -> String {
     environment.map_or_else(|| "all environments".to_owned(), |e| format!("environment {e}"))
 }
 
-/// A secret as the server shows it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretInfo {
-    /// Its name.
-    pub name: String,
-    /// The one environment this value is for (all environments when absent).
-    #[serde(default)]
-    pub environment: Option<String>,
-    /// Its version.
-    pub version: u64,
-    /// Who set it.
-    pub updated_by: String,
-    /// When.
-    #[serde(default)]
-    pub updated_at: Option<DateTime<Utc>>,
-    /// The key that seals it.
-    pub key_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct SecretList {
-    items: Vec<SecretInfo>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Resealed {
-    key_id: String,
-    resealed: u64,
-    total: u64,
-}
-
-#[derive(Serialize)]
-struct Value<'a> {
-    value: &'a str,
-}
-
 /// Runs `berth secret …`, reading a value from `stdin` when needed.
 pub async fn run(
     client: &Client,
@@ -131,7 +94,7 @@ pub async fn run(
                 .put_with(
                     &["applications", &a.app, "secrets", &a.name],
                     &env_query(a.environment.as_ref()),
-                    &Value { value: &value },
+                    &SecretValueRequest { value: value.clone() },
                 )
                 .await
                 .with_context(|| format!("setting secret {} of {}", a.name, a.app))?;

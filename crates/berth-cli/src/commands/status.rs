@@ -4,64 +4,18 @@
 use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
-use berth_core::objects::{ClusterProgress, DeploymentPhase};
-use serde::{Deserialize, Serialize};
 
 use super::{deploy::progress_line, variant};
 use crate::client::Client;
+pub use berth_contract::{
+    ApplicationState as AppStatus, DeploymentSummary as DeploymentRef, EnvironmentState,
+};
 
 /// Arguments of `berth status`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
     /// The application.
     pub app: String,
-}
-
-/// The answer of `GET /applications/{app}/status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AppStatus {
-    /// The application.
-    pub application: String,
-    /// One entry per environment.
-    #[serde(default)]
-    pub environments: Vec<EnvironmentState>,
-}
-
-/// The application in one environment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvironmentState {
-    /// The environment.
-    pub environment: String,
-    /// The release meant to run there, if any was deployed.
-    #[serde(default)]
-    pub release: Option<u64>,
-    /// Its image, by digest.
-    #[serde(default)]
-    pub image: Option<String>,
-    /// The deployment that put it there.
-    #[serde(default)]
-    pub deployment: Option<DeploymentRef>,
-    /// Replicas per cluster.
-    #[serde(default)]
-    pub clusters: Vec<ClusterProgress>,
-    /// Where it answers.
-    #[serde(default)]
-    pub urls: Vec<String>,
-}
-
-/// A deployment named in a status answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeploymentRef {
-    /// Its name.
-    pub name: String,
-    /// Its phase.
-    pub phase: DeploymentPhase,
-    /// A sentence on the phase.
-    #[serde(default)]
-    pub message: Option<String>,
 }
 
 /// Runs `berth status`.

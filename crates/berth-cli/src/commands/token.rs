@@ -5,9 +5,10 @@ use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::{client::Client, output::Table};
+pub use berth_contract::TokenInfo;
+use berth_contract::{NewToken, TokenList, TokenRequest};
 
 /// `berth token …`.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -40,47 +41,6 @@ pub struct CreateArgs {
     pub expires_in_days: Option<u32>,
 }
 
-/// A token as the server shows it: never its secret.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenInfo {
-    /// Public id.
-    pub id: String,
-    /// What it is for.
-    pub name: String,
-    /// The user it authenticates.
-    pub user: String,
-    /// When it was made.
-    pub created_at: DateTime<Utc>,
-    /// When it stops working.
-    #[serde(default)]
-    pub expires_at: Option<DateTime<Utc>>,
-    /// When it was revoked.
-    #[serde(default)]
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TokenRequest<'a> {
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_in_days: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NewToken {
-    secret: String,
-    token: TokenInfo,
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenList {
-    items: Vec<TokenInfo>,
-}
-
 /// Runs `berth token …`.
 pub async fn run(
     client: &Client,
@@ -90,8 +50,8 @@ pub async fn run(
     match command {
         TokenCommand::Create(a) => {
             let req = TokenRequest {
-                name: &a.name,
-                user: a.user.as_deref(),
+                name: a.name.clone(),
+                user: a.user.clone(),
                 expires_in_days: a.expires_in_days,
             };
             let made: NewToken = client.post(&["tokens"], &req).await.context("making a token")?;
