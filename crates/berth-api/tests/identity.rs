@@ -152,6 +152,7 @@ impl Api {
             domain: "localhost".into(),
             router_port: None,
             builds: Arc::new(Nothing),
+            clock: Arc::new(berth_core::ports::SystemClock),
         };
         let governance =
             Governance::new(Arc::new(Keyring::generate()), per_user).with_address_limit(per_address);

@@ -75,7 +75,7 @@ pub fn choose_release(
     releases: &[Release],
     requested: &Requested<'_>,
 ) -> Result<ReleaseChoice, DeliveryError> {
-    let next = releases.iter().map(|r| r.spec.number).max().unwrap_or(0) + 1;
+    let next = next_release_number(releases);
     match requested {
         Requested::Release(number) => releases
             .iter()
@@ -203,6 +203,51 @@ pub fn rollback_target(
 #[must_use]
 pub fn next_deployment_number(deployments: &[Deployment]) -> u64 {
     deployments.iter().map(|d| d.spec.number).max().unwrap_or(0) + 1
+}
+
+/// The number the next release of an application gets, given its `releases`: one more
+/// than the highest (numbers are never reused, even after a delete).
+#[must_use]
+pub fn next_release_number(releases: &[Release]) -> u64 {
+    releases.iter().map(|r| r.spec.number).max().unwrap_or(0) + 1
+}
+
+/// The deployment an automatic rollback makes after `failed` failed: back to the
+/// release of the newest deployment that succeeded there, when that is another
+/// release. `deployments` are those of `failed`'s application in its environment;
+/// `None` when there is nothing to go back to.
+#[must_use]
+pub fn auto_rollback(failed: &Deployment, deployments: &[Deployment]) -> Option<Deployment> {
+    let back =
+        crate::deployment::last_succeeded(deployments).filter(|d| d.spec.release != failed.spec.release)?;
+    let (app, env) = (&failed.spec.application, &failed.spec.environment);
+    let number = next_deployment_number(deployments);
+    let mut rollback = Deployment::new(
+        crate::objects::deployment_name(app, env, number),
+        crate::objects::DeploymentSpec {
+            application: app.clone(),
+            environment: env.clone(),
+            release: back.spec.release,
+            number,
+            cause: crate::objects::DeploymentCause::AutoRollback {
+                failed_deployment: failed.metadata.name.clone(),
+            },
+            requested_by: Some("berth".to_owned()),
+        },
+    );
+    rollback.status.previous_release = Some(failed.spec.release);
+    Some(rollback)
+}
+
+/// Why deleting an application is refused: the production environments among those
+/// it runs in (`running`), unless the delete is forced. `production` tells whether an
+/// environment is a production one.
+#[must_use]
+pub fn delete_blockers(running: &[String], force: bool, production: impl Fn(&str) -> bool) -> Vec<String> {
+    if force {
+        return Vec::new();
+    }
+    running.iter().filter(|e| production(e)).cloned().collect()
 }
 
 #[cfg(test)]
