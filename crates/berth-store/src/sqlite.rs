@@ -14,7 +14,10 @@ use berth_core::{
         Seal, StoredState, Verification, Verifier,
     },
     objects::{Event, EventType, NewEvent},
-    ports::{Commit, EventQuery, ListQuery, Page, Store, StoreError, TokenRecord, Write},
+    ports::{
+        Commit, DeploymentQuery, EventQuery, GoverningQuery, ListQuery, Page, Store, StoreError, TeamQuery,
+        TokenRecord, Write,
+    },
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
@@ -26,6 +29,8 @@ use sqlx::{
 use tokio::sync::{Mutex, watch};
 
 use crate::seal::{self, Outside};
+
+mod queries;
 
 /// Most items one page of objects or events holds, whatever the caller asks for.
 const MAX_PAGE: u32 = 1000;
@@ -47,6 +52,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "governance", include_str!("../migrations/0002_governance.sql")),
     (3, "audit seal", include_str!("../migrations/0003_audit_seal.sql")),
+    (4, "queries", include_str!("../migrations/0004_queries.sql")),
 ];
 
 /// The migrator of `migrations` (version, description, SQL).
@@ -320,6 +326,78 @@ impl Store for SqliteStore {
             }
         }
         Ok(page)
+    }
+
+    async fn governing_deployment(
+        &self,
+        application: &str,
+        environment: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        queries::governing(&self.pool, application, environment).await
+    }
+
+    async fn last_succeeded_deployment(
+        &self,
+        application: &str,
+        environment: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        queries::last_succeeded(&self.pool, application, environment).await
+    }
+
+    async fn deployments(&self, query: &DeploymentQuery) -> Result<Page, StoreError> {
+        queries::deployments(&self.pool, query).await
+    }
+
+    async fn governing_deployments(&self, query: &GoverningQuery) -> Result<Page, StoreError> {
+        queries::governing_all(&self.pool, query).await
+    }
+
+    async fn deployments_of_releases(
+        &self,
+        application: &str,
+        releases: &[u64],
+    ) -> Result<Vec<Value>, StoreError> {
+        queries::of_releases(&self.pool, application, releases).await
+    }
+
+    async fn newest_release(&self, application: &str) -> Result<Option<Value>, StoreError> {
+        queries::newest_release(&self.pool, application, false).await
+    }
+
+    async fn newest_built_release(&self, application: &str) -> Result<Option<Value>, StoreError> {
+        queries::newest_release(&self.pool, application, true).await
+    }
+
+    async fn releases_with_digest(&self, application: &str, digest: &str) -> Result<Vec<Value>, StoreError> {
+        queries::releases_with_digest(&self.pool, application, digest).await
+    }
+
+    async fn releases_with_template(
+        &self,
+        application: &str,
+        template_hash: &str,
+    ) -> Result<Vec<Value>, StoreError> {
+        queries::releases_with_template(&self.pool, application, template_hash).await
+    }
+
+    async fn team_releases_in(&self, team: &str, environment: &str) -> Result<Vec<Value>, StoreError> {
+        queries::team_releases(&self.pool, team, environment).await
+    }
+
+    async fn team_applications(&self, query: &TeamQuery) -> Result<Page, StoreError> {
+        queries::team_applications(&self.pool, query).await
+    }
+
+    async fn next_release_number(&self, application: &str) -> Result<u64, StoreError> {
+        queries::next_number(&self.pool, "Release", application, "").await
+    }
+
+    async fn next_build_number(&self, application: &str) -> Result<u64, StoreError> {
+        queries::next_number(&self.pool, "Build", application, "").await
+    }
+
+    async fn next_deployment_number(&self, application: &str, environment: &str) -> Result<u64, StoreError> {
+        queries::next_number(&self.pool, "Deployment", application, environment).await
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
@@ -1560,6 +1638,14 @@ mod tests {
                         tokens,
                         audit_records_every_write,
                         audit_filters,
+                        governing_and_last_succeeded,
+                        deployments_newest_first,
+                        governing_deployments_paged,
+                        deployments_of_releases,
+                        release_queries,
+                        team_releases,
+                        team_applications_paged,
+                        next_numbers,
                     ],
                     shared: [wait_wakes_on_commit, concurrent_commits],
                 }
