@@ -2212,6 +2212,209 @@ mod tests {
         );
     }
 
+    /// The plan SQLite makes for `sql` with `args`, one line per step.
+    async fn plan(store: &SqliteStore, sql: &str, args: &[&str]) -> Vec<String> {
+        let mut query = sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for arg in args {
+            query = query.bind(*arg);
+        }
+        query
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect()
+    }
+
+    /// Every targeted query, and the plain lists, read `objects` through an index: no
+    /// step of their plans scans the table (or a whole index of it), with or without
+    /// statistics, on an empty store and on one with data.
+    #[tokio::test]
+    async fn every_query_searches_an_index_instead_of_scanning_objects() {
+        let (_dir, store) = on_disk().await;
+        let mut statements: Vec<(&str, &str, &[&str])> = queries::PLANS.to_vec();
+        statements.extend([
+            (
+                "get",
+                "SELECT document FROM objects WHERE kind = ? AND name = ?",
+                &["Release", "web-1"][..],
+            ),
+            (
+                "list",
+                "SELECT id, name, document FROM objects WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
+                &["Application", "0", "101"][..],
+            ),
+            (
+                "list of an owner",
+                "SELECT id, name, document FROM objects WHERE kind = ? AND owner = ? AND id > ? ORDER BY id LIMIT ?",
+                &["Release", "web", "0", "101"][..],
+            ),
+        ]);
+        let check = async |when: &str| {
+            for (label, sql, args) in &statements {
+                let steps = plan(&store, sql, args).await;
+                let scans: Vec<&String> = steps
+                    .iter()
+                    .filter(|s| s.starts_with("SCAN ") && !s.starts_with("SCAN json_each"))
+                    .collect();
+                assert!(scans.is_empty(), "{label} ({when}) scans: {steps:#?}");
+                assert!(
+                    steps.iter().any(|s| s.starts_with("SEARCH ")),
+                    "{label} ({when}) searches no index: {steps:#?}"
+                );
+            }
+        };
+        check("empty store").await;
+        crate::conformance::governing_deployments_paged(&store)
+            .await
+            .unwrap();
+        crate::conformance::team_applications_paged(&store).await.unwrap();
+        check("with data").await;
+        sqlx::query("ANALYZE").execute(&store.pool).await.unwrap();
+        check("after ANALYZE").await;
+    }
+
+    /// A database of schema 3 with data (releases, one of them without a recorded
+    /// template hash, deployments, a build, an application) gets the query columns,
+    /// indexes and numbers at open: every query answers from what was stored, numbers
+    /// continue after the highest stored, the audit log still verifies, and a reopen
+    /// keeps it all.
+    #[tokio::test]
+    async fn migrating_a_store_with_data_makes_every_query_answer() {
+        use berth_core::objects::{
+            Application, ApplicationSpec, Deployment, DeploymentPhase, DeploymentSpec, Release, ReleaseOrigin,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.db");
+        let image = |d: char| format!("r/web@sha256:{}", d.to_string().repeat(64));
+        let template = |d: char| -> ApplicationSpec {
+            serde_json::from_value(serde_json::json!({"image": image(d), "replicas": 2})).unwrap()
+        };
+        let releases: Vec<Value> = [(1, 'a'), (2, 'a'), (3, 'b')]
+            .into_iter()
+            .map(|(n, d)| {
+                let mut v =
+                    serde_json::to_value(Release::of("web", n, template(d), ReleaseOrigin::default()))
+                        .unwrap();
+                if n == 3 {
+                    v["spec"].as_object_mut().unwrap().remove("templateHash");
+                }
+                v
+            })
+            .collect();
+        let deployment = |n: u64, phase: DeploymentPhase| {
+            let mut d = Deployment::new(
+                format!("web-qa-{n}"),
+                DeploymentSpec {
+                    application: "web".into(),
+                    environment: "qa".into(),
+                    release: n,
+                    number: n,
+                    cause: Default::default(),
+                    requested_by: None,
+                },
+            );
+            d.status.phase = phase;
+            serde_json::to_value(d).unwrap()
+        };
+        let app = serde_json::to_value(Application::new(
+            "web",
+            serde_json::from_value(serde_json::json!({"image": "r/web:1", "team": "pay"})).unwrap(),
+        ))
+        .unwrap();
+        let build = serde_json::json!({"apiVersion": "berth.dev/v1", "kind": "Build",
+            "metadata": {"name": "web-build-4"},
+            "spec": {"application": "web", "number": 4, "builder": {"dockerfile": {}},
+                     "builderHash": "h", "image": "r/web"}});
+        let rows: Vec<(&str, Option<&str>, Value)> = vec![
+            ("Application", None, app),
+            ("Release", Some("web"), releases[0].clone()),
+            ("Release", Some("web"), releases[1].clone()),
+            ("Release", Some("web"), releases[2].clone()),
+            (
+                "Deployment",
+                Some("web"),
+                deployment(1, DeploymentPhase::Succeeded),
+            ),
+            ("Deployment", Some("web"), deployment(3, DeploymentPhase::Failed)),
+            ("Build", Some("web"), build),
+        ];
+        {
+            let pool = SqlitePool::connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+            migrator(&MIGRATIONS[..3]).run(&pool).await.unwrap();
+            for (kind, owner, document) in &rows {
+                sqlx::query(
+                    "INSERT INTO objects (kind, name, owner, document, version, created_at, updated_at) \
+                     VALUES (?, ?, ?, ?, 1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+                )
+                .bind(kind)
+                .bind(document["metadata"]["name"].as_str().unwrap())
+                .bind(owner)
+                .bind(document.to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            pool.close().await;
+        }
+        for _ in 0..2 {
+            let store = SqliteStore::open(&path).await.unwrap();
+            let name = |d: Option<Value>| d.map(|d| d["metadata"]["name"].as_str().unwrap().to_owned());
+            assert_eq!(store.next_release_number("web").await.unwrap(), 4);
+            assert_eq!(store.next_build_number("web").await.unwrap(), 5);
+            assert_eq!(store.next_deployment_number("web", "qa").await.unwrap(), 4);
+            assert_eq!(
+                name(store.governing_deployment("web", "qa").await.unwrap()).as_deref(),
+                Some("web-qa-1")
+            );
+            assert_eq!(
+                name(store.last_succeeded_deployment("web", "qa").await.unwrap()).as_deref(),
+                Some("web-qa-1")
+            );
+            assert_eq!(
+                name(store.newest_release("web").await.unwrap()).as_deref(),
+                Some("web-3")
+            );
+            let hash = berth_core::template::template_hash(&template('b'));
+            let with_b = store.releases_with_template("web", &hash).await.unwrap();
+            assert_eq!(with_b.len(), 1, "the legacy release's hash is computed");
+            assert_eq!(
+                store
+                    .releases_with_digest("web", &format!("sha256:{}", "a".repeat(64)))
+                    .await
+                    .unwrap()
+                    .len(),
+                2
+            );
+            let runs = store.team_releases_in("pay", "qa").await.unwrap();
+            assert_eq!(name(runs.into_iter().next()).as_deref(), Some("web-1"));
+            assert_eq!(verify(&store).await, Vec::<String>::new());
+            store.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .commit(
+                vec![Write::Create {
+                    kind: "Deployment".to_owned(),
+                    name: "web-qa-4".to_owned(),
+                    owner: Some("web".to_owned()),
+                    document: deployment(4, DeploymentPhase::Pending),
+                }],
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.next_deployment_number("web", "qa").await.unwrap(), 5);
+        assert_eq!(verify(&store).await, Vec::<String>::new());
+    }
+
     #[tokio::test]
     async fn open_in_missing_directory_names_the_path() {
         let dir = tempfile::tempdir().unwrap();
