@@ -92,6 +92,17 @@ impl Store for Counting {
     async fn team_applications(&self, query: &TeamQuery) -> Result<Page, StoreError> {
         self.inner.team_applications(query).await
     }
+    async fn reusable_build(
+        &self,
+        app: &str,
+        revision: &str,
+        hash: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        self.inner.reusable_build(app, revision, hash).await
+    }
+    async fn unfinished_builds(&self, after: Option<u64>, limit: u32) -> Result<Page, StoreError> {
+        self.inner.unfinished_builds(after, limit).await
+    }
     async fn next_release_number(&self, app: &str) -> Result<u64, StoreError> {
         self.inner.next_release_number(app).await
     }

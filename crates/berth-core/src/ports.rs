@@ -287,6 +287,18 @@ pub trait Store: Send + Sync {
     async fn team_releases_in(&self, team: &str, environment: &str) -> Result<Vec<Value>, StoreError>;
     /// Applications whose `spec.team` is the query's team.
     async fn team_applications(&self, query: &TeamQuery) -> Result<Page, StoreError>;
+    /// The build of `application` that stands for (`revision`, `builder_hash`): the
+    /// newest one that did not fail, as [`crate::build::reusable`] decides. The revision
+    /// is the commit built, or for the `image` builder the digest it resolved.
+    async fn reusable_build(
+        &self,
+        application: &str,
+        revision: &str,
+        builder_hash: &str,
+    ) -> Result<Option<Value>, StoreError>;
+    /// Builds of every application that are not finished (`Pending` or `Running`), in
+    /// creation order, a page after cursor `after`: what a restart marks failed.
+    async fn unfinished_builds(&self, after: Option<u64>, limit: u32) -> Result<Page, StoreError>;
     /// The number the next release of `application` gets: one more than any release of it
     /// ever stored, deleted or not (numbers are never reused).
     async fn next_release_number(&self, application: &str) -> Result<u64, StoreError>;

@@ -1,8 +1,12 @@
 //! Typed access to the [`Store`]: documents in and out as [`Resource`]s.
 
 use crate::{
+    build::BuildKey,
     meta::{Kind, Resource},
-    objects::{Application, ApplicationKind, Deployment, DeploymentKind, Release, ReleaseKind, release_name},
+    objects::{
+        Application, ApplicationKind, Build, BuildKind, Deployment, DeploymentKind, Release, ReleaseKind,
+        release_name,
+    },
     ports::{GoverningQuery, ListQuery, Page, Store, StoreError, TeamQuery, Write},
     quota::{Demand, Usage},
 };
@@ -182,6 +186,29 @@ pub async fn deployments_of_releases(
     releases: &[u64],
 ) -> Result<Vec<Deployment>, RepoError> {
     decode_all(store.deployments_of_releases(application, releases).await?)
+}
+
+/// The build of `application` that stands for `key` ([`Store::reusable_build`]).
+pub async fn reusable_build(
+    store: &dyn Store,
+    application: &str,
+    key: &BuildKey,
+) -> Result<Option<Build>, RepoError> {
+    decode_one(
+        store
+            .reusable_build(application, &key.revision, &key.builder_hash)
+            .await?,
+    )
+}
+
+/// Every build not finished yet, page by page ([`Store::unfinished_builds`]).
+pub async fn unfinished_builds(store: &dyn Store) -> Result<Vec<Build>, RepoError> {
+    all_pages::<BuildKind, Option<u64>>(
+        None,
+        async |after| store.unfinished_builds(*after, 1000).await,
+        |after, next| *after = Some(next),
+    )
+    .await
 }
 
 /// Every application of `team`, page by page ([`Store::team_applications`]).

@@ -40,6 +40,14 @@ ALTER TABLE objects ADD COLUMN built INTEGER
     GENERATED ALWAYS AS (
         json_extract(document, '$.spec.origin.build') IS NOT NULL
         AND json_extract(document, '$.spec.origin.promotion') IS NULL) VIRTUAL;
+-- Build: what it built, which with the builder hash is its key (berth_core::build::BuildKey):
+-- the commit, or for the `image` builder the digest the reference resolved to.
+ALTER TABLE objects ADD COLUMN revision TEXT
+    GENERATED ALWAYS AS (
+        CASE WHEN json_extract(document, '$.spec.builder') = 'image'
+        THEN json_extract(document, '$.status.digest')
+        ELSE json_extract(document, '$.spec.commit')
+        END) VIRTUAL;
 
 -- Deployments of (application, environment), by number.
 CREATE INDEX deployments_by_number ON objects (owner, environment, number)
@@ -48,7 +56,7 @@ CREATE INDEX deployments_by_number ON objects (owner, environment, number)
 CREATE INDEX deployments_governing ON objects (owner, environment, number)
     WHERE kind = 'Deployment' AND phase IS NOT 'Failed' AND retired_at IS NULL;
 -- The same set in creation order, to page through every governing deployment.
-CREATE INDEX deployments_governing_by_id ON objects (kind, id)
+CREATE INDEX deployments_governing_by_id ON objects (id)
     WHERE kind = 'Deployment' AND phase IS NOT 'Failed' AND retired_at IS NULL;
 -- Those that succeeded and were not retired: the last succeeded one.
 CREATE INDEX deployments_succeeded ON objects (owner, environment, number)
@@ -66,6 +74,12 @@ CREATE INDEX releases_by_template ON objects (owner, template_hash, number)
     WHERE kind = 'Release';
 CREATE INDEX releases_built ON objects (owner, number)
     WHERE kind = 'Release' AND built;
+
+-- Builds of an application by revision (to reuse one), and those not finished.
+CREATE INDEX builds_by_revision ON objects (owner, revision, number)
+    WHERE kind = 'Build';
+CREATE INDEX builds_unfinished ON objects (id)
+    WHERE kind = 'Build' AND phase IN ('Pending', 'Running');
 
 -- Applications of a team in creation order.
 CREATE INDEX applications_by_team ON objects (team, id)

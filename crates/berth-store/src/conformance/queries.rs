@@ -5,11 +5,12 @@
 use std::collections::BTreeSet;
 
 use berth_core::{
+    build::{BuildKey, reusable},
     deployment::{governing, last_succeeded},
     meta::Kind,
     objects::{
-        Application, Deployment, DeploymentCause, DeploymentPhase, DeploymentSpec, Promotion, Release,
-        ReleaseOrigin, deployment_name,
+        Application, Build, BuildPhase, Deployment, DeploymentCause, DeploymentPhase, DeploymentSpec,
+        Promotion, Release, ReleaseOrigin, build_name, deployment_name,
     },
     ports::{DeploymentQuery, GoverningQuery, Store, StoreError, TeamQuery, Write},
     quota::{Demand, Usage},
@@ -679,4 +680,111 @@ pub async fn next_numbers(store: &dyn Store) -> Result<(), StoreError> {
         ["web-1", "web-2", "web-3", "web-5"].map(str::to_owned).into()
     );
     Ok(())
+}
+
+// === Builds ===
+
+/// A build of `app` numbered `number` of `revision` (a commit, or for the image builder
+/// the digest it resolved) with builder hash `hash`, in `phase`.
+fn build(
+    app: &str,
+    number: u64,
+    revision: &str,
+    hash: &str,
+    image_builder: bool,
+    phase: BuildPhase,
+) -> Result<Build, StoreError> {
+    let builder = if image_builder {
+        json!("image")
+    } else {
+        json!({"dockerfile": {}})
+    };
+    let mut b: Build = serde_json::from_value(json!({
+        "apiVersion": "berth.dev/v1", "kind": "Build", "metadata": {"name": build_name(app, number)},
+        "spec": {"application": app, "number": number, "builder": builder, "builderHash": hash,
+                 "image": format!("r/{app}")},
+    }))
+    .map_err(|e| broken("a build", &e))?;
+    if image_builder {
+        b.status.digest = Some(revision.to_owned());
+    } else {
+        b.spec.commit = Some(revision.to_owned());
+    }
+    b.status.phase = phase;
+    Ok(b)
+}
+
+/// The build that stands for a key is the newest of that revision and builder hash
+/// that did not fail (as the core's `reusable` decides); unfinished builds come in
+/// creation order, page by page, and leave once they end.
+pub async fn build_queries(store: &dyn Store) -> Result<(), StoreError> {
+    use BuildPhase::{Failed, Pending, Running, Succeeded};
+    let d1 = digest('d');
+    let builds = [
+        build("web", 1, "c1", "h", false, Succeeded)?,
+        build("web", 2, "c1", "h", false, Failed)?,
+        build("web", 3, "c2", "h", false, Running)?,
+        build("web", 4, &d1, "h", true, Pending)?,
+        build("web", 5, "c1", "other", false, Succeeded)?,
+        build("webx", 1, "c1", "h", false, Running)?,
+    ];
+    commit(store, builds.iter().map(create).collect::<Result<_, _>>()?).await?;
+    let key = |revision: &str, hash: &str| BuildKey {
+        revision: revision.to_owned(),
+        builder_hash: hash.to_owned(),
+    };
+    let of_web: Vec<Build> = builds
+        .iter()
+        .filter(|b| b.spec.application == "web")
+        .cloned()
+        .collect();
+    for (revision, hash, expected) in [
+        ("c1", "h", Some("web-build-1")),
+        ("c1", "other", Some("web-build-5")),
+        ("c2", "h", Some("web-build-3")),
+        (d1.as_str(), "h", Some("web-build-4")),
+        ("c3", "h", None),
+    ] {
+        let found = store.reusable_build("web", revision, hash).await?;
+        assert_eq!(found.as_ref().map(name), expected, "build of {revision} {hash}");
+        assert_eq!(
+            reusable(&of_web, &key(revision, hash)).map(|b| b.metadata.name.as_str()),
+            expected,
+            "the core agrees for {revision} {hash}"
+        );
+    }
+
+    let mut after = None;
+    let mut unfinished = Vec::new();
+    loop {
+        let page = store.unfinished_builds(after, 1).await?;
+        unfinished.extend(page.items.iter().map(|b| name(b).to_owned()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(unfinished, ["web-build-3", "web-build-4", "webx-build-1"]);
+    let mut ended: Build = typed(&store.get("Build", "web-build-3").await?.unwrap_or_default())?;
+    ended.status.phase = Failed;
+    commit(
+        store,
+        vec![repo::replace(&ended).map_err(|e| broken("a replace", &e))?],
+    )
+    .await?;
+    let left = repo::unfinished_builds(store)
+        .await
+        .map_err(|e| broken("unfinished builds", &e))?;
+    assert_eq!(names_of(&left), ["web-build-4", "webx-build-1"]);
+    assert_eq!(
+        store.reusable_build("web", "c2", "h").await?,
+        None,
+        "a failed build is not reused"
+    );
+    Ok(())
+}
+
+/// Names of typed objects.
+fn names_of<K: Kind>(objects: &[berth_core::meta::Resource<K>]) -> Vec<&str> {
+    objects.iter().map(|o| o.metadata.name.as_str()).collect()
 }
