@@ -126,7 +126,7 @@ impl Timings {
         self.new.sort();
         self.old.sort();
         println!(
-            "| {label} | {:.3} | {:.3} | {} | {} | {} |",
+            "| {label} | {:.3} | {:.3} | {} | {} | {} / {} |",
             percentile(&self.new, 0.5),
             percentile(&self.new, 0.95),
             if self.old.is_empty() {
@@ -139,7 +139,8 @@ impl Timings {
             } else {
                 format!("{:.3}", percentile(&self.old, 0.95))
             },
-            format!("{} / {}", self.failed, self.disagreed),
+            self.failed,
+            self.disagreed,
         );
     }
 }
