@@ -294,7 +294,7 @@ impl BuildService {
             }
         };
         let stored_log = |line: &str| {
-            log.line(line.to_owned());
+            log.line(line);
             log_tail(&log.text(), MAX_STORED_LOG)
         };
         let released = self

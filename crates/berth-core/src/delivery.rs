@@ -213,15 +213,17 @@ pub fn next_release_number(releases: &[Release]) -> u64 {
 }
 
 /// The deployment an automatic rollback makes after `failed` failed: back to the
-/// release of the newest deployment that succeeded there, when that is another
-/// release. `deployments` are those of `failed`'s application in its environment;
-/// `None` when there is nothing to go back to.
+/// release of `last_succeeded` (the newest deployment that succeeded in the environment),
+/// when that is another release, numbered `number`. `None` when there is nothing to go
+/// back to.
 #[must_use]
-pub fn auto_rollback(failed: &Deployment, deployments: &[Deployment]) -> Option<Deployment> {
-    let back =
-        crate::deployment::last_succeeded(deployments).filter(|d| d.spec.release != failed.spec.release)?;
+pub fn auto_rollback(
+    failed: &Deployment,
+    last_succeeded: Option<&Deployment>,
+    number: u64,
+) -> Option<Deployment> {
+    let back = last_succeeded.filter(|d| d.spec.release != failed.spec.release)?;
     let (app, env) = (&failed.spec.application, &failed.spec.environment);
-    let number = next_deployment_number(deployments);
     let mut rollback = Deployment::new(
         crate::objects::deployment_name(app, env, number),
         crate::objects::DeploymentSpec {
@@ -290,6 +292,45 @@ mod tests {
         );
         d.status.phase = phase;
         d
+    }
+
+    #[test]
+    fn an_automatic_rollback_goes_back_to_the_last_success_when_it_is_another_release() {
+        let succeeded = dep(1, 1, DeploymentPhase::Succeeded);
+        let failed = dep(2, 2, DeploymentPhase::Failed);
+        let back = auto_rollback(&failed, Some(&succeeded), 3).unwrap();
+        assert_eq!((back.spec.number, back.spec.release), (3, 1));
+        assert_eq!(back.status.previous_release, Some(2));
+        assert_eq!(
+            back.spec.cause,
+            DeploymentCause::AutoRollback {
+                failed_deployment: failed.metadata.name.clone()
+            }
+        );
+        assert!(
+            auto_rollback(&failed, None, 3).is_none(),
+            "nothing succeeded before"
+        );
+        let same = dep(1, 2, DeploymentPhase::Succeeded);
+        assert!(
+            auto_rollback(&failed, Some(&same), 3).is_none(),
+            "the failed release itself"
+        );
+    }
+
+    #[test]
+    fn deleting_is_blocked_by_production_environments_unless_forced() {
+        let running = vec!["production".to_owned(), "qa".to_owned()];
+        let production = |e: &str| e == "production";
+        assert_eq!(delete_blockers(&running, false, production), ["production"]);
+        assert!(delete_blockers(&running, true, production).is_empty());
+        assert!(delete_blockers(&["qa".to_owned()], false, production).is_empty());
+    }
+
+    #[test]
+    fn release_numbers_follow_the_highest() {
+        assert_eq!(next_release_number(&[]), 1);
+        assert_eq!(next_release_number(&[release(1, "a"), release(4, "a")]), 5);
     }
 
     #[test]

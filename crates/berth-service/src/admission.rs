@@ -7,11 +7,12 @@
 //! | [`Authorization`] | [`Error::Forbidden`]         | Berth itself         |
 //! | [`SecretsPresent`]| [`Error::MissingSecrets`]    | automatic rollback   |
 //! | [`TeamQuota`]     | [`Error::Quota`]             | automatic rollback   |
-//! | [`VerifiedIn`]    | [`Error::Promotion`] (`NotVerified`) | —            |
+//! | [`VerifiedIn`]    | [`Error::Promotion`] (`NotVerified`) | automatic rollback |
 //!
-//! An automatic rollback goes back to what already ran in the environment: rolling back
-//! is always possible (immutable infrastructure), so it is not held to secrets or quota
-//! that changed since. More policies join the end of the chain through
+//! An automatic rollback goes back to what already succeeded in the environment: that
+//! passes `requireVerifiedIn` by definition (what ran there is enough for a rollback),
+//! and rolling back is always possible (immutable infrastructure), so it is not held to
+//! secrets or quota that changed since. More policies join the end of the chain through
 //! [`crate::Delivery::with_policy`].
 
 use async_trait::async_trait;
@@ -55,9 +56,11 @@ pub struct Admission<'a> {
     pub verified_as: &'a Release,
     /// How it enters.
     pub entry: Entry,
-    /// The application's releases (without `release` when it is new).
+    /// The application's releases (without `release` when it is new); empty for an
+    /// automatic rollback, which no policy needs them for.
     pub releases: &'a [Release],
-    /// The application's deployments, in every environment.
+    /// The application's deployments, in every environment; empty for an automatic
+    /// rollback.
     pub deployments: &'a [Deployment],
 }
 
@@ -187,10 +190,10 @@ impl Policy for VerifiedIn {
             // An unpinned release is refused by release validation.
             return Ok(());
         }
-        if a.environment.spec.policies.require_verified_in.is_empty() {
+        if a.environment.spec.policies.require_verified_in.is_empty() || a.entry == Entry::AutoRollback {
             return Ok(());
         }
-        let ran_here_is_enough = matches!(a.entry, Entry::Rollback | Entry::AutoRollback);
+        let ran_here_is_enough = a.entry == Entry::Rollback;
         promotion::check_verified(
             a.environment,
             release,

@@ -274,14 +274,13 @@ impl Delivery {
             let mut events = cmd.events.clone();
             let mut rollback = None;
             if env.spec.rollout.auto_rollback {
-                let deployments = reads::deployments(store, app).await?;
-                let of_env = reads::of_environment(&deployments, env_name);
-                if let Some(back) = delivery::auto_rollback(failed, &of_env)
+                let last = repo::last_succeeded(store, app, env_name).await?;
+                let number = store.next_deployment_number(app, env_name).await?;
+                if let Some(back) = delivery::auto_rollback(failed, last.as_ref(), number)
                     && let Some(application) =
                         repo::get::<berth_core::objects::ApplicationKind>(store, app).await?
                     && let Some(release) = reads::release(store, app, back.spec.release).await?
                 {
-                    let releases = reads::releases(store, app).await?;
                     let admitted = self
                         .admit(&Admission {
                             actor: &Actor::Berth,
@@ -290,8 +289,9 @@ impl Delivery {
                             release: &release,
                             verified_as: &release,
                             entry: Entry::AutoRollback,
-                            releases: &releases,
-                            deployments: &deployments,
+                            // What ran there passes requireVerifiedIn: nothing to look up.
+                            releases: &[],
+                            deployments: &[],
                         })
                         .await;
                     match admitted {

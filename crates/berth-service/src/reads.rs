@@ -1,16 +1,15 @@
 //! What the use cases load, each read as narrow as the store offers: one object by
-//! name, or the children of one application. No use case lists a whole collection
-//! except where the store has no query for it yet ([`team_usage`]).
+//! name, the children of one application, or a targeted query ([`team_usage`]). No use
+//! case lists a whole collection.
 
 use berth_core::{
     Kind,
-    deployment::governing,
     objects::{
         Application, ApplicationKind, Deployment, DeploymentKind, Environment, EnvironmentKind, Release,
         ReleaseKind, SecretKind, Team, TeamKind, release_name,
     },
     ports::Store,
-    quota::{Demand, Usage},
+    quota::Usage,
     repo,
 };
 
@@ -85,7 +84,7 @@ pub(crate) async fn secret_exists(store: &dyn Store, name: &str) -> Result<bool>
 }
 
 /// What the applications of `team` other than `except` use in `environment` (spanning
-/// `clusters` clusters): the demand of the release governing each.
+/// `clusters` clusters): the demand of the release governing each, in one query.
 pub(crate) async fn team_usage(
     store: &dyn Store,
     team: &str,
@@ -93,21 +92,5 @@ pub(crate) async fn team_usage(
     except: &str,
     clusters: usize,
 ) -> Result<Usage> {
-    // The store has no query by team yet: this is the one whole-kind list left.
-    let others: Vec<String> = repo::list_all::<ApplicationKind>(store, None)
-        .await?
-        .into_iter()
-        .filter(|a| a.spec.team == team && a.metadata.name != except)
-        .map(|a| a.metadata.name)
-        .collect();
-    let mut usage = Usage::default();
-    for other in &others {
-        let of_env = deployments_in(store, other, environment).await?;
-        if let Some(g) = governing(&of_env)
-            && let Some(r) = release(store, other, g.spec.release).await?
-        {
-            usage.add(&Demand::of(&r.spec.template, environment, clusters));
-        }
-    }
-    Ok(usage)
+    Ok(repo::team_usage(store, team, environment, clusters, except).await?)
 }

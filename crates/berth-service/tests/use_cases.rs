@@ -296,6 +296,34 @@ async fn a_release_must_fit_the_team_quota() {
     let e = w.deploy("qa", ReleaseWanted::Current).await.unwrap_err();
     assert!(matches!(e, Error::Quota(_)), "{e:?}");
     assert!(w.deployments().await.is_empty());
+    assert!(
+        !w.store.listed_whole(ApplicationKind::KIND),
+        "the team's usage is one query, not a list of every application: {:?}",
+        w.store.reads()
+    );
+}
+
+#[tokio::test]
+async fn the_quota_counts_what_the_team_s_other_applications_run() {
+    let w = world_with(
+        environment("production", true, json!({})),
+        application("web", json!({"replicas": 2})),
+        team(json!({"qa": {"replicas": 3}})),
+    )
+    .await;
+    w.store.put(&application("api", json!({"replicas": 2}))).await;
+    w.delivery
+        .deploy(Deploy {
+            actor: w.user("rita").await,
+            application: "api".into(),
+            environment: "qa".into(),
+            release: ReleaseWanted::Current,
+        })
+        .await
+        .unwrap();
+    let e = w.deploy("qa", ReleaseWanted::Current).await.unwrap_err();
+    let Error::Quota(q) = e else { panic!("{e:?}") };
+    assert_eq!(q.problems.len(), 1, "{q:?}");
 }
 
 #[tokio::test]
@@ -453,6 +481,7 @@ async fn an_automatic_rollback_goes_back_to_the_last_success_in_the_same_commit(
     let w = world().await;
     let failed = failed_second_release(&w).await;
     let commits = w.store.commits();
+    w.store.forget_reads();
     let back = w
         .delivery
         .auto_rollback(AutoRollback {
@@ -463,6 +492,11 @@ async fn an_automatic_rollback_goes_back_to_the_last_success_in_the_same_commit(
         .unwrap()
         .unwrap();
     assert_eq!(w.store.commits(), commits + 1, "one commit");
+    let reads = w.store.reads();
+    assert!(
+        !reads.iter().any(|r| matches!(r, Read::List { .. })),
+        "targeted queries only: {reads:?}"
+    );
     assert_eq!((back.spec.number, back.spec.release), (3, 1));
     assert_eq!(
         back.spec.cause,

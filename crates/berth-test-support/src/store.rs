@@ -11,11 +11,15 @@ use berth_core::{
     Kind, NewEvent, Resource,
     audit::{AuditEntry, AuditQuery, Change, Checkpoint, Verification},
     objects::Event,
-    ports::{Commit, EventQuery, ListQuery, Page, Store, StoreError, TokenRecord, Write},
+    ports::{
+        Commit, DeploymentQuery, EventQuery, GoverningQuery, ListQuery, Page, Store, StoreError, TeamQuery,
+        TokenRecord, Write,
+    },
     repo,
 };
 use berth_store::SqliteStore;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 /// One read a caller made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +37,14 @@ pub enum Read {
         kind: String,
         /// The owner asked for; `None` lists the whole kind.
         owner: Option<String>,
+    },
+    /// A targeted query: the `Store` method's name and its arguments, e.g.
+    /// `governing_deployment` of `web/qa`.
+    Query {
+        /// The method.
+        query: &'static str,
+        /// Its arguments, joined with `/`.
+        key: String,
     },
 }
 
@@ -99,6 +111,10 @@ impl RecordingStore {
             .any(|r| matches!(r, Read::List { kind: k, owner: None } if k == kind))
     }
 
+    fn query(&self, query: &'static str, key: String) {
+        self.reads.lock().unwrap().push(Read::Query { query, key });
+    }
+
     /// How many commits were attempted (failed ones included).
     #[must_use]
     pub fn commits(&self) -> usize {
@@ -122,7 +138,7 @@ impl Store for RecordingStore {
         self.inner.commit_as(change, writes, events).await
     }
 
-    async fn get(&self, kind: &str, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    async fn get(&self, kind: &str, name: &str) -> Result<Option<Value>, StoreError> {
         self.reads.lock().unwrap().push(Read::Get {
             kind: kind.to_owned(),
             name: name.to_owned(),
@@ -136,6 +152,125 @@ impl Store for RecordingStore {
             owner: query.owner.clone(),
         });
         self.inner.list(query).await
+    }
+
+    async fn governing_deployment(
+        &self,
+        application: &str,
+        environment: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        self.query("governing_deployment", format!("{application}/{environment}"));
+        self.inner.governing_deployment(application, environment).await
+    }
+
+    async fn last_succeeded_deployment(
+        &self,
+        application: &str,
+        environment: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        self.query(
+            "last_succeeded_deployment",
+            format!("{application}/{environment}"),
+        );
+        self.inner
+            .last_succeeded_deployment(application, environment)
+            .await
+    }
+
+    async fn deployments(&self, query: &DeploymentQuery) -> Result<Page, StoreError> {
+        self.query(
+            "deployments",
+            format!("{}/{}", query.application, query.environment),
+        );
+        self.inner.deployments(query).await
+    }
+
+    async fn governing_deployments(&self, query: &GoverningQuery) -> Result<Page, StoreError> {
+        self.query(
+            "governing_deployments",
+            query.application.clone().unwrap_or_default(),
+        );
+        self.inner.governing_deployments(query).await
+    }
+
+    async fn deployments_of_releases(
+        &self,
+        application: &str,
+        releases: &[u64],
+    ) -> Result<Vec<Value>, StoreError> {
+        self.query("deployments_of_releases", format!("{application}/{releases:?}"));
+        self.inner.deployments_of_releases(application, releases).await
+    }
+
+    async fn newest_release(&self, application: &str) -> Result<Option<Value>, StoreError> {
+        self.query("newest_release", application.to_owned());
+        self.inner.newest_release(application).await
+    }
+
+    async fn newest_built_release(&self, application: &str) -> Result<Option<Value>, StoreError> {
+        self.query("newest_built_release", application.to_owned());
+        self.inner.newest_built_release(application).await
+    }
+
+    async fn releases_with_digest(&self, application: &str, digest: &str) -> Result<Vec<Value>, StoreError> {
+        self.query("releases_with_digest", format!("{application}/{digest}"));
+        self.inner.releases_with_digest(application, digest).await
+    }
+
+    async fn releases_with_template(
+        &self,
+        application: &str,
+        template_hash: &str,
+    ) -> Result<Vec<Value>, StoreError> {
+        self.query("releases_with_template", format!("{application}/{template_hash}"));
+        self.inner
+            .releases_with_template(application, template_hash)
+            .await
+    }
+
+    async fn team_releases_in(&self, team: &str, environment: &str) -> Result<Vec<Value>, StoreError> {
+        self.query("team_releases_in", format!("{team}/{environment}"));
+        self.inner.team_releases_in(team, environment).await
+    }
+
+    async fn team_applications(&self, query: &TeamQuery) -> Result<Page, StoreError> {
+        self.query("team_applications", query.team.clone());
+        self.inner.team_applications(query).await
+    }
+
+    async fn reusable_build(
+        &self,
+        application: &str,
+        revision: &str,
+        builder_hash: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        self.query(
+            "reusable_build",
+            format!("{application}/{revision}/{builder_hash}"),
+        );
+        self.inner
+            .reusable_build(application, revision, builder_hash)
+            .await
+    }
+
+    async fn unfinished_builds(&self, after: Option<u64>, limit: u32) -> Result<Page, StoreError> {
+        self.query("unfinished_builds", String::new());
+        self.inner.unfinished_builds(after, limit).await
+    }
+
+    async fn next_release_number(&self, application: &str) -> Result<u64, StoreError> {
+        self.query("next_release_number", application.to_owned());
+        self.inner.next_release_number(application).await
+    }
+
+    async fn next_build_number(&self, application: &str) -> Result<u64, StoreError> {
+        self.query("next_build_number", application.to_owned());
+        self.inner.next_build_number(application).await
+    }
+
+    async fn next_deployment_number(&self, application: &str, environment: &str) -> Result<u64, StoreError> {
+        self.query("next_deployment_number", format!("{application}/{environment}"));
+        self.inner.next_deployment_number(application, environment).await
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
