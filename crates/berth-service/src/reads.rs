@@ -66,18 +66,6 @@ pub(crate) fn of_environment(deployments: &[Deployment], environment: &str) -> V
         .collect()
 }
 
-/// The deployments of `application` in `environment`, loaded.
-pub(crate) async fn deployments_in(
-    store: &dyn Store,
-    application: &str,
-    environment: &str,
-) -> Result<Vec<Deployment>> {
-    Ok(of_environment(
-        &deployments(store, application).await?,
-        environment,
-    ))
-}
-
 /// Whether secret document `name` exists.
 pub(crate) async fn secret_exists(store: &dyn Store, name: &str) -> Result<bool> {
     Ok(store.get(SecretKind::KIND, name).await?.is_some())

@@ -2,6 +2,8 @@
 //! berth-test-support: a real in-memory store that records reads and injects commit
 //! failures, a tag table for the registry, a clock that moves only when told.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
