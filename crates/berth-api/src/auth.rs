@@ -19,10 +19,10 @@ use berth_core::{
     audit::Change,
     authz::Principal,
     objects::{BOOTSTRAP_ADMIN, DEFAULT_TEAM, Team, TeamKind, TeamSpec, User, UserKind, UserSpec},
-    ports::{Store, StoreError, TokenRecord},
+    ports::{Clock, Store, StoreError, SystemClock, TokenRecord},
     repo::{self, RepoError},
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -150,7 +150,11 @@ pub async fn ensure_bootstrap_token(store: &dyn Store) -> Result<Option<String>,
     }
     let token = new_token();
     store
-        .put_token(bootstrap_record(&token), &Change::new("berth", "bootstrap"))
+        // Before the server serves: no state and no clock of its own yet.
+        .put_token(
+            bootstrap_record(&token, SystemClock.now()),
+            &Change::new("berth", "bootstrap"),
+        )
         .await?;
     Ok(Some(token))
 }
@@ -185,14 +189,15 @@ pub async fn rotate_bootstrap_token(store: &dyn Store) -> Result<String, StoreEr
             .commit_as(&change, vec![write.map_err(backend)?], Vec::new())
             .await?;
     }
-    let now = Utc::now();
+    // Before the server serves: no state and no clock of its own yet.
+    let now = SystemClock.now();
     for old in store.list_tokens(Some(BOOTSTRAP_ADMIN)).await? {
         if old.name == BOOTSTRAP_TOKEN_NAME && old.revoked_at.is_none() {
             store.revoke_token(&old.id, now, &change).await?;
         }
     }
     let token = new_token();
-    store.put_token(bootstrap_record(&token), &change).await?;
+    store.put_token(bootstrap_record(&token, now), &change).await?;
     Ok(token)
 }
 
@@ -200,13 +205,13 @@ pub async fn rotate_bootstrap_token(store: &dyn Store) -> Result<String, StoreEr
 const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap";
 
 /// The record of bootstrap token `token`: it does not expire (rotate it instead).
-fn bootstrap_record(token: &str) -> TokenRecord {
+fn bootstrap_record(token: &str, now: DateTime<Utc>) -> TokenRecord {
     TokenRecord {
         id: new_token_id(),
         name: BOOTSTRAP_TOKEN_NAME.to_owned(),
         subject: BOOTSTRAP_ADMIN.to_owned(),
         hash: hash_token(token),
-        created_at: Utc::now(),
+        created_at: now,
         expires_at: None,
         revoked_at: None,
     }
@@ -274,7 +279,7 @@ pub async fn authenticate(
     if record.revoked_at.is_some() {
         return Err(refuse_for_good(format!("token {} was revoked", record.id)));
     }
-    if !record.is_valid_at(Utc::now()) {
+    if !record.is_valid_at(state.clock.now()) {
         return Err(refuse_for_good(format!("token {} has expired", record.id)));
     }
     governance

@@ -171,6 +171,37 @@ impl From<RepoError> for ApiError {
     }
 }
 
+impl From<berth_service::Error> for ApiError {
+    fn from(e: berth_service::Error) -> Self {
+        use berth_service::Error as E;
+        let hint = e.hint();
+        match e {
+            E::NotFound { kind, name } => Self::NotFound {
+                kind: kind.to_owned(),
+                name,
+            },
+            E::MissingReference { path, kind, name } => Self::MissingReference { path, kind, name },
+            E::Invalid(e) => Self::Invalid(e),
+            E::Delivery(e) => Self::Delivery(e),
+            E::Promotion(e) => Self::Promotion(e),
+            E::Resolve(e) => Self::Resolve(e),
+            E::Forbidden(e) => Self::Forbidden(e),
+            E::Quota(e) => Self::Quota(e),
+            E::MissingSecrets { application, names } => Self::MissingSecrets { application, names },
+            e @ (E::RunsInProduction { .. } | E::Unreleasable { .. } | E::Refused { .. }) => Self::Conflict {
+                message: e.to_string(),
+                hint: hint.unwrap_or_default(),
+            },
+            E::Busy { .. } => Self::Conflict {
+                message: "other changes to this application kept racing with the request".to_owned(),
+                hint: hint.unwrap_or_default(),
+            },
+            E::Store(e) => e.into(),
+            E::Corrupt(e) => e.into(),
+        }
+    }
+}
+
 impl From<BuildError> for ApiError {
     fn from(e: BuildError) -> Self {
         match e {

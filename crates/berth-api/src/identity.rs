@@ -160,7 +160,7 @@ pub async fn create(
             name: user,
         });
     }
-    let now = Utc::now();
+    let now = state.clock.now();
     let expires_at = expiry(req.expires_in_days, &parent.0, now)?;
     let _one_at_a_time = TOKEN_WRITES.lock().await;
     refuse_beyond_the_cap(state, &user, now).await?;
@@ -232,7 +232,11 @@ pub async fn revoke(
     }
     let revoked = state
         .store
-        .revoke_token(id, Utc::now(), &Change::new(&principal.user, "token.revoke"))
+        .revoke_token(
+            id,
+            state.clock.now(),
+            &Change::new(&principal.user, "token.revoke"),
+        )
         .await?;
     Ok(TokenInfo::from(&revoked))
 }

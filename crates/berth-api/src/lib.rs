@@ -1,8 +1,9 @@
 //! Berth's REST API.
 //!
-//! Maps HTTP onto core operations: authentication, decoding and validation, error
-//! mapping (problem+json, in [`error`]). It holds no business rules: decisions come from
-//! `berth_core`, state from the [`Store`]. The OpenAPI document is generated from the
+//! Maps HTTP onto the use cases of `berth_service` and reads of the [`Store`]:
+//! authentication, decoding and validation, error mapping (problem+json, in [`error`]).
+//! It holds no business rules: use cases live in `berth_service`, decisions in
+//! `berth_core`. The OpenAPI document is generated from the
 //! handlers and served at `/api/v1/openapi.json`.
 
 pub mod audit;
@@ -24,7 +25,8 @@ pub mod secrets;
 
 use std::sync::Arc;
 
-use berth_core::ports::{Builds, ImageResolver, Store};
+use berth_core::ports::{Builds, Clock, ImageResolver, Store};
+use berth_service::Delivery;
 use tokio::sync::Notify;
 
 pub use governance::{Governance, RateLimit};
@@ -45,4 +47,16 @@ pub struct ApiState {
     pub router_port: Option<u16>,
     /// Builds from sources: build once, logs.
     pub builds: Arc<dyn Builds>,
+    /// The time: token expiry, promotion and deletion times.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ApiState {
+    /// The use cases over this state's ports; notifies [`ApiState::changed`] after a
+    /// change.
+    #[must_use]
+    pub fn delivery(&self) -> Delivery {
+        Delivery::new(self.store.clone(), self.resolver.clone(), self.clock.clone())
+            .notifying(self.changed.clone())
+    }
 }

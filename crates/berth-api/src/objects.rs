@@ -9,11 +9,10 @@ use std::future::Future;
 use axum::{Json, http::StatusCode};
 use berth_core::{
     Kind, NewEvent, Resource,
-    deployment::{retire, running_environments},
     meta::ObjectMeta,
     objects::{
         Application, ApplicationKind, Cluster, ClusterKind, Deployment, DeploymentKind, Environment,
-        EnvironmentKind, Release, ReleaseKind, SecretKind, Team, TeamKind, User, UserKind,
+        EnvironmentKind, Release, ReleaseKind, Team, TeamKind, User, UserKind,
     },
     ports::{ListQuery, StoreError, Write},
     repo,
@@ -151,56 +150,16 @@ impl Managed for ApplicationKind {
         Ok(())
     }
 
-    /// Deleting an application stops it everywhere it runs, so it is refused (409)
-    /// while it runs in a production environment unless `force` (the permission check has
-    /// already asked for deploy rights in every environment it runs in). Its history stays:
-    /// releases, builds and deployments are kept under its name (the deployments retired,
-    /// so they govern nothing and the reconciler stops the replicas), so a re-created
-    /// application of the same name continues the numbering. Its secrets go.
+    /// Deleting an application is the use case `berth_service::Delivery::delete_application`
+    /// (what `DELETE /applications/{name}` calls); this gives its writes to a generic
+    /// delete, whose permission check has already asked for deploy rights in every
+    /// environment the application runs in.
     async fn on_delete(state: &ApiState, name: &str, force: bool) -> Result<Vec<Write>> {
-        let store = state.store.as_ref();
-        let deployments = repo::list_all::<DeploymentKind>(store, Some(name)).await?;
-        let running = running_environments(&deployments);
-        let mut production = Vec::new();
-        for env in &running {
-            if repo::get::<EnvironmentKind>(store, env)
-                .await?
-                .is_some_and(|e| e.spec.production)
-            {
-                production.push(env.clone());
-            }
-        }
-        if !production.is_empty() && !force {
-            return Err(ApiError::Conflict {
-                message: format!(
-                    "Application '{name}' runs in production environment(s) {} (it runs in {}); \
-                     deleting it stops it there",
-                    production.join(", "),
-                    running.join(", ")
-                ),
-                hint: format!(
-                    "to take it out of production and delete it anyway, someone with release rights there \
-                     deletes with ?force=true (berth delete application {name} --force); its releases, \
-                     deployments, builds and events stay readable"
-                ),
-            });
-        }
-        let now = chrono::Utc::now();
-        let mut writes = Vec::new();
-        for d in &deployments {
-            if let Some(status) = retire(d, now) {
-                let mut retired = d.clone();
-                retired.status = status;
-                writes.push(repo::replace(&retired)?);
-            }
-        }
-        writes.extend(
-            repo::list_all::<SecretKind>(store, Some(name))
-                .await?
-                .iter()
-                .map(repo::delete),
-        );
-        Ok(writes)
+        let application = get::<ApplicationKind>(state, name).await?;
+        Ok(state
+            .delivery()
+            .delete_writes(&berth_service::Actor::Berth, &application, force)
+            .await?)
     }
 }
 
@@ -304,7 +263,7 @@ async fn revoke_tokens_of(state: &ApiState, change: &berth_core::audit::Change, 
         if token.revoked_at.is_none() {
             state
                 .store
-                .revoke_token(&token.id, chrono::Utc::now(), change)
+                .revoke_token(&token.id, state.clock.now(), change)
                 .await?;
         }
     }

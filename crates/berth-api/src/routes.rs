@@ -267,8 +267,8 @@ macro_rules! forced_delete_route {
         /// secrets; 409 while it runs in a production environment unless `force=true`.
         #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name"), objects::DeleteParams),
             responses((status = 200, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-        pub async fn delete(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>, Params(p): Params<objects::DeleteParams>) -> Result<Json<$doc>> {
-            objects::delete::<$kind>(&s, &a, &name, p.force).await
+        pub async fn delete(State(s): State<ApiState>, Extension(who): Extension<Principal>, Path(name): Path<String>, Params(p): Params<objects::DeleteParams>) -> Result<Json<$doc>> {
+            delivery::delete_application(&s, &who, &name, p.force).await.map(Json)
         }
     };
 }
@@ -374,13 +374,13 @@ async fn app_releases(
         (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)))]
 async fn create_release(
     State(s): State<ApiState>,
-    Extension(a): Extension<Actor>,
+    Extension(who): Extension<Principal>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<ReleaseRequest>,
 ) -> Result<(StatusCode, Json<Release>)> {
     Ok((
         StatusCode::CREATED,
-        Json(delivery::create_release(&s, &a, &app, req).await?),
+        Json(delivery::create_release(&s, &who, &app, req).await?),
     ))
 }
 
@@ -404,13 +404,13 @@ async fn get_release(
         (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)))]
 async fn deploy(
     State(s): State<ApiState>,
-    Extension(a): Extension<Actor>,
+    Extension(who): Extension<Principal>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<DeployRequest>,
 ) -> Result<(StatusCode, Json<Deployment>)> {
     Ok((
         StatusCode::CREATED,
-        Json(delivery::deploy(&s, &a, &app, req).await?),
+        Json(delivery::deploy(&s, &who, &app, req).await?),
     ))
 }
 
@@ -421,13 +421,13 @@ async fn deploy(
         (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
 async fn rollback(
     State(s): State<ApiState>,
-    Extension(a): Extension<Actor>,
+    Extension(who): Extension<Principal>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<RollbackRequest>,
 ) -> Result<(StatusCode, Json<Deployment>)> {
     Ok((
         StatusCode::CREATED,
-        Json(delivery::rollback(&s, &a, &app, req).await?),
+        Json(delivery::rollback(&s, &who, &app, req).await?),
     ))
 }
 

@@ -52,6 +52,7 @@ impl Api {
             domain: "localhost".into(),
             router_port: Some(8080),
             builds,
+            clock: Arc::new(berth_core::ports::SystemClock),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -117,6 +117,7 @@ impl Api {
             domain: "localhost".into(),
             router_port: None,
             builds: Arc::new(NoBuilds),
+            clock: Arc::new(berth_core::ports::SystemClock),
         };
         let governance = Governance::new(Arc::new(Keyring::generate()), limit);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -996,6 +997,7 @@ async fn rotating_the_key_seals_every_secret_again() {
             domain: "localhost".into(),
             router_port: None,
             builds: Arc::new(NoBuilds),
+            clock: Arc::new(berth_core::ports::SystemClock),
         };
         let keyring = Keyring::parse(&keys, "test keys").unwrap();
         async move {

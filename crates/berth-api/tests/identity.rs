@@ -25,8 +25,9 @@ use berth_core::{
     audit::{AuditEntry, AuditQuery, Change, Checkpoint, Verification},
     image::ImageRef,
     ports::{
-        BuildError, BuildRequest, BuildTicket, Builds, Commit, EventQuery, ImageResolver, ListQuery,
-        LogChunk, Page, ResolveError, Store, StoreError, TokenRecord, Write,
+        BuildError, BuildRequest, BuildTicket, Builds, Commit, DeploymentQuery, EventQuery, GoverningQuery,
+        ImageResolver, ListQuery, LogChunk, Page, ResolveError, Store, StoreError, TeamQuery, TokenRecord,
+        Write,
     },
 };
 use berth_secrets::Keyring;
@@ -57,6 +58,59 @@ impl Store for Counting {
     }
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         self.inner.list(query).await
+    }
+    async fn governing_deployment(&self, app: &str, env: &str) -> Result<Option<Value>, StoreError> {
+        self.inner.governing_deployment(app, env).await
+    }
+    async fn last_succeeded_deployment(&self, app: &str, env: &str) -> Result<Option<Value>, StoreError> {
+        self.inner.last_succeeded_deployment(app, env).await
+    }
+    async fn deployments(&self, query: &DeploymentQuery) -> Result<Page, StoreError> {
+        self.inner.deployments(query).await
+    }
+    async fn governing_deployments(&self, query: &GoverningQuery) -> Result<Page, StoreError> {
+        self.inner.governing_deployments(query).await
+    }
+    async fn deployments_of_releases(&self, app: &str, releases: &[u64]) -> Result<Vec<Value>, StoreError> {
+        self.inner.deployments_of_releases(app, releases).await
+    }
+    async fn newest_release(&self, app: &str) -> Result<Option<Value>, StoreError> {
+        self.inner.newest_release(app).await
+    }
+    async fn newest_built_release(&self, app: &str) -> Result<Option<Value>, StoreError> {
+        self.inner.newest_built_release(app).await
+    }
+    async fn releases_with_digest(&self, app: &str, digest: &str) -> Result<Vec<Value>, StoreError> {
+        self.inner.releases_with_digest(app, digest).await
+    }
+    async fn releases_with_template(&self, app: &str, hash: &str) -> Result<Vec<Value>, StoreError> {
+        self.inner.releases_with_template(app, hash).await
+    }
+    async fn team_releases_in(&self, team: &str, env: &str) -> Result<Vec<Value>, StoreError> {
+        self.inner.team_releases_in(team, env).await
+    }
+    async fn team_applications(&self, query: &TeamQuery) -> Result<Page, StoreError> {
+        self.inner.team_applications(query).await
+    }
+    async fn reusable_build(
+        &self,
+        app: &str,
+        revision: &str,
+        hash: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        self.inner.reusable_build(app, revision, hash).await
+    }
+    async fn unfinished_builds(&self, after: Option<u64>, limit: u32) -> Result<Page, StoreError> {
+        self.inner.unfinished_builds(after, limit).await
+    }
+    async fn next_release_number(&self, app: &str) -> Result<u64, StoreError> {
+        self.inner.next_release_number(app).await
+    }
+    async fn next_build_number(&self, app: &str) -> Result<u64, StoreError> {
+        self.inner.next_build_number(app).await
+    }
+    async fn next_deployment_number(&self, app: &str, env: &str) -> Result<u64, StoreError> {
+        self.inner.next_deployment_number(app, env).await
     }
     async fn events(&self, query: &EventQuery) -> Result<Vec<berth_core::Event>, StoreError> {
         self.inner.events(query).await
@@ -152,6 +206,7 @@ impl Api {
             domain: "localhost".into(),
             router_port: None,
             builds: Arc::new(Nothing),
+            clock: Arc::new(berth_core::ports::SystemClock),
         };
         let governance =
             Governance::new(Arc::new(Keyring::generate()), per_user).with_address_limit(per_address);

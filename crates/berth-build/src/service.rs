@@ -25,14 +25,13 @@ use async_trait::async_trait;
 use berth_core::{
     FieldError, Invalid, NewEvent,
     build::{BuildKey, builder_hash, log_tail, next_build_number, reusable},
-    image::ImageRef,
     objects::{
-        Application, ApplicationKind, ApplicationSpec, Build, BuildKind, BuildPhase, BuildSpec, Builder,
-        Release, ReleaseKind, ReleaseOrigin, Source, build_name,
+        Application, ApplicationKind, Build, BuildKind, BuildPhase, BuildSpec, Builder, Source, build_name,
     },
     ports::{BuildError, BuildRequest, BuildTicket, Builds, Clock, LogChunk, Store, StoreError, SystemClock},
     repo,
 };
+use berth_service::{Delivery, NoResolver, ReleaseFromBuild};
 use bollard::Docker;
 use oci_client::Reference;
 use tokio::sync::Semaphore;
@@ -73,6 +72,8 @@ struct Inner {
     docker: Option<Docker>,
     work_dir: PathBuf,
     clock: Arc<dyn Clock>,
+    /// The use cases: a successful build's release is one.
+    delivery: Delivery,
     /// Logs of builds running in this process.
     logs: Mutex<HashMap<String, BuildLog>>,
     /// Held while a request looks for its key and records a new build.
@@ -92,6 +93,7 @@ impl BuildService {
     pub fn new(store: Arc<dyn Store>, options: BuildOptions) -> Self {
         Self {
             inner: Arc::new(Inner {
+                delivery: Delivery::new(store.clone(), Arc::new(NoResolver), Arc::new(SystemClock)),
                 store,
                 registry: Registry::new(options.registry),
                 docker: options.docker,
@@ -276,94 +278,53 @@ impl BuildService {
             .map_or(8080, |a| a.spec.port)
     }
 
-    /// Records the outcome: Succeeded with a release pinned to the digest, or Failed.
+    /// Records the outcome: Succeeded with a release pinned to the digest (the use case
+    /// `berth_service::Delivery::release_from_build`, one commit), or Failed.
     async fn finish(
         &self,
         name: &str,
         outcome: Result<Pushed, String>,
         log: &BuildLog,
     ) -> Result<(), BuildError> {
-        for _ in 0..5 {
-            let mut build = self.current(name).await?;
-            let now = self.inner.clock.now();
-            build.status.finished_at = Some(now);
-            let (writes, events) = match &outcome {
-                Ok(pushed) => {
-                    let application =
-                        repo::get::<ApplicationKind>(self.inner.store.as_ref(), &build.spec.application)
-                            .await
-                            .map_err(repo_error)?;
-                    let Some(application) = application else {
-                        return self
-                            .fail(build, log, "the application was deleted during the build")
-                            .await;
-                    };
-                    let releases = repo::list_all::<ReleaseKind>(
-                        self.inner.store.as_ref(),
-                        Some(&build.spec.application),
-                    )
-                    .await
-                    .map_err(repo_error)?;
-                    let number = releases.iter().map(|r| r.spec.number).max().unwrap_or(0) + 1;
-                    let release = match release_of(&application.spec, &build, &pushed.digest, number) {
-                        Ok(r) => r,
-                        Err(message) => return self.fail(build, log, &message).await,
-                    };
-                    log.line(format!("release {number} pins {}", release.spec.template.image));
-                    build.status.phase = BuildPhase::Succeeded;
-                    build.status.digest = Some(pushed.digest.clone());
-                    build.status.image = Some(release.spec.template.image.clone());
-                    build.status.release = Some(number);
-                    build.status.layers = pushed.layers.clone();
-                    let pushed_count = pushed.layers.iter().filter(|l| l.pushed).count();
-                    build.status.message = Some(format!(
-                        "built {} ({pushed_count} of {} blob(s) uploaded); release {number}",
-                        pushed.digest,
-                        pushed.layers.len()
-                    ));
-                    build.status.log = log_tail(&log.text(), MAX_STORED_LOG);
-                    let app = build.spec.application.clone();
-                    let events = vec![
-                        NewEvent::normal(
-                            "BuildSucceeded",
-                            "Build",
-                            name,
-                            build.spec.requested_by.as_deref().unwrap_or("berth"),
-                            format!("build {name} made {}", pushed.digest),
-                        )
-                        .about(&app, None),
-                        NewEvent::normal(
-                            "ReleaseCreated",
-                            "Release",
-                            release.name(),
-                            build.spec.requested_by.as_deref().unwrap_or("berth"),
-                            format!(
-                                "release {number} of {app} pins {} (build {name})",
-                                release.spec.template.image
-                            ),
-                        )
-                        .about(&app, None),
-                    ];
-                    (
-                        vec![
-                            repo::create(&release).map_err(repo_error)?,
-                            repo::replace(&build).map_err(repo_error)?,
-                        ],
-                        events,
-                    )
-                }
-                Err(message) => return self.fail(build, log, message).await,
-            };
-            match self.inner.store.commit(writes, events).await {
-                Ok(_) => return Ok(()),
-                // Another release took the number: count again.
-                Err(StoreError::AlreadyExists { .. } | StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e.into()),
+        let pushed = match outcome {
+            Ok(pushed) => pushed,
+            Err(message) => {
+                let build = self.current(name).await?;
+                return self.fail(build, log, &message).await;
             }
-        }
+        };
+        let stored_log = |line: &str| {
+            log.line(line);
+            log_tail(&log.text(), MAX_STORED_LOG)
+        };
+        let released = self
+            .inner
+            .delivery
+            .release_from_build(ReleaseFromBuild {
+                build: name.to_owned(),
+                digest: pushed.digest.clone(),
+                layers: pushed.layers.clone(),
+                log: &stored_log,
+            })
+            .await;
+        let message = match released {
+            Ok(_) => return Ok(()),
+            Err(berth_service::Error::Unreleasable { message, .. }) => message,
+            Err(berth_service::Error::Busy { .. }) => {
+                "other releases kept taking the release number".to_owned()
+            }
+            Err(berth_service::Error::NotFound { kind, name }) => {
+                return Err(BuildError::NotFound { kind, name });
+            }
+            Err(berth_service::Error::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                return Err(BuildError::Store(StoreError::Backend {
+                    message: e.to_string(),
+                }));
+            }
+        };
         let build = self.current(name).await?;
-        self.fail(build, log, "other releases kept taking the release number")
-            .await
+        self.fail(build, log, &message).await
     }
 
     async fn fail(&self, mut build: Build, log: &BuildLog, message: &str) -> Result<(), BuildError> {
@@ -380,29 +341,6 @@ impl BuildService {
             .await?;
         Ok(())
     }
-}
-
-/// The release a successful build makes: the application's spec with the image pinned.
-fn release_of(spec: &ApplicationSpec, build: &Build, digest: &str, number: u64) -> Result<Release, String> {
-    let image = ImageRef::parse(&spec.image).map_err(|e| e.to_string())?;
-    let template = ApplicationSpec {
-        image: image.pinned(digest).to_string(),
-        ..spec.clone()
-    };
-    let origin = ReleaseOrigin {
-        requested_image: Some(spec.image.clone()),
-        created_by: build.spec.requested_by.clone(),
-        description: Some(match &build.spec.commit {
-            Some(c) => format!("built from {c} by {}", build.name()),
-            None => format!("resolved by {}", build.name()),
-        }),
-        build: Some(build.name().to_owned()),
-        commit: build.spec.commit.clone(),
-        promotion: None,
-    };
-    let release = Release::of(&build.spec.application, number, template, origin);
-    release.validate().map_err(|e| e.to_string())?;
-    Ok(release)
 }
 
 fn repo_error(e: repo::RepoError) -> BuildError {

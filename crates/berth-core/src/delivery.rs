@@ -75,7 +75,7 @@ pub fn choose_release(
     releases: &[Release],
     requested: &Requested<'_>,
 ) -> Result<ReleaseChoice, DeliveryError> {
-    let next = releases.iter().map(|r| r.spec.number).max().unwrap_or(0) + 1;
+    let next = next_release_number(releases);
     match requested {
         Requested::Release(number) => releases
             .iter()
@@ -205,6 +205,53 @@ pub fn next_deployment_number(deployments: &[Deployment]) -> u64 {
     deployments.iter().map(|d| d.spec.number).max().unwrap_or(0) + 1
 }
 
+/// The number the next release of an application gets, given its `releases`: one more
+/// than the highest (numbers are never reused, even after a delete).
+#[must_use]
+pub fn next_release_number(releases: &[Release]) -> u64 {
+    releases.iter().map(|r| r.spec.number).max().unwrap_or(0) + 1
+}
+
+/// The deployment an automatic rollback makes after `failed` failed: back to the
+/// release of `last_succeeded` (the newest deployment that succeeded in the environment),
+/// when that is another release, numbered `number`. `None` when there is nothing to go
+/// back to.
+#[must_use]
+pub fn auto_rollback(
+    failed: &Deployment,
+    last_succeeded: Option<&Deployment>,
+    number: u64,
+) -> Option<Deployment> {
+    let back = last_succeeded.filter(|d| d.spec.release != failed.spec.release)?;
+    let (app, env) = (&failed.spec.application, &failed.spec.environment);
+    let mut rollback = Deployment::new(
+        crate::objects::deployment_name(app, env, number),
+        crate::objects::DeploymentSpec {
+            application: app.clone(),
+            environment: env.clone(),
+            release: back.spec.release,
+            number,
+            cause: crate::objects::DeploymentCause::AutoRollback {
+                failed_deployment: failed.metadata.name.clone(),
+            },
+            requested_by: Some("berth".to_owned()),
+        },
+    );
+    rollback.status.previous_release = Some(failed.spec.release);
+    Some(rollback)
+}
+
+/// Why deleting an application is refused: the production environments among those
+/// it runs in (`running`), unless the delete is forced. `production` tells whether an
+/// environment is a production one.
+#[must_use]
+pub fn delete_blockers(running: &[String], force: bool, production: impl Fn(&str) -> bool) -> Vec<String> {
+    if force {
+        return Vec::new();
+    }
+    running.iter().filter(|e| production(e)).cloned().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +292,45 @@ mod tests {
         );
         d.status.phase = phase;
         d
+    }
+
+    #[test]
+    fn an_automatic_rollback_goes_back_to_the_last_success_when_it_is_another_release() {
+        let succeeded = dep(1, 1, DeploymentPhase::Succeeded);
+        let failed = dep(2, 2, DeploymentPhase::Failed);
+        let back = auto_rollback(&failed, Some(&succeeded), 3).unwrap();
+        assert_eq!((back.spec.number, back.spec.release), (3, 1));
+        assert_eq!(back.status.previous_release, Some(2));
+        assert_eq!(
+            back.spec.cause,
+            DeploymentCause::AutoRollback {
+                failed_deployment: failed.metadata.name.clone()
+            }
+        );
+        assert!(
+            auto_rollback(&failed, None, 3).is_none(),
+            "nothing succeeded before"
+        );
+        let same = dep(1, 2, DeploymentPhase::Succeeded);
+        assert!(
+            auto_rollback(&failed, Some(&same), 3).is_none(),
+            "the failed release itself"
+        );
+    }
+
+    #[test]
+    fn deleting_is_blocked_by_production_environments_unless_forced() {
+        let running = vec!["production".to_owned(), "qa".to_owned()];
+        let production = |e: &str| e == "production";
+        assert_eq!(delete_blockers(&running, false, production), ["production"]);
+        assert!(delete_blockers(&running, true, production).is_empty());
+        assert!(delete_blockers(&["qa".to_owned()], false, production).is_empty());
+    }
+
+    #[test]
+    fn release_numbers_follow_the_highest() {
+        assert_eq!(next_release_number(&[]), 1);
+        assert_eq!(next_release_number(&[release(1, "a"), release(4, "a")]), 5);
     }
 
     #[test]

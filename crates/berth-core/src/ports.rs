@@ -93,6 +93,43 @@ pub struct Page {
     pub next: Option<u64>,
 }
 
+/// Deployments of one application in one environment, newest first (by `spec.number`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentQuery {
+    /// The application.
+    pub application: String,
+    /// The environment.
+    pub environment: String,
+    /// Continue with deployments numbered below this cursor (from [`Page::next`], which
+    /// here is the number of the last deployment of the page).
+    pub before: Option<u64>,
+    /// At most this many items.
+    pub limit: u32,
+}
+
+/// Governing deployments (one per application and environment at most), in creation
+/// order of the deployments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GoverningQuery {
+    /// Only those of this application.
+    pub application: Option<String>,
+    /// Continue after this cursor (from [`Page::next`]).
+    pub after: Option<u64>,
+    /// At most this many items.
+    pub limit: u32,
+}
+
+/// Applications of one team, in creation order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TeamQuery {
+    /// The team (`spec.team`).
+    pub team: String,
+    /// Continue after this cursor (from [`Page::next`]).
+    pub after: Option<u64>,
+    /// At most this many items.
+    pub limit: u32,
+}
+
 /// Which events to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventQuery {
@@ -195,6 +232,81 @@ pub trait Store: Send + Sync {
     async fn get(&self, kind: &str, name: &str) -> Result<Option<Value>, StoreError>;
     /// Lists documents of a kind in creation order.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+    // --- Targeted queries: each answers from an index, never by listing a kind. ---
+
+    /// The deployment that governs `application` in `environment`: the one with the
+    /// highest `spec.number` that is not `Failed` and not retired (as
+    /// [`crate::deployment::governing`] decides over all of them).
+    async fn governing_deployment(
+        &self,
+        application: &str,
+        environment: &str,
+    ) -> Result<Option<Value>, StoreError>;
+    /// The newest deployment of `application` in `environment` that `Succeeded` and was
+    /// not retired (as [`crate::deployment::last_succeeded`]).
+    async fn last_succeeded_deployment(
+        &self,
+        application: &str,
+        environment: &str,
+    ) -> Result<Option<Value>, StoreError>;
+    /// Deployments of one application in one environment, newest first, retired and
+    /// failed ones included.
+    async fn deployments(&self, query: &DeploymentQuery) -> Result<Page, StoreError>;
+    /// Every governing deployment (of one application, when asked), one per application
+    /// and environment, in creation order: what a reconciler loads at start.
+    async fn governing_deployments(&self, query: &GoverningQuery) -> Result<Page, StoreError>;
+    /// Every deployment of `application` (any environment, any phase) that deployed one of
+    /// `releases`, by release number, then in creation order. With the releases of one
+    /// template or digest, this is what `requireVerifiedIn`
+    /// ([`crate::promotion::check_verified`]) needs to know.
+    async fn deployments_of_releases(
+        &self,
+        application: &str,
+        releases: &[u64],
+    ) -> Result<Vec<Value>, StoreError>;
+    /// The release of `application` with the highest number.
+    async fn newest_release(&self, application: &str) -> Result<Option<Value>, StoreError>;
+    /// The newest release of `application` that a build made (a build and no promotion in
+    /// its origin), as [`crate::delivery::choose_release`] reuses for a built application.
+    async fn newest_built_release(&self, application: &str) -> Result<Option<Value>, StoreError>;
+    /// Releases of `application` whose image is pinned to `digest` (`sha256:…`), newest
+    /// first: the lineage of an image ([`crate::promotion::lineage`]).
+    async fn releases_with_digest(&self, application: &str, digest: &str) -> Result<Vec<Value>, StoreError>;
+    /// Releases of `application` with template hash `template_hash`
+    /// ([`crate::template::template_hash`], computed for releases that did not record it),
+    /// newest first.
+    async fn releases_with_template(
+        &self,
+        application: &str,
+        template_hash: &str,
+    ) -> Result<Vec<Value>, StoreError>;
+    /// The releases that the governing deployments in `environment` of the applications
+    /// of `team` (their current `spec.team`) run, one per application, in the
+    /// applications' creation order: what the team uses there
+    /// ([`crate::quota::Demand::of`] of each template).
+    async fn team_releases_in(&self, team: &str, environment: &str) -> Result<Vec<Value>, StoreError>;
+    /// Applications whose `spec.team` is the query's team.
+    async fn team_applications(&self, query: &TeamQuery) -> Result<Page, StoreError>;
+    /// The build of `application` that stands for (`revision`, `builder_hash`): the
+    /// newest one that did not fail, as [`crate::build::reusable`] decides. The revision
+    /// is the commit built, or for the `image` builder the digest it resolved.
+    async fn reusable_build(
+        &self,
+        application: &str,
+        revision: &str,
+        builder_hash: &str,
+    ) -> Result<Option<Value>, StoreError>;
+    /// Builds of every application that are not finished (`Pending` or `Running`), in
+    /// creation order, a page after cursor `after`: what a restart marks failed.
+    async fn unfinished_builds(&self, after: Option<u64>, limit: u32) -> Result<Page, StoreError>;
+    /// The number the next release of `application` gets: one more than any release of it
+    /// ever stored, deleted or not (numbers are never reused).
+    async fn next_release_number(&self, application: &str) -> Result<u64, StoreError>;
+    /// The number the next build of `application` gets, as [`Store::next_release_number`].
+    async fn next_build_number(&self, application: &str) -> Result<u64, StoreError>;
+    /// The number the next deployment of `application` to `environment` gets, as
+    /// [`Store::next_release_number`].
+    async fn next_deployment_number(&self, application: &str, environment: &str) -> Result<u64, StoreError>;
     /// Reads events in log order.
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
     /// Position of the newest event (0 when there is none).

@@ -1,8 +1,14 @@
 //! Typed access to the [`Store`]: documents in and out as [`Resource`]s.
 
 use crate::{
+    build::BuildKey,
     meta::{Kind, Resource},
-    ports::{ListQuery, Store, StoreError, Write},
+    objects::{
+        Application, ApplicationKind, Build, BuildKind, Deployment, DeploymentKind, Release, ReleaseKind,
+        release_name,
+    },
+    ports::{GoverningQuery, ListQuery, Page, Store, StoreError, TeamQuery, Write},
+    quota::{Demand, Usage},
 };
 
 /// Errors reading or writing typed objects.
@@ -63,6 +69,180 @@ pub async fn list_all<K: Kind>(
             None => return Ok(out),
         }
     }
+}
+
+/// Decodes every document of a page.
+fn decode_all<K: Kind>(items: Vec<serde_json::Value>) -> Result<Vec<Resource<K>>, RepoError> {
+    items.into_iter().map(decode).collect()
+}
+
+/// Decodes one document, when there is one.
+fn decode_one<K: Kind>(item: Option<serde_json::Value>) -> Result<Option<Resource<K>>, RepoError> {
+    item.map(decode).transpose()
+}
+
+/// Reads every page of a paged query, `next` turning a cursor into the next query.
+async fn all_pages<K: Kind, Q>(
+    mut query: Q,
+    mut read: impl AsyncFnMut(&Q) -> Result<Page, StoreError>,
+    set_after: impl Fn(&mut Q, u64),
+) -> Result<Vec<Resource<K>>, RepoError> {
+    let mut out = Vec::new();
+    loop {
+        let page = read(&query).await?;
+        out.extend(decode_all::<K>(page.items)?);
+        match page.next {
+            Some(next) => set_after(&mut query, next),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The deployment that governs `application` in `environment`
+/// ([`Store::governing_deployment`]).
+pub async fn governing(
+    store: &dyn Store,
+    application: &str,
+    environment: &str,
+) -> Result<Option<Deployment>, RepoError> {
+    decode_one(store.governing_deployment(application, environment).await?)
+}
+
+/// The newest deployment of `application` in `environment` that succeeded
+/// ([`Store::last_succeeded_deployment`]).
+pub async fn last_succeeded(
+    store: &dyn Store,
+    application: &str,
+    environment: &str,
+) -> Result<Option<Deployment>, RepoError> {
+    decode_one(store.last_succeeded_deployment(application, environment).await?)
+}
+
+/// Every governing deployment (of `application`, when given), page by page
+/// ([`Store::governing_deployments`]).
+pub async fn governing_all(
+    store: &dyn Store,
+    application: Option<&str>,
+) -> Result<Vec<Deployment>, RepoError> {
+    let query = GoverningQuery {
+        application: application.map(str::to_owned),
+        after: None,
+        limit: 1000,
+    };
+    all_pages::<DeploymentKind, _>(
+        query,
+        async |q| store.governing_deployments(q).await,
+        |q, next| q.after = Some(next),
+    )
+    .await
+}
+
+/// Release `number` of `application`.
+pub async fn release(
+    store: &dyn Store,
+    application: &str,
+    number: u64,
+) -> Result<Option<Release>, RepoError> {
+    get::<ReleaseKind>(store, &release_name(application, number)).await
+}
+
+/// The newest release of `application` ([`Store::newest_release`]).
+pub async fn newest_release(store: &dyn Store, application: &str) -> Result<Option<Release>, RepoError> {
+    decode_one(store.newest_release(application).await?)
+}
+
+/// The newest release of `application` a build made ([`Store::newest_built_release`]).
+pub async fn newest_built_release(
+    store: &dyn Store,
+    application: &str,
+) -> Result<Option<Release>, RepoError> {
+    decode_one(store.newest_built_release(application).await?)
+}
+
+/// Releases of `application` pinned to `digest`, newest first ([`Store::releases_with_digest`]).
+pub async fn releases_with_digest(
+    store: &dyn Store,
+    application: &str,
+    digest: &str,
+) -> Result<Vec<Release>, RepoError> {
+    decode_all(store.releases_with_digest(application, digest).await?)
+}
+
+/// Releases of `application` with template hash `hash`, newest first
+/// ([`Store::releases_with_template`]).
+pub async fn releases_with_template(
+    store: &dyn Store,
+    application: &str,
+    hash: &str,
+) -> Result<Vec<Release>, RepoError> {
+    decode_all(store.releases_with_template(application, hash).await?)
+}
+
+/// Deployments of `application` that deployed one of `releases`
+/// ([`Store::deployments_of_releases`]).
+pub async fn deployments_of_releases(
+    store: &dyn Store,
+    application: &str,
+    releases: &[u64],
+) -> Result<Vec<Deployment>, RepoError> {
+    decode_all(store.deployments_of_releases(application, releases).await?)
+}
+
+/// The build of `application` that stands for `key` ([`Store::reusable_build`]).
+pub async fn reusable_build(
+    store: &dyn Store,
+    application: &str,
+    key: &BuildKey,
+) -> Result<Option<Build>, RepoError> {
+    decode_one(
+        store
+            .reusable_build(application, &key.revision, &key.builder_hash)
+            .await?,
+    )
+}
+
+/// Every build not finished yet, page by page ([`Store::unfinished_builds`]).
+pub async fn unfinished_builds(store: &dyn Store) -> Result<Vec<Build>, RepoError> {
+    all_pages::<BuildKind, Option<u64>>(
+        None,
+        async |after| store.unfinished_builds(*after, 1000).await,
+        |after, next| *after = Some(next),
+    )
+    .await
+}
+
+/// Every application of `team`, page by page ([`Store::team_applications`]).
+pub async fn team_applications(store: &dyn Store, team: &str) -> Result<Vec<Application>, RepoError> {
+    let query = TeamQuery {
+        team: team.to_owned(),
+        after: None,
+        limit: 1000,
+    };
+    all_pages::<ApplicationKind, _>(
+        query,
+        async |q| store.team_applications(q).await,
+        |q, next| q.after = Some(next),
+    )
+    .await
+}
+
+/// What the applications of `team` other than `except` use in `environment`, which has
+/// `clusters` clusters: the demand of the release each governing deployment runs there
+/// ([`Store::team_releases_in`], one query).
+pub async fn team_usage(
+    store: &dyn Store,
+    team: &str,
+    environment: &str,
+    clusters: usize,
+    except: &str,
+) -> Result<Usage, RepoError> {
+    let mut usage = Usage::default();
+    for release in decode_all::<ReleaseKind>(store.team_releases_in(team, environment).await?)? {
+        if release.spec.application != except {
+            usage.add(&Demand::of(&release.spec.template, environment, clusters));
+        }
+    }
+    Ok(usage)
 }
 
 /// A write that creates `object`.

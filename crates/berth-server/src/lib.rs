@@ -269,6 +269,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         domain: args.domain.clone(),
         router_port: Some(router_addr.port()),
         builds,
+        clock: Arc::new(SystemClock),
     };
     let governance = berth_api::Governance::new(
         keyring,

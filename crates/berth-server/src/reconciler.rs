@@ -15,11 +15,10 @@ use std::{
 
 use berth_core::{
     Kind, NewEvent,
-    deployment::{advance, fail_stalled, governing, last_succeeded},
+    deployment::{advance, fail_stalled, governing},
     objects::{
-        Cluster, ClusterKind, ClusterPhase, ClusterProgress, ClusterSpec, Deployment, DeploymentCause,
-        DeploymentKind, DeploymentPhase, DeploymentSpec, Environment, EnvironmentKind, Release, ReleaseKind,
-        Team, TeamKind, deployment_name, release_name,
+        Cluster, ClusterKind, ClusterPhase, ClusterProgress, ClusterSpec, Deployment, DeploymentKind,
+        DeploymentPhase, Environment, EnvironmentKind, Release, ReleaseKind, Team, TeamKind, release_name,
     },
     ports::{Clock, ClusterReport, ClusterRuntime, Store, StoreError, Write},
     render::{Workload, WorkloadKey, render},
@@ -67,6 +66,8 @@ pub struct Reconciler {
     clusters: HashMap<String, ClusterHandle>,
     wake: Arc<Notify>,
     secrets: Option<Arc<berth_secrets::Keyring>>,
+    /// The use cases: an automatic rollback is one.
+    delivery: berth_service::Delivery,
 }
 
 /// What one cluster said in a pass.
@@ -85,6 +86,11 @@ impl Reconciler {
         wake: Arc<Notify>,
     ) -> Self {
         Self {
+            delivery: berth_service::Delivery::new(
+                store.clone(),
+                Arc::new(berth_service::NoResolver),
+                clock.clone(),
+            ),
             store,
             clock,
             domain,
@@ -248,8 +254,7 @@ impl Reconciler {
                 && !g.status.phase.is_final()
                 && let Some(env) = environments.get(&g.spec.environment)
             {
-                self.progress(g, deployments, env, &clusters, &desired, &reports)
-                    .await?;
+                self.progress(g, env, &clusters, &desired, &reports).await?;
             }
         }
         Ok(())
@@ -433,7 +438,6 @@ impl Reconciler {
     async fn progress(
         &self,
         g: &Deployment,
-        deployments: &[Deployment],
         env: &Environment,
         clusters: &[Cluster],
         desired: &BTreeMap<String, Vec<Workload>>,
@@ -511,7 +515,7 @@ impl Reconciler {
         updated.status = status;
         let app = &g.spec.application;
         let env_name = &g.spec.environment;
-        let mut writes = vec![repo::replace(&updated)?];
+        let writes = vec![repo::replace(&updated)?];
         let mut events = Vec::new();
         match &change {
             Some(c) => {
@@ -529,12 +533,33 @@ impl Reconciler {
                     make(reason, DeploymentKind::KIND, g.name(), "berth", c.message.clone())
                         .about(app, Some(env_name)),
                 );
-                if c.phase == DeploymentPhase::Failed
-                    && env.spec.rollout.auto_rollback
-                    && let Some((write, event)) = auto_rollback(g, deployments)?
-                {
-                    writes.push(write);
-                    events.push(event);
+                if c.phase == DeploymentPhase::Failed && env.spec.rollout.auto_rollback {
+                    // The failure and the rollback commit together: the use case.
+                    let recorded = self
+                        .delivery
+                        .auto_rollback(berth_service::AutoRollback {
+                            failed: updated,
+                            events,
+                        })
+                        .await;
+                    return match recorded {
+                        Ok(_) => Ok(()),
+                        // Someone else changed the deployment meanwhile, or kept taking the
+                        // number: the next pass looks again.
+                        Err(
+                            berth_service::Error::Busy { .. }
+                            | berth_service::Error::Store(
+                                StoreError::Conflict { .. }
+                                | StoreError::AlreadyExists { .. }
+                                | StoreError::NotFound { .. },
+                            ),
+                        ) => Ok(()),
+                        Err(berth_service::Error::Corrupt(e)) => Err(e),
+                        Err(berth_service::Error::Store(e)) => Err(e.into()),
+                        Err(e) => Err(RepoError::Store(StoreError::Backend {
+                            message: e.to_string(),
+                        })),
+                    };
                 }
             }
             None => {
@@ -570,43 +595,4 @@ impl Reconciler {
             Err(e) => Err(e.into()),
         }
     }
-}
-
-/// The deployment that takes an environment back to the last release that succeeded
-/// there, after `failed` failed; `None` when there is no such release.
-fn auto_rollback(
-    failed: &Deployment,
-    deployments: &[Deployment],
-) -> Result<Option<(Write, NewEvent)>, RepoError> {
-    let Some(back) = last_succeeded(deployments).filter(|d| d.spec.release != failed.spec.release) else {
-        return Ok(None);
-    };
-    let (app, env) = (&failed.spec.application, &failed.spec.environment);
-    let number = deployments.iter().map(|d| d.spec.number).max().unwrap_or(0) + 1;
-    let mut rollback = Deployment::new(
-        deployment_name(app, env, number),
-        DeploymentSpec {
-            application: app.clone(),
-            environment: env.clone(),
-            release: back.spec.release,
-            number,
-            cause: DeploymentCause::AutoRollback {
-                failed_deployment: failed.metadata.name.clone(),
-            },
-            requested_by: Some("berth".to_owned()),
-        },
-    );
-    rollback.status.previous_release = Some(failed.spec.release);
-    let event = NewEvent::warning(
-        "AutoRollback",
-        DeploymentKind::KIND,
-        rollback.name(),
-        "berth",
-        format!(
-            "rolling {app} in {env} back to release {} after {} failed",
-            back.spec.release, failed.metadata.name
-        ),
-    )
-    .about(app, Some(env));
-    Ok(Some((repo::create(&rollback)?, event)))
 }

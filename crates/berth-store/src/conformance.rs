@@ -7,6 +7,13 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
+mod queries;
+
+pub use queries::{
+    build_queries, deployments_newest_first, deployments_of_releases, governing_and_last_succeeded,
+    governing_deployments_paged, next_numbers, release_queries, team_applications_paged, team_releases,
+};
+
 use berth_core::{
     audit::{AuditEntry, AuditQuery, Change, Verification},
     objects::{Event, NewEvent},

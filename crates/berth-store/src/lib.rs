@@ -12,6 +12,13 @@
 //! the bookkeeping of every document (`metadata.resourceVersion`, `creationTimestamp`,
 //! `updateTimestamp`) so that no caller can forget it or get it wrong.
 //!
+//! Use cases and the reconciler read through targeted queries (the governing deployment
+//! of an application in an environment, the newest release, what a team runs, the next
+//! number, …) rather than lists: migration 0004 exposes the document fields they look up
+//! as generated columns with a partial index per query, and keeps the highest number per
+//! application in a table its triggers update in the commit's transaction. A test checks
+//! the plan of every query searches its index.
+//!
 //! [`conformance`] holds the behaviour every `Store` adapter must show, as functions over
 //! `&dyn Store`; it is compiled for this crate's tests and, with the `conformance` feature,
 //! for other adapters' tests.

@@ -14,7 +14,10 @@ use berth_core::{
         Seal, StoredState, Verification, Verifier,
     },
     objects::{Event, EventType, NewEvent},
-    ports::{Commit, EventQuery, ListQuery, Page, Store, StoreError, TokenRecord, Write},
+    ports::{
+        Commit, DeploymentQuery, EventQuery, GoverningQuery, ListQuery, Page, Store, StoreError, TeamQuery,
+        TokenRecord, Write,
+    },
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
@@ -26,6 +29,8 @@ use sqlx::{
 use tokio::sync::{Mutex, watch};
 
 use crate::seal::{self, Outside};
+
+mod queries;
 
 /// Most items one page of objects or events holds, whatever the caller asks for.
 const MAX_PAGE: u32 = 1000;
@@ -47,6 +52,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "governance", include_str!("../migrations/0002_governance.sql")),
     (3, "audit seal", include_str!("../migrations/0003_audit_seal.sql")),
+    (4, "queries", include_str!("../migrations/0004_queries.sql")),
 ];
 
 /// The migrator of `migrations` (version, description, SQL).
@@ -320,6 +326,91 @@ impl Store for SqliteStore {
             }
         }
         Ok(page)
+    }
+
+    async fn governing_deployment(
+        &self,
+        application: &str,
+        environment: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        queries::governing(&self.pool, application, environment).await
+    }
+
+    async fn last_succeeded_deployment(
+        &self,
+        application: &str,
+        environment: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        queries::last_succeeded(&self.pool, application, environment).await
+    }
+
+    async fn deployments(&self, query: &DeploymentQuery) -> Result<Page, StoreError> {
+        queries::deployments(&self.pool, query).await
+    }
+
+    async fn governing_deployments(&self, query: &GoverningQuery) -> Result<Page, StoreError> {
+        queries::governing_all(&self.pool, query).await
+    }
+
+    async fn deployments_of_releases(
+        &self,
+        application: &str,
+        releases: &[u64],
+    ) -> Result<Vec<Value>, StoreError> {
+        queries::of_releases(&self.pool, application, releases).await
+    }
+
+    async fn newest_release(&self, application: &str) -> Result<Option<Value>, StoreError> {
+        queries::newest_release(&self.pool, application, false).await
+    }
+
+    async fn newest_built_release(&self, application: &str) -> Result<Option<Value>, StoreError> {
+        queries::newest_release(&self.pool, application, true).await
+    }
+
+    async fn releases_with_digest(&self, application: &str, digest: &str) -> Result<Vec<Value>, StoreError> {
+        queries::releases_with_digest(&self.pool, application, digest).await
+    }
+
+    async fn releases_with_template(
+        &self,
+        application: &str,
+        template_hash: &str,
+    ) -> Result<Vec<Value>, StoreError> {
+        queries::releases_with_template(&self.pool, application, template_hash).await
+    }
+
+    async fn team_releases_in(&self, team: &str, environment: &str) -> Result<Vec<Value>, StoreError> {
+        queries::team_releases(&self.pool, team, environment).await
+    }
+
+    async fn team_applications(&self, query: &TeamQuery) -> Result<Page, StoreError> {
+        queries::team_applications(&self.pool, query).await
+    }
+
+    async fn reusable_build(
+        &self,
+        application: &str,
+        revision: &str,
+        builder_hash: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        queries::reusable_build(&self.pool, application, revision, builder_hash).await
+    }
+
+    async fn unfinished_builds(&self, after: Option<u64>, limit: u32) -> Result<Page, StoreError> {
+        queries::unfinished_builds(&self.pool, after, limit).await
+    }
+
+    async fn next_release_number(&self, application: &str) -> Result<u64, StoreError> {
+        queries::next_number(&self.pool, "Release", application, "").await
+    }
+
+    async fn next_build_number(&self, application: &str) -> Result<u64, StoreError> {
+        queries::next_number(&self.pool, "Build", application, "").await
+    }
+
+    async fn next_deployment_number(&self, application: &str, environment: &str) -> Result<u64, StoreError> {
+        queries::next_number(&self.pool, "Deployment", application, environment).await
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
@@ -1560,6 +1651,15 @@ mod tests {
                         tokens,
                         audit_records_every_write,
                         audit_filters,
+                        governing_and_last_succeeded,
+                        deployments_newest_first,
+                        governing_deployments_paged,
+                        deployments_of_releases,
+                        release_queries,
+                        team_releases,
+                        team_applications_paged,
+                        next_numbers,
+                        build_queries,
                     ],
                     shared: [wait_wakes_on_commit, concurrent_commits],
                 }
@@ -2124,6 +2224,237 @@ mod tests {
                 "entry 3 does not link to the entry before it (that entry was changed or replaced)"
             ]
         );
+    }
+
+    /// The plan SQLite makes for `sql` with `args`, one line per step.
+    async fn plan(store: &SqliteStore, sql: &str, args: &[&str]) -> Vec<String> {
+        let mut query = sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for arg in args {
+            query = query.bind(*arg);
+        }
+        query
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect()
+    }
+
+    /// Whether a step of a plan reads a whole collection: a scan of a table or index of
+    /// `objects` (a table-valued function's rows are the query's own arguments), or a
+    /// search that narrows to a kind and nothing more (every object of the kind).
+    fn reads_everything(step: &str) -> bool {
+        (step.starts_with("SCAN ") && !step.starts_with("SCAN json_each"))
+            || step.ends_with("(kind=?)")
+            || step.contains("INTEGER PRIMARY KEY (rowid>?)")
+    }
+
+    /// Every targeted query, and the plain lists, read `objects` through an index: no
+    /// step of their plans scans the table (or a whole index of it, or all of a kind),
+    /// with or without statistics, on an empty store and on one with data.
+    #[tokio::test]
+    async fn every_query_searches_an_index_instead_of_scanning_objects() {
+        let (_dir, store) = on_disk().await;
+        let mut statements: Vec<(&str, &str, &[&str], &str)> = queries::PLANS.to_vec();
+        statements.extend([
+            (
+                "get",
+                "SELECT document FROM objects WHERE kind = ? AND name = ?",
+                &["Release", "web-1"][..],
+                "sqlite_autoindex_objects_1",
+            ),
+            (
+                "list",
+                "SELECT id, name, document FROM objects WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
+                &["Application", "0", "101"][..],
+                "objects_by_kind",
+            ),
+            (
+                "list of an owner",
+                "SELECT id, name, document FROM objects WHERE kind = ? AND owner = ? AND id > ? ORDER BY id LIMIT ?",
+                &["Release", "web", "0", "101"][..],
+                "objects_by_owner",
+            ),
+        ]);
+        let check = async |when: &str| {
+            for (label, sql, args, index) in &statements {
+                let steps = plan(&store, sql, args).await;
+                let scans: Vec<&String> = steps.iter().filter(|s| reads_everything(s)).collect();
+                assert!(scans.is_empty(), "{label} ({when}) scans: {steps:#?}");
+                assert!(
+                    steps
+                        .first()
+                        .is_some_and(|s| s.starts_with("SEARCH ") && s.contains(index)),
+                    "{label} ({when}) does not start by searching {index}: {steps:#?}"
+                );
+            }
+        };
+        // The check can fail: a lookup by a document field without an index scans.
+        let unindexed = plan(
+            &store,
+            "SELECT document FROM objects WHERE kind = 'Release' AND json_extract(document, '$.spec.x') = ?",
+            &["1"],
+        )
+        .await;
+        assert!(unindexed.iter().any(|s| reads_everything(s)), "{unindexed:#?}");
+        assert!(
+            [
+                "SCAN objects",
+                "SCAN d USING INDEX objects_by_kind",
+                "SEARCH d USING INTEGER PRIMARY KEY (rowid>?)"
+            ]
+            .iter()
+            .all(|s| reads_everything(s))
+        );
+        check("empty store").await;
+        crate::conformance::governing_deployments_paged(&store)
+            .await
+            .unwrap();
+        crate::conformance::team_applications_paged(&store).await.unwrap();
+        check("with data").await;
+        sqlx::query("ANALYZE").execute(&store.pool).await.unwrap();
+        check("after ANALYZE").await;
+    }
+
+    /// A database of schema 3 with data (releases, one of them without a recorded
+    /// template hash, deployments, a build, an application) gets the query columns,
+    /// indexes and numbers at open: every query answers from what was stored, numbers
+    /// continue after the highest stored, the audit log still verifies, and a reopen
+    /// keeps it all.
+    #[tokio::test]
+    async fn migrating_a_store_with_data_makes_every_query_answer() {
+        use berth_core::objects::{
+            Application, ApplicationSpec, Deployment, DeploymentPhase, DeploymentSpec, Release, ReleaseOrigin,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.db");
+        let image = |d: char| format!("r/web@sha256:{}", d.to_string().repeat(64));
+        let template = |d: char| -> ApplicationSpec {
+            serde_json::from_value(serde_json::json!({"image": image(d), "replicas": 2})).unwrap()
+        };
+        let releases: Vec<Value> = [(1, 'a'), (2, 'a'), (3, 'b')]
+            .into_iter()
+            .map(|(n, d)| {
+                let mut v =
+                    serde_json::to_value(Release::of("web", n, template(d), ReleaseOrigin::default()))
+                        .unwrap();
+                if n == 3 {
+                    v["spec"].as_object_mut().unwrap().remove("templateHash");
+                }
+                v
+            })
+            .collect();
+        let deployment = |n: u64, phase: DeploymentPhase| {
+            let mut d = Deployment::new(
+                format!("web-qa-{n}"),
+                DeploymentSpec {
+                    application: "web".into(),
+                    environment: "qa".into(),
+                    release: n,
+                    number: n,
+                    cause: Default::default(),
+                    requested_by: None,
+                },
+            );
+            d.status.phase = phase;
+            serde_json::to_value(d).unwrap()
+        };
+        let app = serde_json::to_value(Application::new(
+            "web",
+            serde_json::from_value(serde_json::json!({"image": "r/web:1", "team": "pay"})).unwrap(),
+        ))
+        .unwrap();
+        let build = serde_json::json!({"apiVersion": "berth.dev/v1", "kind": "Build",
+            "metadata": {"name": "web-build-4"},
+            "spec": {"application": "web", "number": 4, "builder": {"dockerfile": {}},
+                     "builderHash": "h", "image": "r/web"}});
+        let rows: Vec<(&str, Option<&str>, Value)> = vec![
+            ("Application", None, app),
+            ("Release", Some("web"), releases[0].clone()),
+            ("Release", Some("web"), releases[1].clone()),
+            ("Release", Some("web"), releases[2].clone()),
+            (
+                "Deployment",
+                Some("web"),
+                deployment(1, DeploymentPhase::Succeeded),
+            ),
+            ("Deployment", Some("web"), deployment(3, DeploymentPhase::Failed)),
+            ("Build", Some("web"), build),
+        ];
+        {
+            let pool = SqlitePool::connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+            migrator(&MIGRATIONS[..3]).run(&pool).await.unwrap();
+            for (kind, owner, document) in &rows {
+                sqlx::query(
+                    "INSERT INTO objects (kind, name, owner, document, version, created_at, updated_at) \
+                     VALUES (?, ?, ?, ?, 1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+                )
+                .bind(kind)
+                .bind(document["metadata"]["name"].as_str().unwrap())
+                .bind(owner)
+                .bind(document.to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            pool.close().await;
+        }
+        for _ in 0..2 {
+            let store = SqliteStore::open(&path).await.unwrap();
+            let name = |d: Option<Value>| d.map(|d| d["metadata"]["name"].as_str().unwrap().to_owned());
+            assert_eq!(store.next_release_number("web").await.unwrap(), 4);
+            assert_eq!(store.next_build_number("web").await.unwrap(), 5);
+            assert_eq!(store.next_deployment_number("web", "qa").await.unwrap(), 4);
+            assert_eq!(
+                name(store.governing_deployment("web", "qa").await.unwrap()).as_deref(),
+                Some("web-qa-1")
+            );
+            assert_eq!(
+                name(store.last_succeeded_deployment("web", "qa").await.unwrap()).as_deref(),
+                Some("web-qa-1")
+            );
+            assert_eq!(
+                name(store.newest_release("web").await.unwrap()).as_deref(),
+                Some("web-3")
+            );
+            let hash = berth_core::template::template_hash(&template('b'));
+            let with_b = store.releases_with_template("web", &hash).await.unwrap();
+            assert_eq!(with_b.len(), 1, "the legacy release's hash is computed");
+            assert_eq!(
+                store
+                    .releases_with_digest("web", &format!("sha256:{}", "a".repeat(64)))
+                    .await
+                    .unwrap()
+                    .len(),
+                2
+            );
+            let runs = store.team_releases_in("pay", "qa").await.unwrap();
+            assert_eq!(name(runs.into_iter().next()).as_deref(), Some("web-1"));
+            assert_eq!(verify(&store).await, Vec::<String>::new());
+            store.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .commit(
+                vec![Write::Create {
+                    kind: "Deployment".to_owned(),
+                    name: "web-qa-4".to_owned(),
+                    owner: Some("web".to_owned()),
+                    document: deployment(4, DeploymentPhase::Pending),
+                }],
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.next_deployment_number("web", "qa").await.unwrap(), 5);
+        assert_eq!(verify(&store).await, Vec::<String>::new());
     }
 
     #[tokio::test]
