@@ -191,7 +191,9 @@ pub async fn authorize(
         }
         Rule::ReadApplication if template == "/applications/{name}" => {
             // The application itself: read once, for the decision and for the handler.
-            let Some(name) = &name else { return Ok(next.run(req).await) };
+            let Some(name) = &name else {
+                return Ok(next.run(req).await);
+            };
             let team = match repo::get::<ApplicationKind>(state.store.as_ref(), name).await? {
                 Some(app) => {
                     let team = app.spec.team.clone();

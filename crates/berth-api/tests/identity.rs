@@ -644,7 +644,11 @@ async fn known(api: &Api, token: &str) -> Answer {
     let lookups = api.lookups();
     let a = api.call(Some(token), Method::GET, "/whoami", None).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    assert_eq!(api.lookups(), lookups, "a token known and unchanged is not looked up again");
+    assert_eq!(
+        api.lookups(),
+        lookups,
+        "a token known and unchanged is not looked up again"
+    );
     a
 }
 
@@ -658,7 +662,11 @@ async fn a_revoked_token_is_refused_on_the_very_next_request() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let a = api.call(Some(&dev), Method::GET, "/whoami", None).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
-    assert!(a.body["detail"].as_str().unwrap().contains("revoked"), "{}", a.body);
+    assert!(
+        a.body["detail"].as_str().unwrap().contains("revoked"),
+        "{}",
+        a.body
+    );
 }
 
 #[tokio::test]
@@ -690,8 +698,16 @@ async fn a_known_token_is_refused_from_the_instant_it_expires() {
     }
     let a = api.call(Some(&secret), Method::GET, "/whoami", None).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
-    assert!(a.body["detail"].as_str().unwrap().contains("expired"), "{}", a.body);
-    assert_eq!(api.store.generation(), generation, "refused by the clock, not by a write");
+    assert!(
+        a.body["detail"].as_str().unwrap().contains("expired"),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        api.store.generation(),
+        generation,
+        "refused by the clock, not by a write"
+    );
 }
 
 #[tokio::test]

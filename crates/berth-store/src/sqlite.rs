@@ -1604,9 +1604,15 @@ mod tests {
             assert!(now > seen, "{what} did not move the generation");
             seen = now;
         };
-        store.commit(vec![create("Release", "web-1")], Vec::new()).await.unwrap();
+        store
+            .commit(vec![create("Release", "web-1")], Vec::new())
+            .await
+            .unwrap();
         moved(&store, "a commit");
-        store.commit(vec![create("Release", "web-1")], Vec::new()).await.unwrap_err();
+        store
+            .commit(vec![create("Release", "web-1")], Vec::new())
+            .await
+            .unwrap_err();
         moved(&store, "a commit that failed");
         let token = TokenRecord {
             id: "t1".to_owned(),
