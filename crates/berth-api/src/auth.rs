@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     ApiState,
     error::ApiError,
-    governance::{Governance, address_key},
+    governance::{Governance, Identity, address_key},
 };
 
 /// Who is making a request.
@@ -236,7 +236,8 @@ fn limited(scope: &'static str, wait: std::time::Duration) -> ApiError {
 /// before anything else, so that floods without a token or with invalid tokens cost the
 /// store nothing beyond that budget; a token refused recently is refused again without a
 /// lookup; the user's budget (shared by all of its tokens) is taken once the token is
-/// known. The address comes from axum's `ConnectInfo<SocketAddr>`, which the server must
+/// known. A token authenticated before is not read again while the store has written
+/// nothing since ([`crate::governance::Identities`]). The address comes from axum's `ConnectInfo<SocketAddr>`, which the server must
 /// provide (`into_make_service_with_connect_info`).
 pub async fn authenticate(
     State(state): State<ApiState>,
@@ -273,12 +274,20 @@ pub async fn authenticate(
         governance.refused.remember(&hash, &answer, Instant::now());
         ApiError::Unauthorized(answer)
     };
-    let Some(record) = state.store.find_token(&hash).await? else {
-        return Err(refuse_for_good("the token is not valid".to_owned()));
+    // Taken before anything is read: what is read now may be kept while it holds.
+    let generation = state.store.generation();
+    let known = governance.identities.recall(&hash, generation);
+    let record = match &known {
+        Some(identity) => identity.record.clone(),
+        None => match state.store.find_token(&hash).await? {
+            Some(record) => record,
+            None => return Err(refuse_for_good("the token is not valid".to_owned())),
+        },
     };
     if record.revoked_at.is_some() {
         return Err(refuse_for_good(format!("token {} was revoked", record.id)));
     }
+    // On every request, kept or not: a token is refused from the instant it expires.
     if !record.is_valid_at(state.clock.now()) {
         return Err(refuse_for_good(format!("token {} has expired", record.id)));
     }
@@ -286,13 +295,27 @@ pub async fn authenticate(
         .limiter
         .take(&format!("user:{}", record.subject), Instant::now())
         .map_err(|wait| limited("this user", wait))?;
-    let Some(user) = repo::get::<UserKind>(state.store.as_ref(), &record.subject).await? else {
-        return Err(ApiError::Unauthorized(refused(&format!(
-            "user '{}' of token {} no longer exists",
-            record.subject, record.id
-        ))));
+    let principal = match known {
+        Some(identity) => identity.principal.clone(),
+        None => {
+            let Some(user) = repo::get::<UserKind>(state.store.as_ref(), &record.subject).await? else {
+                return Err(ApiError::Unauthorized(refused(&format!(
+                    "user '{}' of token {} no longer exists",
+                    record.subject, record.id
+                ))));
+            };
+            let principal = principal(state.store.as_ref(), &user).await?;
+            governance.identities.remember(
+                &hash,
+                generation,
+                Identity {
+                    record: record.clone(),
+                    principal: principal.clone(),
+                },
+            );
+            principal
+        }
     };
-    let principal = principal(state.store.as_ref(), &user).await?;
     req.extensions_mut().insert(Actor(record.subject.clone()));
     req.extensions_mut().insert(principal);
     req.extensions_mut().insert(CurrentToken(record));

@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use berth_core::{authz::Principal, ports::TokenRecord};
 use berth_secrets::Keyring;
 
 /// Requests one user (or one address) may make: a bucket of `burst` that refills at
@@ -158,6 +159,74 @@ impl RefusedTokens {
     }
 }
 
+/// Tokens authenticated recently, with their user's [`Principal`], kept only while the
+/// store has not written anything since they were read ([`Store::generation`]): any
+/// write (a token revoked, a user deleted, a team changed) makes the next request read
+/// them again, so a revocation or a change of roles counts from the very next request.
+/// Expiry is checked on every request by the caller, against the record kept here.
+/// Saves the token, user and team reads of every request (issue 9: the API read path).
+///
+/// [`Store::generation`]: berth_core::ports::Store::generation
+#[derive(Debug, Default)]
+pub struct Identities {
+    known: Mutex<HashMap<String, Known>>,
+}
+
+/// A token as authentication found it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The token's record.
+    pub record: TokenRecord,
+    /// Its user, with the roles it holds.
+    pub principal: Principal,
+}
+
+#[derive(Debug)]
+struct Known {
+    generation: u64,
+    identity: Arc<Identity>,
+}
+
+impl Identities {
+    /// What token `hash` authenticated as, if it was read while the store stood at
+    /// `generation` (`None`: the store does not count writes, nothing is kept).
+    pub fn recall(&self, hash: &str, generation: Option<u64>) -> Option<Arc<Identity>> {
+        let generation = generation?;
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        known
+            .get(hash)
+            .filter(|k| k.generation == generation)
+            .map(|k| k.identity.clone())
+    }
+
+    /// Keeps what token `hash` authenticated as, read from the store when it stood at
+    /// `generation` (taken *before* reading).
+    pub fn remember(&self, hash: &str, generation: Option<u64>, identity: Identity) {
+        let Some(generation) = generation else { return };
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= MAX_BUCKETS && !known.contains_key(hash) {
+            // Bounded memory: forgetting only costs a lookup.
+            known.retain(|_, k| k.generation == generation);
+            if known.len() >= MAX_BUCKETS {
+                known.clear();
+            }
+        }
+        known.insert(
+            hash.to_owned(),
+            Known {
+                generation,
+                identity: Arc::new(identity),
+            },
+        );
+    }
+}
+
 /// Keys, limits and settings of governance.
 #[derive(Debug, Clone)]
 pub struct Governance {
@@ -169,6 +238,8 @@ pub struct Governance {
     pub address_limiter: Arc<RateLimiter>,
     /// Tokens refused recently, refused again without a lookup.
     pub refused: Arc<RefusedTokens>,
+    /// Tokens authenticated recently ([`Identities`]).
+    pub identities: Arc<Identities>,
 }
 
 impl Governance {
@@ -181,6 +252,7 @@ impl Governance {
             limiter: Arc::new(RateLimiter::new(limit)),
             address_limiter: Arc::new(RateLimiter::new(limit.times(ADDRESS_FACTOR))),
             refused: Arc::new(RefusedTokens::default()),
+            identities: Arc::new(Identities::default()),
         }
     }
 

@@ -13,8 +13,9 @@
 //! token; they show only what the caller may read ([`Visibility`]).
 
 use std::{
+    any::Any,
     collections::{BTreeMap, BTreeSet},
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
 };
 
 use axum::{
@@ -25,7 +26,7 @@ use axum::{
     response::Response,
 };
 use berth_core::{
-    Kind,
+    Kind, Resource,
     authz::{Permission, Principal, decide},
     deployment::running_environments,
     objects::{ApplicationKind, DEFAULT_TEAM, DeploymentKind, EnvironmentKind, ReleaseKind, TeamKind},
@@ -145,7 +146,7 @@ pub async fn authorize(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     matched: Option<MatchedPath>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response> {
     let Some(matched) = matched else {
@@ -187,6 +188,26 @@ pub async fn authorize(
                 _ => Permission::AdministerPlatform,
             };
             vec![p]
+        }
+        Rule::ReadApplication if template == "/applications/{name}" => {
+            // The application itself: read once, for the decision and for the handler.
+            let Some(name) = &name else {
+                return Ok(next.run(req).await);
+            };
+            let team = match repo::get::<ApplicationKind>(state.store.as_ref(), name).await? {
+                Some(app) => {
+                    let team = app.spec.team.clone();
+                    req.extensions_mut().insert(Loaded::new(app));
+                    Some(team)
+                }
+                None => history_team(&state, name).await?,
+            };
+            if let Some(team) = &team
+                && !principal.can_read(team)
+            {
+                return Err(not_found(ApplicationKind::KIND, name));
+            }
+            team.map(|team| Permission::Read { team }).into_iter().collect()
         }
         Rule::ReadApplication => readable_app_team(&state, &principal, name.as_deref())
             .await?
@@ -313,6 +334,26 @@ pub async fn authorize(
 }
 
 /// The methods the OpenAPI document lists for a path template.
+/// An object authorization read to decide, handed to the handler in the request's
+/// extensions so that a request reads it once (`GET /applications/{name}`).
+#[derive(Clone)]
+pub struct Loaded(Arc<dyn Any + Send + Sync>);
+
+impl Loaded {
+    fn new<K: Kind>(object: Resource<K>) -> Self {
+        Self(Arc::new(object))
+    }
+
+    /// The object if it is the `K` named `name`.
+    #[must_use]
+    pub fn get<K: Kind + Clone>(&self, name: &str) -> Option<Resource<K>> {
+        self.0
+            .downcast_ref::<Resource<K>>()
+            .filter(|o| o.metadata.name == name)
+            .cloned()
+    }
+}
+
 fn documented_methods(template: &str) -> Vec<&'static str> {
     static DOCUMENTED: OnceLock<BTreeMap<String, Vec<&'static str>>> = OnceLock::new();
     let documented = DOCUMENTED.get_or_init(|| {
@@ -386,6 +427,11 @@ async fn app_team(state: &ApiState, name: Option<&str>) -> Result<Option<String>
     if let Some(app) = repo::get::<ApplicationKind>(state.store.as_ref(), name).await? {
         return Ok(Some(app.spec.team));
     }
+    history_team(state, name).await
+}
+
+/// The team of the newest release of application `name` (one deleted keeps its releases).
+async fn history_team(state: &ApiState, name: &str) -> Result<Option<String>> {
     Ok(repo::list_all::<ReleaseKind>(state.store.as_ref(), Some(name))
         .await?
         .into_iter()

@@ -128,6 +128,9 @@ impl Store for Counting {
         self.lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.find_token(hash).await
     }
+    fn generation(&self) -> Option<u64> {
+        self.inner.generation()
+    }
     async fn count_tokens(&self) -> Result<u64, StoreError> {
         self.inner.count_tokens().await
     }
@@ -686,4 +689,101 @@ async fn memberships_of_users_deleted_before_are_dropped_at_start() {
     );
     let a = api.admin(Method::GET, "/teams/pay", None).await;
     assert_eq!(a.body["spec"]["members"], json!([]), "{}", a.body);
+}
+
+/// `GET /whoami` with `token` twice; the second is answered from what the first read
+/// (no token lookup), so that the tests below prove the kept identity is dropped.
+async fn known(api: &Api, token: &str) -> Answer {
+    let a = api.call(Some(token), Method::GET, "/whoami", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let lookups = api.lookups();
+    let a = api.call(Some(token), Method::GET, "/whoami", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        api.lookups(),
+        lookups,
+        "a token known and unchanged is not looked up again"
+    );
+    a
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_on_the_very_next_request() {
+    let api = Api::start(PLENTY, PLENTY).await;
+    let dev = api.user_with_token("dev").await;
+    let me = known(&api, &dev).await;
+    let id = me.body["token"]["id"].as_str().unwrap().to_owned();
+    let a = api.admin(Method::DELETE, &format!("/tokens/{id}"), None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = api.call(Some(&dev), Method::GET, "/whoami", None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert!(
+        a.body["detail"].as_str().unwrap().contains("revoked"),
+        "{}",
+        a.body
+    );
+}
+
+#[tokio::test]
+async fn a_known_token_is_refused_from_the_instant_it_expires() {
+    let api = Api::start(PLENTY, PLENTY).await;
+    api.user_with_token("dev").await;
+    let secret = "berth_expiresinamoment".to_owned();
+    let expires = Utc::now() + chrono::Duration::milliseconds(1500);
+    api.store
+        .put_token(
+            TokenRecord {
+                id: "moment".to_owned(),
+                name: "moment".to_owned(),
+                subject: "dev".to_owned(),
+                hash: auth::hash_token(&secret),
+                created_at: Utc::now(),
+                expires_at: Some(expires),
+                revoked_at: None,
+            },
+            &Change::new("admin", "token.create"),
+        )
+        .await
+        .unwrap();
+    known(&api, &secret).await;
+    // Nothing is written meanwhile: only the clock can refuse it.
+    let generation = api.store.generation();
+    while Utc::now() <= expires {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let a = api.call(Some(&secret), Method::GET, "/whoami", None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert!(
+        a.body["detail"].as_str().unwrap().contains("expired"),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        api.store.generation(),
+        generation,
+        "refused by the clock, not by a write"
+    );
+}
+
+#[tokio::test]
+async fn roles_changed_count_from_the_very_next_request() {
+    let api = Api::start(PLENTY, PLENTY).await;
+    let dev = api.user_with_token("dev").await;
+    let a = api
+        .admin(Method::PUT, "/teams/pay", Some(team("pay", &["dev"])))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let me = known(&api, &dev).await;
+    assert_eq!(me.body["roles"][0]["team"], "pay", "{}", me.body);
+    let a = api.admin(Method::PUT, "/teams/pay", Some(team("pay", &[]))).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let me = api.call(Some(&dev), Method::GET, "/whoami", None).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.body["roles"], json!([]), "{}", me.body);
+    // And a user deleted is refused at once.
+    known(&api, &dev).await;
+    let a = api.admin(Method::DELETE, "/users/dev", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = api.call(Some(&dev), Method::GET, "/whoami", None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
 }

@@ -317,6 +317,13 @@ pub trait Store: Send + Sync {
     async fn put_token(&self, token: TokenRecord, change: &Change) -> Result<(), StoreError>;
     /// Finds a token by the hash of its secret.
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// A number that changes once every write this store makes has ended (committed or
+    /// not): objects, events, tokens. A caller may keep what it read while the number is
+    /// the one it saw *before* reading, and must read again once it changed. `None` (the
+    /// default): the store does not count, and nothing read from it may be kept.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
     /// How many tokens exist.
     async fn count_tokens(&self) -> Result<u64, StoreError>;
     /// Every token (of `subject`, when given), oldest first.

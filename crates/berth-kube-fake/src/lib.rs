@@ -61,6 +61,10 @@ pub struct FakeOptions {
     pub history: usize,
     /// The minor Kubernetes version `/version` reports.
     pub minor_version: u32,
+    /// Keep a log of write requests with their arrival times ([`FakeCluster::take_writes`]),
+    /// for benchmarks that time how soon a change reaches the API server. Off by default:
+    /// the log grows with every write until taken.
+    pub log_writes: bool,
 }
 
 impl Default for FakeOptions {
@@ -72,6 +76,7 @@ impl Default for FakeOptions {
             bookmark_interval: Duration::from_secs(1),
             history: 5000,
             minor_version: 33,
+            log_writes: false,
         }
     }
 }
@@ -134,6 +139,18 @@ impl Fault {
         self.writes_only = true;
         self
     }
+}
+
+/// One write request as it arrived, in the log kept with [`FakeOptions::log_writes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteSeen {
+    /// When the request's head arrived (wall clock, so that another process on the same
+    /// machine can compare it with its own).
+    pub at: std::time::SystemTime,
+    /// The method: `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// The request path, e.g. `/apis/apps/v1/namespaces/default-qa/deployments/web-qa`.
+    pub path: String,
 }
 
 /// How many requests of each kind the fake has served.
@@ -200,6 +217,7 @@ pub(crate) struct Shared {
     faults: Mutex<Vec<Fault>>,
     forbidden: Mutex<HashSet<String>>,
     rollouts: Arc<Mutex<RolloutSettings>>,
+    writes: Mutex<Vec<WriteSeen>>,
 }
 
 impl Shared {
@@ -222,6 +240,22 @@ impl Shared {
             }
         }
         Some(f)
+    }
+
+    /// Logs a write request (when [`FakeOptions::log_writes`] asks for it).
+    fn log_write(&self, verb: Verb, method: &str, path: &str) {
+        if !self.options.log_writes || !verb.writes() {
+            return;
+        }
+        let seen = WriteSeen {
+            at: std::time::SystemTime::now(),
+            method: method.to_owned(),
+            path: path.to_owned(),
+        };
+        self.writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(seen);
     }
 
     fn forbidden(&self, namespace: &str) -> bool {
@@ -279,6 +313,7 @@ impl FakeCluster {
             faults: Mutex::new(Vec::new()),
             forbidden: Mutex::new(HashSet::new()),
             rollouts: rollouts.clone(),
+            writes: Mutex::new(Vec::new()),
         });
         let controller = tokio::spawn(rollout::run(store, rollouts, rx));
         let app = server::router(shared.clone());
@@ -336,6 +371,18 @@ impl FakeCluster {
         for c in &self.shared.counters.0 {
             c.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// The write requests logged since the last call, oldest first (empty unless
+    /// [`FakeOptions::log_writes`] is on).
+    pub fn take_writes(&self) -> Vec<WriteSeen> {
+        std::mem::take(
+            &mut *self
+                .shared
+                .writes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Adds a fault; faults are checked in the order added.

@@ -187,6 +187,7 @@ async fn handle(
         _ => Verb::Other,
     };
     shared.count(verb);
+    shared.log_write(verb, method.as_str(), uri.path());
 
     if let Some(token) = &shared.options.token {
         let given = headers

@@ -404,3 +404,57 @@ async fn faults_and_credentials() {
     let err = api.list(&ListParams::default()).await.unwrap_err();
     assert!(matches!(err, kube::Error::Api(ref e) if e.code == 401), "{err}");
 }
+
+#[tokio::test]
+async fn write_log_keeps_writes_in_arrival_order_only_when_asked() {
+    let quiet = FakeCluster::start(FakeOptions::default()).await.unwrap();
+    let ns: Api<Namespace> = Api::all(client(&quiet).await);
+    ns.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "qa"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(quiet.take_writes().is_empty(), "no log unless asked for");
+
+    let fake = FakeCluster::start(FakeOptions {
+        log_writes: true,
+        ..FakeOptions::default()
+    })
+    .await
+    .unwrap();
+    let client = client(&fake).await;
+    let before = std::time::SystemTime::now();
+    let ns: Api<Namespace> = Api::all(client.clone());
+    ns.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "qa"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client, "qa");
+    deployments.get_opt("web").await.unwrap();
+    deployments
+        .patch(
+            "web",
+            &PatchParams::apply("berth"),
+            &Patch::Apply(deployment("registry.example.com/web:1", 1)),
+        )
+        .await
+        .unwrap();
+    let writes = fake.take_writes();
+    let seen: Vec<(&str, &str)> = writes
+        .iter()
+        .map(|w| (w.method.as_str(), w.path.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("POST", "/api/v1/namespaces"),
+            ("PATCH", "/apis/apps/v1/namespaces/qa/deployments/web"),
+        ],
+        "reads are not logged"
+    );
+    assert!(writes[0].at >= before && writes[0].at <= writes[1].at);
+    assert!(fake.take_writes().is_empty(), "taking empties the log");
+}

@@ -5,7 +5,11 @@
 //! then take the database's write lock up front with `BEGIN IMMEDIATE`, so a commit waits its
 //! turn instead of failing with `SQLITE_BUSY`; readers run beside it thanks to WAL.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use berth_core::{
@@ -84,6 +88,8 @@ pub struct SqliteStore {
     last_seq: watch::Sender<u64>,
     /// Whether the latest write worked, for readiness.
     health: WriteHealth,
+    /// Counts the writes that ended ([`Store::generation`]).
+    generation: AtomicU64,
     /// Signs every audit entry, the head and the seal.
     key: AuditKey,
     /// The checkpoint kept outside the database.
@@ -233,6 +239,7 @@ impl SqliteStore {
             writer: Mutex::new(()),
             last_seq: watch::Sender::new(last),
             health: WriteHealth::default(),
+            generation: AtomicU64::new(0),
             key,
             outside,
             outside_lost,
@@ -506,6 +513,10 @@ impl Store for SqliteStore {
         token_row(&mut conn, TokenKey::Hash(hash)).await
     }
 
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(Ordering::SeqCst))
+    }
+
     async fn count_tokens(&self) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
             .fetch_one(&self.pool)
@@ -667,6 +678,9 @@ impl SqliteStore {
                 }
             },
         };
+        // After the transaction ended, whatever its outcome: a reader that saw the number
+        // before this reads what the write left, or reads again.
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if broken || conn.is_in_transaction() {
             conn.close_on_drop();
         } else if outcome.is_ok() {
@@ -1677,6 +1691,60 @@ mod tests {
             owner: Some("web".to_owned()),
             document: serde_json::json!({ "kind": kind, "metadata": { "name": name } }),
         }
+    }
+
+    /// Readers that keep what they read (the API's identity cache) rely on the number
+    /// moving with every write, also one that failed, and never with a read.
+    #[tokio::test]
+    async fn generation_moves_with_every_write_and_only_then() {
+        let (_dir, store) = on_disk().await;
+        let mut seen = store.generation().unwrap();
+        let mut moved = |store: &SqliteStore, what: &str| {
+            let now = store.generation().unwrap();
+            assert!(now > seen, "{what} did not move the generation");
+            seen = now;
+        };
+        store
+            .commit(vec![create("Release", "web-1")], Vec::new())
+            .await
+            .unwrap();
+        moved(&store, "a commit");
+        store
+            .commit(vec![create("Release", "web-1")], Vec::new())
+            .await
+            .unwrap_err();
+        moved(&store, "a commit that failed");
+        let token = TokenRecord {
+            id: "t1".to_owned(),
+            name: "ci".to_owned(),
+            subject: "admin".to_owned(),
+            hash: "cd".repeat(32),
+            created_at: Utc::now(),
+            expires_at: None,
+            revoked_at: None,
+        };
+        store
+            .put_token(token, &Change::new("admin", "token.create"))
+            .await
+            .unwrap();
+        moved(&store, "storing a token");
+        store
+            .revoke_token("t1", Utc::now(), &Change::new("admin", "token.revoke"))
+            .await
+            .unwrap();
+        moved(&store, "revoking a token");
+        store.get("Release", "web-1").await.unwrap();
+        store.find_token(&"cd".repeat(32)).await.unwrap();
+        store
+            .list(&ListQuery {
+                kind: "Release".to_owned(),
+                owner: None,
+                after: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.generation(), Some(seen), "reads do not move it");
     }
 
     #[tokio::test]
