@@ -364,12 +364,10 @@ fn count_metrics(text: &str) -> ApiCounts {
         let resource = label(labels, "resource");
         let subresource = label(labels, "subresource");
         let berth_kind = BERTH_KINDS.contains(&resource) && subresource.is_empty();
+        // The API server applies some objects of its own (flow schemas' status, cluster
+        // roles, service CIDRs) when it starts: only applies of Berth's kinds count.
         match verb {
-            "APPLY" => {
-                c.berth += n;
-                c.berth_writes += n;
-            }
-            "DELETE" if berth_kind => {
+            "APPLY" | "DELETE" if berth_kind => {
                 c.berth += n;
                 c.berth_writes += n;
             }
