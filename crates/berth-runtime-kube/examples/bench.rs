@@ -324,6 +324,8 @@ struct ApiCounts {
     berth_writes: u64,
     /// Berth's lists.
     berth_lists: u64,
+    /// Berth's requests the servers answered with something other than 2xx.
+    berth_failed: u64,
 }
 
 impl std::ops::Sub for ApiCounts {
@@ -334,6 +336,7 @@ impl std::ops::Sub for ApiCounts {
             berth: self.berth - b.berth,
             berth_writes: self.berth_writes - b.berth_writes,
             berth_lists: self.berth_lists - b.berth_lists,
+            berth_failed: self.berth_failed - b.berth_failed,
         }
     }
 }
@@ -364,18 +367,21 @@ fn count_metrics(text: &str) -> ApiCounts {
         let resource = label(labels, "resource");
         let subresource = label(labels, "subresource");
         let berth_kind = BERTH_KINDS.contains(&resource) && subresource.is_empty();
+        let failed = !label(labels, "code").starts_with('2');
         // The API server applies some objects of its own (flow schemas' status, cluster
         // roles, service CIDRs) when it starts: only applies of Berth's kinds count.
         match verb {
             "APPLY" | "DELETE" if berth_kind => {
                 c.berth += n;
                 c.berth_writes += n;
+                c.berth_failed += if failed { n } else { 0 };
             }
             // The controllers list once, when they start; Berth lists every pass (its
             // own kinds, and pods for rollouts that do not progress).
             "LIST" if berth_kind || resource == "pods" => {
                 c.berth += n;
                 c.berth_lists += n;
+                c.berth_failed += if failed { n } else { 0 };
             }
             _ => {}
         }
@@ -477,6 +483,7 @@ async fn api_counts(clusters: &[RealCluster]) -> ApiCounts {
         total.berth += m.berth;
         total.berth_writes += m.berth_writes;
         total.berth_lists += m.berth_lists;
+        total.berth_failed += m.berth_failed;
     }
     total
 }
@@ -595,8 +602,8 @@ async fn run_real(n: usize, kubeconfigs: &[String], replicas: Option<u32>, conve
         cpu_delta(&plane_steady, &plane_steady_before)
     );
     println!(
-        "problems: full pass {problems}, steady pass {steady_problems}; idle 10 s before: {} requests ({} Berth-like)",
-        idle.all, idle.berth
+        "problems: full pass {problems}, steady pass {steady_problems}; Berth's requests answered with other than 2xx (retried): full pass {}, steady pass {}; idle 10 s before: {} requests ({} Berth-like)",
+        full_counts.berth_failed, steady_counts.berth_failed, idle.all, idle.berth
     );
     assert_eq!(
         problems, 0,
