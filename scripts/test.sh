@@ -63,17 +63,25 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-# The Kubernetes suite again, against a real control plane built from the pinned Go modules
-# (tools/kubernetes; cached, so only the first run on a machine compiles). A failure to
-# build or start it fails here, naming the component and its log: it is never skipped.
+# The Kubernetes suite again, against real control planes built from the pinned Go modules
+# (tools/kubernetes; cached, so only the first run on a machine compiles): the runtime's
+# suite on one cluster, then the server end-to-end tests deploying to two (the clusters
+# stand in for two datacenters). A failure to build or start them fails here, naming the
+# component and its log: it is never skipped. One test at a time: Berth prunes what it
+# manages cluster-wide, so two tests on one cluster would prune each other.
 k8s_bin=$(tools/kubernetes/build.sh)
-k8s_name=ci-$$
-trap 'tools/kubernetes/cluster.sh down "$k8s_name" || true' EXIT
-k8s_kubeconfig=$(tools/kubernetes/cluster.sh up "$k8s_name")
-BERTH_TEST_K8S=real KUBECONFIG="$k8s_kubeconfig" BERTH_TEST_KUBECTL="$k8s_bin/kubectl" \
+k8s_names=(ci-$$-a ci-$$-b)
+trap 'for c in "${k8s_names[@]}"; do tools/kubernetes/cluster.sh down "$c" || true; done' EXIT
+k8s_kubeconfigs=()
+for c in "${k8s_names[@]}"; do
+  k8s_kubeconfigs+=("$(tools/kubernetes/cluster.sh up "$c")")
+done
+BERTH_TEST_K8S=real KUBECONFIG="${k8s_kubeconfigs[0]}" BERTH_TEST_KUBECTL="$k8s_bin/kubectl" \
   BERTH_TEST_IMAGE="registry.example.com/web@sha256:$(printf '%064d' 1)" \
   cargo test -p berth-runtime-kube --no-fail-fast -- --test-threads=1
-tools/kubernetes/cluster.sh down "$k8s_name"
+BERTH_TEST_K8S=real BERTH_TEST_KUBECONFIGS="${k8s_kubeconfigs[0]}:${k8s_kubeconfigs[1]}" \
+  cargo test -p berth-server --test e2e_kube --no-fail-fast -- --test-threads=1
+for c in "${k8s_names[@]}"; do tools/kubernetes/cluster.sh down "$c"; done
 trap - EXIT
 
 # Fuzz the REST API with schemathesis against a real server: no 5xx, nothing the OpenAPI

@@ -13,16 +13,26 @@
 # Components: etcd (--unsafe-no-fsync), kube-apiserver (RBAC), kube-controller-manager,
 # kube-scheduler and kwok, which plays the kubelet for BERTH_K8S_NODES (default 3) fake nodes
 # so that pods become Running and Ready without containers.
+# For big loads (the benchmark): BERTH_K8S_NODE_PODS, BERTH_K8S_NODE_CPU and
+# BERTH_K8S_NODE_MEMORY (each node's capacity, default 250 pods, 64 CPUs, 256Gi) and
+# BERTH_K8S_CLIENT_QPS (the controller-manager's and scheduler's API rate, default
+# Kubernetes' own: 20 and 50 requests a second).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 work_root=${BERTH_K8S_WORK:-/tmp/berth-k8s}
 nodes=${BERTH_K8S_NODES:-3}
+node_pods=${BERTH_K8S_NODE_PODS:-250}
+node_cpu=${BERTH_K8S_NODE_CPU:-64}
+node_memory=${BERTH_K8S_NODE_MEMORY:-256Gi}
+client_qps=()
+[ -n "${BERTH_K8S_CLIENT_QPS:-}" ] &&
+    client_qps=(--kube-api-qps="$BERTH_K8S_CLIENT_QPS" --kube-api-burst="$((BERTH_K8S_CLIENT_QPS * 2))")
 wait_seconds=${BERTH_K8S_WAIT:-180}
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 fail() {
@@ -202,13 +212,13 @@ up() {
         --leader-elect=false --use-service-account-credentials=true \
         --service-account-private-key-file="$W/pki/sa.key" --root-ca-file="$W/pki/ca.crt" \
         --cluster-signing-cert-file="$W/pki/ca.crt" --cluster-signing-key-file="$W/pki/ca.key" \
-        --service-cluster-ip-range=10.96.0.0/16
+        --service-cluster-ip-range=10.96.0.0/16 "${client_qps[@]}"
     wait_for kube-controller-manager curl -skf "https://127.0.0.1:$cm_port/healthz"
 
     start kube-scheduler "$bin/kube-scheduler" --kubeconfig="$W/scheduler.kubeconfig" \
         --authentication-kubeconfig="$W/scheduler.kubeconfig" \
         --authorization-kubeconfig="$W/scheduler.kubeconfig" \
-        --bind-address=127.0.0.1 --secure-port="$sched_port" --leader-elect=false
+        --bind-address=127.0.0.1 --secure-port="$sched_port" --leader-elect=false "${client_qps[@]}"
     wait_for kube-scheduler curl -skf "https://127.0.0.1:$sched_port/healthz"
 
     local config=$W/kwok.yaml
@@ -231,8 +241,8 @@ metadata:
   annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
   labels: {type: kwok, kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux, kubernetes.io/arch: amd64}
 status:
-  allocatable: {cpu: "64", memory: 256Gi, pods: "250"}
-  capacity: {cpu: "64", memory: 256Gi, pods: "250"}
+  allocatable: {cpu: "$node_cpu", memory: $node_memory, pods: "$node_pods"}
+  capacity: {cpu: "$node_cpu", memory: $node_memory, pods: "$node_pods"}
 ---
 NODE
     done >"$W/nodes.yaml"

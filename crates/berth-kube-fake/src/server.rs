@@ -380,7 +380,9 @@ fn list(shared: &Shared, target: &Target, q: &HashMap<String, String>) -> Respon
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         for p in rollout::pods(&shared.store, &settings, target.namespace.as_deref(), &labels) {
-            items.push(Bytes::from(serde_json::to_vec(&p).unwrap_or_default()));
+            items.push(list_item(&Bytes::from(
+                serde_json::to_vec(&p).unwrap_or_default(),
+            )));
         }
         rv = shared.store.resource_version();
     } else {
@@ -407,7 +409,7 @@ fn list(shared: &Shared, target: &Target, q: &HashMap<String, String>) -> Respon
                 next = Some(k.clone());
                 break;
             }
-            items.push(s.raw.clone());
+            items.push(list_item(&s.raw));
         }
     }
     let mut out = Vec::with_capacity(items.iter().map(Bytes::len).sum::<usize>() + 200);
@@ -432,6 +434,37 @@ fn list(shared: &Shared, target: &Target, q: &HashMap<String, String>) -> Respon
     }
     out.extend_from_slice(b"]}");
     json_response(200, out)
+}
+
+/// An object as the real API server lists it: list items carry no `apiVersion` or `kind`
+/// (only the list itself does), while a get, a watch event or a write's answer has both.
+fn list_item(raw: &Bytes) -> Bytes {
+    // Stored objects are serialized with sorted keys, so the type fields usually lead:
+    // cut them off without parsing the object.
+    if let Some(rest) = raw.strip_prefix(b"{\"apiVersion\":\"")
+        && let Some(after_version) = skip_string(rest)
+        && let Some(rest) = after_version.strip_prefix(b",\"kind\":\"")
+        && let Some(after_kind) = skip_string(rest)
+        && let Some(rest) = after_kind.strip_prefix(b",")
+    {
+        let mut out = Vec::with_capacity(rest.len() + 1);
+        out.push(b'{');
+        out.extend_from_slice(rest);
+        return Bytes::from(out);
+    }
+    let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(raw) else {
+        return raw.clone();
+    };
+    object.remove("apiVersion");
+    object.remove("kind");
+    Bytes::from(serde_json::to_vec(&object).unwrap_or_default())
+}
+
+/// What follows a JSON string's closing quote, for a string without escapes (type names
+/// have none); `None` when it has one, so the caller parses instead.
+fn skip_string(s: &[u8]) -> Option<&[u8]> {
+    let end = s.iter().position(|b| *b == b'"' || *b == b'\\')?;
+    (s[end] == b'"').then(|| &s[end + 1..])
 }
 
 fn event_line(kind: &str, raw: &[u8]) -> Bytes {
@@ -625,5 +658,29 @@ mod tests {
         let q = query(&uri);
         assert_eq!(q["labelSelector"], "app.kubernetes.io/managed-by=berth");
         assert_eq!(q["limit"], "5");
+    }
+
+    #[test]
+    fn list_items_lose_their_type_fields_like_the_real_servers() {
+        let sorted = Bytes::from_static(
+            br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"kind":"x"}}"#,
+        );
+        let unsorted = Bytes::from_static(
+            br#"{"metadata":{"name":"web"},"kind":"Deployment","apiVersion":"apps/v1"}"#,
+        );
+        let escaped = Bytes::from_static(
+            br#"{"apiVersion":"a\"b","kind":"K","metadata":{"name":"web"}}"#,
+        );
+        for raw in [sorted, unsorted, escaped] {
+            let item: Value = serde_json::from_slice(&list_item(&raw)).unwrap();
+            assert_eq!(item.get("apiVersion"), None, "{item}");
+            assert_eq!(item.get("kind"), None, "{item}");
+            assert_eq!(item["metadata"]["name"], "web", "{item}");
+        }
+        let nested: Value = serde_json::from_slice(&list_item(&Bytes::from_static(
+            br#"{"apiVersion":"v1","kind":"K","spec":{"kind":"x"}}"#,
+        )))
+        .unwrap();
+        assert_eq!(nested, json!({"spec": {"kind": "x"}}));
     }
 }

@@ -457,4 +457,52 @@ async fn write_log_keeps_writes_in_arrival_order_only_when_asked() {
     );
     assert!(writes[0].at >= before && writes[0].at <= writes[1].at);
     assert!(fake.take_writes().is_empty(), "taking empties the log");
+
+/// As on kube-apiserver: a list names its type once, its items not at all; a get, a watch
+/// event and a write's answer carry `apiVersion` and `kind`.
+#[tokio::test]
+async fn list_items_carry_no_type_fields_but_single_objects_do() {
+    let (_fake, client) = start().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "qa");
+    deployments
+        .create(&PostParams::default(), &deployment("web:1", 1))
+        .await
+        .unwrap();
+    let text = |path: &str| {
+        let client = client.clone();
+        let path = path.to_owned();
+        async move {
+            let raw = client
+                .request_text(http::Request::get(path).body(Vec::new()).unwrap())
+                .await
+                .unwrap();
+            serde_json::from_str::<serde_json::Value>(&raw).unwrap()
+        }
+    };
+    for path in [
+        "/apis/apps/v1/namespaces/qa/deployments",
+        "/apis/apps/v1/deployments?limit=1",
+    ] {
+        let list = text(path).await;
+        assert_eq!(
+            (list["apiVersion"].as_str(), list["kind"].as_str()),
+            (Some("apps/v1"), Some("DeploymentList")),
+            "{list}"
+        );
+        let item = &list["items"][0];
+        assert_eq!(item["metadata"]["name"], "web", "{list}");
+        assert!(
+            item.get("apiVersion").is_none() && item.get("kind").is_none(),
+            "{item}"
+        );
+    }
+    let pods = text("/api/v1/namespaces/qa/pods").await;
+    for pod in pods["items"].as_array().unwrap() {
+        assert!(pod.get("kind").is_none(), "{pod}");
+    }
+    let one = text("/apis/apps/v1/namespaces/qa/deployments/web").await;
+    assert_eq!(
+        (one["apiVersion"].as_str(), one["kind"].as_str()),
+        (Some("apps/v1"), Some("Deployment"))
+    );
 }
