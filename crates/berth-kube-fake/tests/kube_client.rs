@@ -457,6 +457,7 @@ async fn write_log_keeps_writes_in_arrival_order_only_when_asked() {
     );
     assert!(writes[0].at >= before && writes[0].at <= writes[1].at);
     assert!(fake.take_writes().is_empty(), "taking empties the log");
+}
 
 /// As on kube-apiserver: a list names its type once, its items not at all; a get, a watch
 /// event and a write's answer carry `apiVersion` and `kind`.
