@@ -399,3 +399,75 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The use cases' refusals keep the problem documents the API answered before they
+    /// moved into berth-service.
+    #[test]
+    fn service_refusals_become_the_same_problems() {
+        let busy = ApiError::from(berth_service::Error::Busy {
+            application: "web".into(),
+        })
+        .problem();
+        assert_eq!(
+            (busy.status, busy.problem_type.as_str()),
+            (409, "https://berth.dev/problems/conflict")
+        );
+        assert_eq!(
+            busy.detail,
+            "other changes to this application kept racing with the request"
+        );
+        assert_eq!(busy.errors[0].hint.as_deref(), Some("retry the request"));
+
+        let production = ApiError::from(berth_service::Error::RunsInProduction {
+            application: "web".into(),
+            production: vec!["production".into()],
+            running: vec!["production".into(), "qa".into()],
+        })
+        .problem();
+        assert_eq!(production.status, 409);
+        assert_eq!(
+            production.detail,
+            "Application 'web' runs in production environment(s) production (it runs in production, qa); \
+             deleting it stops it there"
+        );
+        assert!(
+            production.errors[0]
+                .hint
+                .as_deref()
+                .is_some_and(|h| h.contains("berth delete application web --force")),
+            "{production:?}"
+        );
+
+        let missing = ApiError::from(berth_service::Error::MissingReference {
+            path: "to".into(),
+            kind: "Environment",
+            name: "prod".into(),
+        })
+        .problem();
+        assert_eq!((missing.status, missing.errors[0].path.as_str()), (422, "to"));
+
+        let secrets = ApiError::from(berth_service::Error::MissingSecrets {
+            application: "web".into(),
+            names: vec!["db".into()],
+        })
+        .problem();
+        assert_eq!(
+            (secrets.status, secrets.problem_type.as_str()),
+            (422, "https://berth.dev/problems/missing-secrets")
+        );
+
+        let gone = ApiError::from(berth_service::Error::NotFound {
+            kind: "Application",
+            name: "web".into(),
+        })
+        .problem();
+        assert_eq!(
+            (gone.status, gone.detail.as_str()),
+            (404, "Application 'web' does not exist")
+        );
+    }
+}

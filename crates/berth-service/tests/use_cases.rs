@@ -754,3 +754,51 @@ async fn a_build_of_a_deleted_application_is_unreleasable() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn authorization_comes_first_in_the_chain() {
+    let w = world_with(
+        environment("production", true, json!({})),
+        application("web", json!({"secrets": [{"name": "db", "env": "DB_PASSWORD"}]})),
+        team(json!({})),
+    )
+    .await;
+    let e = w
+        .delivery
+        .deploy(Deploy {
+            actor: w.user("dev").await,
+            application: "web".into(),
+            environment: "production".into(),
+            release: ReleaseWanted::Current,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Forbidden(_)),
+        "refused before secrets are looked at: {e:?}"
+    );
+    assert!(
+        !w.store
+            .reads()
+            .iter()
+            .any(|r| matches!(r, Read::Get { kind, .. } if kind == SecretKind::KIND)),
+        "{:?}",
+        w.store.reads()
+    );
+}
+
+#[tokio::test]
+async fn berth_itself_needs_no_permission() {
+    let w = world().await;
+    let d = w
+        .delivery
+        .deploy(Deploy {
+            actor: Actor::Berth,
+            application: "web".into(),
+            environment: "production".into(),
+            release: ReleaseWanted::Current,
+        })
+        .await
+        .unwrap();
+    assert_eq!(d.spec.requested_by.as_deref(), Some("berth"));
+}
