@@ -665,12 +665,9 @@ mod tests {
         let sorted = Bytes::from_static(
             br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"kind":"x"}}"#,
         );
-        let unsorted = Bytes::from_static(
-            br#"{"metadata":{"name":"web"},"kind":"Deployment","apiVersion":"apps/v1"}"#,
-        );
-        let escaped = Bytes::from_static(
-            br#"{"apiVersion":"a\"b","kind":"K","metadata":{"name":"web"}}"#,
-        );
+        let unsorted =
+            Bytes::from_static(br#"{"metadata":{"name":"web"},"kind":"Deployment","apiVersion":"apps/v1"}"#);
+        let escaped = Bytes::from_static(br#"{"apiVersion":"a\"b","kind":"K","metadata":{"name":"web"}}"#);
         for raw in [sorted, unsorted, escaped] {
             let item: Value = serde_json::from_slice(&list_item(&raw)).unwrap();
             assert_eq!(item.get("apiVersion"), None, "{item}");

@@ -49,7 +49,13 @@ fn peak_rss_mib() -> f64 {
 
 /// CPU seconds this process used (user + system).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_seconds("self")
+}
+
+/// CPU seconds (user + system) of process `pid` ("self" for this one), from its
+/// `/proc/PID/stat`.
+fn stat_cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
@@ -433,17 +439,9 @@ impl RealCluster {
     }
 }
 
-/// CPU seconds (user + system) of `pid`, from `/proc/PID/stat`.
+/// CPU seconds (user + system) of `pid`.
 fn process_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    stat_cpu_seconds(&pid.to_string())
 }
 
 /// Resident memory of `pid` in MiB (`VmRSS`).
