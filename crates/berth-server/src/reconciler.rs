@@ -742,7 +742,7 @@ impl Reconciler {
                 .as_ref()
                 .map(|c| c.runtime.clone())
                 .map_err(Clone::clone);
-            (h.next_attempt <= now).then(|| async move {
+            (h.next_attempt <= now).then_some(async move {
                 let outcome = match connected {
                     Err(e) => Outcome::Unreachable(e),
                     Ok(runtime) => {
