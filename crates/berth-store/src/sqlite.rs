@@ -258,6 +258,14 @@ impl SqliteStore {
     }
 }
 
+/// A page of one kind. The index is named: with statistics (after `ANALYZE`) SQLite may
+/// otherwise walk every row after the cursor in id order, all kinds included.
+const LIST: &str = "SELECT id, name, document FROM objects INDEXED BY objects_by_kind \
+     WHERE kind = ? AND id > ? ORDER BY id LIMIT ?";
+/// A page of one kind of one owner, through its index for the same reason.
+const LIST_OF_OWNER: &str = "SELECT id, name, document FROM objects INDEXED BY objects_by_owner \
+     WHERE kind = ? AND owner = ? AND id > ? ORDER BY id LIMIT ?";
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit_as(
@@ -299,30 +307,26 @@ impl Store for SqliteStore {
         let after = cursor(query.after);
         // One more than asked, to know whether there is a next page.
         let fetch = i64::from(limit) + 1;
-        let rows: Vec<(i64, String, String)> =
-            match &query.owner {
-                Some(owner) => {
-                    sqlx::query_as(
-                        "SELECT id, name, document FROM objects \
-                 WHERE kind = ? AND owner = ? AND id > ? ORDER BY id LIMIT ?",
-                    )
+        let rows: Vec<(i64, String, String)> = match &query.owner {
+            Some(owner) => {
+                sqlx::query_as(LIST_OF_OWNER)
                     .bind(&query.kind)
                     .bind(owner)
                     .bind(after)
                     .bind(fetch)
                     .fetch_all(&self.pool)
                     .await
-                }
-                None => sqlx::query_as(
-                    "SELECT id, name, document FROM objects WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
-                )
-                .bind(&query.kind)
-                .bind(after)
-                .bind(fetch)
-                .fetch_all(&self.pool)
-                .await,
             }
-            .map_err(|e| backend(&format!("listing {}", query.kind), &e))?;
+            None => {
+                sqlx::query_as(LIST)
+                    .bind(&query.kind)
+                    .bind(after)
+                    .bind(fetch)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(|e| backend(&format!("listing {}", query.kind), &e))?;
 
         let more = rows.len() > limit as usize;
         let mut page = Page::default();
@@ -2332,15 +2336,10 @@ mod tests {
                 &["Release", "web-1"][..],
                 "sqlite_autoindex_objects_1",
             ),
-            (
-                "list",
-                "SELECT id, name, document FROM objects WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
-                &["Application", "0", "101"][..],
-                "objects_by_kind",
-            ),
+            ("list", LIST, &["Application", "0", "101"][..], "objects_by_kind"),
             (
                 "list of an owner",
-                "SELECT id, name, document FROM objects WHERE kind = ? AND owner = ? AND id > ? ORDER BY id LIMIT ?",
+                LIST_OF_OWNER,
                 &["Release", "web", "0", "101"][..],
                 "objects_by_owner",
             ),
