@@ -27,10 +27,11 @@ use std::{
 
 use berth_core::{
     Kind, NewEvent,
-    deployment::governing,
+    deployment::{governing, last_succeeded},
     objects::{
-        Cluster, ClusterKind, ClusterPhase, ClusterSpec, Deployment, DeploymentKind, Environment,
-        EnvironmentKind, Release, ReleaseKind, Team, TeamKind, release_name,
+        Cluster, ClusterKind, ClusterPhase, ClusterSpec, Deployment, DeploymentCause, DeploymentKind,
+        DeploymentSpec, Environment, EnvironmentKind, Release, ReleaseKind, Team, TeamKind, deployment_name,
+        release_name,
     },
     ports::{
         Clock, ClusterReport, ClusterRuntime, EventQuery, RuntimeChanges, Store, StoreError, WorkloadReport,
