@@ -62,8 +62,12 @@ fn handle(shared: &Shared, event: &EventMessage) {
         return;
     };
     let mut state = shared.lock();
-    if state.retiring.contains_key(&id) {
-        // Berth's own doing.
+    let removal = matches!(action, "destroy" | "remove");
+    if let Some(r) = state.retiring.get(&id)
+        && !(removal && r.failed && !r.removing)
+    {
+        // Berth's own doing (it stops, then removes, what it retires), or a removal
+        // that changes nothing: the replica was on its way out without a replacement.
         return;
     }
     let mut notice = None;
@@ -108,4 +112,84 @@ fn handle(shared: &Shared, event: &EventMessage) {
     shared.publish(&state);
     drop(state);
     shared.wake();
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_core::{objects::HealthCheck, render::WorkloadKey};
+    use bollard::models::EventActor;
+    use chrono::Utc;
+
+    use super::*;
+    use crate::{
+        RuntimeOptions,
+        engine::Observed,
+        routes::RouteTable,
+        state::{Retiring, Tracked},
+    };
+
+    /// A cluster whose one replica Berth is retiring because it failed.
+    fn retiring(removing: bool) -> Shared {
+        let shared = Shared::new("local".into(), RouteTable::new(), RuntimeOptions::default());
+        let o = Observed {
+            id: "c1".into(),
+            name: "berth-web-qa-1".into(),
+            key: WorkloadKey {
+                application: "web".into(),
+                environment: "qa".into(),
+            },
+            release: 1,
+            spec_hash: "h".into(),
+            state: ContainerState::Exited,
+            created: Utc::now(),
+            host_port: Some(4000),
+            check: Some(HealthCheck::default()),
+        };
+        let mut state = shared.lock();
+        state
+            .replicas
+            .insert("c1".into(), Tracked::adopted(&o, Utc::now()));
+        state.retiring.insert(
+            "c1".into(),
+            Retiring {
+                removing,
+                failed: true,
+            },
+        );
+        drop(state);
+        shared
+    }
+
+    fn event(action: &str) -> EventMessage {
+        EventMessage {
+            action: Some(action.into()),
+            actor: Some(EventActor {
+                id: Some("c1".into()),
+                ..EventActor::default()
+            }),
+            ..EventMessage::default()
+        }
+    }
+
+    fn reasons(shared: &Shared) -> Vec<String> {
+        shared.lock().notices.iter().map(|n| n.reason.clone()).collect()
+    }
+
+    #[test]
+    fn a_failed_replica_removed_by_someone_else_before_berth_removes_it_is_drift() {
+        let shared = retiring(false);
+        handle(&shared, &event("die"));
+        assert!(reasons(&shared).is_empty(), "a death while retiring is no news");
+        handle(&shared, &event("remove"));
+        assert_eq!(reasons(&shared), ["DriftCorrected"]);
+        handle(&shared, &event("destroy"));
+        assert_eq!(reasons(&shared), ["DriftCorrected"], "said once");
+    }
+
+    #[test]
+    fn berths_own_removal_is_not_drift() {
+        let shared = retiring(true);
+        handle(&shared, &event("remove"));
+        assert!(reasons(&shared).is_empty());
+    }
 }

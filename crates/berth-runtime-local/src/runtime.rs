@@ -531,7 +531,28 @@ impl LocalRuntime {
             .map_or((false, ContainerState::Exited, id.to_owned()), |t| {
                 (t.serving(), t.state, t.name.clone())
             });
-        state.retiring.insert(id.to_owned(), Retiring::default());
+        // Said if someone else removes it first. Made now: by the time the remove call
+        // answers, a pass may already have forgotten the replica.
+        let removed_outside = state
+            .replicas
+            .get(id)
+            .filter(|_| reason.is_failure())
+            .map(|t| Notice {
+                key: t.key.clone(),
+                warning: true,
+                reason: "DriftCorrected".to_owned(),
+                message: format!(
+                    "replica {} (release {}) was removed outside Berth; a new replica replaces it",
+                    t.name, t.release
+                ),
+            });
+        state.retiring.insert(
+            id.to_owned(),
+            Retiring {
+                removing: false,
+                failed: reason.is_failure(),
+            },
+        );
         self.shared.routes.remove_backend(&self.shared.cluster, id);
         let shared = Arc::clone(&self.shared);
         let docker = docker.clone();
@@ -566,19 +587,8 @@ impl LocalRuntime {
                 Ok(()) => {}
                 Err(error) if engine::is_not_found(&error) => {
                     // Someone removed it first.
-                    let mut state = shared.lock();
-                    if reason.is_failure()
-                        && let Some(t) = state.replicas.get(&id)
-                    {
-                        let notice = Notice {
-                            key: t.key.clone(),
-                            warning: true,
-                            reason: "DriftCorrected".to_owned(),
-                            message: format!(
-                                "replica {} (release {}) was removed outside Berth; a new replica replaces it",
-                                t.name, t.release
-                            ),
-                        };
+                    if let Some(notice) = removed_outside {
+                        let mut state = shared.lock();
                         if state.reported_gone.insert(id.clone()) {
                             state.notices.push(notice);
                             drop(state);

@@ -171,6 +171,8 @@ impl Tracked {
 pub(crate) struct Retiring {
     /// Berth's own remove call has been issued.
     pub removing: bool,
+    /// It is retired because it failed, so a new replica replaces it.
+    pub failed: bool,
 }
 
 /// What the router needs about a desired workload besides its backends.
