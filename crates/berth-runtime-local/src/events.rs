@@ -7,7 +7,6 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use berth_core::ports::Notice;
 use bollard::{Docker, models::EventMessage, query_parameters::EventsOptionsBuilder};
 use futures::StreamExt;
 
@@ -92,15 +91,7 @@ fn handle(shared: &Shared, event: &EventMessage) {
             "die" => t.state = ContainerState::Exited,
             _ => {
                 t.state = ContainerState::Removing;
-                notice = Some(Notice {
-                    key: t.key.clone(),
-                    warning: true,
-                    reason: "DriftCorrected".to_owned(),
-                    message: format!(
-                        "replica {} (release {}) was removed outside Berth; a new replica replaces it",
-                        t.name, t.release
-                    ),
-                });
+                notice = Some(t.removed_outside());
             }
         }
     }

@@ -417,15 +417,7 @@ impl LocalRuntime {
             let ours = state.retiring.contains_key(&id);
             let reported = state.reported_gone.remove(&id);
             if !ours && !reported {
-                notices.push(Notice {
-                    key: t.key.clone(),
-                    warning: true,
-                    reason: "DriftCorrected".to_owned(),
-                    message: format!(
-                        "replica {} (release {}) was removed outside Berth; a new replica replaces it",
-                        t.name, t.release
-                    ),
-                });
+                notices.push(t.removed_outside());
             }
         }
         state.retiring.retain(|id, _| present.contains(id.as_str()));
@@ -537,15 +529,7 @@ impl LocalRuntime {
             .replicas
             .get(id)
             .filter(|_| reason.is_failure())
-            .map(|t| Notice {
-                key: t.key.clone(),
-                warning: true,
-                reason: "DriftCorrected".to_owned(),
-                message: format!(
-                    "replica {} (release {}) was removed outside Berth; a new replica replaces it",
-                    t.name, t.release
-                ),
-            });
+            .map(|t| t.removed_outside());
         state.retiring.insert(
             id.to_owned(),
             Retiring {

@@ -70,6 +70,19 @@ pub(crate) struct Tracked {
 }
 
 impl Tracked {
+    /// What Berth says when this replica was removed outside Berth.
+    pub fn removed_outside(&self) -> Notice {
+        Notice {
+            key: self.key.clone(),
+            warning: true,
+            reason: "DriftCorrected".to_owned(),
+            message: format!(
+                "replica {} (release {}) was removed outside Berth; a new replica replaces it",
+                self.name, self.release
+            ),
+        }
+    }
+
     pub fn adopted(o: &Observed, now: DateTime<Utc>) -> Self {
         Self {
             key: o.key.clone(),
