@@ -147,7 +147,7 @@ impl Managed for ApplicationKind {
                 name: app.spec.team.clone(),
             });
         }
-        Ok(())
+        check_overrides(state, app).await
     }
 
     /// Deleting an application is the use case `berth_service::Delivery::delete_application`
@@ -161,6 +161,48 @@ impl Managed for ApplicationKind {
             .delete_writes(&berth_service::Actor::Berth, &application, force)
             .await?)
     }
+}
+
+/// Refuses (422) per-environment overrides (`spec.environments.<env>`) naming an
+/// environment that does not exist, every one at once, each with the known environments:
+/// an override of a misspelt environment would otherwise never apply, silently.
+async fn check_overrides(state: &ApiState, app: &Application) -> Result<()> {
+    let mut unknown = Vec::new();
+    for env in app.spec.environments.keys() {
+        if state.store.get(EnvironmentKind::KIND, env).await?.is_none() {
+            unknown.push(env);
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    // Only read every environment when there is something to name them for.
+    let known: Vec<String> = repo::list_all::<EnvironmentKind>(state.store.as_ref(), None)
+        .await?
+        .into_iter()
+        .map(|e| e.metadata.name)
+        .collect();
+    let hint = if known.is_empty() {
+        "there are no environments yet: create the environment first, or remove the override".to_owned()
+    } else {
+        format!(
+            "the environments are {}: correct the name, or create the environment first",
+            known.join(", ")
+        )
+    };
+    Err(ApiError::Invalid(berth_core::Invalid {
+        kind: ApplicationKind::KIND,
+        errors: unknown
+            .into_iter()
+            .map(|env| {
+                berth_core::FieldError::new(
+                    format!("spec.environments.{env}"),
+                    format!("overrides environment '{env}', which does not exist"),
+                )
+                .hint(hint.clone())
+            })
+            .collect(),
+    }))
 }
 
 impl Managed for TeamKind {

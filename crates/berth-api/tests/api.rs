@@ -291,6 +291,29 @@ async fn invalid_documents_name_every_field_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn overrides_of_environments_that_do_not_exist_are_refused_naming_the_known_ones() {
+    let api = Api::start().await;
+    api.platform().await;
+    let mut doc = app("127.0.0.1:5000/busybox:latest");
+    doc["spec"]["environments"] = json!({"prod": {"replicas": 3}, "qa": {"replicas": 1}, "stagin": {}});
+    let (status, problem) = api.call(Method::POST, "/applications", Some(doc)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(
+        paths(&problem),
+        ["spec.environments.prod", "spec.environments.stagin"]
+    );
+    let hint = problem["errors"][0]["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("production, qa") || hint.contains("qa, production"),
+        "{hint}"
+    );
+    assert_eq!(
+        api.call(Method::GET, "/applications/web", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
 async fn references_to_missing_objects_are_refused() {
     let api = Api::start().await;
     let env = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "qa"}, "spec": {"clusters": [{"cluster": "nowhere"}]}});
