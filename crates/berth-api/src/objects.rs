@@ -4,7 +4,7 @@
 //! Deleting an application keeps its history (releases, builds, deployments retired);
 //! see [`Managed::on_delete`] of `ApplicationKind`.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use axum::{Json, http::StatusCode};
 use berth_core::{
@@ -17,6 +17,7 @@ use berth_core::{
     ports::{ListQuery, StoreError, Write},
     repo,
 };
+use berth_service::Staged;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
@@ -574,6 +575,63 @@ pub struct DeleteParams {
     /// of a running application does.
     #[serde(default)]
     pub force: bool,
+    /// `All`: the delete checked in full (permissions, production protection), nothing
+    /// stored; the answer is the object as it is.
+    #[serde(default, rename = "dryRun")]
+    #[param(rename = "dryRun")]
+    pub dry_run: Option<DryRun>,
+}
+
+impl DeleteParams {
+    /// Its dry run as the parameters of any write.
+    #[must_use]
+    pub fn write(&self) -> WriteParams {
+        WriteParams {
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+/// Whether a write is only tried: `dryRun=All` validates, authorizes and admits the
+/// change in full, stores nothing, and answers the object as it would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+pub enum DryRun {
+    /// Every stage of the write runs; nothing is stored.
+    All,
+}
+
+/// Query parameters of every write of an object.
+#[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WriteParams {
+    /// `All`: validate, authorize and admit in full, store nothing, answer the object
+    /// as it would be (or, for a delete, as it is).
+    #[serde(default, rename = "dryRun")]
+    #[param(rename = "dryRun")]
+    pub dry_run: Option<DryRun>,
+}
+
+impl WriteParams {
+    /// The state a write runs against: `state`, or for a dry run the same ports over a
+    /// store that stages the writes and never commits them (and wakes no reconciler).
+    #[must_use]
+    pub fn state(&self, state: &ApiState) -> ApiState {
+        match self.dry_run {
+            None => state.clone(),
+            Some(DryRun::All) => staged_state(state, Arc::new(Staged::new(state.store.clone()))),
+        }
+    }
+}
+
+/// `state` over `staged` instead of its store: writes are staged, and the reconciler
+/// is not woken by them (they may never be committed).
+#[must_use]
+pub fn staged_state(state: &ApiState, staged: Arc<Staged>) -> ApiState {
+    ApiState {
+        store: staged,
+        changed: Arc::new(tokio::sync::Notify::new()),
+        ..state.clone()
+    }
 }
 
 /// Deletes an object and whatever belongs to it, in one transaction.

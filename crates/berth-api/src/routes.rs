@@ -208,11 +208,11 @@ macro_rules! kind_routes {
             }
 
             /// Creates an object; 409 if it exists.
-            #[utoipa::path(post, path = $list, tag = $tag, request_body = $doc,
+            #[utoipa::path(post, path = $list, tag = $tag, params(objects::WriteParams), request_body = $doc,
                 responses((status = 201, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem),
                     (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
-            pub async fn create(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
-                objects::create::<$kind>(&s, &g, &a, &b).await
+            pub async fn create(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Params(w): Params<objects::WriteParams>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
+                objects::create::<$kind>(&w.state(&s), &g, &a, &b).await
             }
 
             /// Reads an object.
@@ -227,21 +227,21 @@ macro_rules! kind_routes {
             }
 
             /// Creates or replaces an object; with `metadata.resourceVersion`, only that version (409 otherwise).
-            #[utoipa::path(put, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name")),
+            #[utoipa::path(put, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name"), objects::WriteParams),
                 request_body = $doc,
                 responses((status = 200, body = $doc), (status = 201, body = $doc), (status = 400, body = Problem),
                     (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
-            pub async fn put(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Path(name): Path<String>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
-                objects::put::<$kind>(&s, &g, &a, &name, &b).await
+            pub async fn put(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Path(name): Path<String>, Params(w): Params<objects::WriteParams>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
+                objects::put::<$kind>(&w.state(&s), &g, &a, &name, &b).await
             }
 
             /// Changes an object with a JSON merge patch (RFC 7386).
-            #[utoipa::path(patch, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name")),
+            #[utoipa::path(patch, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name"), objects::WriteParams),
                 request_body(content((Object = "application/merge-patch+json"), (Object = "application/json"))),
                 responses((status = 200, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem),
                     (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
-            pub async fn patch(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Path(name): Path<String>, JsonBody(b): JsonBody<Value>) -> Result<Json<$doc>> {
-                objects::patch::<$kind>(&s, &g, &a, &name, &b).await
+            pub async fn patch(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Path(name): Path<String>, Params(w): Params<objects::WriteParams>, JsonBody(b): JsonBody<Value>) -> Result<Json<$doc>> {
+                objects::patch::<$kind>(&w.state(&s), &g, &a, &name, &b).await
             }
 
             $delete!($kind, $doc, $item, $tag);
@@ -256,10 +256,10 @@ macro_rules! kind_routes {
 macro_rules! delete_route {
     ($kind:ty, $doc:ident, $item:literal, $tag:literal) => {
         /// Deletes an object and what belongs to it.
-        #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name")),
-            responses((status = 200, body = $doc), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-        pub async fn delete(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>) -> Result<Json<$doc>> {
-            objects::delete::<$kind>(&s, &a, &name, false).await
+        #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name"), objects::WriteParams),
+            responses((status = 200, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+        pub async fn delete(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>, Params(w): Params<objects::WriteParams>) -> Result<Json<$doc>> {
+            objects::delete::<$kind>(&w.state(&s), &a, &name, false).await
         }
     };
 }
@@ -273,7 +273,7 @@ macro_rules! forced_delete_route {
         #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name"), objects::DeleteParams),
             responses((status = 200, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
         pub async fn delete(State(s): State<ApiState>, Extension(who): Extension<Principal>, Path(name): Path<String>, Params(p): Params<objects::DeleteParams>) -> Result<Json<$doc>> {
-            delivery::delete_application(&s, &who, &name, p.force).await.map(Json)
+            delivery::delete_application(&p.write().state(&s), &who, &name, p.force).await.map(Json)
         }
     };
 }

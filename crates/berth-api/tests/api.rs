@@ -291,6 +291,103 @@ async fn invalid_documents_name_every_field_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_dry_run_of_every_write_checks_in_full_and_stores_nothing() {
+    let api = Api::start().await;
+    api.platform().await;
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/applications",
+            Some(app("127.0.0.1:5000/busybox:latest")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let events = api.call(Method::GET, "/events", None).await.1["items"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    // PATCH: the would-be object comes back, the stored one is untouched.
+    let (status, patched) = api
+        .call(
+            Method::PATCH,
+            "/applications/web?dryRun=All",
+            Some(json!({"spec": {"replicas": 4}})),
+        )
+        .await;
+    assert_eq!(
+        (status, patched["spec"]["replicas"].clone()),
+        (StatusCode::OK, json!(4)),
+        "{patched}"
+    );
+    let (_, stored) = api.call(Method::GET, "/applications/web", None).await;
+    assert_eq!(stored, created);
+
+    // PUT and POST of new objects: answered, not stored.
+    let mut other = app("127.0.0.1:5000/busybox:latest");
+    other["metadata"]["name"] = json!("api");
+    let (status, answer) = api
+        .call(Method::PUT, "/applications/api?dryRun=All", Some(other.clone()))
+        .await;
+    assert_eq!(
+        (status, answer["metadata"]["name"].clone()),
+        (StatusCode::CREATED, json!("api")),
+        "{answer}"
+    );
+    let (status, _) = api
+        .call(Method::POST, "/applications?dryRun=All", Some(other))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        api.call(Method::GET, "/applications/api", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // DELETE: answered as it is, still there.
+    let (status, _) = api
+        .call(Method::DELETE, "/applications/web?dryRun=All", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .call(Method::DELETE, "/environments/qa?dryRun=All", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api.call(Method::GET, "/applications/web", None).await.1, created);
+    assert_eq!(
+        api.call(Method::GET, "/environments/qa", None).await.0,
+        StatusCode::OK
+    );
+
+    // Validation and references are checked in full.
+    let (status, problem) = api
+        .call(
+            Method::PATCH,
+            "/applications/web?dryRun=All",
+            Some(json!({"spec": {"replicas": "many", "team": "nobody"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let (status, problem) = api.call(Method::DELETE, "/clusters/local?dryRun=All", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    // Any other value is refused, never taken for a real write.
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            "/applications/web?dryRun=true",
+            Some(json!({"spec": {"replicas": 4}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(api.call(Method::GET, "/applications/web", None).await.1, created);
+    // And no dry run left an event.
+    let after = api.call(Method::GET, "/events", None).await.1["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, events);
+}
+
+#[tokio::test]
 async fn overrides_of_environments_that_do_not_exist_are_refused_naming_the_known_ones() {
     let api = Api::start().await;
     api.platform().await;
