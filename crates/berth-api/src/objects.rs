@@ -679,3 +679,13 @@ pub async fn releases(state: &ApiState, application: &str) -> Result<Vec<Release
 pub async fn deployments(state: &ApiState, application: &str) -> Result<Vec<Deployment>> {
     Ok(repo::list_all::<DeploymentKind>(state.store.as_ref(), Some(application)).await?)
 }
+
+/// Whether two stored copies of an object want the same thing: equal spec and labels.
+#[must_use]
+pub fn same_desired_state(before: &Value, after: &Value) -> bool {
+    let labels = |v: &Value| match v.pointer("/metadata/labels") {
+        None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+        Some(l) => l.clone(),
+    };
+    before.get("spec") == after.get("spec") && labels(before) == labels(after)
+}

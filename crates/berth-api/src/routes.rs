@@ -10,6 +10,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
+use berth_contract::{ApplyRequest, ApplyResult};
 use berth_core::{
     audit::Verification,
     authz::Principal,
@@ -606,6 +607,32 @@ async fn rotate_secrets(
     Ok(Json(secrets::reseal(&s, &g, &a).await?))
 }
 
+/// Applies many documents in one transaction: each authorized, validated and checked as
+/// its own `PUT` would be, in dependency order; every problem of every document is
+/// answered at once (422, each naming its document and field) and then nothing is
+/// stored. With `prune`, objects an earlier apply of the same source stored that the
+/// documents no longer have are deleted, as their own `DELETE` would be. `dryRun=All`
+/// answers what would be done and stores nothing.
+#[utoipa::path(post, path = "/apply", tag = "objects", params(objects::WriteParams), request_body = ApplyRequest,
+    responses((status = 200, body = ApplyResult), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+async fn apply_documents(
+    State(s): State<ApiState>,
+    Extension(g): Extension<Governance>,
+    Extension(a): Extension<Actor>,
+    Extension(who): Extension<Principal>,
+    Params(w): Params<objects::WriteParams>,
+    JsonBody(req): JsonBody<ApplyRequest>,
+) -> Result<Json<ApplyResult>> {
+    let applier = crate::apply::Applier {
+        state: &s,
+        governance: &g,
+        principal: &who,
+        actor: &a,
+    };
+    Ok(Json(applier.apply(req, w.dry_run.is_some()).await?))
+}
+
 /// Reads the audit log: who changed what, when, with digests before and after.
 #[utoipa::path(get, path = "/audit", tag = "governance", params(AuditParams),
     responses((status = 200, body = AuditList), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
@@ -707,6 +734,7 @@ fn register<R: Routes>(router: R) -> R {
         .routes(routes!(list_secrets))
         .routes(routes!(set_secret, delete_secret))
         .routes(routes!(rotate_secrets))
+        .routes(routes!(apply_documents))
         .routes(routes!(list_audit))
         .routes(routes!(verify_audit))
 }

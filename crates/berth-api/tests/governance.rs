@@ -414,6 +414,13 @@ fn matrix() -> Vec<Row> {
         row(M::GET, "/deployments/web-qa-1", None, team_member),
         row(M::GET, "/events", None, everyone),
         row(M::GET, "/events/stream", None, everyone),
+        // Each document of an apply is authorized as its own PUT would be.
+        row(
+            M::POST,
+            "/apply",
+            Some(json!({"documents": [{"object": application("web", "pay")}]})),
+            developer,
+        ),
         row(M::POST, "/secrets/rotate", None, platform_admin),
         row(M::GET, "/audit", None, platform_admin),
         row(M::GET, "/audit/verify", None, platform_admin),
@@ -505,7 +512,9 @@ async fn the_whole_permission_matrix() {
                 // found, so that no answer names its team.
                 let hidden = who == Who::Outsider
                     && status == StatusCode::NOT_FOUND
-                    && (path.starts_with("/applications/web") || path.starts_with("/deployments/web"));
+                    && (path.starts_with("/applications/web")
+                        || path.starts_with("/deployments/web")
+                        || path == "/apply");
                 let denied = status == StatusCode::FORBIDDEN || hidden;
                 checked += 1;
                 if status == StatusCode::UNAUTHORIZED || status.is_server_error() {
