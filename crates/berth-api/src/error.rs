@@ -131,8 +131,7 @@ pub enum ApiError {
         limit: usize,
     },
     /// Documents of an apply are refused; nothing of it was stored.
-    #[error("{} problem(s) in {documents} document(s) of the apply; nothing was applied (first: {})",
-        .errors.len(), .errors.first().map(ToString::to_string).unwrap_or_default())]
+    #[error("{}", apply_detail(errors, *documents, missing_permission.as_deref()))]
     Apply {
         /// How many documents the apply had.
         documents: usize,
@@ -149,6 +148,19 @@ pub enum ApiError {
     /// A stored document is unreadable.
     #[error(transparent)]
     Corrupt(RepoError),
+}
+
+/// The detail of a refused apply: how many problems; for missing permissions, the first
+/// (which names the permission).
+fn apply_detail(errors: &[FieldError], documents: usize, missing_permission: Option<&str>) -> String {
+    let mut detail = format!(
+        "{} problem(s) in {documents} document(s) of the apply; nothing was applied",
+        errors.len()
+    );
+    if let (Some(_), Some(first)) = (missing_permission, errors.first()) {
+        detail.push_str(&format!(" (first: {first})"));
+    }
+    detail
 }
 
 impl From<StoreError> for ApiError {

@@ -689,3 +689,19 @@ pub fn same_desired_state(before: &Value, after: &Value) -> bool {
     };
     before.get("spec") == after.get("spec") && labels(before) == labels(after)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_compares_spec_and_labels_only() {
+        let a = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "1"}, "spec": {"a": 1}});
+        let b = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "2", "labels": {}}, "spec": {"a": 1}});
+        assert!(same_desired_state(&a, &b));
+        let c = serde_json::json!({"metadata": {"name": "x", "labels": {"t": "w"}}, "spec": {"a": 1}});
+        assert!(!same_desired_state(&a, &c));
+        let d = serde_json::json!({"metadata": {"name": "x"}, "spec": {"a": 2}});
+        assert!(!same_desired_state(&a, &d));
+    }
+}

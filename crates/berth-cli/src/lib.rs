@@ -66,8 +66,14 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Create or update clusters, environments and applications from YAML or JSON files.
     Apply(ApplyArgs),
+    /// Show what `apply` would change (created, a field-level diff, unchanged, pruned),
+    /// checked in full by the server; nothing is stored.
+    Diff(commands::apply::DiffArgs),
     /// List objects of a kind, or show one.
     Get(GetArgs),
+    /// Write every user, team, cluster, environment and application as files (one per
+    /// object) that `apply` reproduces; secret values are not exported.
+    Export(commands::export::ExportArgs),
     /// Show one object in detail, with its recent events.
     Describe(DescribeArgs),
     /// Delete an object.
@@ -188,7 +194,9 @@ pub async fn run_with(
 ) -> anyhow::Result<ExitCode> {
     match command {
         Command::Apply(a) => commands::apply::run(client, a, out).await,
+        Command::Diff(a) => commands::apply::diff(client, a, out).await,
         Command::Get(a) => commands::get::run(client, a, out).await,
+        Command::Export(a) => commands::export::run(client, a, out).await,
         Command::Describe(a) => commands::describe::run(client, a, out).await,
         Command::Delete(a) => commands::delete::run(client, a, out).await,
         Command::Deploy(a) => commands::deploy::run(client, a, out).await,
