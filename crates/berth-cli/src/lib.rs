@@ -64,7 +64,9 @@ pub struct GlobalArgs {
 /// The client's commands; flattenable into a binary's own subcommand enum.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Create or update clusters, environments and applications from YAML or JSON files.
+    /// Create or update users, teams, clusters, environments and applications from YAML or
+    /// JSON files, all in one transaction (`--dry-run` shows the plan, `--prune` removes
+    /// what the source no longer has).
     Apply(ApplyArgs),
     /// Show what `apply` would change (created, a field-level diff, unchanged, pruned),
     /// checked in full by the server; nothing is stored.
