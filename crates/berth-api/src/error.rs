@@ -130,12 +130,37 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
+    /// Documents of an apply are refused; nothing of it was stored.
+    #[error("{}", apply_detail(errors, *documents, missing_permission.as_deref()))]
+    Apply {
+        /// How many documents the apply had.
+        documents: usize,
+        /// Every problem, each naming its document (`documents[i]…`, file and line).
+        errors: Vec<FieldError>,
+        /// The status every refusal shares (403 when each is a missing permission), else 422.
+        status: StatusCode,
+        /// The permission missing, when the refusals are missing permissions.
+        missing_permission: Option<String>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
     /// A stored document is unreadable.
     #[error(transparent)]
     Corrupt(RepoError),
+}
+
+/// The detail of a refused apply: how many problems; for missing permissions, the first
+/// (which names the permission).
+fn apply_detail(errors: &[FieldError], documents: usize, missing_permission: Option<&str>) -> String {
+    let mut detail = format!(
+        "{} problem(s) in {documents} document(s) of the apply; nothing was applied",
+        errors.len()
+    );
+    if let (Some(_), Some(first)) = (missing_permission, errors.first()) {
+        detail.push_str(&format!(" (first: {first})"));
+    }
+    detail
 }
 
 impl From<StoreError> for ApiError {
@@ -309,6 +334,11 @@ impl ApiError {
                 "secrets-key",
                 "The secrets key cannot open a stored secret; nothing was changed",
             ),
+            Self::Apply { status, .. } => (
+                *status,
+                "apply-refused",
+                "Documents of the apply are refused; nothing was applied",
+            ),
             Self::Store(_) | Self::Corrupt(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-failed",
@@ -320,6 +350,7 @@ impl ApiError {
     fn field_errors(&self) -> Vec<FieldError> {
         match self {
             Self::Invalid(invalid) => invalid.errors.clone(),
+            Self::Apply { errors, .. } => errors.clone(),
             Self::MissingReference { path, kind, name } => vec![
                 FieldError::new(path.clone(), format!("{kind} '{name}' does not exist"))
                     .hint(format!("create the {kind} first, or correct the name")),
@@ -362,6 +393,9 @@ impl ApiError {
             missing_permission: match self {
                 Self::Forbidden(denied) => Some(denied.permission.name().to_owned()),
                 Self::Unmapped { .. } => Some("unmapped".to_owned()),
+                Self::Apply {
+                    missing_permission, ..
+                } => missing_permission.clone(),
                 _ => None,
             },
         }

@@ -6,6 +6,7 @@
 //! `berth_core`. The OpenAPI document is generated from the
 //! handlers and served at `/api/v1/openapi.json`.
 
+pub mod apply;
 pub mod audit;
 pub mod auth;
 pub mod body;

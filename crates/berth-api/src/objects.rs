@@ -4,7 +4,7 @@
 //! Deleting an application keeps its history (releases, builds, deployments retired);
 //! see [`Managed::on_delete`] of `ApplicationKind`.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use axum::{Json, http::StatusCode};
 use berth_core::{
@@ -17,6 +17,7 @@ use berth_core::{
     ports::{ListQuery, StoreError, Write},
     repo,
 };
+use berth_service::Staged;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
@@ -147,7 +148,7 @@ impl Managed for ApplicationKind {
                 name: app.spec.team.clone(),
             });
         }
-        Ok(())
+        check_overrides(state, app).await
     }
 
     /// Deleting an application is the use case `berth_service::Delivery::delete_application`
@@ -161,6 +162,48 @@ impl Managed for ApplicationKind {
             .delete_writes(&berth_service::Actor::Berth, &application, force)
             .await?)
     }
+}
+
+/// Refuses (422) per-environment overrides (`spec.environments.<env>`) naming an
+/// environment that does not exist, every one at once, each with the known environments:
+/// an override of a misspelt environment would otherwise never apply, silently.
+async fn check_overrides(state: &ApiState, app: &Application) -> Result<()> {
+    let mut unknown = Vec::new();
+    for env in app.spec.environments.keys() {
+        if state.store.get(EnvironmentKind::KIND, env).await?.is_none() {
+            unknown.push(env);
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    // Only read every environment when there is something to name them for.
+    let known: Vec<String> = repo::list_all::<EnvironmentKind>(state.store.as_ref(), None)
+        .await?
+        .into_iter()
+        .map(|e| e.metadata.name)
+        .collect();
+    let hint = if known.is_empty() {
+        "there are no environments yet: create the environment first, or remove the override".to_owned()
+    } else {
+        format!(
+            "the environments are {}: correct the name, or create the environment first",
+            known.join(", ")
+        )
+    };
+    Err(ApiError::Invalid(berth_core::Invalid {
+        kind: ApplicationKind::KIND,
+        errors: unknown
+            .into_iter()
+            .map(|env| {
+                berth_core::FieldError::new(
+                    format!("spec.environments.{env}"),
+                    format!("overrides environment '{env}', which does not exist"),
+                )
+                .hint(hint.clone())
+            })
+            .collect(),
+    }))
 }
 
 impl Managed for TeamKind {
@@ -532,6 +575,63 @@ pub struct DeleteParams {
     /// of a running application does.
     #[serde(default)]
     pub force: bool,
+    /// `All`: the delete checked in full (permissions, production protection), nothing
+    /// stored; the answer is the object as it is.
+    #[serde(default, rename = "dryRun")]
+    #[param(rename = "dryRun")]
+    pub dry_run: Option<DryRun>,
+}
+
+impl DeleteParams {
+    /// Its dry run as the parameters of any write.
+    #[must_use]
+    pub fn write(&self) -> WriteParams {
+        WriteParams {
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+/// Whether a write is only tried: `dryRun=All` validates, authorizes and admits the
+/// change in full, stores nothing, and answers the object as it would be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+pub enum DryRun {
+    /// Every stage of the write runs; nothing is stored.
+    All,
+}
+
+/// Query parameters of every write of an object.
+#[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WriteParams {
+    /// `All`: validate, authorize and admit in full, store nothing, answer the object
+    /// as it would be (or, for a delete, as it is).
+    #[serde(default, rename = "dryRun")]
+    #[param(rename = "dryRun")]
+    pub dry_run: Option<DryRun>,
+}
+
+impl WriteParams {
+    /// The state a write runs against: `state`, or for a dry run the same ports over a
+    /// store that stages the writes and never commits them (and wakes no reconciler).
+    #[must_use]
+    pub fn state(&self, state: &ApiState) -> ApiState {
+        match self.dry_run {
+            None => state.clone(),
+            Some(DryRun::All) => staged_state(state, Arc::new(Staged::new(state.store.clone()))),
+        }
+    }
+}
+
+/// `state` over `staged` instead of its store: writes are staged, and the reconciler
+/// is not woken by them (they may never be committed).
+#[must_use]
+pub fn staged_state(state: &ApiState, staged: Arc<Staged>) -> ApiState {
+    ApiState {
+        store: staged,
+        changed: Arc::new(tokio::sync::Notify::new()),
+        ..state.clone()
+    }
 }
 
 /// Deletes an object and whatever belongs to it, in one transaction.
@@ -578,4 +678,30 @@ pub async fn releases(state: &ApiState, application: &str) -> Result<Vec<Release
 /// Deployment documents of an application.
 pub async fn deployments(state: &ApiState, application: &str) -> Result<Vec<Deployment>> {
     Ok(repo::list_all::<DeploymentKind>(state.store.as_ref(), Some(application)).await?)
+}
+
+/// Whether two stored copies of an object want the same thing: equal spec and labels.
+#[must_use]
+pub fn same_desired_state(before: &Value, after: &Value) -> bool {
+    let labels = |v: &Value| match v.pointer("/metadata/labels") {
+        None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+        Some(l) => l.clone(),
+    };
+    before.get("spec") == after.get("spec") && labels(before) == labels(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_compares_spec_and_labels_only() {
+        let a = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "1"}, "spec": {"a": 1}});
+        let b = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "2", "labels": {}}, "spec": {"a": 1}});
+        assert!(same_desired_state(&a, &b));
+        let c = serde_json::json!({"metadata": {"name": "x", "labels": {"t": "w"}}, "spec": {"a": 1}});
+        assert!(!same_desired_state(&a, &c));
+        let d = serde_json::json!({"metadata": {"name": "x"}, "spec": {"a": 2}});
+        assert!(!same_desired_state(&a, &d));
+    }
 }

@@ -129,6 +129,9 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
         },
         ("GET", "/releases" | "/deployments" | "/builds" | "/events" | "/events/stream") => SignedIn,
         ("GET", "/deployments/{name}") => ReadDeployment,
+        // Many documents at once: each is authorized as its own `PUT` or `DELETE` would
+        // be, by the handler (`crate::apply`).
+        ("POST", "/apply") => SignedIn,
         // Secrets key rotation and the audit log.
         ("POST", "/secrets/rotate") => PlatformAdmin,
         ("GET", "/audit" | "/audit/verify") => PlatformAdmin,
@@ -175,6 +178,77 @@ pub async fn authorize(
     let name = path_segment(req.uri().path(), &template, "{name}");
     // The body as the contract middleware parsed it, the very value the handler gets.
     let body = req.extensions().get::<ParsedBody>().map(|b| b.0.clone());
+    let request = Operation {
+        method: req.method(),
+        template: &template,
+        name: name.as_deref(),
+        body: body.as_deref(),
+        query: req.uri().query().unwrap_or_default(),
+    };
+    let (permissions, loaded) = needed(&state, &principal, rule, &request).await?;
+    if let Some(loaded) = loaded {
+        req.extensions_mut().insert(loaded);
+    }
+    for p in &permissions {
+        decide(&principal, p)?;
+    }
+    Ok(next.run(req).await)
+}
+
+/// One request as authorization sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Operation<'a> {
+    /// Its method.
+    pub method: &'a Method,
+    /// Its path template under `/api/v1`, e.g. `/applications/{name}`.
+    pub template: &'a str,
+    /// The `{name}` of the path, decoded.
+    pub name: Option<&'a str>,
+    /// Its parsed body.
+    pub body: Option<&'a Value>,
+    /// Its query string.
+    pub query: &'a str,
+}
+
+/// Refuses (403, or 404 for an application the caller may not read) `request` when
+/// `principal` lacks a permission it needs: what the middleware decides for a request to
+/// the single-object endpoints, for callers that carry out such operations on their own
+/// (an apply of many documents, each a `PUT` or a `DELETE`).
+///
+/// # Errors
+///
+/// [`ApiError::Forbidden`], [`ApiError::NotFound`], a malformed body, store failures;
+/// an operation [`rule`] does not know is refused.
+pub async fn check(state: &ApiState, principal: &Principal, request: &Operation<'_>) -> Result<()> {
+    let Some(rule) = rule(request.method, request.template) else {
+        return Err(ApiError::Unmapped {
+            method: request.method.to_string(),
+            path: request.template.to_owned(),
+        });
+    };
+    for p in needed(state, principal, rule, request).await?.0 {
+        decide(principal, &p)?;
+    }
+    Ok(())
+}
+
+/// The permissions `request` needs under `rule`, and the object read to decide when the
+/// handler can use it.
+async fn needed(
+    state: &ApiState,
+    principal: &Principal,
+    rule: Rule,
+    request: &Operation<'_>,
+) -> Result<(Vec<Permission>, Option<Loaded>)> {
+    let Operation {
+        method,
+        template,
+        name,
+        body,
+        query,
+    } = *request;
+    let name = name.map(str::to_owned);
+    let mut loaded = None;
     let permissions = match rule {
         Rule::SignedIn => vec![Permission::ReadPlatform],
         Rule::PlatformAdmin => vec![Permission::AdministerPlatform],
@@ -192,15 +266,15 @@ pub async fn authorize(
         Rule::ReadApplication if template == "/applications/{name}" => {
             // The application itself: read once, for the decision and for the handler.
             let Some(name) = &name else {
-                return Ok(next.run(req).await);
+                return Ok((Vec::new(), None));
             };
             let team = match repo::get::<ApplicationKind>(state.store.as_ref(), name).await? {
                 Some(app) => {
                     let team = app.spec.team.clone();
-                    req.extensions_mut().insert(Loaded::new(app));
+                    loaded = Some(Loaded::new(app));
                     Some(team)
                 }
-                None => history_team(&state, name).await?,
+                None => history_team(state, name).await?,
             };
             if let Some(team) = &team
                 && !principal.can_read(team)
@@ -209,7 +283,7 @@ pub async fn authorize(
             }
             team.map(|team| Permission::Read { team }).into_iter().collect()
         }
-        Rule::ReadApplication => readable_app_team(&state, &principal, name.as_deref())
+        Rule::ReadApplication => readable_app_team(state, principal, name.as_deref())
             .await?
             .map(|team| Permission::Read { team })
             .into_iter()
@@ -221,7 +295,7 @@ pub async fn authorize(
                     .map(|d| d.spec.application),
                 None => None,
             };
-            let team = app_team(&state, app.as_deref()).await?;
+            let team = app_team(state, app.as_deref()).await?;
             if let (Some(team), Some(name)) = (&team, &name)
                 && !principal.can_read(team)
             {
@@ -229,7 +303,7 @@ pub async fn authorize(
             }
             team.map(|team| Permission::Read { team }).into_iter().collect()
         }
-        Rule::BuildApplication => readable_app_team(&state, &principal, name.as_deref())
+        Rule::BuildApplication => readable_app_team(state, principal, name.as_deref())
             .await?
             .map(|team| Permission::Build { team })
             .into_iter()
@@ -237,15 +311,15 @@ pub async fn authorize(
         Rule::ApplyApplication => {
             let mut teams = BTreeSet::new();
             // The team it belongs to now…
-            teams.extend(readable_app_team(&state, &principal, name.as_deref()).await?);
+            teams.extend(readable_app_team(state, principal, name.as_deref()).await?);
             // …and the one the document puts it in: a whole document without a team
             // puts it in the default team; a merge patch only moves it when it says so.
-            if matches!(template.as_str(), "/applications" | "/applications/{name}") {
-                match *req.method() {
+            if matches!(template, "/applications" | "/applications/{name}") {
+                match *method {
                     Method::POST | Method::PUT => {
-                        teams.insert(document_team(required(body.as_deref())?));
+                        teams.insert(document_team(required(body)?));
                     }
-                    Method::PATCH => teams.extend(patched_team(required(body.as_deref())?)),
+                    Method::PATCH => teams.extend(patched_team(required(body)?)),
                     _ => {}
                 }
             }
@@ -253,14 +327,13 @@ pub async fn authorize(
         }
         Rule::DeleteApplication => {
             let mut permissions = Vec::new();
-            if let (Some(team), Some(app)) = (
-                readable_app_team(&state, &principal, name.as_deref()).await?,
-                &name,
-            ) {
+            if let (Some(team), Some(app)) =
+                (readable_app_team(state, principal, name.as_deref()).await?, &name)
+            {
                 permissions.push(Permission::Apply { team: team.clone() });
                 let deployments = repo::list_all::<DeploymentKind>(state.store.as_ref(), Some(app)).await?;
                 for environment in running_environments(&deployments) {
-                    let production = is_production(&state, &environment).await?;
+                    let production = is_production(state, &environment).await?;
                     permissions.push(Permission::Deploy {
                         team: team.clone(),
                         environment,
@@ -273,13 +346,13 @@ pub async fn authorize(
         Rule::ChangeSecret => {
             // The very parse the handler's `Params` extractor makes: a query it refuses is
             // refused here, never read differently.
-            let params: SecretParams = crate::routes::query(req.uri().query().unwrap_or_default())?;
+            let params: SecretParams = crate::routes::query(query)?;
             let mut permissions = Vec::new();
-            if let Some(team) = readable_app_team(&state, &principal, name.as_deref()).await? {
+            if let Some(team) = readable_app_team(state, principal, name.as_deref()).await? {
                 let store = state.store.as_ref();
                 match params.environment {
                     Some(environment) => {
-                        let production = is_production(&state, &environment).await?;
+                        let production = is_production(state, &environment).await?;
                         permissions.push(Permission::Deploy {
                             team,
                             environment,
@@ -303,11 +376,11 @@ pub async fn authorize(
             permissions
         }
         Rule::DeployApplication { environment_field } => {
-            match readable_app_team(&state, &principal, name.as_deref()).await? {
+            match readable_app_team(state, principal, name.as_deref()).await? {
                 // A missing application is the handler's 404 to give.
                 None => Vec::new(),
                 Some(team) => {
-                    let environment = required(body.as_deref())?
+                    let environment = required(body)?
                         .get(environment_field)
                         .and_then(Value::as_str)
                         .map(str::to_owned)
@@ -317,7 +390,7 @@ pub async fn authorize(
                                  environment in '{environment_field}' (a string)"
                             ))
                         })?;
-                    let production = is_production(&state, &environment).await?;
+                    let production = is_production(state, &environment).await?;
                     vec![Permission::Deploy {
                         team,
                         environment,
@@ -327,10 +400,7 @@ pub async fn authorize(
             }
         }
     };
-    for p in &permissions {
-        decide(&principal, p)?;
-    }
-    Ok(next.run(req).await)
+    Ok((permissions, loaded))
 }
 
 /// The methods the OpenAPI document lists for a path template.

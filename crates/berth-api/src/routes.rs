@@ -10,6 +10,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
+use berth_contract::{ApplyRequest, ApplyResult};
 use berth_core::{
     audit::Verification,
     authz::Principal,
@@ -208,11 +209,11 @@ macro_rules! kind_routes {
             }
 
             /// Creates an object; 409 if it exists.
-            #[utoipa::path(post, path = $list, tag = $tag, request_body = $doc,
+            #[utoipa::path(post, path = $list, tag = $tag, params(objects::WriteParams), request_body = $doc,
                 responses((status = 201, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem),
                     (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
-            pub async fn create(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
-                objects::create::<$kind>(&s, &g, &a, &b).await
+            pub async fn create(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Params(w): Params<objects::WriteParams>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
+                objects::create::<$kind>(&w.state(&s), &g, &a, &b).await
             }
 
             /// Reads an object.
@@ -227,21 +228,21 @@ macro_rules! kind_routes {
             }
 
             /// Creates or replaces an object; with `metadata.resourceVersion`, only that version (409 otherwise).
-            #[utoipa::path(put, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name")),
+            #[utoipa::path(put, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name"), objects::WriteParams),
                 request_body = $doc,
                 responses((status = 200, body = $doc), (status = 201, body = $doc), (status = 400, body = Problem),
                     (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
-            pub async fn put(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Path(name): Path<String>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
-                objects::put::<$kind>(&s, &g, &a, &name, &b).await
+            pub async fn put(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Path(name): Path<String>, Params(w): Params<objects::WriteParams>, JsonBody(b): JsonBody<Value>) -> Result<impl IntoResponse> {
+                objects::put::<$kind>(&w.state(&s), &g, &a, &name, &b).await
             }
 
             /// Changes an object with a JSON merge patch (RFC 7386).
-            #[utoipa::path(patch, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name")),
+            #[utoipa::path(patch, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name"), objects::WriteParams),
                 request_body(content((Object = "application/merge-patch+json"), (Object = "application/json"))),
                 responses((status = 200, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem),
                     (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
-            pub async fn patch(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Path(name): Path<String>, JsonBody(b): JsonBody<Value>) -> Result<Json<$doc>> {
-                objects::patch::<$kind>(&s, &g, &a, &name, &b).await
+            pub async fn patch(State(s): State<ApiState>, Extension(g): Extension<Governance>, Extension(a): Extension<Actor>, Path(name): Path<String>, Params(w): Params<objects::WriteParams>, JsonBody(b): JsonBody<Value>) -> Result<Json<$doc>> {
+                objects::patch::<$kind>(&w.state(&s), &g, &a, &name, &b).await
             }
 
             $delete!($kind, $doc, $item, $tag);
@@ -256,10 +257,10 @@ macro_rules! kind_routes {
 macro_rules! delete_route {
     ($kind:ty, $doc:ident, $item:literal, $tag:literal) => {
         /// Deletes an object and what belongs to it.
-        #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name")),
-            responses((status = 200, body = $doc), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-        pub async fn delete(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>) -> Result<Json<$doc>> {
-            objects::delete::<$kind>(&s, &a, &name, false).await
+        #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name"), objects::WriteParams),
+            responses((status = 200, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+        pub async fn delete(State(s): State<ApiState>, Extension(a): Extension<Actor>, Path(name): Path<String>, Params(w): Params<objects::WriteParams>) -> Result<Json<$doc>> {
+            objects::delete::<$kind>(&w.state(&s), &a, &name, false).await
         }
     };
 }
@@ -273,7 +274,7 @@ macro_rules! forced_delete_route {
         #[utoipa::path(delete, path = $item, tag = $tag, params(("name" = String, Path, description = "Object name"), objects::DeleteParams),
             responses((status = 200, body = $doc), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
         pub async fn delete(State(s): State<ApiState>, Extension(who): Extension<Principal>, Path(name): Path<String>, Params(p): Params<objects::DeleteParams>) -> Result<Json<$doc>> {
-            delivery::delete_application(&s, &who, &name, p.force).await.map(Json)
+            delivery::delete_application(&p.write().state(&s), &who, &name, p.force).await.map(Json)
         }
     };
 }
@@ -606,6 +607,32 @@ async fn rotate_secrets(
     Ok(Json(secrets::reseal(&s, &g, &a).await?))
 }
 
+/// Applies many documents in one transaction: each authorized, validated and checked as
+/// its own `PUT` would be, in dependency order; every problem of every document is
+/// answered at once (422, each naming its document and field) and then nothing is
+/// stored. With `prune`, objects an earlier apply of the same source stored that the
+/// documents no longer have are deleted, as their own `DELETE` would be. `dryRun=All`
+/// answers what would be done and stores nothing.
+#[utoipa::path(post, path = "/apply", tag = "objects", params(objects::WriteParams), request_body = ApplyRequest,
+    responses((status = 200, body = ApplyResult), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+async fn apply_documents(
+    State(s): State<ApiState>,
+    Extension(g): Extension<Governance>,
+    Extension(a): Extension<Actor>,
+    Extension(who): Extension<Principal>,
+    Params(w): Params<objects::WriteParams>,
+    JsonBody(req): JsonBody<ApplyRequest>,
+) -> Result<Json<ApplyResult>> {
+    let applier = crate::apply::Applier {
+        state: &s,
+        governance: &g,
+        principal: &who,
+        actor: &a,
+    };
+    Ok(Json(applier.apply(req, w.dry_run.is_some()).await?))
+}
+
 /// Reads the audit log: who changed what, when, with digests before and after.
 #[utoipa::path(get, path = "/audit", tag = "governance", params(AuditParams),
     responses((status = 200, body = AuditList), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
@@ -707,6 +734,7 @@ fn register<R: Routes>(router: R) -> R {
         .routes(routes!(list_secrets))
         .routes(routes!(set_secret, delete_secret))
         .routes(routes!(rotate_secrets))
+        .routes(routes!(apply_documents))
         .routes(routes!(list_audit))
         .routes(routes!(verify_audit))
 }

@@ -291,6 +291,299 @@ async fn invalid_documents_name_every_field_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_dry_run_of_every_write_checks_in_full_and_stores_nothing() {
+    let api = Api::start().await;
+    api.platform().await;
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/applications",
+            Some(app("127.0.0.1:5000/busybox:latest")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let events = api.call(Method::GET, "/events", None).await.1["items"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    // PATCH: the would-be object comes back, the stored one is untouched.
+    let (status, patched) = api
+        .call(
+            Method::PATCH,
+            "/applications/web?dryRun=All",
+            Some(json!({"spec": {"replicas": 4}})),
+        )
+        .await;
+    assert_eq!(
+        (status, patched["spec"]["replicas"].clone()),
+        (StatusCode::OK, json!(4)),
+        "{patched}"
+    );
+    let (_, stored) = api.call(Method::GET, "/applications/web", None).await;
+    assert_eq!(stored, created);
+
+    // PUT and POST of new objects: answered, not stored.
+    let mut other = app("127.0.0.1:5000/busybox:latest");
+    other["metadata"]["name"] = json!("api");
+    let (status, answer) = api
+        .call(Method::PUT, "/applications/api?dryRun=All", Some(other.clone()))
+        .await;
+    assert_eq!(
+        (status, answer["metadata"]["name"].clone()),
+        (StatusCode::CREATED, json!("api")),
+        "{answer}"
+    );
+    let (status, _) = api
+        .call(Method::POST, "/applications?dryRun=All", Some(other))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        api.call(Method::GET, "/applications/api", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // DELETE: answered as it is, still there.
+    let (status, _) = api
+        .call(Method::DELETE, "/applications/web?dryRun=All", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .call(Method::DELETE, "/environments/qa?dryRun=All", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api.call(Method::GET, "/applications/web", None).await.1, created);
+    assert_eq!(
+        api.call(Method::GET, "/environments/qa", None).await.0,
+        StatusCode::OK
+    );
+
+    // Validation and references are checked in full.
+    let (status, problem) = api
+        .call(
+            Method::PATCH,
+            "/applications/web?dryRun=All",
+            Some(json!({"spec": {"replicas": "many", "team": "nobody"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let (status, problem) = api.call(Method::DELETE, "/clusters/local?dryRun=All", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    // Any other value is refused, never taken for a real write.
+    let (status, _) = api
+        .call(
+            Method::PATCH,
+            "/applications/web?dryRun=true",
+            Some(json!({"spec": {"replicas": 4}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(api.call(Method::GET, "/applications/web", None).await.1, created);
+    // And no dry run left an event.
+    let after = api.call(Method::GET, "/events", None).await.1["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, events);
+}
+
+#[tokio::test]
+async fn overrides_of_environments_that_do_not_exist_are_refused_naming_the_known_ones() {
+    let api = Api::start().await;
+    api.platform().await;
+    let mut doc = app("127.0.0.1:5000/busybox:latest");
+    doc["spec"]["environments"] = json!({"prod": {"replicas": 3}, "qa": {"replicas": 1}, "stagin": {}});
+    let (status, problem) = api.call(Method::POST, "/applications", Some(doc)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(
+        paths(&problem),
+        ["spec.environments.prod", "spec.environments.stagin"]
+    );
+    let hint = problem["errors"][0]["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("production, qa") || hint.contains("qa, production"),
+        "{hint}"
+    );
+    assert_eq!(
+        api.call(Method::GET, "/applications/web", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+fn doc(kind: &str, name: &str, spec: Value) -> Value {
+    json!({"object": {"apiVersion": "berth.dev/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}})
+}
+
+#[tokio::test]
+async fn an_apply_stores_every_document_or_none_and_names_every_problem() {
+    let api = Api::start().await;
+    // Dependency order is Berth's: the environment comes first here.
+    let mut bad_app = doc(
+        "Application",
+        "web",
+        json!({"image": "127.0.0.1:5000/busybox:latest", "replicaz": 2, "healthCheck": {"pth": "/"}}),
+    );
+    bad_app["file"] = json!("apps.yaml");
+    bad_app["line"] = json!(12);
+    let request = json!({"documents": [
+        doc("Environment", "qa", json!({"clusters": [{"cluster": "east"}]})),
+        doc("Cluster", "east", json!({"datacenter": "dc1"})),
+        bad_app,
+        doc("Environment", "prod", json!({"clusters": [{"cluster": "nowhere"}]})),
+    ]});
+    let (status, problem) = api.call(Method::POST, "/apply", Some(request.clone())).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    // Every problem at once, in the order Berth applied the documents.
+    let found = paths(&problem);
+    assert_eq!(
+        found,
+        [
+            "documents[3].spec.clusters[0].cluster",
+            "documents[2].spec.healthCheck.pth",
+            "documents[2].spec.replicaz",
+        ],
+        "{problem}"
+    );
+    let message = problem["errors"][1]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("apps.yaml:12: Application 'web' (document 2)"),
+        "{message}"
+    );
+    // Nothing at all was stored, not even the valid cluster and environment.
+    assert_eq!(
+        api.call(Method::GET, "/clusters/east", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call(Method::GET, "/environments/qa", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(api.call(Method::GET, "/events", None).await.1["items"], json!([]));
+
+    // Fixed, as a dry run first: the plan, nothing stored.
+    let good = json!({"documents": [
+        doc("Environment", "qa", json!({"clusters": [{"cluster": "east"}]})),
+        doc("Cluster", "east", json!({"datacenter": "dc1"})),
+        doc("Application", "web", json!({"image": "127.0.0.1:5000/busybox:latest", "environments": {"qa": {"replicas": 2}}})),
+    ]});
+    let (status, plan) = api
+        .call(Method::POST, "/apply?dryRun=All", Some(good.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    let actions: Vec<String> = plan["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{} {}",
+                o["kind"].as_str().unwrap(),
+                o["name"].as_str().unwrap(),
+                o["action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "Cluster/east created",
+            "Environment/qa created",
+            "Application/web created"
+        ]
+    );
+    assert_eq!(plan["dryRun"], true);
+    assert_eq!(
+        api.call(Method::GET, "/clusters/east", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (status, applied) = api.call(Method::POST, "/apply", Some(good.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{applied}");
+    let version = applied["objects"][2]["after"]["metadata"]["resourceVersion"].clone();
+    let (_, web) = api.call(Method::GET, "/applications/web", None).await;
+    assert_eq!(web["metadata"]["resourceVersion"], version);
+    // One transaction: one revision for all three.
+    let (_, east) = api.call(Method::GET, "/clusters/east", None).await;
+    assert_eq!(east["metadata"]["resourceVersion"], version);
+
+    // Again: nothing changes.
+    let (_, again) = api.call(Method::POST, "/apply", Some(good)).await;
+    assert!(
+        again["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["action"] == "unchanged"),
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn a_prune_deletes_only_what_its_source_applied() {
+    let api = Api::start().await;
+    api.platform().await;
+    // Made by hand: never pruned.
+    let mut by_hand = app("127.0.0.1:5000/busybox:latest");
+    by_hand["metadata"]["name"] = json!("manual");
+    assert_eq!(
+        api.call(Method::POST, "/applications", Some(by_hand)).await.0,
+        StatusCode::CREATED
+    );
+    let spec = json!({"image": "127.0.0.1:5000/busybox:latest"});
+    let first = json!({"documents": [doc("Application", "a", spec.clone()), doc("Application", "b", spec.clone())], "prune": {"source": "repo"}});
+    let (status, applied) = api.call(Method::POST, "/apply", Some(first)).await;
+    assert_eq!(status, StatusCode::OK, "{applied}");
+    let (_, a) = api.call(Method::GET, "/applications/a", None).await;
+    assert_eq!(a["metadata"]["labels"]["berth.dev/source"], "repo");
+
+    // Another source's objects are not this one's.
+    let other = json!({"documents": [doc("Application", "c", spec.clone())], "prune": {"source": "other"}});
+    assert_eq!(
+        api.call(Method::POST, "/apply", Some(other)).await.0,
+        StatusCode::OK
+    );
+
+    let second = json!({"documents": [doc("Application", "a", spec)], "prune": {"source": "repo"}});
+    let (status, plan) = api
+        .call(Method::POST, "/apply?dryRun=All", Some(second.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert_eq!(plan["objects"][1]["action"], "pruned");
+    assert_eq!(
+        api.call(Method::GET, "/applications/b", None).await.0,
+        StatusCode::OK
+    );
+    let (status, done) = api.call(Method::POST, "/apply", Some(second)).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let summary: Vec<String> = done["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {}",
+                o["name"].as_str().unwrap(),
+                o["action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(summary, ["a unchanged", "b pruned"]);
+    assert_eq!(
+        api.call(Method::GET, "/applications/b", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    for kept in ["a", "c", "manual"] {
+        assert_eq!(
+            api.call(Method::GET, &format!("/applications/{kept}"), None)
+                .await
+                .0,
+            StatusCode::OK,
+            "{kept}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn references_to_missing_objects_are_refused() {
     let api = Api::start().await;
     let env = json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "qa"}, "spec": {"clusters": [{"cluster": "nowhere"}]}});

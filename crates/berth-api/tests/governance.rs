@@ -414,6 +414,13 @@ fn matrix() -> Vec<Row> {
         row(M::GET, "/deployments/web-qa-1", None, team_member),
         row(M::GET, "/events", None, everyone),
         row(M::GET, "/events/stream", None, everyone),
+        // Each document of an apply is authorized as its own PUT would be.
+        row(
+            M::POST,
+            "/apply",
+            Some(json!({"documents": [{"object": application("web", "pay")}]})),
+            developer,
+        ),
         row(M::POST, "/secrets/rotate", None, platform_admin),
         row(M::GET, "/audit", None, platform_admin),
         row(M::GET, "/audit/verify", None, platform_admin),
@@ -505,7 +512,9 @@ async fn the_whole_permission_matrix() {
                 // found, so that no answer names its team.
                 let hidden = who == Who::Outsider
                     && status == StatusCode::NOT_FOUND
-                    && (path.starts_with("/applications/web") || path.starts_with("/deployments/web"));
+                    && (path.starts_with("/applications/web")
+                        || path.starts_with("/deployments/web")
+                        || path == "/apply");
                 let denied = status == StatusCode::FORBIDDEN || hidden;
                 checked += 1;
                 if status == StatusCode::UNAUTHORIZED || status.is_server_error() {
@@ -1455,21 +1464,34 @@ async fn unknown_query_parameters_are_refused_everywhere() {
         let sep = if path.contains('?') { '&' } else { '?' };
         let body = row.body.as_ref().map(|b| substitute(b, "qa"));
         let (status, problem) = api
-            .admin(row.method.clone(), &format!("{path}{sep}dryRun=All"), body)
+            .admin(row.method.clone(), &format!("{path}{sep}dryrun=All"), body)
             .await;
         let detail = problem["detail"].as_str().unwrap_or_default();
-        if status != StatusCode::BAD_REQUEST || !detail.contains("'dryRun'") {
+        if status != StatusCode::BAD_REQUEST || !detail.contains("'dryrun'") {
             let problem: String = problem.to_string().chars().take(300).collect();
             failures.push(format!("{} {path}: {status} {problem}", row.method));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
-    // The reported cases: a dry run that is not one changes nothing; `since` is no filter.
+    // The reported cases: a dry run (or a misspelt one) changes nothing; `since` is no
+    // filter.
     let (s, p) = api
         .admin(
             Method::PATCH,
             "/applications/web?dryRun=All",
+            Some(json!({"spec": {"replicas": 7}})),
+        )
+        .await;
+    assert_eq!(
+        (s, p["spec"]["replicas"].clone()),
+        (StatusCode::OK, json!(7)),
+        "{p}"
+    );
+    let (s, p) = api
+        .admin(
+            Method::PATCH,
+            "/applications/web?dryrun=All",
             Some(json!({"spec": {"replicas": 7}})),
         )
         .await;

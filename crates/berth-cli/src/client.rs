@@ -329,6 +329,17 @@ impl Client {
             .await
     }
 
+    /// `POST` a document with query parameters (e.g. `dryRun=All`).
+    pub async fn post_with<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.with_body(Method::POST, (segments, query), body, "application/json")
+            .await
+    }
+
     /// `PATCH` with a JSON merge patch (RFC 7386).
     pub async fn merge_patch<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,

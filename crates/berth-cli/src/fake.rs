@@ -32,6 +32,7 @@ impl FakeApi {
     /// Serves the fake on a free loopback port and returns a client of it.
     pub(crate) async fn serve(&self) -> Client {
         let app = Router::new()
+            .route("/api/v1/apply", axum::routing::post(apply))
             .route("/api/v1/{plural}", get(list))
             .route("/api/v1/{plural}/{name}", get(read).put(put).delete(delete))
             .layer(axum::middleware::from_fn_with_state(self.clone(), record))
@@ -153,4 +154,62 @@ async fn delete(State(f): State<FakeApi>, Path((plural, name)): Path<(String, St
         Some(v) => Json(v).into_response(),
         None => not_found(&plural, &name),
     }
+}
+
+/// `POST /apply`: every document stored, or (when one is named `refused`) none, with a
+/// 422 naming it; `dryRun=All` stores nothing. No prune.
+async fn apply(
+    State(f): State<FakeApi>,
+    Query(q): Query<BTreeMap<String, String>>,
+    Json(body): Json<berth_contract::ApplyRequest>,
+) -> Response {
+    use berth_contract::{Action, AppliedObject, ApplyResult};
+    let dry_run = q.get("dryRun").is_some_and(|v| v == "All");
+    let mut objects = f.objects.lock().unwrap();
+    let mut staged = objects.clone();
+    let mut result = Vec::new();
+    for (i, doc) in body.documents.iter().enumerate() {
+        let kind = doc.object["kind"].as_str().unwrap_or_default().to_owned();
+        let name = doc.object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if name == "refused" {
+            let problem = json!({"type": "about:blank", "title": "Documents of the apply are refused", "status": 422,
+                "detail": "1 problem(s); nothing was applied",
+                "errors": [{"path": format!("documents[{i}].spec.clusters[0].cluster"),
+                            "message": format!("{}:{}: {kind} '{name}' (document {i}): names Cluster 'gone', which does not exist",
+                                               doc.file.as_deref().unwrap_or("?"), doc.line.unwrap_or(0))}]});
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                [("content-type", "application/problem+json")],
+                problem.to_string(),
+            )
+                .into_response();
+        }
+        let plural = format!("{}s", kind.to_lowercase());
+        let key = (plural, name.clone());
+        let before = staged.get(&key).cloned();
+        let action = match &before {
+            None => Action::Created,
+            Some(b) if b["spec"] == doc.object["spec"] => Action::Unchanged,
+            Some(_) => Action::Configured,
+        };
+        staged.insert(key, doc.object.clone());
+        result.push(AppliedObject {
+            kind,
+            name,
+            action,
+            before,
+            after: Some(doc.object.clone()),
+        });
+    }
+    if !dry_run {
+        *objects = staged;
+    }
+    Json(ApplyResult {
+        dry_run,
+        objects: result,
+    })
+    .into_response()
 }

@@ -64,10 +64,18 @@ pub struct GlobalArgs {
 /// The client's commands; flattenable into a binary's own subcommand enum.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Create or update clusters, environments and applications from YAML or JSON files.
+    /// Create or update users, teams, clusters, environments and applications from YAML or
+    /// JSON files, all in one transaction (`--dry-run` shows the plan, `--prune` removes
+    /// what the source no longer has).
     Apply(ApplyArgs),
+    /// Show what `apply` would change (created, a field-level diff, unchanged, pruned),
+    /// checked in full by the server; nothing is stored.
+    Diff(commands::apply::DiffArgs),
     /// List objects of a kind, or show one.
     Get(GetArgs),
+    /// Write every user, team, cluster, environment and application as files (one per
+    /// object) that `apply` reproduces; secret values are not exported.
+    Export(commands::export::ExportArgs),
     /// Show one object in detail, with its recent events.
     Describe(DescribeArgs),
     /// Delete an object.
@@ -188,7 +196,9 @@ pub async fn run_with(
 ) -> anyhow::Result<ExitCode> {
     match command {
         Command::Apply(a) => commands::apply::run(client, a, out).await,
+        Command::Diff(a) => commands::apply::diff(client, a, out).await,
         Command::Get(a) => commands::get::run(client, a, out).await,
+        Command::Export(a) => commands::export::run(client, a, out).await,
         Command::Describe(a) => commands::describe::run(client, a, out).await,
         Command::Delete(a) => commands::delete::run(client, a, out).await,
         Command::Deploy(a) => commands::deploy::run(client, a, out).await,

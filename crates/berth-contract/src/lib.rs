@@ -8,6 +8,7 @@
 //! them. Request bodies refuse unknown fields (the server is strict); answers accept
 //! them (a newer server may add fields), and absent optional fields read as `None`.
 
+pub mod apply;
 pub mod builds;
 pub mod delivery;
 pub mod identity;
@@ -15,6 +16,7 @@ pub mod lists;
 pub mod problem;
 pub mod secrets;
 
+pub use apply::{Action, AppliedObject, ApplyDocument, ApplyRequest, ApplyResult, Prune, SOURCE_LABEL};
 pub use builds::{BuildListParams, BuildRequest, LogEnd, LogParams};
 pub use delivery::{
     ApplicationState, DeployRequest, DeploymentSummary, EnvironmentState, PromoteRequest, ProvenanceParams,

@@ -165,17 +165,91 @@ impl<K: Kind> Resource<K> {
         errors.finish(K::KIND)
     }
 
-    /// Parses a JSON document, naming the field path of any error.
+    /// Parses a JSON document, naming the field path of any error. Every unknown field
+    /// is reported at once (not one per attempt), each with its path, together with the
+    /// first other error, if any.
     pub fn from_json(value: &serde_json::Value) -> Result<Self, Invalid> {
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
+        let mut value = std::borrow::Cow::Borrowed(value);
+        let mut errors = Vec::new();
+        // Each round finds one unknown field, removes it and parses again, so that the very
+        // rules serde applies decide what is unknown; bounded so that a pathological
+        // document costs a bounded number of parses.
+        for _ in 0..MAX_UNKNOWN_FIELDS {
+            let error = match serde_path_to_error::deserialize::<_, Self>(value.as_ref()) {
+                Ok(object) if errors.is_empty() => return Ok(object),
+                Ok(_) => break,
+                Err(e) => e,
+            };
+            let path = error.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            Invalid {
-                kind: K::KIND,
-                errors: vec![FieldError::new(path, e.inner().to_string())],
+            let message = error.inner().to_string();
+            let removed = unknown_field(&message)
+                .and_then(|field| remove_field(value.to_mut(), &path, field).then_some(field));
+            match removed {
+                Some(field) => {
+                    let at = if path.is_empty() {
+                        field.to_owned()
+                    } else if path.ends_with(field) {
+                        path.clone()
+                    } else {
+                        format!("{path}.{field}")
+                    };
+                    errors.push(FieldError::new(at, message).hint("remove the field or correct its name"));
+                }
+                None => {
+                    errors.push(FieldError::new(path, message));
+                    break;
+                }
             }
+        }
+        Err(Invalid {
+            kind: K::KIND,
+            errors,
         })
     }
+}
+
+/// Most unknown fields one document's error names; more are left for the next attempt.
+const MAX_UNKNOWN_FIELDS: usize = 64;
+
+/// The field serde's `deny_unknown_fields` names in `message` (``unknown field `x`, …``).
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// Removes `field` from the object at `path` (serde_path_to_error's spelling:
+/// `spec.env[0].name`, or the path of the field itself); whether it was there.
+fn remove_field(value: &mut serde_json::Value, path: &str, field: &str) -> bool {
+    let mut segments: Vec<String> = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(open) = rest.find('[') {
+            segments.push(rest[..open].to_owned());
+            rest = &rest[open..];
+            while let Some(close) = rest.find(']') {
+                segments.push(rest[..=close].to_owned());
+                rest = &rest[close + 1..];
+            }
+        } else {
+            segments.push(rest.to_owned());
+        }
+    }
+    if segments.last().is_some_and(|last| last == field) {
+        segments.pop();
+    }
+    let mut at = value;
+    for segment in &segments {
+        let next = match segment.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            Some(index) => index.parse::<usize>().ok().and_then(|i| at.get_mut(i)),
+            None => at.get_mut(segment.as_str()),
+        };
+        match next {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    at.as_object_mut().is_some_and(|map| map.remove(field).is_some())
 }
 
 // The envelope is generic over the kind, so its OpenAPI schema is written by hand: one

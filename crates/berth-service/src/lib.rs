@@ -24,6 +24,7 @@ mod error;
 mod reads;
 mod release;
 mod retry;
+pub mod staged;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub use commands::{
 };
 pub use error::{Error, Result};
 pub use retry::ATTEMPTS;
+pub use staged::Staged;
 
 /// Who runs a use case.
 #[derive(Debug, Clone, PartialEq, Eq)]

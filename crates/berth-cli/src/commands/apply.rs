@@ -23,6 +23,9 @@ use berth_core::{
 };
 use serde_json::Value;
 
+use berth_contract::{ApplyDocument, ApplyRequest, ApplyResult, Prune};
+
+use super::plan::{self, Style};
 use crate::{client::Client, kind::KindName};
 
 /// Arguments of `berth apply`.
@@ -33,6 +36,87 @@ pub struct ApplyArgs {
     /// YAML documents separated by `---`.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
+    /// Check everything on the server and show what would change (a field-level diff);
+    /// store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub prune: PruneArgs,
+}
+
+/// Arguments of `berth diff`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiffArgs {
+    /// Files or directories to compare with the server, as `apply -f` reads them.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub prune: PruneArgs,
+}
+
+/// How an apply prunes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PruneArgs {
+    /// Delete objects an earlier `apply --prune` of the same source stored that the
+    /// documents no longer have (listed with the result). Objects it did not apply are
+    /// never deleted; deletes need the same rights as `berth delete`.
+    #[arg(long)]
+    pub prune: bool,
+    /// The source's name, kept on every object as the label `berth.dev/source`
+    /// (default: the name of the directory applied).
+    #[arg(long, value_name = "NAME", requires = "prune")]
+    pub source: Option<String>,
+    /// Prune even an application running in production (stopping it there).
+    #[arg(long, requires = "prune")]
+    pub force: bool,
+}
+
+impl PruneArgs {
+    /// What the request asks to prune, if anything.
+    fn request(&self, files: &[PathBuf]) -> anyhow::Result<Option<Prune>> {
+        if !self.prune {
+            return Ok(None);
+        }
+        let source = match &self.source {
+            Some(source) => source.clone(),
+            None => default_source(files)?,
+        };
+        Ok(Some(Prune {
+            source,
+            force: self.force,
+        }))
+    }
+}
+
+/// The source name of one directory (or file) applied: its name, as a DNS label.
+fn default_source(files: &[PathBuf]) -> anyhow::Result<String> {
+    let [path] = files else {
+        anyhow::bail!("--prune of several paths needs --source NAME: which source do they make up?");
+    };
+    let path = std::fs::canonicalize(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let dir = if path.is_dir() {
+        Some(path.as_path())
+    } else {
+        path.parent()
+    };
+    let name: String = dir
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = name.trim_matches('-');
+    let name = name
+        .get(..name.len().min(63))
+        .unwrap_or(name)
+        .trim_end_matches('-');
+    anyhow::ensure!(
+        !name.is_empty(),
+        "cannot name the source after {}; name it with --source NAME",
+        path.display()
+    );
+    Ok(name.to_owned())
 }
 
 /// The text of one input: a file, or standard input.
@@ -189,80 +273,96 @@ impl fmt::Display for DocumentErrors {
 
 impl std::error::Error for DocumentErrors {}
 
-/// What `PUT` did to one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// It did not exist.
-    Created,
-    /// It existed and its spec or labels changed.
-    Configured,
-    /// It existed and nothing changed.
-    Unchanged,
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Created => "created",
-            Self::Configured => "configured",
-            Self::Unchanged => "unchanged",
-        })
-    }
-}
-
 /// Runs `berth apply`.
 pub async fn run(client: &Client, args: ApplyArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
-    let sources = read_sources(&args.files, &mut std::io::stdin())?;
+    let documents = read_documents(&args.files)?;
+    let options = Options {
+        dry_run: args.dry_run,
+        prune: args.prune.request(&args.files)?,
+        style: Style::for_stdout(args.dry_run),
+    };
+    apply(client, &documents, &options, out).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `berth diff`: what `apply` would change, checked in full by the server.
+pub async fn diff(client: &Client, args: DiffArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
+    let documents = read_documents(&args.files)?;
+    let options = Options {
+        dry_run: true,
+        prune: args.prune.request(&args.files)?,
+        style: Style::for_stdout(true),
+    };
+    apply(client, &documents, &options, out).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_documents(files: &[PathBuf]) -> anyhow::Result<Vec<Document>> {
+    let sources = read_sources(files, &mut std::io::stdin())?;
     let documents = parse_sources(&sources)?;
     if documents.is_empty() {
         anyhow::bail!(
             "no documents found in {}",
-            args.files
+            files
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         );
     }
-    apply(client, &documents, out).await?;
-    Ok(ExitCode::SUCCESS)
+    Ok(documents)
 }
 
-/// Sends checked documents in order, printing `kind/name outcome` for each.
+/// How [`apply`] sends and prints.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Store nothing; show what would change.
+    pub dry_run: bool,
+    /// What to prune.
+    pub prune: Option<Prune>,
+    /// How to print the result.
+    pub style: Style,
+}
+
+/// Sends checked documents in one request (`POST /apply`: one transaction, all stored
+/// or none), each with the file and line it came from, and prints what happened to each
+/// object (`kind/name outcome`).
 pub async fn apply(
     client: &Client,
     documents: &[Document],
+    options: &Options,
     out: &mut (dyn Write + Send),
-) -> anyhow::Result<()> {
-    for doc in documents {
-        let kind = doc.object.kind();
-        let name = doc.object.name();
-        let path = [kind.plural(), name];
-        let before: Option<Value> = client
-            .get_optional(&path)
-            .await
-            .with_context(|| format!("reading {kind}/{name}"))?;
-        let after: Value = client
-            .put(&path, &doc.object.body()?)
-            .await
-            .with_context(|| format!("applying {kind}/{name} from {}", doc.origin))?;
-        let outcome = match before {
-            None => Outcome::Created,
-            Some(before) if same_desired_state(&before, &after) => Outcome::Unchanged,
-            Some(_) => Outcome::Configured,
-        };
-        writeln!(out, "{kind}/{name} {outcome}")?;
-    }
-    Ok(())
-}
-
-/// Whether two server copies of an object want the same thing: equal spec and labels.
-fn same_desired_state(before: &Value, after: &Value) -> bool {
-    let labels = |v: &Value| match v.pointer("/metadata/labels") {
-        None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
-        Some(l) => l.clone(),
+) -> anyhow::Result<ApplyResult> {
+    let request = ApplyRequest {
+        documents: documents
+            .iter()
+            .map(|d| {
+                Ok(ApplyDocument {
+                    object: d.object.body()?,
+                    file: Some(d.origin.source.clone()),
+                    line: Some(d.origin.line),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        prune: options.prune.clone(),
     };
-    before.get("spec") == after.get("spec") && labels(before) == labels(after)
+    let query = if options.dry_run {
+        vec![("dryRun", "All".to_owned())]
+    } else {
+        Vec::new()
+    };
+    let result: ApplyResult = client
+        .post_with(&["apply"], &query, &request)
+        .await
+        .with_context(|| {
+            format!(
+                "applying {} document(s){}",
+                documents.len(),
+                if options.dry_run { " (dry run)" } else { "" }
+            )
+        })?;
+    out.write_all(plan::render(&result, options.style).as_bytes())?;
+    Ok(result)
 }
 
 /// Reads every path: files as they are, directories' *.yaml, *.yml and *.json files in
@@ -515,7 +615,7 @@ fn parse_chunk(source: &str, chunk: &Chunk, documents: &mut Vec<Document>, probl
             continue;
         }
         let object = if single {
-            typed_from_yaml(&kind, source, chunk, &at, problems)
+            typed_from_yaml(&kind, (source, chunk, &value), &at, problems)
         } else {
             object_from_json(&value, &at, problems)
         };
@@ -557,8 +657,7 @@ fn refusal(kind: &str) -> String {
 
 fn typed_from_yaml(
     kind: &str,
-    source: &str,
-    chunk: &Chunk,
+    (source, chunk, value): (&str, &Chunk, &Value),
     at: &str,
     problems: &mut Vec<String>,
 ) -> Option<Object> {
@@ -577,6 +676,13 @@ fn typed_from_yaml(
         Ok(object) => checked(object, at, problems),
         Err(e) => {
             problems.push(yaml_problem(&e, source, chunk));
+            // The YAML parse stops at the first problem; the JSON one names every unknown
+            // field, so that one run shows them all.
+            let mut all = Vec::new();
+            object_from_json(value, at, &mut all);
+            if all.first().is_some_and(|p| p.matches("\n  ").count() > 1) {
+                problems.extend(all);
+            }
             None
         }
     }
@@ -814,6 +920,22 @@ mod tests {
             first.starts_with("apps.yaml:7:3: unknown field `replica`"),
             "{first}"
         );
+        // Several unknown fields: all of them in one run, each with its path.
+        let bad = APP
+            .replace("replicas: 2", "replica: 2")
+            .replace("  env:", "  envs:")
+            .replace("kind: Application", "kind: Application\nstatuss: {}");
+        let p = problems(&[src("apps.yaml", &bad)]);
+        assert_eq!(p.len(), 2, "{p:?}");
+        let all = &p[1];
+        assert!(all.starts_with("apps.yaml:1:1: invalid Application:"), "{all}");
+        for path in [
+            "\n  statuss: unknown field",
+            "\n  spec.replica: unknown field",
+            "\n  spec.envs: unknown field",
+        ] {
+            assert!(all.contains(path), "{path} missing: {all}");
+        }
     }
 
     #[test]
@@ -880,17 +1002,6 @@ mod tests {
         assert!(is_document_start("---\n") && is_document_start("--- {a: 1}") && !is_document_start("----"));
     }
 
-    #[test]
-    fn outcome_compares_spec_and_labels_only() {
-        let a = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "1"}, "spec": {"a": 1}});
-        let b = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "2", "labels": {}}, "spec": {"a": 1}});
-        assert!(same_desired_state(&a, &b));
-        let c = serde_json::json!({"metadata": {"name": "x", "labels": {"t": "w"}}, "spec": {"a": 1}});
-        assert!(!same_desired_state(&a, &c));
-        let d = serde_json::json!({"metadata": {"name": "x"}, "spec": {"a": 2}});
-        assert!(!same_desired_state(&a, &d));
-    }
-
     fn write_manifests(dir: &Path, replicas: u32) {
         std::fs::write(
             dir.join("1-app.yaml"),
@@ -904,6 +1015,8 @@ mod tests {
         let mut out = Vec::new();
         let args = ApplyArgs {
             files: vec![dir.to_path_buf()],
+            dry_run: false,
+            prune: PruneArgs::default(),
         };
         run(client, args, &mut out).await?;
         Ok(String::from_utf8(out).unwrap())
@@ -921,17 +1034,8 @@ mod tests {
             out,
             "cluster/local created\nenvironment/qa created\napplication/web created\n"
         );
-        assert_eq!(
-            fake.requests(),
-            [
-                "GET /clusters/local",
-                "PUT /clusters/local",
-                "GET /environments/qa",
-                "PUT /environments/qa",
-                "GET /applications/web",
-                "PUT /applications/web"
-            ]
-        );
+        // One request: one transaction on the server.
+        assert_eq!(fake.requests(), ["POST /apply"]);
         let stored = fake.objects.lock().unwrap()[&("applications".to_owned(), "web".to_owned())].clone();
         assert_eq!(stored["spec"]["env"]["LISTEN_PORT"], "8080");
         assert!(stored.get("status").is_none());
@@ -985,17 +1089,23 @@ mod tests {
         );
         let docs = parse_sources(&[src("all.yaml", &text)]).unwrap();
         let mut out = Vec::new();
-        let e = apply(&client, &docs, &mut out).await.unwrap_err();
-        assert_eq!(String::from_utf8(out).unwrap(), "cluster/local created\n");
+        let options = Options {
+            dry_run: false,
+            prune: None,
+            style: Style {
+                color: false,
+                fields: false,
+            },
+        };
+        let e = apply(&client, &docs, &options, &mut out).await.unwrap_err();
+        assert_eq!(String::from_utf8(out).unwrap(), "");
         assert_eq!(
             crate::output::error_report(&e),
-            "error: applying environment/refused from all.yaml:11: Invalid document: environments/refused was \
-             refused\n  spec.clusters[0].cluster: names Cluster 'gone', which does not exist (apply the cluster first)"
+            "error: applying 3 document(s): Documents of the apply are refused: 1 problem(s); nothing was applied\n  \
+             documents[1].spec.clusters[0].cluster: all.yaml:11: Environment 'refused' (document 1): names Cluster \
+             'gone', which does not exist"
         );
-        assert!(
-            !fake.requests().iter().any(|r| r.contains("applications")),
-            "{:?}",
-            fake.requests()
-        );
+        // Nothing was stored, not even the cluster before it.
+        assert!(fake.objects.lock().unwrap().is_empty());
     }
 }

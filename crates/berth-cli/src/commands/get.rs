@@ -38,6 +38,10 @@ pub struct GetArgs {
     /// Only deployments to this environment.
     #[arg(long = "env", value_name = "ENV")]
     pub environment: Option<String>,
+    /// Documents to keep and apply again (with -o yaml or json): without status,
+    /// resourceVersion and timestamps, which Berth owns.
+    #[arg(long)]
+    pub export: bool,
 }
 
 /// Objects of one kind, as the server returned them.
@@ -88,7 +92,12 @@ impl Found {
         }
     }
 
-    fn values(&self) -> anyhow::Result<Vec<Value>> {
+    /// The objects as JSON documents.
+    ///
+    /// # Errors
+    ///
+    /// An object that cannot be serialized.
+    pub fn values(&self) -> anyhow::Result<Vec<Value>> {
         fn all<T: Serialize>(v: &[T]) -> anyhow::Result<Vec<Value>> {
             v.iter()
                 .map(|x| serde_json::to_value(x).map_err(Into::into))
@@ -124,6 +133,19 @@ impl Found {
 
 /// Runs `berth get`.
 pub async fn run(client: &Client, args: GetArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
+    if args.export {
+        let mut documents = super::export::documents(client, args.kind, args.name.clone()).await?;
+        let text = match args.output {
+            Format::Yaml => output::yaml_documents(&documents)?,
+            Format::Json if args.name.is_some() && documents.len() == 1 => {
+                output::json(&documents.remove(0))?
+            }
+            Format::Json => output::json(&documents)?,
+            Format::Table => anyhow::bail!("--export writes documents: add -o yaml (or -o json)"),
+        };
+        out.write_all(text.as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let found = fetch(client, &args).await?;
     let text = render(&found, args.output, args.name.is_some(), Utc::now())?;
     out.write_all(text.as_bytes())?;
@@ -603,6 +625,7 @@ pub(crate) mod tests {
             output: Format::Table,
             app: None,
             environment: None,
+            export: false,
         };
         let Found::Applications(apps) = fetch(&client, &args).await.unwrap() else {
             panic!("not applications")

@@ -426,6 +426,34 @@ mod tests {
     }
 
     #[test]
+    fn every_unknown_field_is_reported_at_once() {
+        let mut j = minimal();
+        j["spce"] = serde_json::json!({});
+        j["metadata"]["lables"] = serde_json::json!({"a": "b"});
+        j["spec"]["healthCheck"] = serde_json::json!({"pth": "/x", "path": "/h"});
+        j["spec"]["configFiles"] = serde_json::json!([{"path": "/a", "content": "x", "mode": 1}]);
+        j["spec"]["replicas"] = serde_json::json!("three");
+        let e = Application::from_json(&j).unwrap_err();
+        let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+        for path in [
+            "spce",
+            "metadata.lables",
+            "spec.healthCheck.pth",
+            "spec.configFiles[0].mode",
+            "spec.replicas",
+        ] {
+            assert!(paths.contains(&path), "{path} missing from {paths:?}");
+        }
+        assert_eq!(paths.len(), 5, "{paths:?}");
+        // A document whose only problems are unknown fields is still refused.
+        let mut j = minimal();
+        j["spec"]["imagee"] = "x".into();
+        let e = Application::from_json(&j).unwrap_err();
+        assert_eq!(e.errors.len(), 1);
+        assert_eq!(e.errors[0].path, "spec.imagee");
+    }
+
+    #[test]
     fn wrong_type_names_its_path() {
         let mut j = minimal();
         j["spec"]["replicas"] = serde_json::json!("three");

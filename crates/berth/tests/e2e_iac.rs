@@ -1,0 +1,303 @@
+//! Infrastructure as code with the real binary: a lossless export round trip, an atomic
+//! apply, a dry run that changes nothing, and a prune that removes only what its source
+//! applied.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::{collections::BTreeMap, path::Path, process::Output};
+
+use reqwest::{Method, StatusCode};
+use support::Berth;
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn run(berth: &Berth, args: &[&str]) -> String {
+    let out = berth.cli(args);
+    assert!(out.status.success(), "berth {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A platform in files: a user, a team, a cluster, two environments, two applications.
+fn write_platform(dir: &Path, cluster: &str, web_replicas: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("people.yaml"),
+        "apiVersion: berth.dev/v1\nkind: User\nmetadata: {name: alice}\nspec: {}\n---\n\
+         apiVersion: berth.dev/v1\nkind: Team\nmetadata: {name: pay}\nspec:\n  members:\n  - {user: alice, roles: [developer]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("platform.yaml"),
+        format!(
+            "apiVersion: berth.dev/v1\nkind: Environment\nmetadata: {{name: qa}}\nspec:\n  clusters: [{{cluster: {cluster}}}]\n---\n\
+             apiVersion: berth.dev/v1\nkind: Environment\nmetadata: {{name: production}}\nspec:\n  production: true\n  clusters: [{{cluster: {cluster}}}]\n---\n\
+             apiVersion: berth.dev/v1\nkind: Cluster\nmetadata: {{name: {cluster}}}\nspec: {{datacenter: dc1}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("web.yaml"),
+        format!(
+            "apiVersion: berth.dev/v1\nkind: Application\nmetadata:\n  name: web\n  labels: {{tier: web}}\nspec:\n  team: pay\n  \
+             image: {}\n  replicas: {web_replicas}\n  secrets: [{{name: db, env: DB_PASSWORD}}]\n  environments:\n    production: {{replicas: 3}}\n",
+            support::IMAGE
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("api.yaml"),
+        format!(
+            "apiVersion: berth.dev/v1\nkind: Application\nmetadata: {{name: api}}\nspec:\n  image: {}\n",
+            support::IMAGE
+        ),
+    )
+    .unwrap();
+}
+
+/// File name → content of every file of an export.
+fn exported(dir: &Path) -> BTreeMap<String, String> {
+    support::files(dir)
+        .into_iter()
+        .map(|(path, bytes)| {
+            let name = Path::new(&path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (name, String::from_utf8(bytes).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_applied_to_a_new_server_exports_the_same() {
+    let first = Berth::start().await;
+    let work = tempfile::tempdir().unwrap();
+    write_platform(&work.path().join("src"), &first.cluster, 2);
+    run(
+        &first,
+        &["apply", "-f", work.path().join("src").to_str().unwrap()],
+    );
+    // A secret's value is set apart and never exported.
+    let out = first
+        .cli_command(&["secret", "set", "web", "db"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"hunter2-secret")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    let a = work.path().join("a");
+    run(&first, &["export", "--all", a.to_str().unwrap()]);
+    let from_first = exported(&a);
+    for name in [
+        "user-alice.yaml",
+        "team-pay.yaml",
+        "environment-qa.yaml",
+        "environment-production.yaml",
+        "application-web.yaml",
+        "application-api.yaml",
+    ] {
+        assert!(
+            from_first.contains_key(name),
+            "{name} not in {:?}",
+            from_first.keys()
+        );
+    }
+    for (name, content) in &from_first {
+        for owned in [
+            "resourceVersion",
+            "creationTimestamp",
+            "updateTimestamp",
+            "status:",
+            "hunter2",
+        ] {
+            assert!(!content.contains(owned), "{name} carries {owned}:\n{content}");
+        }
+    }
+    assert!(
+        from_first["application-web.yaml"].contains("DB_PASSWORD"),
+        "the secret is named"
+    );
+
+    // Into a server that has never seen any of it, then out again: the same files.
+    let second = Berth::start().await;
+    let out = run(&second, &["apply", "-f", a.to_str().unwrap()]);
+    assert!(out.contains("application/web created"), "{out}");
+    let b = work.path().join("b");
+    run(&second, &["export", "--all", b.to_str().unwrap()]);
+    assert_eq!(exported(&b), from_first);
+    // A single object exports the same way.
+    let one = run(&first, &["get", "application", "web", "-o", "yaml", "--export"]);
+    assert_eq!(one, from_first["application-web.yaml"]);
+    // Applying the export again changes nothing: it is the stored state.
+    let again = run(&second, &["apply", "-f", b.to_str().unwrap()]);
+    assert!(
+        !again.contains("created") && !again.contains("configured"),
+        "{again}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_with_one_bad_document_stores_nothing_and_names_file_line_and_field() {
+    let berth = Berth::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("all.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: berth.dev/v1\nkind: Cluster\nmetadata: {{name: {c}}}\nspec: {{datacenter: dc1}}\n---\n\
+             apiVersion: berth.dev/v1\nkind: Environment\nmetadata: {{name: qa}}\nspec:\n  clusters: [{{cluster: {c}}}]\n---\n\
+             apiVersion: berth.dev/v1\nkind: Application\nmetadata: {{name: web}}\nspec:\n  image: {image}\n  \
+             environments:\n    qa: {{replicas: 2}}\n    stagin: {{replicas: 1}}\n",
+            c = berth.cluster,
+            image = support::IMAGE
+        ),
+    )
+    .unwrap();
+    let out = berth.cli(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let report = text(&out);
+    assert!(
+        report.contains(&format!("{}:12: Application 'web' (document 2)", file.display()))
+            && report.contains("documents[2].spec.environments.stagin")
+            && report.contains("qa"),
+        "{report}"
+    );
+    // Not even the valid cluster and environment before it were stored.
+    let (s, _) = berth
+        .call(Method::GET, &format!("/clusters/{}", berth.cluster), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = berth.call(Method::GET, "/environments/qa", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diff_and_a_dry_run_show_the_change_and_store_nothing() {
+    let berth = Berth::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("platform");
+    write_platform(&dir, &berth.cluster, 1);
+    run(&berth, &["apply", "-f", dir.to_str().unwrap()]);
+    let (_, before) = berth.call(Method::GET, "/applications/web", None).await;
+    let (_, events) = berth.call(Method::GET, "/events", None).await;
+
+    write_platform(&dir, &berth.cluster, 4);
+    std::fs::remove_file(dir.join("api.yaml")).unwrap();
+    let out = run(&berth, &["diff", "-f", dir.to_str().unwrap()]);
+    // Piped: plain, no colour codes.
+    assert!(!out.contains('\x1b'), "{out:?}");
+    assert!(
+        out.contains("~ application/web would be configured\n    ~ spec.replicas: 1 -> 4\n"),
+        "{out}"
+    );
+    assert!(out.contains("  cluster/") && out.contains(" unchanged"), "{out}");
+    let out = run(&berth, &["apply", "--dry-run", "-f", dir.to_str().unwrap()]);
+    assert!(out.contains("spec.replicas: 1 -> 4"), "{out}");
+
+    // Nothing changed: the object, its version, the event log.
+    let (_, after) = berth.call(Method::GET, "/applications/web", None).await;
+    assert_eq!(after, before);
+    let (_, events_after) = berth.call(Method::GET, "/events", None).await;
+    assert_eq!(events_after, events);
+
+    // With prune, a dry run lists what would go, and keeps it.
+    let out = run(&berth, &["diff", "--prune", "-f", dir.to_str().unwrap()]);
+    assert!(
+        !out.contains("would be pruned"),
+        "nothing was applied with this source yet: {out}"
+    );
+    let (s, _) = berth.call(Method::GET, "/applications/api", None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_removes_only_what_its_source_applied() {
+    let berth = Berth::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("platform");
+    write_platform(&dir, &berth.cluster, 1);
+    let out = run(&berth, &["apply", "--prune", "-f", dir.to_str().unwrap()]);
+    assert!(out.contains("application/api created"), "{out}");
+    let (_, api) = berth.call(Method::GET, "/applications/api", None).await;
+    assert_eq!(api["metadata"]["labels"]["berth.dev/source"], "platform", "{api}");
+    // Made by hand, and by another source: neither is this source's.
+    let (s, b) = berth
+        .call(
+            Method::PUT,
+            "/applications/manual",
+            Some(
+                serde_json::json!({"apiVersion": "berth.dev/v1", "kind": "Application",
+                "metadata": {"name": "manual"}, "spec": {"image": support::IMAGE}}),
+            ),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    let other = work.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(
+        other.join("x.yaml"),
+        format!(
+            "apiVersion: berth.dev/v1\nkind: Application\nmetadata: {{name: other}}\nspec: {{image: {}}}\n",
+            support::IMAGE
+        ),
+    )
+    .unwrap();
+    run(&berth, &["apply", "--prune", "-f", other.to_str().unwrap()]);
+
+    std::fs::remove_file(dir.join("api.yaml")).unwrap();
+    let plan = run(&berth, &["diff", "--prune", "-f", dir.to_str().unwrap()]);
+    assert!(plan.contains("- application/api would be pruned"), "{plan}");
+    let out = run(&berth, &["apply", "--prune", "-f", dir.to_str().unwrap()]);
+    assert!(out.contains("application/api pruned"), "{out}");
+    assert!(!out.contains("manual") && !out.contains("other"), "{out}");
+    let (s, _) = berth.call(Method::GET, "/applications/api", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    for kept in ["web", "manual", "other"] {
+        let (s, _) = berth
+            .call(Method::GET, &format!("/applications/{kept}"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{kept}");
+    }
+    // A prune's deletes need the rights any delete needs: alice (a developer of pay)
+    // may not delete the platform's environments.
+    let (s, token) = berth
+        .call(
+            Method::POST,
+            "/tokens",
+            Some(serde_json::json!({"name": "t", "user": "alice"})),
+        )
+        .await;
+    assert!(s.is_success(), "{token}");
+    let alice = token["secret"].as_str().unwrap();
+    // Her copy of the source has only her application: the rest would be pruned.
+    let hers = work.path().join("alice").join("platform");
+    std::fs::create_dir_all(&hers).unwrap();
+    std::fs::copy(dir.join("web.yaml"), hers.join("web.yaml")).unwrap();
+    let out = berth
+        .cli_command(&["apply", "--prune", "-f", hers.to_str().unwrap()])
+        .env("BERTH_TOKEN", alice)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("pruning Environment 'qa' is refused"),
+        "{}",
+        text(&out)
+    );
+    let (s, _) = berth.call(Method::GET, "/environments/qa", None).await;
+    assert_eq!(s, StatusCode::OK);
+}
