@@ -27,11 +27,10 @@ use std::{
 
 use berth_core::{
     Kind, NewEvent,
-    deployment::{governing, last_succeeded},
+    deployment::governing,
     objects::{
-        Cluster, ClusterKind, ClusterPhase, ClusterSpec, Deployment, DeploymentCause, DeploymentKind,
-        DeploymentSpec, Environment, EnvironmentKind, Release, ReleaseKind, Team, TeamKind, deployment_name,
-        release_name,
+        Cluster, ClusterKind, ClusterPhase, ClusterSpec, Deployment, DeploymentKind, Environment,
+        EnvironmentKind, Release, ReleaseKind, Team, TeamKind, release_name,
     },
     ports::{
         Clock, ClusterReport, ClusterRuntime, EventQuery, RuntimeChanges, Store, StoreError, WorkloadReport,
