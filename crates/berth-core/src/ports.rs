@@ -414,6 +414,10 @@ pub enum RuntimeChanges {
     Keys(Vec<WorkloadKey>),
     /// The runtime cannot tell which: pass over the whole cluster.
     All,
+    /// A watch of the cluster failed; the runtime lists again by itself. These keys
+    /// changed before it did. Whether the cluster is still there is worth a look; a full
+    /// pass is not (it would list everything the relist lists anyway).
+    WatchFailed(Vec<WorkloadKey>),
 }
 
 /// Drives one cluster toward a set of workloads.

@@ -141,9 +141,11 @@ pub(crate) fn plan_object(
         }
     }
     if !synced {
+        // The watch cannot say (it is listing again): what Berth left here as it still
+        // wants it is read and compared before anything is written; the rest is applied.
         return Plan::Apply {
             recreated: false,
-            changed: false,
+            changed: verified.is_some_and(|(_, h)| h == hash),
         };
     }
     match (watched, verified) {
@@ -228,13 +230,30 @@ mod tests {
     }
 
     #[test]
-    fn without_a_synced_watch_everything_is_applied() {
+    fn without_a_synced_watch_what_berth_left_is_compared_and_the_rest_applied() {
         let w = watched("7", None, "h");
         let v = ("7".to_owned(), "h".to_owned());
-        assert!(matches!(
+        assert_eq!(
             plan_object("h", false, false, Some(&w), Some(&v), None),
-            Plan::Apply { .. }
-        ));
+            Plan::Apply {
+                recreated: false,
+                changed: true
+            }
+        );
+        assert_eq!(
+            plan_object("new", false, false, Some(&w), Some(&v), None),
+            Plan::Apply {
+                recreated: false,
+                changed: false
+            }
+        );
+        assert_eq!(
+            plan_object("h", false, false, None, None, None),
+            Plan::Apply {
+                recreated: false,
+                changed: false
+            }
+        );
     }
 
     #[test]

@@ -50,6 +50,11 @@ use crate::{
     status::{self, Rollout},
 };
 
+/// How long a rollout may be in progress before its pods are looked at for an
+/// explanation (a stalled one is explained at once): a rollout that completes in a few
+/// seconds needs none, and a pod list is the most expensive read of a namespace.
+const EXPLAIN_AFTER: Duration = Duration::from_secs(5);
+
 /// Tuning of a Kubernetes runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
@@ -138,6 +143,8 @@ enum Done {
     Applied(Applied),
     /// The request failed.
     Failed(Failure),
+    /// Not tried: the call ran out of time.
+    Postponed,
 }
 
 /// A request that failed.
@@ -170,6 +177,8 @@ struct Inner {
     conflicted: Mutex<HashMap<ObjKey, (String, String, String)>>,
     changed: Arc<Notify>,
     watches: Mutex<Vec<JoinHandle<()>>>,
+    /// Since when each key's rollout has been in progress (or stalled).
+    rolling_since: Mutex<HashMap<WorkloadKey, Instant>>,
 }
 
 impl Drop for Inner {
@@ -266,6 +275,7 @@ impl KubeRuntime {
                 conflicted: Mutex::new(HashMap::new()),
                 changed: Arc::new(Notify::new()),
                 watches: Mutex::new(Vec::new()),
+                rolling_since: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -531,11 +541,15 @@ impl Inner {
                             false
                         }
                         Ok(Event::InitDone) => relisted(kind, &cache),
-                        // The watcher relists by itself; until it has, what it said may be
-                        // stale and the cluster may be gone: the reconciler makes a full pass.
-                        // Wait a little not to spin.
+                        // The watcher relists by itself; until it has, what it said of this
+                        // kind may be stale (per-key work lists it instead) and the cluster
+                        // may be gone (the reconciler asks). Wait a little not to spin.
                         Err(_) => {
-                            lock(&cache).broken = true;
+                            {
+                                let mut c = lock(&cache);
+                                c.broken = true;
+                                c.synced.remove(&kind);
+                            }
                             changed.notify_one();
                             tokio::time::sleep(Duration::from_secs(1)).await;
                             false
@@ -818,40 +832,19 @@ impl Inner {
             }
         }
 
-        // Explain rollouts that do not progress, from their pods.
-        let mut lookups = 0;
-        for (i, w) in desired.iter().enumerate() {
-            let Some(r) = rollouts.get_mut(&i) else { continue };
-            if lookups >= self.options.pod_lookups
-                || !(r.stalled || r.in_progress)
-                || r.counts.ready >= w.replicas
-                || problems.contains_key(&i)
-            {
-                continue;
-            }
-            lookups += 1;
-            let selector = format!("app.kubernetes.io/instance={}", render::instance(w));
-            let path = format!("/api/v1/namespaces/{}/pods", render::namespace(w));
-            if let Ok(pods) = self.list_all(&client, &path, &selector).await
-                && let Some(why) = status::pod_problems(&pods)
-            {
-                r.message = Some(match &r.message {
-                    Some(m) => format!("{m}; {why}"),
-                    None => why,
-                });
-            }
-        }
+        lock(&self.rolling_since).retain(|k, _| desired.iter().any(|w| w.key == *k));
+        self.explain_slow_rollouts(&client, desired, &mut rollouts, &problems, budget_end)
+            .await;
 
         let workloads = desired
             .iter()
             .enumerate()
             .map(|(i, w)| {
                 let r = rollouts.remove(&i).unwrap_or_default();
-                let mut message = problems.remove(&i).map(|p| p.join("; ")).or(r.message);
-                if let Some(n) = waiting.get(&i) {
-                    let wait = format!("{n} object(s) wait for the next pass (this one ran out of time)");
-                    message = Some(message.map_or(wait.clone(), |m| format!("{m}; {wait}")));
-                }
+                let message = with_waiting(
+                    problems.remove(&i).map(|p| p.join("; ")).or(r.message),
+                    waiting.get(&i).copied(),
+                );
                 WorkloadReport {
                     key: w.key.clone(),
                     counts: r.counts,
@@ -1019,6 +1012,7 @@ impl Inner {
     ) -> Result<ClusterReport> {
         let client = self.client().await?;
         self.start_watches(&client);
+        let budget_end = self.options.pass_budget.map(|b| Instant::now() + b);
         let synced = self.watches_synced();
         let mut notices: Vec<Notice> = Vec::new();
         let mut problems: HashMap<usize, Vec<String>> = HashMap::new();
@@ -1117,6 +1111,9 @@ impl Inner {
         let results = stream::iter(todo.into_iter().map(|(i, m, plan, watched_rv)| {
             let (client, inner, force) = (client.clone(), self.clone(), desired[i].force_conflicts);
             async move {
+                if budget_end.is_some_and(|end| Instant::now() > end) {
+                    return (i, m, plan, watched_rv, Done::Postponed, None);
+                }
                 // Changed since Berth left it: compare first, as a full pass does, so that
                 // a status write is not taken for drift and drift is reported in full.
                 let mut drift = None;
@@ -1149,6 +1146,7 @@ impl Inner {
         .buffered(self.options.concurrency)
         .collect::<Vec<_>>()
         .await;
+        let mut waiting: HashMap<usize, u32> = HashMap::new();
         for (i, m, plan, watched_rv, result, drift) in results {
             let w = &desired[i];
             let id = ObjKey {
@@ -1243,32 +1241,18 @@ impl Inner {
                     }
                     problems.entry(i).or_default().push(format!("{id}: {e}"));
                 }
+                Done::Postponed => *waiting.entry(i).or_default() += 1,
             }
         }
 
-        // Explain rollouts that do not progress, from their pods.
-        let mut lookups = 0;
-        for (i, w) in desired.iter().enumerate() {
-            let Some(r) = rollouts.get_mut(&i) else { continue };
-            if lookups >= self.options.pod_lookups
-                || !(r.stalled || r.in_progress)
-                || r.counts.ready >= w.replicas
-                || problems.contains_key(&i)
-            {
-                continue;
-            }
-            lookups += 1;
-            let selector = format!("app.kubernetes.io/instance={}", render::instance(w));
-            let path = format!("/api/v1/namespaces/{}/pods", render::namespace(w));
-            if let Ok(pods) = self.list_all(&client, &path, &selector).await
-                && let Some(why) = status::pod_problems(&pods)
-            {
-                r.message = Some(match &r.message {
-                    Some(m) => format!("{m}; {why}"),
-                    None => why,
-                });
+        {
+            let mut since = lock(&self.rolling_since);
+            for k in keys.iter().filter(|k| !wanted_keys.contains(k)) {
+                since.remove(k);
             }
         }
+        self.explain_slow_rollouts(&client, desired, &mut rollouts, &problems, budget_end)
+            .await;
         let workloads = desired
             .iter()
             .enumerate()
@@ -1277,13 +1261,68 @@ impl Inner {
                 WorkloadReport {
                     key: w.key.clone(),
                     counts: r.counts,
-                    message: problems.remove(&i).map(|p| p.join("; ")).or(r.message),
+                    message: with_waiting(
+                        problems.remove(&i).map(|p| p.join("; ")).or(r.message),
+                        waiting.get(&i).copied(),
+                    ),
                     stalled: r.stalled,
                 }
             })
             .collect();
         Ok(ClusterReport { workloads, notices })
     }
+
+    /// Explains rollouts that do not progress from their pods: stalled ones, and ones in
+    /// progress for [`EXPLAIN_AFTER`] or more, up to `pod_lookups` of them and within the
+    /// call's time.
+    async fn explain_slow_rollouts(
+        &self,
+        client: &Client,
+        desired: &[Workload],
+        rollouts: &mut HashMap<usize, Rollout>,
+        problems: &HashMap<usize, Vec<String>>,
+        budget_end: Option<Instant>,
+    ) {
+        let mut lookups = 0;
+        for (i, w) in desired.iter().enumerate() {
+            let Some(r) = rollouts.get_mut(&i) else { continue };
+            let now = Instant::now();
+            let rolling = (r.stalled || r.in_progress) && r.counts.ready < w.replicas;
+            let since = {
+                let mut since = lock(&self.rolling_since);
+                if !rolling {
+                    since.remove(&w.key);
+                    continue;
+                }
+                *since.entry(w.key.clone()).or_insert(now)
+            };
+            if lookups >= self.options.pod_lookups
+                || problems.contains_key(&i)
+                || !r.stalled && now.duration_since(since) < EXPLAIN_AFTER
+                || budget_end.is_some_and(|end| now > end)
+            {
+                continue;
+            }
+            lookups += 1;
+            let selector = format!("app.kubernetes.io/instance={}", render::instance(w));
+            let path = format!("/api/v1/namespaces/{}/pods", render::namespace(w));
+            if let Ok(pods) = self.list_all(client, &path, &selector).await
+                && let Some(why) = status::pod_problems(&pods)
+            {
+                r.message = Some(match &r.message {
+                    Some(m) => format!("{m}; {why}"),
+                    None => why,
+                });
+            }
+        }
+    }
+}
+
+/// A workload's message, with how many of its objects a call ran out of time for.
+fn with_waiting(message: Option<String>, waiting: Option<u32>) -> Option<String> {
+    let Some(n) = waiting else { return message };
+    let wait = format!("{n} object(s) wait for the next pass (this one ran out of time)");
+    Some(message.map_or(wait.clone(), |m| format!("{m}; {wait}")))
 }
 
 /// `kube::core::Request` builds `http::Request<Vec<u8>>`, which is not `Clone`.
@@ -1335,11 +1374,10 @@ impl ClusterRuntime for KubeRuntime {
     /// The keys whose objects the watches saw change (not Berth's own applies).
     fn changes(&self) -> RuntimeChanges {
         let mut cache = lock(&self.inner.cache);
-        if std::mem::take(&mut cache.broken) {
-            cache.changed.clear();
-            return RuntimeChanges::All;
-        }
         let keys: Vec<WorkloadKey> = cache.changed.drain().collect();
+        if std::mem::take(&mut cache.broken) {
+            return RuntimeChanges::WatchFailed(keys);
+        }
         if keys.is_empty() {
             RuntimeChanges::None
         } else {

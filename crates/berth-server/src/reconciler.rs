@@ -65,12 +65,20 @@ pub type Connector = Box<dyn Fn(&Cluster) -> Result<Connected, String> + Send + 
 pub const TICK: Duration = Duration::from_secs(1);
 /// Every key is looked at once per this period by the resync, spread evenly over it.
 pub const KEY_RESYNC_PERIOD: Duration = Duration::from_secs(300);
-/// Longest a cluster may take for one call before it counts as unreachable.
+/// Longest a cluster may take for one per-key call. A cluster that takes longer but still
+/// answers [`version`](ClusterRuntime::version) is slow, not gone: its keys are queued
+/// again.
 const PASS_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest a cluster may take for a full pass (everything it should run).
+const FULL_PASS_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a deployment still progressing waits before its key is looked at again when
+/// no watch says its rollout moved.
+const PROGRESS_POLL: Duration = Duration::from_secs(5);
 /// Longest wait between attempts on an unreachable cluster.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Most keys worked in one batch.
-const BATCH: usize = 500;
+/// Most keys worked in one batch: small enough that a batch's calls end well within
+/// [`PASS_TIMEOUT`] on a busy cluster, and that a change queued behind a batch waits little.
+const BATCH: usize = 100;
 /// Events read from the log at once.
 const FEED_PAGE: u32 = 1000;
 
@@ -105,7 +113,8 @@ struct Index {
     clusters: BTreeMap<String, Cluster>,
     environments: BTreeMap<String, Environment>,
     teams: HashMap<String, Team>,
-    deployments: HashMap<WorkloadKey, Vec<Deployment>>,
+    /// Ordered by key, so that an application's keys are one range.
+    deployments: BTreeMap<WorkloadKey, Vec<Deployment>>,
     /// The release of each key's governing deployment.
     releases: HashMap<WorkloadKey, Release>,
 }
@@ -121,6 +130,19 @@ impl Index {
         }
     }
 
+    /// The keys of application `app`.
+    fn keys_of(&self, app: &str) -> Vec<WorkloadKey> {
+        let from = WorkloadKey {
+            application: app.to_owned(),
+            environment: String::new(),
+        };
+        self.deployments
+            .range(from..)
+            .take_while(|(k, _)| k.application == app)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// The keys of environment `env`.
     fn keys_in(&self, env: &str) -> Vec<WorkloadKey> {
         self.deployments
@@ -129,6 +151,10 @@ impl Index {
             .cloned()
             .collect()
     }
+}
+
+fn keys_of_plans(plans: &[KeyPlan]) -> Vec<WorkloadKey> {
+    plans.iter().map(|p| p.key.clone()).collect()
 }
 
 fn key_of(d: &Deployment) -> WorkloadKey {
@@ -148,6 +174,9 @@ struct KeyPlan {
 /// What one cluster said to one call.
 enum Outcome {
     Report(ClusterReport),
+    /// No answer within the call's time, but the cluster answers: its keys wait for the
+    /// next batch.
+    Slow(String),
     Unreachable(String),
 }
 
@@ -364,6 +393,26 @@ impl Reconciler {
                         h.next_full = Instant::now();
                     }
                 }
+                RuntimeChanges::WatchFailed(keys) => {
+                    for k in keys {
+                        self.queue.add(k);
+                    }
+                    // The runtime relists by itself; only a cluster that is gone needs
+                    // more (its full pass when it answers again).
+                    if self.version_of(&name).await.is_none()
+                        && let Some(cluster) = self.index.clusters.get(&name).cloned()
+                    {
+                        self.record_cluster(
+                            &cluster,
+                            Err("its watch ended and it does not answer".to_owned()),
+                            None,
+                        )
+                        .await?;
+                        if let Some(h) = self.clusters.get_mut(&name) {
+                            h.seeded = false;
+                        }
+                    }
+                }
             }
         }
         let now = Instant::now();
@@ -455,13 +504,7 @@ impl Reconciler {
                 for d in repo::list_all::<DeploymentKind>(store, Some(&app)).await? {
                     fresh.entry(key_of(&d)).or_default().push(d);
                 }
-                let old: Vec<WorkloadKey> = self
-                    .index
-                    .deployments
-                    .keys()
-                    .filter(|k| k.application == app)
-                    .cloned()
-                    .collect();
+                let old = self.index.keys_of(&app);
                 let mut keys = Vec::new();
                 for k in old {
                     if !fresh.contains_key(&k) {
@@ -526,12 +569,9 @@ impl Reconciler {
                 environment,
             } => self
                 .index
-                .deployments
-                .keys()
-                .filter(|k| {
-                    k.application == application && environment.as_ref().is_none_or(|e| *e == k.environment)
-                })
-                .cloned()
+                .keys_of(&application)
+                .into_iter()
+                .filter(|k| environment.as_ref().is_none_or(|e| *e == k.environment))
                 .collect(),
         };
         for k in keys {
@@ -670,23 +710,42 @@ impl Reconciler {
             }
         }
         let now = Instant::now();
-        let calls = targets.into_iter().filter_map(|(name, (keys, workloads))| {
-            let h = self.clusters.get(&name)?;
-            // A cluster waiting for its full pass (or backing off) gets nothing now; the
-            // full pass brings it everything.
-            let runtime = h.runtime().filter(|_| h.seeded && h.next_attempt <= now)?.clone();
-            Some(async move {
-                let outcome = match tokio::time::timeout(PASS_TIMEOUT, runtime.apply(&keys, &workloads)).await
-                {
-                    Ok(Ok(report)) => Outcome::Report(report),
-                    Ok(Err(e)) => Outcome::Unreachable(e.to_string()),
-                    Err(_) => Outcome::Unreachable(format!("no answer within {}s", PASS_TIMEOUT.as_secs())),
-                };
-                (name, keys, workloads, outcome)
+        // Each cluster's call is its own task, so that the clusters' work (rendering,
+        // comparing, parsing answers) runs on every thread the server has.
+        let calls: Vec<_> = targets
+            .into_iter()
+            .filter_map(|(name, (keys, workloads))| {
+                let h = self.clusters.get(&name)?;
+                // A cluster waiting for its full pass (or backing off) gets nothing now; the
+                // full pass brings it everything.
+                let runtime = h.runtime().filter(|_| h.seeded && h.next_attempt <= now)?.clone();
+                Some(tokio::spawn(async move {
+                    let outcome =
+                        match tokio::time::timeout(PASS_TIMEOUT, runtime.apply(&keys, &workloads)).await {
+                            Ok(Ok(report)) => Outcome::Report(report),
+                            Ok(Err(e)) => Outcome::Unreachable(e.to_string()),
+                            Err(_) => Outcome::Slow(format!("no answer within {}s", PASS_TIMEOUT.as_secs())),
+                        };
+                    (name, keys, workloads, outcome)
+                }))
             })
-        });
-        let outcomes = join_all(calls).await;
-        for (name, keys, workloads, outcome) in outcomes {
+            .collect();
+        for joined in join_all(calls).await {
+            let Ok((name, keys, workloads, outcome)) = joined else {
+                // The call's task panicked: every key of the batch is looked at again.
+                for k in keys_of_plans(&plans) {
+                    self.queue.add(k);
+                }
+                continue;
+            };
+            let outcome = self.settle(&name, outcome).await;
+            if let Outcome::Slow(why) = &outcome {
+                tracing::warn!(cluster = %name, keys = keys.len(), reason = %why, "cluster is slow; its keys wait for the next batch");
+                for k in keys {
+                    self.queue.add(k);
+                }
+                continue;
+            }
             let ok = matches!(outcome, Outcome::Report(_));
             self.record_outcome(&name, outcome).await?;
             if ok {
@@ -700,10 +759,7 @@ impl Reconciler {
                 }
             }
         }
-        for p in &plans {
-            self.progress(&p.key, &p.workloads).await?;
-        }
-        Ok(())
+        self.progress_all(&plans).await
     }
 
     /// A full pass on each of `names`: everything the cluster should run, today's
@@ -748,24 +804,41 @@ impl Reconciler {
                 .as_ref()
                 .map(|c| c.runtime.clone())
                 .map_err(Clone::clone);
-            (h.next_attempt <= now).then_some(async move {
-                let outcome = match connected {
-                    Err(e) => Outcome::Unreachable(e),
-                    Ok(runtime) => {
-                        match tokio::time::timeout(PASS_TIMEOUT, runtime.reconcile(&workloads)).await {
-                            Ok(Ok(report)) => Outcome::Report(report),
-                            Ok(Err(e)) => Outcome::Unreachable(e.to_string()),
-                            Err(_) => {
-                                Outcome::Unreachable(format!("no answer within {}s", PASS_TIMEOUT.as_secs()))
+            let name = name.clone();
+            (h.next_attempt <= now).then(|| {
+                tokio::spawn(async move {
+                    let outcome = match connected {
+                        Err(e) => Outcome::Unreachable(e),
+                        Ok(runtime) => {
+                            match tokio::time::timeout(FULL_PASS_TIMEOUT, runtime.reconcile(&workloads)).await
+                            {
+                                Ok(Ok(report)) => Outcome::Report(report),
+                                Ok(Err(e)) => Outcome::Unreachable(e.to_string()),
+                                Err(_) => Outcome::Slow(format!(
+                                    "no answer to a full pass within {}s",
+                                    FULL_PASS_TIMEOUT.as_secs()
+                                )),
                             }
                         }
-                    }
-                };
-                (name.clone(), workloads, outcome)
+                    };
+                    (name, workloads, outcome)
+                })
             })
         });
-        let outcomes = join_all(calls).await;
-        for (name, workloads, outcome) in outcomes {
+        let outcomes: Vec<_> = join_all(calls.collect::<Vec<_>>()).await;
+        for joined in outcomes {
+            let Ok((name, workloads, outcome)) = joined else {
+                continue;
+            };
+            let outcome = self.settle(&name, outcome).await;
+            if let Outcome::Slow(why) = &outcome {
+                // Not seeded yet: the full pass is tried again soon.
+                tracing::warn!(cluster = %name, reason = %why, "cluster is slow; its full pass is tried again");
+                if let Some(h) = self.clusters.get_mut(&name) {
+                    h.next_attempt = Instant::now() + PROGRESS_POLL;
+                }
+                continue;
+            }
             let ok = matches!(outcome, Outcome::Report(_));
             self.record_outcome(&name, outcome).await?;
             if let Some(h) = self.clusters.get_mut(&name) {
@@ -789,10 +862,7 @@ impl Reconciler {
                 }
             }
         }
-        for p in &plans {
-            self.progress(&p.key, &p.workloads).await?;
-        }
-        Ok(())
+        self.progress_all(&plans).await
     }
 
     /// Records what a cluster answered: its health, its notices, its reports.
@@ -820,7 +890,7 @@ impl Reconciler {
                         .insert(name.to_owned(), w);
                 }
             }
-            Outcome::Unreachable(message) => {
+            Outcome::Slow(message) | Outcome::Unreachable(message) => {
                 if let Some(h) = self.clusters.get_mut(name) {
                     h.seeded = false;
                 }
@@ -828,6 +898,15 @@ impl Reconciler {
             }
         }
         Ok(())
+    }
+
+    /// A slow answer stays slow if the cluster still answers a version request; else the
+    /// cluster is unreachable.
+    async fn settle(&self, name: &str, outcome: Outcome) -> Outcome {
+        match outcome {
+            Outcome::Slow(why) if self.version_of(name).await.is_none() => Outcome::Unreachable(why),
+            other => other,
+        }
     }
 
     /// The version a cluster's runtime reports, if it answers within a few seconds.
@@ -954,21 +1033,64 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Advances the governing deployment of `key` from the clusters' reports; queues the
-    /// key again while it still progresses.
+    /// Advances the governing deployments of `plans` from the clusters' reports. The
+    /// status writes of the batch commit in one transaction (one per deployment only
+    /// when someone else changed one meanwhile); keys still progressing are looked at
+    /// again later.
+    async fn progress_all(&mut self, plans: &[KeyPlan]) -> Result<(), RepoError> {
+        let mut writes = Vec::new();
+        let mut events = Vec::new();
+        let mut steps = Vec::new();
+        for p in plans {
+            if let Some((write, evs)) = self.progress(&p.key, &p.workloads).await? {
+                steps.push((write.clone(), evs.clone()));
+                writes.push(write);
+                events.extend(evs);
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        match self.commit_all(writes, events).await? {
+            Some(docs) => self.remember_deployments(docs)?,
+            None => {
+                for (write, evs) in steps {
+                    if let Some(docs) = self.commit_all(vec![write], evs).await? {
+                        self.remember_deployments(docs)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remember_deployments(&mut self, docs: Vec<Option<serde_json::Value>>) -> Result<(), RepoError> {
+        for doc in docs {
+            self.index
+                .put_deployment(repo::decode_committed::<DeploymentKind>(doc)?);
+        }
+        Ok(())
+    }
+
+    /// The next step of the governing deployment of `key`, if its status changes: the
+    /// write and its events, for the caller to commit. An automatic rollback is
+    /// committed here, by its use case. Queues the key again while it still progresses.
     async fn progress(
         &mut self,
         key: &WorkloadKey,
         workloads: &[(String, Workload)],
-    ) -> Result<(), RepoError> {
-        let Some(deployments) = self.index.deployments.get(key).cloned() else {
-            return Ok(());
+    ) -> Result<Option<(Write, Vec<NewEvent>)>, RepoError> {
+        let Some(deployments) = self.index.deployments.get(key) else {
+            return Ok(None);
         };
-        let Some(g) = governing(&deployments).filter(|g| !g.status.phase.is_final()) else {
-            return Ok(());
+        let Some(g) = governing(deployments)
+            .filter(|g| !g.status.phase.is_final())
+            .cloned()
+        else {
+            return Ok(None);
         };
         let Some(env) = self.index.environments.get(&g.spec.environment).cloned() else {
-            return Ok(());
+            return Ok(None);
         };
         let env = &env;
         let reports = self.reports.get(key);
@@ -1001,11 +1123,10 @@ impl Reconciler {
                 }
             })
             .collect();
-        let Some(step) = plan::progress(g, env, &inputs, self.clock.now()) else {
-            self.queue.add_at(key.clone(), Instant::now() + TICK);
-            return Ok(());
+        let Some(step) = plan::progress(&g, env, &inputs, self.clock.now()) else {
+            self.poll_later(key, &g, env);
+            return Ok(None);
         };
-        let still = !step.deployment.status.phase.is_final();
         if step.rolls_back(env) {
             // The failure and the rollback to what last succeeded commit together: the
             // automatic rollback is a use case of the service.
@@ -1040,21 +1161,26 @@ impl Reconciler {
             // read back at once rather than waiting for the feed.
             self.reload(Touched::Application(key.application.clone())).await?;
             self.queue.add(key.clone());
-            return Ok(());
+            return Ok(None);
         }
-        if let Some(commit) = self
-            .commit_all(vec![repo::replace(&step.deployment)?], step.events.clone())
-            .await?
-        {
-            for doc in commit {
-                self.index
-                    .put_deployment(repo::decode_committed::<DeploymentKind>(doc)?);
-            }
+        if !step.deployment.status.phase.is_final() {
+            self.poll_later(key, &step.deployment, env);
         }
-        if still {
-            self.queue.add_at(key.clone(), Instant::now() + TICK);
+        Ok(Some((repo::replace(&step.deployment)?, step.events)))
+    }
+
+    /// Queues a key whose deployment still progresses for a later look: the runtimes'
+    /// watches bring its rollout's moves sooner; this is for runtimes without them and
+    /// for the progress deadline, which is looked at just after it passes.
+    fn poll_later(&mut self, key: &WorkloadKey, g: &Deployment, env: &Environment) {
+        let mut at = Instant::now() + PROGRESS_POLL;
+        if let Some(started) = g.status.started_at {
+            let deadline = started
+                + chrono::Duration::seconds(i64::from(env.spec.rollout.progress_deadline_seconds) + 1);
+            let left = (deadline - self.clock.now()).to_std().unwrap_or_default();
+            at = at.min(Instant::now() + left);
         }
-        Ok(())
+        self.queue.add_at(key.clone(), at);
     }
 
     /// Commits; returns the first document written. A conflict means someone else

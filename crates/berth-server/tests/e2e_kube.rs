@@ -443,10 +443,12 @@ async fn a_release_that_stalls_on_one_cluster_is_rolled_back() {
 }
 
 /// The reconciler works keys, not the world: a server with nothing to do makes no
-/// runtime request, and a change to one application is applied for that key alone
-/// (no list of the cluster's objects, no apply for the other applications).
+/// runtime request; when the API server ends its watches, the watches list again and
+/// nothing else happens (no full pass over every object); and a change to one
+/// application is applied for that key alone (no list of the cluster's objects, no apply
+/// for the other applications).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_server_is_silent_and_a_change_touches_only_its_key() {
+async fn an_idle_server_is_silent_lost_watches_relist_alone_and_a_change_touches_only_its_key() {
     let fake = FakeCluster::start(FakeOptions {
         ready_after: Duration::from_millis(100),
         ..FakeOptions::default()
@@ -516,6 +518,18 @@ async fn an_idle_server_is_silent_and_a_change_touches_only_its_key() {
         (idle.writes(), idle.get, idle.list),
         (0, 0, 0),
         "an idle server asks the cluster nothing: {idle:?}"
+    );
+
+    // Every watch ends as expired: each watched kind lists once more (7 of them), and
+    // nothing is applied; a full pass would list every kind again besides.
+    fake.reset_requests();
+    fake.expire_watches();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let relisted = fake.requests();
+    assert_eq!(relisted.writes(), 0, "lost watches write nothing: {relisted:?}");
+    assert!(
+        relisted.list <= 7,
+        "lost watches relist their kinds, no more: {relisted:?}"
     );
 
     // One application changes: only its objects are applied, nothing is listed.
