@@ -24,6 +24,7 @@
 
 mod engine;
 mod events;
+mod instances;
 mod probe;
 mod router;
 mod routes;

@@ -27,7 +27,8 @@ use std::{
 use async_trait::async_trait;
 use berth_core::{
     health::Health,
-    ports::{ClusterReport, ClusterRuntime, Notice, RuntimeError, WorkloadReport},
+    instance::{Instance, LogQuery, Terminated},
+    ports::{ClusterReport, ClusterRuntime, LogFeed, Notice, RuntimeError, WorkloadReport},
     render::{Workload, WorkloadKey},
     rollout::{self, Replica, RetireReason, Step},
 };
@@ -49,7 +50,7 @@ use tokio::{
 
 use crate::{
     engine::{self, ContainerState, Limits, Observed, classify},
-    events, probe,
+    events, instances, probe,
     routes::RouteTable,
     state::{Backoff, External, Published, Retiring, Shared, State, Tracked, backoff_delay},
 };
@@ -284,8 +285,13 @@ impl LocalRuntime {
                                         .map_or_else(|| reason.describe().to_owned(), |n| n.message.clone()),
                                 );
                             }
-                            notices.extend(notice);
-                            self.retire(&docker, &mut state, &id, reason);
+                            // A replacement is told once its exit reason and last lines
+                            // are read, just before the replica is removed.
+                            let deferred = notice.clone().filter(|n| n.reason == "ReplicaReplaced");
+                            if deferred.is_none() {
+                                notices.extend(notice);
+                            }
+                            self.retire(&docker, &mut state, &id, reason, deferred);
                         }
                     }
                 }
@@ -343,6 +349,17 @@ impl LocalRuntime {
                     state.replicas.insert(s.id, tracked);
                 }
                 if let Some(error) = error {
+                    let pull_failed = error.contains(PULL_FAILED);
+                    // Told once per run of failures, not at every retry.
+                    let first = state.backoff.get(&w.key).is_none_or(|b| b.last != error);
+                    if pull_failed && first {
+                        notices.push(Notice {
+                            key: w.key.clone(),
+                            warning: true,
+                            reason: "ImagePullFailed".to_owned(),
+                            message: format!("replicas of release {} cannot start: {error}", w.release),
+                        });
+                    }
                     // One step of backoff per pass, however many things failed in it.
                     if failing.insert(w.key.clone()) {
                         self.bump_backoff(&mut state, &w.key, error.clone());
@@ -516,7 +533,14 @@ impl LocalRuntime {
 
     /// Takes a replica out of traffic now, and stops and removes it in the background:
     /// after the drain delay if it was serving, at once if it was not running.
-    fn retire(&self, docker: &Docker, state: &mut State, id: &str, reason: RetireReason) {
+    fn retire(
+        &self,
+        docker: &Docker,
+        state: &mut State,
+        id: &str,
+        reason: RetireReason,
+        deferred: Option<Notice>,
+    ) {
         let (serving, container_state, name) = state
             .replicas
             .get(id)
@@ -530,6 +554,8 @@ impl LocalRuntime {
             .get(id)
             .filter(|_| reason.is_failure())
             .map(|t| t.removed_outside());
+        // What the capture before removal needs of a failed replica.
+        let failed = state.replicas.get(id).filter(|_| reason.is_failure()).cloned();
         state.retiring.insert(
             id.to_owned(),
             Retiring {
@@ -557,6 +583,9 @@ impl LocalRuntime {
                 {
                     tracing::debug!(container = %name, %error, "stop failed; removing by force");
                 }
+            }
+            if let Some(t) = failed {
+                bury(&shared, &docker, &id, &t, reason, deferred).await;
             }
             if let Some(r) = shared.lock().retiring.get_mut(&id) {
                 r.removing = true;
@@ -673,6 +702,56 @@ impl LocalRuntime {
     }
 }
 
+/// Reads what ended a failed replica and its last lines (it is stopped, not yet removed),
+/// keeps them in the graveyard, counts the replacement, and tells of it: the deferred
+/// notice, now with the exit reason and the last lines, which also become the
+/// workload's backoff message (what the deployment status shows).
+async fn bury(
+    shared: &Shared,
+    docker: &Docker,
+    id: &str,
+    t: &Tracked,
+    reason: RetireReason,
+    deferred: Option<Notice>,
+) {
+    let unhealthy = matches!(reason, RetireReason::Unhealthy | RetireReason::NeverHealthy);
+    let mut terminated = instances::capture(docker, &shared.cluster, id, t, unhealthy).await;
+    if reason == RetireReason::NeverHealthy {
+        terminated.exit.message = Some("it did not become healthy within its startup deadline".to_owned());
+    }
+    let exit = &terminated.exit;
+    let who = format!("replica {} (release {})", t.name, t.release);
+    let message = if unhealthy {
+        let check = exit
+            .probe
+            .as_ref()
+            .map(|p| format!(" (last check: {p})"))
+            .unwrap_or_default();
+        format!(
+            "{who} was replaced: {}{check}{}",
+            reason.describe(),
+            exit.quoted_lines()
+        )
+    } else {
+        format!("{who} was replaced: {}: it {}", reason.describe(), exit.explain())
+    };
+    let mut state = shared.lock();
+    *state.replaced.entry((t.key.clone(), t.release)).or_insert(0) += 1;
+    state.graveyard.bury(&t.key, terminated);
+    if let Some(b) = state.backoff.get_mut(&t.key) {
+        b.last.clone_from(&message);
+    }
+    if let Some(mut notice) = deferred {
+        notice.message = message;
+        state.notices.push(notice);
+    }
+    drop(state);
+    shared.wake();
+}
+
+/// What a start error says when the image could not be pulled.
+const PULL_FAILED: &str = "cannot be pulled";
+
 /// Pulls `image` unless it is present. Podman answers a missing image with HTTP 200 and
 /// an error inside the progress stream, which bollard turns into `DockerStreamError`.
 async fn ensure_image(docker: &Docker, image: &str) -> Result<(), String> {
@@ -689,7 +768,7 @@ async fn ensure_image(docker: &Docker, image: &str) -> Result<(), String> {
     let mut progress = docker.create_image(Some(options.build()), None, None);
     while let Some(item) = progress.next().await {
         if let Err(error) = item {
-            return Err(format!("image {image} cannot be pulled: {error}"));
+            return Err(format!("image {image} {PULL_FAILED}: {error}"));
         }
     }
     Ok(())
@@ -791,5 +870,21 @@ impl ClusterRuntime for LocalRuntime {
 
     async fn reconcile(&self, desired: &[Workload]) -> Result<ClusterReport, RuntimeError> {
         self.pass(desired).await
+    }
+
+    async fn instances(&self, key: &WorkloadKey) -> Result<Vec<Instance>, RuntimeError> {
+        // Reached, or the list would only say what the last pass saw of a dead engine.
+        self.client().await?;
+        Ok(instances::list(&self.shared, key))
+    }
+
+    async fn logs(&self, key: &WorkloadKey, query: &LogQuery) -> Result<LogFeed, RuntimeError> {
+        let docker = self.client().await?;
+        self.answer(docker.ping(), "contacting").await?;
+        instances::feed(Arc::clone(&self.shared), docker, key, query).await
+    }
+
+    async fn terminated(&self, key: &WorkloadKey) -> Result<Vec<Terminated>, RuntimeError> {
+        Ok(self.shared.lock().graveyard.of(key))
     }
 }

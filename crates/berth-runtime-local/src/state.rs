@@ -15,6 +15,7 @@ use std::{
 
 use berth_core::{
     health::{Health, HealthState},
+    instance::Graveyard,
     objects::HealthCheck,
     ports::Notice,
     render::WorkloadKey,
@@ -225,6 +226,11 @@ pub(crate) struct State {
     pub notices: Vec<Notice>,
     /// Replicas whose outside removal was already reported.
     pub reported_gone: HashSet<String>,
+    /// What Berth kept of replicas that failed: their exit reason and last lines.
+    pub graveyard: Graveyard,
+    /// Replicas of a workload's release replaced after a failure so far: the local
+    /// runtime's restart count (it replaces an instance rather than restarting it).
+    pub replaced: HashMap<(WorkloadKey, u64), u32>,
 }
 
 /// Everything the runtime's tasks share.
