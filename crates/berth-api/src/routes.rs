@@ -737,6 +737,9 @@ fn register<R: Routes>(router: R) -> R {
         .routes(routes!(apply_documents))
         .routes(routes!(list_audit))
         .routes(routes!(verify_audit))
+        .routes(routes!(crate::operate::instances))
+        .routes(routes!(crate::operate::logs))
+        .routes(routes!(crate::operate::restart))
 }
 
 async fn not_found() -> ApiError {

@@ -53,6 +53,7 @@ impl Api {
             router_port: Some(8080),
             builds,
             clock: Arc::new(berth_core::ports::SystemClock),
+            clusters: Arc::new(berth_core::ports::NoClusterAccess),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -109,6 +109,15 @@ pub enum Command {
     Secret(commands::secret::SecretCommand),
     /// List the audit log, or verify that no entry was edited or deleted.
     Audit(commands::audit::AuditArgs),
+    /// Show the log lines of an application's instances in an environment, merged and
+    /// labelled by instance (`-f` follows, `--previous` shows crashed instances).
+    Logs(commands::operate::LogsArgs),
+    /// List an application's instances in an environment: cluster, datacenter, release,
+    /// state, ready, restarts, age, address.
+    Instances(commands::operate::InstancesArgs),
+    /// Restart every instance of an application in an environment, one by one, each
+    /// replacement taking traffic once healthy; no new release.
+    Restart(commands::operate::RestartArgs),
 }
 
 /// Runs one client command, printing its output to stdout.
@@ -214,6 +223,9 @@ pub async fn run_with(
         Command::Token(c) => commands::token::run(client, c, out).await,
         Command::Secret(c) => commands::secret::run(client, c, &mut std::io::stdin(), out).await,
         Command::Audit(a) => commands::audit::run(client, a, out).await,
+        Command::Logs(a) => commands::operate::logs(client, a, out).await,
+        Command::Instances(a) => commands::operate::instances(client, a, out).await,
+        Command::Restart(a) => commands::operate::restart(client, a, out).await,
     }
 }
 

@@ -330,6 +330,51 @@ impl Graveyard {
     }
 }
 
+/// The lines of `lines` that `query` keeps: those since its instant, then its tail.
+#[must_use]
+pub fn select(lines: Vec<LogLine>, query: &LogQuery) -> Vec<LogLine> {
+    let mut lines: Vec<LogLine> = lines
+        .into_iter()
+        .filter(|l| query.since.is_none_or(|s| l.time.is_none_or(|t| t >= s)))
+        .collect();
+    if let Some(tail) = query.tail {
+        let from = lines.len().saturating_sub(tail as usize);
+        lines.drain(..from);
+    }
+    lines
+}
+
+/// Reads `--since`: a duration back from `now` (`90s`, `10m`, `2h`, `1d`) or an RFC 3339
+/// instant (`2026-12-03T09:00:00Z`).
+///
+/// # Errors
+///
+/// A sentence saying what is wrong and what would be read.
+pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let bad = || {
+        format!(
+            "'{text}' is neither a duration nor an instant; use e.g. 90s, 10m, 2h, 1d or 2026-12-03T09:00:00Z"
+        )
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(bad)?,
+        "h" => n.checked_mul(3600).ok_or_else(bad)?,
+        "d" => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    chrono::Duration::try_seconds(seconds)
+        .and_then(|d| now.checked_sub_signed(d))
+        .ok_or_else(bad)
+}
+
 /// Cuts `text` to [`MAX_LINE`] bytes, at a character boundary.
 pub fn cut(text: &mut String) {
     if text.len() > MAX_LINE {
@@ -399,6 +444,28 @@ mod tests {
                     text: format!("{i}"),
                 })
                 .collect(),
+        }
+    }
+
+    #[test]
+    fn since_takes_durations_and_instants() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(
+            parse_since("10m", now).unwrap(),
+            now - chrono::Duration::minutes(10)
+        );
+        assert_eq!(parse_since("90s", now).unwrap().timestamp(), 1_800_000_000 - 90);
+        assert_eq!(
+            parse_since("1d", now).unwrap().timestamp(),
+            1_800_000_000 - 86_400
+        );
+        assert_eq!(
+            parse_since("2026-12-03T09:00:00Z", now).unwrap().to_rfc3339(),
+            "2026-12-03T09:00:00+00:00"
+        );
+        for bad in ["", "10", "m", "10x", "-5m", "99999999999999999999d"] {
+            let e = parse_since(bad, now).unwrap_err();
+            assert!(e.contains("e.g. 90s"), "{bad}: {e}");
         }
     }
 

@@ -19,6 +19,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use berth_core::{
     instance::{
         ExitCause, ExitReason, Instance, InstanceState, KEEP_LINES, LogLine, LogQuery, Terminated, cut,
+        select,
     },
     ports::{LogFeed, RuntimeError},
     render::WorkloadKey,
@@ -391,19 +392,6 @@ async fn follow(
     if let Some(line) = splitter.finish(&cluster, &name) {
         let _ = tx.send(Ok(line)).await;
     }
-}
-
-/// The lines of `lines` that `query` keeps: since its instant, then its tail.
-pub(crate) fn select(lines: Vec<LogLine>, query: &LogQuery) -> Vec<LogLine> {
-    let mut lines: Vec<LogLine> = lines
-        .into_iter()
-        .filter(|l| query.since.is_none_or(|s| l.time.is_none_or(|t| t >= s)))
-        .collect();
-    if let Some(tail) = query.tail {
-        let from = lines.len().saturating_sub(tail as usize);
-        lines.drain(..from);
-    }
-    lines
 }
 
 #[cfg(test)]

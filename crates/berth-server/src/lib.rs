@@ -13,6 +13,7 @@ mod credentials;
 mod data_dir;
 mod govern;
 pub mod reconciler;
+mod runtimes;
 pub mod serve;
 pub mod tls;
 mod write_check;
@@ -249,8 +250,13 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
     tasks.spawn(router.run(router_listener, wait_for(&shutdown)));
 
     let connect_table = table.clone();
-    let connector: reconciler::Connector =
-        Box::new(move |cluster: &Cluster| connect(cluster, &connect_table));
+    let runtimes = Arc::new(runtimes::Runtimes::default());
+    let registry = runtimes.clone();
+    let connector: reconciler::Connector = Box::new(move |cluster: &Cluster| {
+        let connected = connect(cluster, &connect_table)?;
+        registry.register(cluster.name(), connected.runtime.clone());
+        Ok(connected)
+    });
     let reconciler = Reconciler::new(
         store.clone(),
         Arc::new(SystemClock),
@@ -270,6 +276,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         router_port: Some(router_addr.port()),
         builds,
         clock: Arc::new(SystemClock),
+        clusters: runtimes,
     };
     let governance = berth_api::Governance::new(
         keyring,

@@ -1,11 +1,15 @@
-//! A cluster that runs whatever it is asked to, at once.
+//! A cluster that runs whatever it is asked to, at once, and clusters of such runtimes.
 
-use std::sync::Mutex;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
 
 use async_trait::async_trait;
 use berth_core::{
-    ports::{ClusterReport, ClusterRuntime, RuntimeError, WorkloadReport},
-    render::Workload,
+    instance::{Graveyard, Instance, InstanceState, LogLine, LogQuery, Terminated, select},
+    ports::{ClusterAccess, ClusterReport, ClusterRuntime, LogFeed, RuntimeError, WorkloadReport},
+    render::{Workload, WorkloadKey},
     rollout::Counts,
 };
 
@@ -15,6 +19,8 @@ use berth_core::{
 pub struct FakeRuntime {
     passes: Mutex<Vec<Vec<Workload>>>,
     unreachable: Mutex<Option<String>>,
+    lines: Mutex<BTreeMap<WorkloadKey, Vec<LogLine>>>,
+    graveyard: Mutex<Graveyard>,
 }
 
 impl FakeRuntime {
@@ -27,6 +33,21 @@ impl FakeRuntime {
     /// Makes every call fail as unreachable with `message` (`None`: reachable again).
     pub fn set_unreachable(&self, message: Option<&str>) {
         *self.unreachable.lock().unwrap() = message.map(str::to_owned);
+    }
+
+    /// Adds a log line of an instance of `key`: what `logs` then answers.
+    pub fn write_line(&self, key: &WorkloadKey, line: LogLine) {
+        self.lines
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_default()
+            .push(line);
+    }
+
+    /// Records an instance of `key` that ended: what `terminated` then answers.
+    pub fn bury(&self, key: &WorkloadKey, terminated: Terminated) {
+        self.graveyard.lock().unwrap().bury(key, terminated);
     }
 
     fn reachable(&self) -> Result<(), RuntimeError> {
@@ -63,5 +84,94 @@ impl ClusterRuntime for FakeRuntime {
                 .collect(),
             notices: Vec::new(),
         })
+    }
+
+    /// One ready instance per replica of `key` in the last desired set, named
+    /// `<cluster>-<application>-<environment>-r<release>-<n>`.
+    async fn instances(&self, key: &WorkloadKey) -> Result<Vec<Instance>, RuntimeError> {
+        self.reachable()?;
+        let passes = self.passes.lock().unwrap();
+        let Some(w) = passes.last().and_then(|p| p.iter().find(|w| &w.key == key)) else {
+            return Ok(Vec::new());
+        };
+        Ok((0..w.replicas)
+            .map(|n| Instance {
+                name: format!(
+                    "{}-{}-{}-r{}-{n}",
+                    w.cluster, key.application, key.environment, w.release
+                ),
+                cluster: w.cluster.clone(),
+                datacenter: String::new(),
+                release: w.release,
+                state: InstanceState::Running,
+                ready: true,
+                restarts: 0,
+                created_at: chrono::DateTime::UNIX_EPOCH,
+                address: None,
+                last_exit: None,
+            })
+            .collect())
+    }
+
+    /// The lines written with [`FakeRuntime::write_line`] that `query` keeps (never
+    /// followed: the feed ends with them).
+    async fn logs(&self, key: &WorkloadKey, query: &LogQuery) -> Result<LogFeed, RuntimeError> {
+        self.reachable()?;
+        let lines = self.lines.lock().unwrap().get(key).cloned().unwrap_or_default();
+        let lines: Vec<LogLine> = lines
+            .into_iter()
+            .filter(|l| query.instance.as_ref().is_none_or(|i| *i == l.instance))
+            .collect();
+        let lines = select(lines, query);
+        Ok(Box::pin(futures_stream(lines)))
+    }
+
+    async fn terminated(&self, key: &WorkloadKey) -> Result<Vec<Terminated>, RuntimeError> {
+        self.reachable()?;
+        Ok(self.graveyard.lock().unwrap().of(key))
+    }
+}
+
+/// A finite stream of `lines`.
+fn futures_stream(
+    lines: Vec<LogLine>,
+) -> impl futures_core::Stream<Item = Result<LogLine, RuntimeError>> + Send {
+    struct Lines(std::vec::IntoIter<LogLine>);
+    impl futures_core::Stream for Lines {
+        type Item = Result<LogLine, RuntimeError>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next().map(Ok))
+        }
+    }
+    Lines(lines.into_iter())
+}
+
+/// Clusters of [`FakeRuntime`]s, one per name, made when first asked for.
+#[derive(Debug, Default)]
+pub struct FakeClusters {
+    runtimes: Mutex<HashMap<String, Arc<FakeRuntime>>>,
+}
+
+impl FakeClusters {
+    /// The runtime of `cluster`.
+    #[must_use]
+    pub fn of(&self, cluster: &str) -> Arc<FakeRuntime> {
+        self.runtimes
+            .lock()
+            .unwrap()
+            .entry(cluster.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+#[async_trait]
+impl ClusterAccess for FakeClusters {
+    async fn runtime(&self, cluster: &str) -> Result<Arc<dyn ClusterRuntime>, RuntimeError> {
+        let runtime: Arc<dyn ClusterRuntime> = self.of(cluster);
+        Ok(runtime)
     }
 }

@@ -12,6 +12,7 @@ pub mod events;
 pub mod export;
 pub mod get;
 pub mod login;
+pub mod operate;
 pub mod plan;
 pub mod promote;
 pub mod rollback;
