@@ -1,4 +1,4 @@
-//! A cluster that runs whatever it is asked to, at once, and clusters of such runtimes.
+//! A cluster that runs whatever it is asked to, at once.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -13,12 +13,15 @@ use berth_core::{
     rollout::Counts,
 };
 
-/// A [`ClusterRuntime`] (today's trait) that records every desired set and reports
-/// each workload fully rolled out, unless told it is unreachable.
+/// A [`ClusterRuntime`] that records every full pass and every per-key apply and
+/// reports each workload fully rolled out, unless told it is unreachable.
 #[derive(Debug, Default)]
 pub struct FakeRuntime {
     passes: Mutex<Vec<Vec<Workload>>>,
+    applies: Mutex<Vec<(Vec<WorkloadKey>, Vec<Workload>)>>,
     unreachable: Mutex<Option<String>>,
+    /// The workload of each key as last given (by a pass or an apply).
+    running: Mutex<BTreeMap<WorkloadKey, Workload>>,
     lines: Mutex<BTreeMap<WorkloadKey, Vec<LogLine>>>,
     graveyard: Mutex<Graveyard>,
 }
@@ -28,6 +31,12 @@ impl FakeRuntime {
     #[must_use]
     pub fn passes(&self) -> Vec<Vec<Workload>> {
         self.passes.lock().unwrap().clone()
+    }
+
+    /// Every per-key apply it was given (keys, desired workloads of those keys), in order.
+    #[must_use]
+    pub fn applies(&self) -> Vec<(Vec<WorkloadKey>, Vec<Workload>)> {
+        self.applies.lock().unwrap().clone()
     }
 
     /// Makes every call fail as unreachable with `message` (`None`: reachable again).
@@ -68,30 +77,34 @@ impl ClusterRuntime for FakeRuntime {
     async fn reconcile(&self, desired: &[Workload]) -> Result<ClusterReport, RuntimeError> {
         self.reachable()?;
         self.passes.lock().unwrap().push(desired.to_vec());
-        Ok(ClusterReport {
-            workloads: desired
-                .iter()
-                .map(|w| WorkloadReport {
-                    key: w.key.clone(),
-                    counts: Counts {
-                        updated: w.replicas,
-                        ready: w.replicas,
-                        old: 0,
-                    },
-                    message: None,
-                    stalled: false,
-                })
-                .collect(),
-            notices: Vec::new(),
-        })
+        let mut running = self.running.lock().unwrap();
+        running.clear();
+        running.extend(desired.iter().map(|w| (w.key.clone(), w.clone())));
+        drop(running);
+        Ok(rolled_out(desired))
     }
 
-    /// One ready instance per replica of `key` in the last desired set, named
+    async fn apply(&self, keys: &[WorkloadKey], desired: &[Workload]) -> Result<ClusterReport, RuntimeError> {
+        self.reachable()?;
+        self.applies
+            .lock()
+            .unwrap()
+            .push((keys.to_vec(), desired.to_vec()));
+        let mut running = self.running.lock().unwrap();
+        for k in keys {
+            running.remove(k);
+        }
+        running.extend(desired.iter().map(|w| (w.key.clone(), w.clone())));
+        drop(running);
+        Ok(rolled_out(desired))
+    }
+
+    /// One ready instance per replica of `key` as last given, named
     /// `<cluster>-<application>-<environment>-r<release>-<n>`.
     async fn instances(&self, key: &WorkloadKey) -> Result<Vec<Instance>, RuntimeError> {
         self.reachable()?;
-        let passes = self.passes.lock().unwrap();
-        let Some(w) = passes.last().and_then(|p| p.iter().find(|w| &w.key == key)) else {
+        let running = self.running.lock().unwrap();
+        let Some(w) = running.get(key) else {
             return Ok(Vec::new());
         };
         Ok((0..w.replicas)
@@ -129,6 +142,26 @@ impl ClusterRuntime for FakeRuntime {
     async fn terminated(&self, key: &WorkloadKey) -> Result<Vec<Terminated>, RuntimeError> {
         self.reachable()?;
         Ok(self.graveyard.lock().unwrap().of(key))
+    }
+}
+
+/// Every workload of `desired` reported as fully rolled out.
+fn rolled_out(desired: &[Workload]) -> ClusterReport {
+    ClusterReport {
+        workloads: desired
+            .iter()
+            .map(|w| WorkloadReport {
+                key: w.key.clone(),
+                counts: Counts {
+                    updated: w.replicas,
+                    ready: w.replicas,
+                    old: 0,
+                },
+                message: None,
+                stalled: false,
+            })
+            .collect(),
+        notices: Vec::new(),
     }
 }
 
