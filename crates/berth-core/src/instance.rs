@@ -344,6 +344,41 @@ pub fn select(lines: Vec<LogLine>, query: &LogQuery) -> Vec<LogLine> {
     lines
 }
 
+/// Failures of instances of one shape that never became healthy, within
+/// [`CRASH_LOOP_WINDOW_SECONDS`], from which a rollout counts as crash-looping.
+pub const CRASH_LOOP_NEVER_HEALTHY: usize = 3;
+/// Failures of instances of one shape, healthy for a while or not, within
+/// [`CRASH_LOOP_WINDOW_SECONDS`], from which a rollout counts as crash-looping.
+pub const CRASH_LOOP_FAILURES: usize = 5;
+/// The window crash-loop detection looks back over.
+pub const CRASH_LOOP_WINDOW_SECONDS: u64 = 60;
+
+/// One failure of an instance, as crash-loop detection sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    /// Seconds ago.
+    pub age_seconds: u64,
+    /// Whether the instance had passed a health check before it failed.
+    pub was_healthy: bool,
+}
+
+/// Whether the instances of a release's shape crash-loop, so that its rollout should fail
+/// now rather than at its deadline: while none of them is healthy, at least
+/// [`CRASH_LOOP_NEVER_HEALTHY`] of them died before ever becoming healthy, or
+/// [`CRASH_LOOP_FAILURES`] died at all, within the last [`CRASH_LOOP_WINDOW_SECONDS`].
+#[must_use]
+pub fn crash_loops(failures: &[Failure], healthy_now: u32) -> bool {
+    if healthy_now > 0 {
+        return false;
+    }
+    let recent: Vec<&Failure> = failures
+        .iter()
+        .filter(|f| f.age_seconds <= CRASH_LOOP_WINDOW_SECONDS)
+        .collect();
+    recent.iter().filter(|f| !f.was_healthy).count() >= CRASH_LOOP_NEVER_HEALTHY
+        || recent.len() >= CRASH_LOOP_FAILURES
+}
+
 /// Reads `--since`: a duration back from `now` (`90s`, `10m`, `2h`, `1d`) or an RFC 3339
 /// instant (`2026-12-03T09:00:00Z`).
 ///
@@ -445,6 +480,30 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_shape_crash_loops_after_three_early_deaths_or_five_deaths_while_none_is_healthy() {
+        let early = |age| Failure {
+            age_seconds: age,
+            was_healthy: false,
+        };
+        let late = |age| Failure {
+            age_seconds: age,
+            was_healthy: true,
+        };
+        assert!(!crash_loops(&[early(1), early(2)], 0));
+        assert!(crash_loops(&[early(1), early(2), early(3)], 0));
+        assert!(
+            !crash_loops(&[early(1), early(2), early(3)], 1),
+            "one healthy instance serves"
+        );
+        assert!(
+            !crash_loops(&[early(1), early(2), early(61)], 0),
+            "outside the window"
+        );
+        assert!(!crash_loops(&[late(1), late(2), late(3), late(4)], 0));
+        assert!(crash_loops(&[late(1), late(2), late(3), late(4), late(5)], 0));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::{
 use async_trait::async_trait;
 use berth_core::{
     health::Health,
-    instance::{Instance, LogQuery, Terminated},
+    instance::{Failure, Instance, LogQuery, Terminated, crash_loops},
     ports::{ClusterReport, ClusterRuntime, LogFeed, Notice, RuntimeError, WorkloadReport},
     render::{Workload, WorkloadKey},
     rollout::{self, Replica, RetireReason, Step},
@@ -52,7 +52,10 @@ use crate::{
     engine::{self, ContainerState, Limits, Observed, classify},
     events, instances, probe,
     routes::RouteTable,
-    state::{Backoff, External, Published, Retiring, Shared, State, Tracked, backoff_delay},
+    state::{
+        Backoff, External, FAILURES_KEPT, FailedAt, Published, Retiring, Shared, State, Tracked,
+        backoff_delay,
+    },
 };
 
 /// Settings of a [`LocalRuntime`].
@@ -403,11 +406,12 @@ impl LocalRuntime {
                         },
                     },
                 );
+                let crash_loop = crash_loop(&mut state, w, &replicas);
                 report.workloads.push(WorkloadReport {
                     key: key.clone(),
                     counts,
-                    message,
-                    stalled: false,
+                    stalled: crash_loop.is_some(),
+                    message: crash_loop.or(message),
                 });
             }
             state.published = published;
@@ -740,6 +744,21 @@ async fn bury(
     };
     let mut state = shared.lock();
     *state.replaced.entry((t.key.clone(), t.release)).or_insert(0) += 1;
+    let failures = state
+        .failures
+        .entry((t.key.clone(), t.spec_hash.clone()))
+        .or_default();
+    failures.push(FailedAt {
+        at: Instant::now(),
+        was_healthy: t.ever_ok,
+        message: message.clone(),
+    });
+    let from = failures.len().saturating_sub(FAILURES_KEPT);
+    failures.drain(..from);
+    // Shapes that stopped failing long ago are forgotten.
+    state
+        .failures
+        .retain(|_, f| f.last().is_some_and(|l| l.at.elapsed() < FAILURES_FORGOTTEN));
     state.graveyard.bury(&t.key, terminated);
     if let Some(b) = state.backoff.get_mut(&t.key) {
         b.last.clone_from(&message);
@@ -751,6 +770,51 @@ async fn bury(
     drop(state);
     shared.wake();
 }
+
+/// Whether the replicas of `w`'s shape crash-loop since this runtime first wanted its
+/// deployment ([`berth_core::instance::crash_loops`]), and if so the sentence that fails
+/// the rollout now: how many died, and the last one's exit reason and last lines.
+fn crash_loop(state: &mut State, w: &Workload, replicas: &[Replica]) -> Option<String> {
+    let now = Instant::now();
+    let since = match state.wanted_since.get(&w.key) {
+        Some((deployment, hash, at)) if *deployment == w.deployment && *hash == w.spec_hash => *at,
+        _ => {
+            state
+                .wanted_since
+                .insert(w.key.clone(), (w.deployment.clone(), w.spec_hash.clone(), now));
+            now
+        }
+    };
+    let failures = state.failures.get(&(w.key.clone(), w.spec_hash.clone()))?;
+    let counted: Vec<&FailedAt> = failures.iter().filter(|f| f.at >= since).collect();
+    let seen: Vec<Failure> = counted
+        .iter()
+        .map(|f| Failure {
+            age_seconds: now.saturating_duration_since(f.at).as_secs(),
+            was_healthy: f.was_healthy,
+        })
+        .collect();
+    let healthy = replicas
+        .iter()
+        .filter(|r| r.spec_hash == w.spec_hash && r.health == Health::Healthy)
+        .count();
+    if !crash_loops(&seen, u32::try_from(healthy).unwrap_or(u32::MAX)) {
+        return None;
+    }
+    let last = counted.last()?;
+    Some(format!(
+        "release {} crash-loops: {} of its replicas failed within {} s, none healthy; the last: {}",
+        w.release,
+        counted.len(),
+        now.saturating_duration_since(counted.first().map_or(now, |f| f.at))
+            .as_secs()
+            + 1,
+        last.message
+    ))
+}
+
+/// How long the failures of a shape are kept after its last one.
+const FAILURES_FORGOTTEN: Duration = Duration::from_secs(600);
 
 /// What a start error says when the image could not be pulled.
 const PULL_FAILED: &str = "cannot be pulled";

@@ -65,6 +65,26 @@ async fn a_crashing_replica_is_reported_with_its_exit_code_and_last_lines_which_
     .await
     .unwrap();
     eprintln!("crash reported after {:?}", started.elapsed());
+    // Crashing again and again, never healthy: the runtime says the rollout cannot
+    // complete, so that the deployment fails now rather than at its deadline.
+    let mut stalled = None;
+    drive(&rt, desired, Duration::from_secs(10), POLL, |r, _| {
+        stalled = r.workloads[0]
+            .stalled
+            .then(|| r.workloads[0].message.clone())
+            .flatten();
+        stalled.is_some()
+    })
+    .await
+    .unwrap();
+    eprintln!("crash loop declared after {:?}", started.elapsed());
+    let stalled = stalled.unwrap();
+    assert!(
+        stalled.starts_with("release 1 crash-loops: ")
+            && stalled.contains("exited with code 3")
+            && stalled.contains("ClassNotFoundException"),
+        "{stalled}"
+    );
     let replaced = notices.iter().find(|n| n.reason == "ReplicaReplaced").unwrap();
     assert!(replaced.warning);
     assert!(

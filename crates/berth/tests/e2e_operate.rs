@@ -135,17 +135,22 @@ async fn a_crash_is_explained_with_its_exit_code_and_last_lines_which_stay_reada
             && message.contains("starting com.example.Main"),
         "{message}"
     );
-    wait_until(
-        Duration::from_secs(10),
-        "the deployment status says why",
-        || async {
-            let d = berth.deployment("web-qa-2").await;
-            d["status"]["clusters"][0]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("exited with code 3") && m.contains("ClassNotFoundException"))
-        },
-    )
-    .await;
+    // It crash-loops: the rollout fails now, not at its 60 s deadline, saying why.
+    let failed = berth
+        .wait_phase("web-qa-2", "Failed", Duration::from_secs(10))
+        .await;
+    eprintln!(
+        "crash-looping release failed {:?} after the deploy",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let why = failed["status"]["message"].as_str().unwrap();
+    assert!(
+        why.contains("crash-loops")
+            && why.contains("exited with code 3")
+            && why.contains("ClassNotFoundException"),
+        "{failed}"
+    );
 
     // The crashed containers are gone; Berth kept their lines.
     let out = cli_ok(&berth, &["logs", "web", "--env", "qa", "--previous"]);
