@@ -42,6 +42,10 @@ use crate::{
 const FOLLOW_SCAN: Duration = Duration::from_millis(250);
 /// Lines a followed feed may hold for a slow reader before its readers wait.
 const FEED_BUFFER: usize = 1024;
+/// Inspections of a stopped instance before its exit code is given up on.
+const INSPECT_ATTEMPTS: u32 = 20;
+/// Pause between them.
+const INSPECT_RETRY: Duration = Duration::from_millis(100);
 /// Longest a capture of a stopping instance may take (inspect and logs).
 const CAPTURE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -100,10 +104,22 @@ pub(crate) async fn capture(
     unhealthy: bool,
 ) -> Terminated {
     let work = async {
-        let info = docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-            .ok();
+        // Podman passes through states bollard cannot read (`stopped`, between a stop and
+        // its cleanup): ask again until it settles.
+        let mut info = None;
+        for _ in 0..INSPECT_ATTEMPTS {
+            match docker
+                .inspect_container(id, None::<InspectContainerOptions>)
+                .await
+            {
+                Ok(i) => {
+                    info = Some(i);
+                    break;
+                }
+                Err(e) if crate::engine::is_not_found(&e) => break,
+                Err(_) => tokio::time::sleep(INSPECT_RETRY).await,
+            }
+        }
         let lines = read(docker, cluster, id, &t.name, Some(KEEP_LINES), None).await;
         (info, lines)
     };
