@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod governance;
 pub mod identity;
+pub mod metrics;
 pub mod objects;
 pub mod operate;
 pub mod permissions;
@@ -53,6 +54,8 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     /// The clusters' runtimes, for instances and logs.
     pub clusters: Arc<dyn ClusterAccess>,
+    /// What `/metrics` exposes.
+    pub metrics: Arc<metrics::ApiMetrics>,
 }
 
 impl ApiState {

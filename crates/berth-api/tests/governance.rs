@@ -119,6 +119,7 @@ impl Api {
             builds: Arc::new(NoBuilds),
             clock: Arc::new(berth_core::ports::SystemClock),
             clusters: Arc::new(berth_test_support::FakeClusters::default()),
+            metrics: Default::default(),
         };
         let governance = Governance::new(Arc::new(Keyring::generate()), limit);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1029,6 +1030,7 @@ async fn rotating_the_key_seals_every_secret_again() {
             builds: Arc::new(NoBuilds),
             clock: Arc::new(berth_core::ports::SystemClock),
             clusters: Arc::new(berth_core::ports::NoClusterAccess),
+            metrics: Default::default(),
         };
         let keyring = Keyring::parse(&keys, "test keys").unwrap();
         async move {

@@ -211,6 +211,7 @@ impl Api {
             builds: Arc::new(Nothing),
             clock: Arc::new(berth_core::ports::SystemClock),
             clusters: Arc::new(berth_core::ports::NoClusterAccess),
+            metrics: Default::default(),
         };
         let governance =
             Governance::new(Arc::new(Keyring::generate()), per_user).with_address_limit(per_address);

@@ -239,6 +239,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
     let table = RouteTable::new();
     let mut tasks = tokio::task::JoinSet::new();
 
+    let router_metrics = berth_runtime_local::RouterMetrics::default();
     let router = Router::new(
         table.clone(),
         RouterOptions {
@@ -246,7 +247,8 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
             shutdown_grace: args.shutdown_timeout,
             ..RouterOptions::default()
         },
-    );
+    )
+    .with_metrics(router_metrics.clone());
     tasks.spawn(router.run(router_listener, wait_for(&shutdown)));
 
     let connect_table = table.clone();
@@ -277,6 +279,10 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         builds,
         clock: Arc::new(SystemClock),
         clusters: runtimes,
+        // The router runs in this process: its series are scraped from the API's /metrics.
+        metrics: Arc::new(berth_api::metrics::ApiMetrics::with(|r| {
+            router_metrics.register(r)
+        })),
     };
     let governance = berth_api::Governance::new(
         keyring,

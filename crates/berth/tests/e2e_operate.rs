@@ -279,6 +279,34 @@ async fn restart_replaces_every_instance_under_traffic_and_logs_follow_it() {
     let _ = follower.wait();
     assert!(fresh.len() >= 2, "lines of the new instances: {fresh:?}");
 
+    // The router counted the traffic, by application and environment.
+    let metrics = berth
+        .http
+        .get(format!("{}/metrics", berth.api))
+        .bearer_auth(&berth.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let served = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("berth_router_requests_total{")
+                && l.contains("application=\"web\"")
+                && l.contains("environment=\"qa\"")
+                && l.contains("status=\"200\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_default();
+    assert!(served >= f64::from(sent), "{served} < {sent}:\n{metrics}");
+    assert!(
+        metrics.contains("berth_router_request_duration_seconds_bucket{"),
+        "{metrics}"
+    );
+
     // Audited, no new release.
     let d = berth.deployment("web-qa-1").await;
     assert!(d["status"]["restartedAt"].is_string(), "{d}");
