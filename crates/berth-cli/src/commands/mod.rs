@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod audit;
 pub mod build;
+pub mod completion;
 pub mod delete;
 pub mod deploy;
 pub mod describe;
@@ -19,6 +20,7 @@ pub mod rollback;
 pub mod secret;
 pub mod status;
 pub mod token;
+pub mod watch;
 
 use serde::Serialize;
 

@@ -167,8 +167,11 @@ pub async fn instances(
         .await
         .with_context(|| format!("listing the instances of {} in {}", args.app, args.environment))?;
     match args.output {
-        Format::Json => writeln!(out, "{}", output::json(&list)?)?,
-        Format::Yaml => out.write_all(output::yaml_documents(std::slice::from_ref(&list))?.as_bytes())?,
+        Format::Json | Format::Yaml => {
+            if let Some(text) = output::document(args.output, &list)? {
+                out.write_all(text.as_bytes())?;
+            }
+        }
         Format::Table => {
             if list.items.is_empty() {
                 writeln!(out, "no instances of {} in {}", args.app, args.environment)?;
