@@ -79,6 +79,8 @@ pub struct ApiMetrics {
     latency: Family<HttpLabels, Histogram, fn() -> Histogram>,
     deployments: Family<PhaseLabels, Gauge>,
     clusters: Family<ClusterLabels, Gauge>,
+    /// Whether API requests are counted and timed (the layer on every route).
+    requests_recorded: bool,
 }
 
 impl Default for ApiMetrics {
@@ -123,7 +125,22 @@ impl ApiMetrics {
             latency,
             deployments,
             clusters,
+            requests_recorded: true,
         }
+    }
+
+    /// The same, without the layer that counts and times every API request: what the
+    /// benchmark of the metrics' cost compares with (`berth server --no-request-metrics`).
+    #[must_use]
+    pub fn without_request_metrics(mut self) -> Self {
+        self.requests_recorded = false;
+        self
+    }
+
+    /// Whether API requests are counted and timed.
+    #[must_use]
+    pub fn records_requests(&self) -> bool {
+        self.requests_recorded
     }
 
     fn observe(&self, labels: &HttpLabels, seconds: f64) {

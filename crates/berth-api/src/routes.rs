@@ -806,9 +806,13 @@ pub fn router_with(state: ApiState, governance: Governance) -> Router {
         .layer(middleware::from_fn(contract::enforce))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(Extension(governance.clone()))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        // Outermost of the matched routes: every answer counts, refusals too.
-        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::record));
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    // Outermost of the matched routes: every answer counts, refusals too.
+    let api = if state.metrics.records_requests() {
+        api.route_layer(middleware::from_fn_with_state(state.clone(), metrics::record))
+    } else {
+        api
+    };
     // `/metrics` is behind authentication and the rate limits like the API; the
     // handler lets platform administrators only.
     let scrape = Router::new()

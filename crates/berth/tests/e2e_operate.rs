@@ -306,6 +306,31 @@ async fn restart_replaces_every_instance_under_traffic_and_logs_follow_it() {
         metrics.contains("berth_router_request_duration_seconds_bucket{"),
         "{metrics}"
     );
+    // The whole endpoint parses as the Prometheus text format, with the server's own
+    // series (reconciler, store) counting real work, and never the token.
+    let parsed = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let value = |name: &str| {
+        parsed
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(ref h) => h.last().map_or(0.0, |b| b.count),
+                _ => 0.0,
+            })
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert!(value("berth_store_commit_duration_seconds") >= 1.0, "{metrics}");
+    assert!(value("berth_reconcile_keys_total") >= 1.0, "{metrics}");
+    assert!(
+        value("berth_reconcile_batch_duration_seconds") >= 1.0,
+        "{metrics}"
+    );
+    value("berth_reconcile_queue_depth");
+    assert!(!metrics.contains(&berth.token), "the token is in /metrics");
 
     // Audited, no new release.
     let d = berth.deployment("web-qa-1").await;
