@@ -155,9 +155,11 @@ fn route_label(template: &str) -> String {
     template.replace('{', ":").replace('}', "")
 }
 
-/// Layer on every matched API route: counts the request and its time.
+/// Layer on every matched API route: counts the request and its time. Its state is the
+/// metrics alone, so that a request does not clone the whole API state (a `String` among
+/// its `Arc`s) just to be counted.
 pub async fn record(
-    State(state): State<ApiState>,
+    State(metrics): State<std::sync::Arc<ApiMetrics>>,
     matched: Option<MatchedPath>,
     req: Request,
     next: Next,
@@ -166,7 +168,7 @@ pub async fn record(
     let route = matched.map_or_else(|| "unmatched".to_owned(), |m| route_label(m.as_str()));
     let method = req.method().to_string();
     let response = next.run(req).await;
-    state.metrics.observe(
+    metrics.observe(
         &HttpLabels {
             route,
             method,
@@ -235,4 +237,30 @@ pub async fn scrape(State(state): State<ApiState>, Extension(who): Extension<Pri
         text,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the layer adds to each request, besides the request: making its labels,
+    /// two lookups and an observation. Printed, for docs/benchmarks.md; bounded loosely
+    /// so that a slow machine does not fail it.
+    #[test]
+    fn recording_a_request_costs_microseconds() {
+        let m = ApiMetrics::default();
+        let n = 100_000u32;
+        let started = Instant::now();
+        for i in 0..n {
+            let labels = HttpLabels {
+                route: route_label("/api/v1/applications/{name}"),
+                method: "GET".to_string(),
+                status: if i % 100 == 0 { "404" } else { "200" }.to_string(),
+            };
+            m.observe(&labels, 0.003);
+        }
+        let each = started.elapsed() / n;
+        println!("recording one request: {each:?}");
+        assert!(each < std::time::Duration::from_millis(1), "{each:?}");
+    }
 }
