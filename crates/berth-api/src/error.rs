@@ -44,6 +44,24 @@ pub enum ApiError {
         /// Name referred to.
         name: String,
     },
+    /// A cluster a read needs did not answer.
+    #[error("cluster {cluster} cannot be reached: {message}")]
+    ClusterUnreachable {
+        /// The cluster.
+        cluster: String,
+        /// What went wrong.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
+    /// There is nothing of what the request asks for, for a reason the detail says.
+    #[error("{message}")]
+    Nothing {
+        /// What is missing.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
     /// A conflict: a stale version, an existing object, an immutable object.
     #[error("{message}")]
     Conflict {
@@ -221,6 +239,23 @@ impl From<berth_service::Error> for ApiError {
                 message: "other changes to this application kept racing with the request".to_owned(),
                 hint: hint.unwrap_or_default(),
             },
+            E::ClusterUnreachable { cluster, message } => Self::ClusterUnreachable {
+                cluster,
+                message,
+                hint: hint.unwrap_or_default(),
+            },
+            e @ E::NotInEnvironment { .. } => Self::Nothing {
+                message: e.to_string(),
+                hint: hint.unwrap_or_default(),
+            },
+            e @ (E::NoInstance { .. } | E::NothingTerminated { .. }) => Self::Nothing {
+                message: e.to_string(),
+                hint: hint.unwrap_or_default(),
+            },
+            e @ (E::NotRunning { .. } | E::RolloutInProgress { .. }) => Self::Conflict {
+                message: e.to_string(),
+                hint: hint.unwrap_or_default(),
+            },
             E::Store(e) => e.into(),
             E::Corrupt(e) => e.into(),
         }
@@ -259,6 +294,12 @@ impl ApiError {
                 "A referenced object does not exist",
             ),
             Self::Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Self::ClusterUnreachable { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "cluster-unreachable",
+                "A cluster cannot be reached",
+            ),
+            Self::Nothing { .. } => (StatusCode::NOT_FOUND, "nothing-found", "Nothing found"),
             Self::Delivery(DeliveryError::NoSuchRelease { .. }) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "no-such-release",
@@ -355,7 +396,12 @@ impl ApiError {
                 FieldError::new(path.clone(), format!("{kind} '{name}' does not exist"))
                     .hint(format!("create the {kind} first, or correct the name")),
             ],
-            Self::Conflict { message, hint } => vec![FieldError::new("", message.clone()).hint(hint.clone())],
+            Self::Conflict { message, hint } | Self::Nothing { message, hint } => {
+                vec![FieldError::new("", message.clone()).hint(hint.clone())]
+            }
+            Self::ClusterUnreachable { hint, .. } => {
+                vec![FieldError::new("", self.to_string()).hint(hint.clone())]
+            }
             Self::Build(BuildError::Invalid(invalid)) => invalid.errors.clone(),
             Self::Promotion(PromotionError::NotVerified(u)) => {
                 vec![FieldError::new("", self.to_string()).hint(format!(

@@ -18,7 +18,9 @@ pub mod error;
 pub mod events;
 pub mod governance;
 pub mod identity;
+pub mod metrics;
 pub mod objects;
+pub mod operate;
 pub mod permissions;
 pub mod promotion;
 mod routes;
@@ -26,7 +28,7 @@ pub mod secrets;
 
 use std::sync::Arc;
 
-use berth_core::ports::{Builds, Clock, ImageResolver, Store};
+use berth_core::ports::{Builds, Clock, ClusterAccess, ImageResolver, Store};
 use berth_service::Delivery;
 use tokio::sync::Notify;
 
@@ -50,6 +52,10 @@ pub struct ApiState {
     pub builds: Arc<dyn Builds>,
     /// The time: token expiry, promotion and deletion times.
     pub clock: Arc<dyn Clock>,
+    /// The clusters' runtimes, for instances and logs.
+    pub clusters: Arc<dyn ClusterAccess>,
+    /// What `/metrics` exposes.
+    pub metrics: Arc<metrics::ApiMetrics>,
 }
 
 impl ApiState {

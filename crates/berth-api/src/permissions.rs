@@ -114,14 +114,20 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
             | "/applications/{name}/builds"
             | "/applications/{name}/builds/{number}"
             | "/applications/{name}/builds/{number}/log"
-            | "/applications/{name}/provenance",
+            | "/applications/{name}/provenance"
+            | "/applications/{name}/instances"
+            | "/applications/{name}/logs",
         ) => ReadApplication,
         ("PUT" | "PATCH", "/applications/{name}") => ApplyApplication,
         ("DELETE", "/applications/{name}") => DeleteApplication,
         ("POST", "/applications/{name}/releases") => ApplyApplication,
         ("PUT" | "DELETE", "/applications/{name}/secrets/{secret}") => ChangeSecret,
         ("POST", "/applications/{name}/builds") => BuildApplication,
-        ("POST", "/applications/{name}/deploy" | "/applications/{name}/rollback") => DeployApplication {
+        // A restart replaces every instance in the environment, as a deploy does.
+        (
+            "POST",
+            "/applications/{name}/deploy" | "/applications/{name}/rollback" | "/applications/{name}/restart",
+        ) => DeployApplication {
             environment_field: "environment",
         },
         ("POST", "/applications/{name}/promote") => DeployApplication {

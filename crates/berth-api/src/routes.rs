@@ -42,6 +42,7 @@ use crate::{
     events::{self, EventList, EventParams},
     governance::Governance,
     identity::{self, NewToken, TokenInfo, TokenList, TokenParams, TokenRequest, WhoAmI},
+    metrics,
     objects::{self, ListParams, ObjectList},
     permissions::{self, Loaded, Visibility},
     secrets::{self, Resealed, SecretList, SecretParams, SecretValueRequest},
@@ -737,6 +738,9 @@ fn register<R: Routes>(router: R) -> R {
         .routes(routes!(apply_documents))
         .routes(routes!(list_audit))
         .routes(routes!(verify_audit))
+        .routes(routes!(crate::operate::instances))
+        .routes(routes!(crate::operate::logs))
+        .routes(routes!(crate::operate::restart))
 }
 
 async fn not_found() -> ApiError {
@@ -801,10 +805,26 @@ pub fn router_with(state: ApiState, governance: Governance) -> Router {
         // which decides on that parsed body.
         .layer(middleware::from_fn(contract::enforce))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(Extension(governance))
+        .layer(Extension(governance.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY));
+    // Outermost of the matched routes: every answer counts, refusals too.
+    let api = if state.metrics.records_requests() {
+        api.route_layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::record,
+        ))
+    } else {
+        api
+    };
+    // `/metrics` is behind authentication and the rate limits like the API; the
+    // handler lets platform administrators only.
+    let scrape = Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(Extension(governance));
     let mut app = Router::new()
         .nest("/api/v1", api)
+        .merge(scrape)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .fallback(not_found);

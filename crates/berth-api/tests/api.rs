@@ -53,6 +53,8 @@ impl Api {
             router_port: Some(8080),
             builds,
             clock: Arc::new(berth_core::ports::SystemClock),
+            clusters: Arc::new(berth_core::ports::NoClusterAccess),
+            metrics: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -1332,4 +1334,105 @@ async fn variables_berth_sets_are_refused_with_422() {
     );
     let (status, _) = api.call(Method::GET, "/applications/web", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+}
+
+/// `/metrics` parses as the Prometheus text format, counts requests by route template,
+/// shows clusters and deployments, needs an administrator's token, and carries no token
+/// or secret value.
+#[tokio::test]
+async fn metrics_parse_count_routes_and_carry_no_secret() {
+    let api = Api::start().await;
+    api.platform().await;
+    let (s, b) = api
+        .call(
+            Method::PUT,
+            "/applications/web",
+            Some(app("127.0.0.1:5000/busybox:latest")),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    let secret = "s3cr3t-value-7f1e9a";
+    let (s, b) = api
+        .call(
+            Method::PUT,
+            "/applications/web/secrets/db",
+            Some(json!({"value": secret})),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    api.call(Method::GET, "/applications/web", None).await;
+    let (s, b) = api
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(json!({"environment": "qa"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    let anonymous = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let res = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = res.text().await.unwrap();
+    assert!(!text.contains(secret), "a secret value in the metrics");
+    assert!(!text.contains(&api.token), "a token in the metrics");
+
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let find = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| s.value.clone())
+    };
+    let gets = find(
+        "berth_http_requests_total",
+        &[
+            ("route", "/api/v1/applications/:name"),
+            ("method", "GET"),
+            ("status", "200"),
+        ],
+    );
+    assert!(
+        matches!(
+            gets,
+            Some(prometheus_parse::Value::Counter(n) | prometheus_parse::Value::Untyped(n)) if n >= 1.0
+        ),
+        "{gets:?}\n{text}"
+    );
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric.starts_with("berth_http_request_duration_seconds")
+                && s.labels.get("route") == Some("/api/v1/applications/:name/secrets/:secret")),
+        "{text}"
+    );
+    assert!(
+        find("berth_clusters", &[("cluster", "local")]).is_some(),
+        "{text}"
+    );
+    assert_eq!(
+        find("berth_deployments", &[("phase", "Pending")]),
+        Some(prometheus_parse::Value::Gauge(1.0)),
+        "{text}"
+    );
 }

@@ -118,6 +118,8 @@ impl Api {
             router_port: None,
             builds: Arc::new(NoBuilds),
             clock: Arc::new(berth_core::ports::SystemClock),
+            clusters: Arc::new(berth_test_support::FakeClusters::default()),
+            metrics: Default::default(),
         };
         let governance = Governance::new(Arc::new(Keyring::generate()), limit);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -457,6 +459,26 @@ fn build_rows() -> Vec<Row> {
             team_member,
         ),
         row(M::GET, "/builds", None, everyone),
+        // Operating a running application: reading it like its status, restarting it
+        // like a deploy there.
+        row(
+            M::GET,
+            "/applications/web/instances?environment=ENV",
+            None,
+            team_member,
+        ),
+        row(
+            M::GET,
+            "/applications/web/logs?environment=ENV",
+            None,
+            team_member,
+        ),
+        row(
+            M::POST,
+            "/applications/web/restart",
+            Some(json!({"environment": "ENV"})),
+            deployer,
+        ),
     ]
 }
 
@@ -1007,6 +1029,8 @@ async fn rotating_the_key_seals_every_secret_again() {
             router_port: None,
             builds: Arc::new(NoBuilds),
             clock: Arc::new(berth_core::ports::SystemClock),
+            clusters: Arc::new(berth_core::ports::NoClusterAccess),
+            metrics: Default::default(),
         };
         let keyring = Keyring::parse(&keys, "test keys").unwrap();
         async move {

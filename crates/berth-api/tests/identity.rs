@@ -210,6 +210,8 @@ impl Api {
             router_port: None,
             builds: Arc::new(Nothing),
             clock: Arc::new(berth_core::ports::SystemClock),
+            clusters: Arc::new(berth_core::ports::NoClusterAccess),
+            metrics: Default::default(),
         };
         let governance =
             Governance::new(Arc::new(Keyring::generate()), per_user).with_address_limit(per_address);

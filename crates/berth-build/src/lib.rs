@@ -22,7 +22,7 @@ pub mod registry;
 pub mod service;
 
 pub use registry::{Credentials, Registry, RegistryOptions, Retry};
-pub use service::{BuildOptions, BuildService};
+pub use service::{BuildObserver, BuildOptions, BuildService};
 
 /// The build host's Docker Engine API from `DOCKER_HOST` (or the platform default), for
 /// the dockerfile builder; `None` when none is configured.

@@ -79,7 +79,13 @@ struct Inner {
     /// Held while a request looks for its key and records a new build.
     recording: tokio::sync::Mutex<()>,
     permits: Semaphore,
+    /// Told how each build ended and how long it ran (the server's build metrics).
+    observer: std::sync::OnceLock<BuildObserver>,
 }
+
+/// Called when a build ends with its phase (`Succeeded`, `Failed`) and how long it ran
+/// from taking a build slot to its recorded end.
+pub type BuildObserver = Box<dyn Fn(&str, std::time::Duration) + Send + Sync>;
 
 /// What a build task needs besides the build itself.
 enum Input {
@@ -102,8 +108,15 @@ impl BuildService {
                 logs: Mutex::default(),
                 recording: tokio::sync::Mutex::new(()),
                 permits: Semaphore::new(options.concurrency.max(1)),
+                observer: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Has `observe` told of every build that ends from now on; only the first observer
+    /// set is kept: returns whether this one was.
+    pub fn observe_builds(&self, observe: BuildObserver) -> bool {
+        self.inner.observer.set(observe).is_ok()
     }
 
     /// Marks builds that a previous run of the server left Pending or Running as failed
@@ -196,12 +209,18 @@ impl BuildService {
     async fn run(self, build: Build, input: Input, log: BuildLog) {
         let name = build.name().to_owned();
         let _permit = self.inner.permits.acquire().await;
+        let started = std::time::Instant::now();
         let outcome = match self.set_running(&name).await {
             Ok(build) => self.work(&build, input, &log).await,
             Err(e) => Err(e.to_string()),
         };
-        if let Err(e) = self.finish(&name, outcome, &log).await {
-            tracing::error!(build = %name, error = %e, "cannot record the end of a build");
+        match self.finish(&name, outcome, &log).await {
+            Ok(succeeded) => {
+                if let Some(observe) = self.inner.observer.get() {
+                    observe(if succeeded { "Succeeded" } else { "Failed" }, started.elapsed());
+                }
+            }
+            Err(e) => tracing::error!(build = %name, error = %e, "cannot record the end of a build"),
         }
         log.finish();
         self.inner
@@ -279,18 +298,19 @@ impl BuildService {
     }
 
     /// Records the outcome: Succeeded with a release pinned to the digest (the use case
-    /// `berth_service::Delivery::release_from_build`, one commit), or Failed.
+    /// `berth_service::Delivery::release_from_build`, one commit), or Failed; returns
+    /// whether it succeeded.
     async fn finish(
         &self,
         name: &str,
         outcome: Result<Pushed, String>,
         log: &BuildLog,
-    ) -> Result<(), BuildError> {
+    ) -> Result<bool, BuildError> {
         let pushed = match outcome {
             Ok(pushed) => pushed,
             Err(message) => {
                 let build = self.current(name).await?;
-                return self.fail(build, log, &message).await;
+                return self.fail(build, log, &message).await.map(|()| false);
             }
         };
         let stored_log = |line: &str| {
@@ -308,7 +328,7 @@ impl BuildService {
             })
             .await;
         let message = match released {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(true),
             Err(berth_service::Error::Unreleasable { message, .. }) => message,
             Err(berth_service::Error::Busy { .. }) => {
                 "other releases kept taking the release number".to_owned()
@@ -324,7 +344,7 @@ impl BuildService {
             }
         };
         let build = self.current(name).await?;
-        self.fail(build, log, &message).await
+        self.fail(build, log, &message).await.map(|()| false)
     }
 
     async fn fail(&self, mut build: Build, log: &BuildLog, message: &str) -> Result<(), BuildError> {

@@ -116,6 +116,11 @@ async fn a_commit_is_built_once_and_released_by_digest() {
     let f = fixture().await;
     let repo = java_repo("once");
     f.app("web", java_app(&repo, &fresh_repository("once"))).await;
+    let ended = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = ended.clone();
+    assert!(f.service.observe_builds(Box::new(move |phase, took| {
+        sink.lock().unwrap().push((phase.to_owned(), took));
+    })));
 
     // Two concurrent requests share one build.
     let (a, b) = tokio::join!(f.request("web", None), f.request("web", None));
@@ -130,6 +135,18 @@ async fn a_commit_is_built_once_and_released_by_digest() {
     let digest = build.status.digest.clone().unwrap();
     assert!(log.contains("release 1 pins"), "{log}");
     assert!(build.status.log.contains(&digest));
+    // The observer hears of it (just after the store does), with how long it ran.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while ended.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no build observed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    {
+        let ended = ended.lock().unwrap();
+        assert_eq!(ended.len(), 1, "one build for two requests: {ended:?}");
+        assert_eq!(ended[0].0, "Succeeded");
+        assert!(ended[0].1 > Duration::ZERO && ended[0].1 < Duration::from_secs(120));
+    }
 
     // Asking again: the same build and digest, no new release.
     let (again, reused) = f.request("web", Some("main")).await;

@@ -100,7 +100,7 @@ pub enum Command {
     /// Check an API token with the server and keep it in the config file.
     Login(commands::login::LoginArgs),
     /// Show who the token authenticates and what roles it carries.
-    Whoami,
+    Whoami(commands::login::WhoamiArgs),
     /// Make, list and revoke API tokens.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
@@ -109,6 +109,19 @@ pub enum Command {
     Secret(commands::secret::SecretCommand),
     /// List the audit log, or verify that no entry was edited or deleted.
     Audit(commands::audit::AuditArgs),
+    /// Show the log lines of an application's instances in an environment, merged and
+    /// labelled by instance (`-f` follows, `--previous` shows crashed instances).
+    Logs(commands::operate::LogsArgs),
+    /// List an application's instances in an environment: cluster, datacenter, release,
+    /// state, ready, restarts, age, address.
+    Instances(commands::operate::InstancesArgs),
+    /// Restart every instance of an application in an environment, one by one, each
+    /// replacement taking traffic once healthy; no new release.
+    Restart(commands::operate::RestartArgs),
+    /// Print a shell completion script: `source <(berth completion bash)`, or put
+    /// `berth completion zsh` in a file named `_berth` on `$fpath`, or
+    /// `berth completion fish > ~/.config/fish/completions/berth.fish`.
+    Completion(commands::completion::CompletionArgs),
 }
 
 /// Runs one client command, printing its output to stdout.
@@ -178,6 +191,10 @@ async fn dispatch(
     command: Command,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
+    if let Command::Completion(args) = command {
+        use clap::CommandFactory;
+        return commands::completion::run(&args, CliArgs::command(), out);
+    }
     if let Command::Login(args) = command {
         let stdin = std::io::stdin();
         return commands::login::run(global, args, &config::ProcessEnv, &mut stdin.lock(), out).await;
@@ -210,10 +227,17 @@ pub async fn run_with(
         Command::Promote(a) => commands::promote::run(client, a, out).await,
         Command::Provenance(a) => commands::promote::provenance(client, a, out).await,
         Command::Login(_) => anyhow::bail!("login needs the command line's server and token, not a client"),
-        Command::Whoami => commands::login::whoami(client, out).await,
+        Command::Whoami(a) => commands::login::whoami(client, a.output, out).await,
         Command::Token(c) => commands::token::run(client, c, out).await,
         Command::Secret(c) => commands::secret::run(client, c, &mut std::io::stdin(), out).await,
         Command::Audit(a) => commands::audit::run(client, a, out).await,
+        Command::Logs(a) => commands::operate::logs(client, a, out).await,
+        Command::Instances(a) => commands::operate::instances(client, a, out).await,
+        Command::Restart(a) => commands::operate::restart(client, a, out).await,
+        Command::Completion(a) => {
+            use clap::CommandFactory;
+            commands::completion::run(&a, CliArgs::command(), out)
+        }
     }
 }
 
@@ -332,6 +356,53 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn get_watch_prints_each_change_once() {
+        let fake = FakeApi::default();
+        let client = fake.serve().await;
+        let cluster = |name: &str| {
+            serde_json::json!({"apiVersion": "berth.dev/v1", "kind": "Cluster",
+                "metadata": {"name": name}, "spec": {"runtime": "local", "datacenter": "dc1"}})
+        };
+        fake.insert("clusters", cluster("a"));
+        let later = fake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+            later.insert("clusters", cluster("b"));
+        });
+        for (format, check) in [("table", 0), ("json", 1)] {
+            let mut out = Vec::new();
+            let a = parse(&["get", "clusters", "-w", "--interval", "100ms", "-o", format]).unwrap();
+            let watched = tokio::time::timeout(
+                std::time::Duration::from_millis(900),
+                run_with(&client, a.command, &mut out),
+            )
+            .await;
+            assert!(watched.is_err(), "a watch runs until interrupted: {watched:?}");
+            let text = String::from_utf8(out).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            if check == 0 {
+                // The header and cluster a once, then only the new row b, in spite of ~8 polls.
+                assert_eq!(lines.len(), 3, "{text}");
+                assert!(lines[0].starts_with("NAME"), "{text}");
+                assert!(lines[1].starts_with("a "), "{text}");
+                assert!(lines[2].starts_with("b "), "{text}");
+            } else {
+                // One compact list per change: [a, b] (b is there from the start this time).
+                assert_eq!(lines.len(), 1, "{text}");
+                let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+                assert_eq!(v["kind"], "ClusterList");
+                assert_eq!(v["items"].as_array().unwrap().len(), 2);
+            }
+        }
+        let e = parse(&["get", "clusters", "--interval", "1s"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let e = parse(&["status", "web", "-w", "--interval", "5ms"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 100ms"), "{e}");
     }
 
     #[tokio::test]

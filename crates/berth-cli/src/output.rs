@@ -127,6 +127,16 @@ pub fn yaml_documents<T: Serialize>(values: &[T]) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// `value` in `format` for scripts (pretty JSON, or one YAML document), or `None` for
+/// [`Format::Table`], which each command draws itself.
+pub fn document<T: Serialize>(format: Format, value: &T) -> anyhow::Result<Option<String>> {
+    match format {
+        Format::Json => json(value).map(Some),
+        Format::Yaml => yaml_documents(std::slice::from_ref(value)).map(Some),
+        Format::Table => Ok(None),
+    }
+}
+
 /// A value as pretty JSON with a final newline.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<String> {
     let mut s = serde_json::to_string_pretty(value)?;

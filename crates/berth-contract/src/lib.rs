@@ -13,6 +13,7 @@ pub mod builds;
 pub mod delivery;
 pub mod identity;
 pub mod lists;
+pub mod operate;
 pub mod problem;
 pub mod secrets;
 
@@ -24,6 +25,9 @@ pub use delivery::{
 };
 pub use identity::{NewToken, RoleGrant, TokenInfo, TokenList, TokenParams, TokenRequest, WhoAmI};
 pub use lists::{AuditList, AuditParams, EventList, EventParams, ListMeta, ListParams, ObjectList};
+pub use operate::{
+    ClusterProblem, InstanceList, InstanceLogParams, InstanceParams, RestartRequest, TerminatedInstance,
+};
 pub use problem::Problem;
 pub use secrets::{Resealed, SecretList, SecretParams, SecretValueRequest};
 

@@ -16,6 +16,7 @@ use crate::{
     audit::{AuditEntry, AuditQuery, Change, Checkpoint, Verification},
     error::Invalid,
     image::ImageRef,
+    instance::{Instance, LogLine, LogQuery, Terminated},
     objects::{Build, Event, NewEvent},
     render::{Workload, WorkloadKey},
     rollout::Counts,
@@ -401,6 +402,28 @@ pub enum RuntimeError {
         /// What it said.
         message: String,
     },
+    /// The runtime cannot do this.
+    #[error("this runtime does not support {what}")]
+    Unsupported {
+        /// What was asked.
+        what: String,
+    },
+    /// No such instance.
+    #[error("there is no instance {instance}")]
+    NoInstance {
+        /// The name asked for.
+        instance: String,
+    },
+}
+
+impl RuntimeError {
+    /// The runtime cannot do `what`.
+    #[must_use]
+    pub fn unsupported(what: &str) -> Self {
+        Self::Unsupported {
+            what: what.to_owned(),
+        }
+    }
 }
 
 /// What changed on a cluster since its runtime was last asked (see
@@ -448,6 +471,50 @@ pub trait ClusterRuntime: Send + Sync {
     /// pass catches what no change reported (drift, a lost watch).
     fn full_resync_period(&self) -> Duration {
         Duration::from_secs(600)
+    }
+    /// The instances of `key` on this cluster, oldest first.
+    async fn instances(&self, key: &WorkloadKey) -> Result<Vec<Instance>, RuntimeError> {
+        let _ = key;
+        Err(RuntimeError::unsupported("listing instances"))
+    }
+    /// The log lines of the instances of `key` that `query` asks for, in time order per
+    /// instance; with [`LogQuery::follow`] the feed stays open, adding instances as they
+    /// start, until it is dropped. Errors once the feed runs end it.
+    async fn logs(&self, key: &WorkloadKey, query: &LogQuery) -> Result<LogFeed, RuntimeError> {
+        let _ = (key, query);
+        Err(RuntimeError::unsupported("reading logs"))
+    }
+    /// The instances of `key` that ended on this cluster and what Berth kept of them
+    /// (bounded: [`crate::instance::KEEP_INSTANCES`]), oldest first.
+    async fn terminated(&self, key: &WorkloadKey) -> Result<Vec<Terminated>, RuntimeError> {
+        let _ = key;
+        Err(RuntimeError::unsupported("reading terminated instances"))
+    }
+}
+
+/// Log lines as a runtime delivers them.
+pub type LogFeed = std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<LogLine, RuntimeError>> + Send>>;
+
+/// The runtimes of the clusters, by name, for reads and commands that reach one cluster
+/// (instances, logs) outside the reconcile loop.
+#[async_trait]
+pub trait ClusterAccess: Send + Sync {
+    /// The runtime of `cluster`, connected the way the reconciler connects it.
+    async fn runtime(&self, cluster: &str) -> Result<std::sync::Arc<dyn ClusterRuntime>, RuntimeError>;
+}
+
+/// A [`ClusterAccess`] with no clusters: every call says so.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoClusterAccess;
+
+#[async_trait]
+impl ClusterAccess for NoClusterAccess {
+    async fn runtime(&self, cluster: &str) -> Result<std::sync::Arc<dyn ClusterRuntime>, RuntimeError> {
+        Err(RuntimeError::Unreachable {
+            message: format!(
+                "this server does not connect to clusters, so cluster {cluster} cannot be reached"
+            ),
+        })
     }
 }
 

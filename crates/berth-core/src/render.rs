@@ -95,6 +95,10 @@ pub struct Workload {
     /// environment's `rollout.forceConflicts`).
     #[serde(default)]
     pub force_conflicts: bool,
+    /// When its deployment's instances were last asked to restart: part of the shape, so
+    /// that a restart replaces every instance by a new one, rolling and health-gated.
+    #[serde(default)]
+    pub restarted_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub use crate::objects::DEFAULT_TEAM;
@@ -220,6 +224,7 @@ pub fn render(
         secret_versions: BTreeMap::new(),
         quota: None,
         force_conflicts: environment.spec.rollout.force_conflicts,
+        restarted_at: deployment.status.restarted_at,
     };
     workload.spec_hash = spec_hash(&workload);
     workload
@@ -250,6 +255,10 @@ fn spec_hash(w: &Workload) -> String {
             "env": w.secret_env.keys().collect::<Vec<_>>(),
             "files": files,
         });
+    }
+    // Only when present, so that workloads never restarted keep their hash.
+    if let Some(at) = w.restarted_at {
+        shape["restartedAt"] = serde_json::json!(at.to_rfc3339());
     }
     let digest = Sha256::digest(shape.to_string().as_bytes());
     hex::encode(&digest[..8])

@@ -358,6 +358,12 @@ pub(crate) fn pods(
                 "Pending"
             };
             let ready_text = if ready { "True" } else { "False" };
+            let last_state = if restarts > 0 {
+                json!({"terminated": {"exitCode": 1, "reason": "Error",
+                    "finishedAt": "2026-01-01T00:00:05Z"}})
+            } else {
+                json!({})
+            };
             out.push(json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": format!("{name}-{pod_hash}-{i}"), "namespace": ns, "labels": labels},
@@ -365,7 +371,7 @@ pub(crate) fn pods(
                 "status": {"phase": phase,
                     "conditions": [{"type": "Ready", "status": ready_text}],
                     "containerStatuses": [{"name": container, "image": image, "ready": ready,
-                        "restartCount": restarts, "state": state}]}
+                        "restartCount": restarts, "state": state, "lastState": last_state}]}
             }));
         }
     }

@@ -57,6 +57,11 @@ enum Route {
     Discovery(Value),
     Text(&'static str),
     Api(Target),
+    /// `GET /api/v1/namespaces/{ns}/pods/{name}/log`.
+    PodLog {
+        namespace: String,
+        name: String,
+    },
 }
 
 fn route(path: &str) -> Result<Route, ApiError> {
@@ -86,6 +91,12 @@ fn route(path: &str) -> Result<Route, ApiError> {
         ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some((*ns).to_owned()), rest),
         _ => (None, rest),
     };
+    if let (Some(ns), "", ["pods", name, "log"]) = (&namespace, group, rest) {
+        return Ok(Route::PodLog {
+            namespace: ns.clone(),
+            name: (*name).to_owned(),
+        });
+    }
     let (plural, name, status) = match rest {
         [plural] => (*plural, None, false),
         [plural, name] => (*plural, Some((*name).to_owned()), false),
@@ -232,6 +243,7 @@ async fn handle(
 
     let target = match route {
         Route::Text(t) => return (StatusCode::OK, t).into_response(),
+        Route::PodLog { namespace, name } => return pod_log(&shared, &namespace, &name, &q),
         Route::Discovery(Value::Null) => {
             let minor = shared.options.minor_version;
             return value(&json!({"major": "1", "minor": minor.to_string(),
@@ -343,6 +355,64 @@ async fn handle(
         Ok(raw) => ok(raw),
         Err(e) => error(&e),
     }
+}
+
+/// A pod's log as the kubelet would serve it through the API server: a line saying it
+/// started (and, for a crash-looping pod's previous run, the lines of its crash), with
+/// timestamps when asked; `tailLines` is honoured, `follow` ends after the lines.
+fn pod_log(shared: &Shared, namespace: &str, name: &str, q: &HashMap<String, String>) -> Response {
+    let settings = shared
+        .rollouts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let everything = Selector::default();
+    let pods = rollout::pods(&shared.store, &settings, Some(namespace), &everything);
+    let Some(pod) = pods.iter().find(|p| p["metadata"]["name"] == name) else {
+        return error(&ApiError::new(
+            404,
+            "NotFound",
+            format!("pods \"{name}\" not found"),
+        ));
+    };
+    let status = &pod["status"]["containerStatuses"][0];
+    let container = status["name"].as_str().unwrap_or("app");
+    let lines: Vec<String> = if q.get("previous").map(String::as_str) == Some("true") {
+        let Some(code) = status["lastState"]["terminated"]["exitCode"].as_i64() else {
+            return error(&ApiError::new(
+                400,
+                "BadRequest",
+                format!("previous terminated container \"{container}\" in pod \"{name}\" not found"),
+            ));
+        };
+        vec![
+            format!("{name} starting"),
+            "Exception in thread \"main\" java.lang.ClassNotFoundException: app.Main".to_owned(),
+            format!("exiting with code {code}"),
+        ]
+    } else if status["state"].get("running").is_some() {
+        vec![format!("{name} starting"), format!("{name} listening")]
+    } else {
+        return error(&ApiError::new(
+            400,
+            "BadRequest",
+            format!("container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"),
+        ));
+    };
+    let from = q
+        .get("tailLines")
+        .and_then(|t| t.parse::<usize>().ok())
+        .map_or(0, |t| lines.len().saturating_sub(t));
+    let stamp = q.get("timestamps").map(String::as_str) == Some("true");
+    let mut body = String::new();
+    for (i, l) in lines[from..].iter().enumerate() {
+        if stamp {
+            body.push_str(&format!("2026-01-01T00:00:0{}.000000001Z ", (from + i).min(9)));
+        }
+        body.push_str(l);
+        body.push('\n');
+    }
+    (StatusCode::OK, body).into_response()
 }
 
 fn selectors(q: &HashMap<String, String>) -> Result<(Selector, FieldSelector), ApiError> {

@@ -10,13 +10,18 @@
 //!                     kube-rs client ──HTTP──▶ API server (server-side apply as `berth`)
 //! ```
 //!
-//! The pure parts ([`render`], [`diff`], [`status`]) are tested without a cluster; the
+//! Operating what runs goes through the same client: pods as instances, pod logs (merged,
+//! followed, the run before a restart) and exit reasons from container statuses
+//! ([`pods`]); a release whose pods crash-loop fails its rollout at once.
+//!
+//! The pure parts ([`render`], [`diff`], [`status`], [`pods`]) are tested without a cluster; the
 //! runtime is tested against `berth-kube-fake`, and against a real cluster when
 //! `BERTH_TEST_K8S=real` and `KUBECONFIG` are set.
 
 pub mod diff;
 pub mod error;
 mod keyed;
+pub mod pods;
 pub mod render;
 mod runtime;
 pub mod status;

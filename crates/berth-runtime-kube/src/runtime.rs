@@ -26,8 +26,9 @@ use std::{
 
 use async_trait::async_trait;
 use berth_core::{
+    instance::{Instance, LogQuery, Terminated},
     objects::{KubeconfigSource, KubernetesRuntime},
-    ports::{ClusterReport, ClusterRuntime, Notice, RuntimeChanges, RuntimeError, WorkloadReport},
+    ports::{ClusterReport, ClusterRuntime, LogFeed, Notice, RuntimeChanges, RuntimeError, WorkloadReport},
     render::{Workload, WorkloadKey},
 };
 use futures::{StreamExt, stream};
@@ -49,6 +50,9 @@ use crate::{
     render::{self, APPLICATION, APPLIED_HASH, ENVIRONMENT, MANAGED_BY, MANAGED_SELECTOR, ObjectKind},
     status::{self, Rollout},
 };
+
+#[path = "operate.rs"]
+mod operate;
 
 /// How long a rollout may be in progress before its pods are looked at for an
 /// explanation (a stalled one is explained at once): a rollout that completes in a few
@@ -1306,9 +1310,24 @@ impl Inner {
             lookups += 1;
             let selector = format!("app.kubernetes.io/instance={}", render::instance(w));
             let path = format!("/api/v1/namespaces/{}/pods", render::namespace(w));
-            if let Ok(pods) = self.list_all(client, &path, &selector).await
-                && let Some(why) = status::pod_problems(&pods)
-            {
+            let Ok(pods) = self.list_all(client, &path, &selector).await else {
+                continue;
+            };
+            // A release whose pods crash-loop fails now, not at its progress deadline.
+            if let Some((looping, why)) = crate::pods::crash_loop(&pods, w.release, r.counts.ready) {
+                let lines = match pods.iter().find(|p| crate::pods::name(p) == looping) {
+                    Some(p) => self.previous_lines(client, p).await,
+                    None => Vec::new(),
+                };
+                let quoted = berth_core::instance::ExitReason::unhealthy(None)
+                    .with_lines(&lines)
+                    .quoted_lines();
+                r.stalled = true;
+                r.in_progress = false;
+                r.message = Some(format!("{why}{quoted}"));
+                continue;
+            }
+            if let Some(why) = status::pod_problems(&pods) {
                 r.message = Some(match &r.message {
                     Some(m) => format!("{m}; {why}"),
                     None => why,
@@ -1383,6 +1402,22 @@ impl ClusterRuntime for KubeRuntime {
         } else {
             RuntimeChanges::Keys(keys)
         }
+    }
+
+    /// The pods of the key, in every namespace of the cluster.
+    async fn instances(&self, key: &WorkloadKey) -> Result<Vec<Instance>, RuntimeError> {
+        Ok(self.inner.instances(key).await?)
+    }
+
+    /// Pod logs through the API server (which asks the pod's kubelet).
+    async fn logs(&self, key: &WorkloadKey, query: &LogQuery) -> Result<LogFeed, RuntimeError> {
+        self.inner.logs(key, query).await
+    }
+
+    /// The run before the current one of every pod that restarted: Kubernetes keeps the
+    /// log of one previous run per container, for as long as the pod exists.
+    async fn terminated(&self, key: &WorkloadKey) -> Result<Vec<Terminated>, RuntimeError> {
+        Ok(self.inner.terminated(key).await?)
     }
 
     /// With watches, a full pass only catches what a watch missed: every half hour.

@@ -13,21 +13,13 @@ use berth_core::{
 };
 use berth_kube_fake::{FakeOptions, Fault, RolloutFailure};
 use berth_runtime_kube::{KubeRuntime, RuntimeOptions};
-use common::{Harness, complete, options, real};
+use common::{Harness, complete, options, real, wait};
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
 use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
-
-fn wait() -> Duration {
-    if real() {
-        Duration::from_secs(180)
-    } else {
-        Duration::from_secs(10)
-    }
-}
 
 #[tokio::test]
 async fn deploys_and_reports_rollout_progress() {

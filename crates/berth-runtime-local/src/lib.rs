@@ -24,6 +24,8 @@
 
 mod engine;
 mod events;
+mod instances;
+mod metrics;
 mod probe;
 mod router;
 mod routes;
@@ -34,6 +36,7 @@ pub use engine::{
     LABEL_APPLICATION, LABEL_CLUSTER, LABEL_DEPLOYMENT, LABEL_ENVIRONMENT, LABEL_HEALTH, LABEL_MANAGED_BY,
     LABEL_PORT, LABEL_RELEASE, LABEL_SPEC_HASH,
 };
+pub use metrics::RouterMetrics;
 pub use router::{Router, RouterOptions};
 pub use routes::{Backend, Resolved, Route, RouteTable, normalize_host};
 pub use runtime::{LocalRuntime, RuntimeOptions};

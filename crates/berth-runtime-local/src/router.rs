@@ -31,7 +31,12 @@ use hyper_util::{
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
-use crate::routes::{Backend, RouteTable, normalize_host};
+use berth_core::render::WorkloadKey;
+
+use crate::{
+    metrics::RouterMetrics,
+    routes::{Backend, RouteTable, normalize_host},
+};
 
 /// The body type of the router's answers.
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -73,6 +78,7 @@ pub struct Router {
     table: RouteTable,
     client: Client<HttpConnector, Full<Bytes>>,
     options: Arc<RouterOptions>,
+    metrics: Option<RouterMetrics>,
 }
 
 impl Router {
@@ -90,7 +96,15 @@ impl Router {
             table,
             client,
             options: Arc::new(options),
+            metrics: None,
         }
+    }
+
+    /// Counts what the router answers in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: RouterMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Serves `listener` with default [`RouterOptions`] until `shutdown` completes, then
@@ -166,8 +180,28 @@ impl Router {
         }
     }
 
-    /// Answers one request: from a backend, or with the router's own error.
+    /// Answers one request: from a backend, or with the router's own error; counted in
+    /// the metrics, when the router has them.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let started = std::time::Instant::now();
+        let mut key = None;
+        let response = self.answer(request, peer, &mut key).await;
+        if let Some(m) = &self.metrics {
+            m.answered(
+                key.as_ref(),
+                response.status().as_u16(),
+                started.elapsed().as_secs_f64(),
+            );
+        }
+        response
+    }
+
+    async fn answer(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        key: &mut Option<WorkloadKey>,
+    ) -> Response<ProxyBody> {
         let Some(raw_host) = request_host(&request) else {
             return plain(StatusCode::BAD_REQUEST, "the request has no Host header\n".into());
         };
@@ -178,6 +212,7 @@ impl Router {
                 format!("no application answers for host '{host}'\n"),
             );
         };
+        *key = Some(resolved.key.clone());
         if resolved.backends.is_empty() {
             let why = resolved
                 .status
@@ -229,6 +264,9 @@ impl Router {
             };
             match tokio::time::timeout(self.options.backend_timeout, self.client.request(outgoing)).await {
                 Err(_) => {
+                    if let Some(m) = &self.metrics {
+                        m.upstream_error(&resolved.key);
+                    }
                     return plain(
                         StatusCode::GATEWAY_TIMEOUT,
                         format!(
@@ -240,6 +278,9 @@ impl Router {
                 }
                 Ok(Ok(response)) => return backend_response(response),
                 Ok(Err(error)) => {
+                    if let Some(m) = &self.metrics {
+                        m.upstream_error(&resolved.key);
+                    }
                     let retry = error.is_connect() || is_idempotent(&parts.method);
                     tracing::debug!(%error, backend = %backend.addr, retry, "router: backend failed");
                     last_error = error_chain(&error);

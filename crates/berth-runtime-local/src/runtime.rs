@@ -27,7 +27,8 @@ use std::{
 use async_trait::async_trait;
 use berth_core::{
     health::Health,
-    ports::{ClusterReport, ClusterRuntime, Notice, RuntimeError, WorkloadReport},
+    instance::{Failure, Instance, LogQuery, Terminated, crash_loops},
+    ports::{ClusterReport, ClusterRuntime, LogFeed, Notice, RuntimeError, WorkloadReport},
     render::{Workload, WorkloadKey},
     rollout::{self, Replica, RetireReason, Step},
 };
@@ -49,9 +50,12 @@ use tokio::{
 
 use crate::{
     engine::{self, ContainerState, Limits, Observed, classify},
-    events, probe,
+    events, instances, probe,
     routes::RouteTable,
-    state::{Backoff, External, Published, Retiring, Shared, State, Tracked, backoff_delay},
+    state::{
+        Backoff, External, FAILURES_KEPT, FailedAt, Published, Retiring, Shared, State, Tracked,
+        backoff_delay,
+    },
 };
 
 /// Settings of a [`LocalRuntime`].
@@ -287,8 +291,13 @@ impl LocalRuntime {
                                         .map_or_else(|| reason.describe().to_owned(), |n| n.message.clone()),
                                 );
                             }
-                            notices.extend(notice);
-                            self.retire(&docker, &mut state, &id, reason);
+                            // A replacement is told once its exit reason and last lines
+                            // are read, just before the replica is removed.
+                            let deferred = notice.clone().filter(|n| n.reason == "ReplicaReplaced");
+                            if deferred.is_none() {
+                                notices.extend(notice);
+                            }
+                            self.retire(&docker, &mut state, &id, reason, deferred);
                         }
                     }
                 }
@@ -346,6 +355,17 @@ impl LocalRuntime {
                     state.replicas.insert(s.id, tracked);
                 }
                 if let Some(error) = error {
+                    let pull_failed = error.contains(PULL_FAILED);
+                    // Told once per run of failures, not at every retry.
+                    let first = state.backoff.get(&w.key).is_none_or(|b| b.last != error);
+                    if pull_failed && first {
+                        notices.push(Notice {
+                            key: w.key.clone(),
+                            warning: true,
+                            reason: "ImagePullFailed".to_owned(),
+                            message: format!("replicas of release {} cannot start: {error}", w.release),
+                        });
+                    }
                     // One step of backoff per pass, however many things failed in it.
                     if failing.insert(w.key.clone()) {
                         self.bump_backoff(&mut state, &w.key, error.clone());
@@ -386,11 +406,12 @@ impl LocalRuntime {
                         },
                     },
                 );
+                let crash_loop = crash_loop(&mut state, w, &replicas);
                 report.workloads.push(WorkloadReport {
                     key: key.clone(),
                     counts,
-                    message,
-                    stalled: false,
+                    stalled: crash_loop.is_some(),
+                    message: crash_loop.or(message),
                 });
             }
             state.published = published;
@@ -519,7 +540,14 @@ impl LocalRuntime {
 
     /// Takes a replica out of traffic now, and stops and removes it in the background:
     /// after the drain delay if it was serving, at once if it was not running.
-    fn retire(&self, docker: &Docker, state: &mut State, id: &str, reason: RetireReason) {
+    fn retire(
+        &self,
+        docker: &Docker,
+        state: &mut State,
+        id: &str,
+        reason: RetireReason,
+        deferred: Option<Notice>,
+    ) {
         let (serving, container_state, name) = state
             .replicas
             .get(id)
@@ -533,6 +561,8 @@ impl LocalRuntime {
             .get(id)
             .filter(|_| reason.is_failure())
             .map(|t| t.removed_outside());
+        // What the capture before removal needs of a failed replica.
+        let failed = state.replicas.get(id).filter(|_| reason.is_failure()).cloned();
         state.retiring.insert(
             id.to_owned(),
             Retiring {
@@ -560,6 +590,9 @@ impl LocalRuntime {
                 {
                     tracing::debug!(container = %name, %error, "stop failed; removing by force");
                 }
+            }
+            if let Some(t) = failed {
+                bury(&shared, &docker, &id, &t, reason, deferred).await;
             }
             if let Some(r) = shared.lock().retiring.get_mut(&id) {
                 r.removing = true;
@@ -676,6 +709,116 @@ impl LocalRuntime {
     }
 }
 
+/// Reads what ended a failed replica and its last lines (it is stopped, not yet removed),
+/// keeps them in the graveyard, counts the replacement, and tells of it: the deferred
+/// notice, now with the exit reason and the last lines, which also become the
+/// workload's backoff message (what the deployment status shows).
+async fn bury(
+    shared: &Shared,
+    docker: &Docker,
+    id: &str,
+    t: &Tracked,
+    reason: RetireReason,
+    deferred: Option<Notice>,
+) {
+    let unhealthy = matches!(reason, RetireReason::Unhealthy | RetireReason::NeverHealthy);
+    let mut terminated = instances::capture(docker, &shared.cluster, id, t, unhealthy).await;
+    if reason == RetireReason::NeverHealthy {
+        terminated.exit.message = Some("it did not become healthy within its startup deadline".to_owned());
+    }
+    let exit = &terminated.exit;
+    let who = format!("replica {} (release {})", t.name, t.release);
+    let message = if unhealthy {
+        let check = exit
+            .probe
+            .as_ref()
+            .map(|p| format!(" (last check: {p})"))
+            .unwrap_or_default();
+        format!(
+            "{who} was replaced: {}{check}{}",
+            reason.describe(),
+            exit.quoted_lines()
+        )
+    } else {
+        format!("{who} was replaced: {}: it {}", reason.describe(), exit.explain())
+    };
+    let mut state = shared.lock();
+    *state.replaced.entry((t.key.clone(), t.release)).or_insert(0) += 1;
+    let failures = state
+        .failures
+        .entry((t.key.clone(), t.spec_hash.clone()))
+        .or_default();
+    failures.push(FailedAt {
+        at: Instant::now(),
+        was_healthy: t.ever_ok,
+        message: message.clone(),
+    });
+    let from = failures.len().saturating_sub(FAILURES_KEPT);
+    failures.drain(..from);
+    // Shapes that stopped failing long ago are forgotten.
+    state
+        .failures
+        .retain(|_, f| f.last().is_some_and(|l| l.at.elapsed() < FAILURES_FORGOTTEN));
+    state.graveyard.bury(&t.key, terminated);
+    if let Some(b) = state.backoff.get_mut(&t.key) {
+        b.last.clone_from(&message);
+    }
+    if let Some(mut notice) = deferred {
+        notice.message = message;
+        state.notices.push(notice);
+    }
+    drop(state);
+    shared.wake();
+}
+
+/// Whether the replicas of `w`'s shape crash-loop since this runtime first wanted its
+/// deployment ([`berth_core::instance::crash_loops`]), and if so the sentence that fails
+/// the rollout now: how many died, and the last one's exit reason and last lines.
+fn crash_loop(state: &mut State, w: &Workload, replicas: &[Replica]) -> Option<String> {
+    let now = Instant::now();
+    let since = match state.wanted_since.get(&w.key) {
+        Some((deployment, hash, at)) if *deployment == w.deployment && *hash == w.spec_hash => *at,
+        _ => {
+            state
+                .wanted_since
+                .insert(w.key.clone(), (w.deployment.clone(), w.spec_hash.clone(), now));
+            now
+        }
+    };
+    let failures = state.failures.get(&(w.key.clone(), w.spec_hash.clone()))?;
+    let counted: Vec<&FailedAt> = failures.iter().filter(|f| f.at >= since).collect();
+    let seen: Vec<Failure> = counted
+        .iter()
+        .map(|f| Failure {
+            age_seconds: now.saturating_duration_since(f.at).as_secs(),
+            was_healthy: f.was_healthy,
+        })
+        .collect();
+    let healthy = replicas
+        .iter()
+        .filter(|r| r.spec_hash == w.spec_hash && r.health == Health::Healthy)
+        .count();
+    if !crash_loops(&seen, u32::try_from(healthy).unwrap_or(u32::MAX)) {
+        return None;
+    }
+    let last = counted.last()?;
+    Some(format!(
+        "release {} crash-loops: {} of its replicas failed within {} s, none healthy; the last: {}",
+        w.release,
+        counted.len(),
+        now.saturating_duration_since(counted.first().map_or(now, |f| f.at))
+            .as_secs()
+            + 1,
+        last.message
+    ))
+}
+
+/// How long the failures of a shape are kept after its last one.
+const FAILURES_FORGOTTEN: Duration = Duration::from_secs(600);
+
+/// What a start error says when the image could not be pulled.
+const PULL_FAILED: &str = "cannot be pulled";
+
 /// Pulls `image` unless it is present. Podman answers a missing image with HTTP 200 and
 /// an error inside the progress stream, which bollard turns into `DockerStreamError`.
 async fn ensure_image(docker: &Docker, image: &str) -> Result<(), String> {
@@ -692,7 +835,7 @@ async fn ensure_image(docker: &Docker, image: &str) -> Result<(), String> {
     let mut progress = docker.create_image(Some(options.build()), None, None);
     while let Some(item) = progress.next().await {
         if let Err(error) = item {
-            return Err(format!("image {image} cannot be pulled: {error}"));
+            return Err(format!("image {image} {PULL_FAILED}: {error}"));
         }
     }
     Ok(())
@@ -830,5 +973,21 @@ impl ClusterRuntime for LocalRuntime {
     /// Replicas are probed, replaced and rolled pass by pass: about once a second.
     fn full_resync_period(&self) -> Duration {
         Duration::from_secs(1)
+    }
+
+    async fn instances(&self, key: &WorkloadKey) -> Result<Vec<Instance>, RuntimeError> {
+        // Reached, or the list would only say what the last pass saw of a dead engine.
+        self.client().await?;
+        Ok(instances::list(&self.shared, key))
+    }
+
+    async fn logs(&self, key: &WorkloadKey, query: &LogQuery) -> Result<LogFeed, RuntimeError> {
+        let docker = self.client().await?;
+        self.answer(docker.ping(), "contacting").await?;
+        instances::feed(Arc::clone(&self.shared), docker, key, query).await
+    }
+
+    async fn terminated(&self, key: &WorkloadKey) -> Result<Vec<Terminated>, RuntimeError> {
+        Ok(self.shared.lock().graveyard.of(key))
     }
 }

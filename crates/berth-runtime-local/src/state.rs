@@ -15,6 +15,7 @@ use std::{
 
 use berth_core::{
     health::{Health, HealthState},
+    instance::Graveyard,
     objects::HealthCheck,
     ports::Notice,
     render::WorkloadKey,
@@ -225,7 +226,30 @@ pub(crate) struct State {
     pub notices: Vec<Notice>,
     /// Replicas whose outside removal was already reported.
     pub reported_gone: HashSet<String>,
+    /// What Berth kept of replicas that failed: their exit reason and last lines.
+    pub graveyard: Graveyard,
+    /// Replicas of a workload's release replaced after a failure so far: the local
+    /// runtime's restart count (it replaces an instance rather than restarting it).
+    pub replaced: HashMap<(WorkloadKey, u64), u32>,
+    /// Failures of replicas by workload and spec hash, newest last (bounded), for
+    /// crash-loop detection.
+    pub failures: HashMap<(WorkloadKey, String), Vec<FailedAt>>,
+    /// When this runtime first wanted each workload's current deployment and shape:
+    /// failures before belong to an earlier attempt.
+    pub wanted_since: HashMap<WorkloadKey, (String, String, Instant)>,
 }
+
+/// A failure of a replica, for crash-loop detection.
+#[derive(Debug, Clone)]
+pub(crate) struct FailedAt {
+    pub at: Instant,
+    pub was_healthy: bool,
+    /// What the failure notice said (exit reason and last lines).
+    pub message: String,
+}
+
+/// Failures kept per workload and shape.
+pub(crate) const FAILURES_KEPT: usize = 16;
 
 /// Everything the runtime's tasks share.
 #[derive(Debug)]

@@ -12,7 +12,9 @@
 mod credentials;
 mod data_dir;
 mod govern;
+pub mod metrics;
 pub mod reconciler;
+mod runtimes;
 pub mod serve;
 pub mod tls;
 mod write_check;
@@ -88,6 +90,10 @@ pub struct ServerArgs {
     /// times as many).
     #[arg(long, env = "BERTH_RATE_BURST", default_value_t = 200)]
     pub rate_burst: u32,
+    /// Do not count and time API requests (the other series stay): only to measure what
+    /// that costs (docs/benchmarks.md).
+    #[arg(long, hide = true)]
+    pub no_request_metrics: bool,
     /// Revoke the bootstrap token and make a new one (printed once, written to
     /// <data-dir>/bootstrap-token); restores `admin` as a platform administrator if needed.
     #[arg(long)]
@@ -238,6 +244,9 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
     let table = RouteTable::new();
     let mut tasks = tokio::task::JoinSet::new();
 
+    let router_metrics = berth_runtime_local::RouterMetrics::default();
+    let server_metrics = metrics::ServerMetrics::default();
+    store.observe_commits(server_metrics.commit_observer());
     let router = Router::new(
         table.clone(),
         RouterOptions {
@@ -245,12 +254,18 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
             shutdown_grace: args.shutdown_timeout,
             ..RouterOptions::default()
         },
-    );
+    )
+    .with_metrics(router_metrics.clone());
     tasks.spawn(router.run(router_listener, wait_for(&shutdown)));
 
     let connect_table = table.clone();
-    let connector: reconciler::Connector =
-        Box::new(move |cluster: &Cluster| connect(cluster, &connect_table));
+    let runtimes = Arc::new(runtimes::Runtimes::default());
+    let registry = runtimes.clone();
+    let connector: reconciler::Connector = Box::new(move |cluster: &Cluster| {
+        let connected = connect(cluster, &connect_table)?;
+        registry.register(cluster.name(), connected.runtime.clone());
+        Ok(connected)
+    });
     let reconciler = Reconciler::new(
         store.clone(),
         Arc::new(SystemClock),
@@ -258,10 +273,12 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         connector,
         changed.clone(),
     )
-    .with_secrets(keyring.clone());
+    .with_secrets(keyring.clone())
+    .with_metrics(server_metrics.reconcile.clone());
     tasks.spawn(reconciler.run(wait_for(&shutdown)));
 
     let builds = start_builds(&args, store.clone()).await?;
+    builds.observe_builds(server_metrics.build_observer());
     let state = ApiState {
         store,
         resolver: Arc::new(RegistryResolver::new(args.insecure_registries.clone())),
@@ -270,6 +287,19 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         router_port: Some(router_addr.port()),
         builds,
         clock: Arc::new(SystemClock),
+        clusters: runtimes,
+        // The router runs in this process: its series are scraped from the API's /metrics.
+        metrics: Arc::new({
+            let m = berth_api::metrics::ApiMetrics::with(|r| {
+                router_metrics.register(r);
+                server_metrics.register(r);
+            });
+            if args.no_request_metrics {
+                m.without_request_metrics()
+            } else {
+                m
+            }
+        }),
     };
     let governance = berth_api::Governance::new(
         keyring,

@@ -206,6 +206,7 @@ pub struct Reconciler {
     /// The resync's order of keys and where it stands.
     resync: Vec<WorkloadKey>,
     next_resync: Instant,
+    metrics: crate::metrics::ReconcileMetrics,
 }
 
 impl Reconciler {
@@ -239,7 +240,15 @@ impl Reconciler {
             notified: BTreeSet::new(),
             resync: Vec::new(),
             next_resync: Instant::now(),
+            metrics: crate::metrics::ReconcileMetrics::default(),
         }
+    }
+
+    /// Records the queue depth and how long work takes into `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::metrics::ReconcileMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Delivers applications' secrets, opened with `keyring`, to their workloads.
@@ -423,20 +432,32 @@ impl Reconciler {
             .map(|(n, _)| n.clone())
             .collect();
         if !due.is_empty() {
+            let started = Instant::now();
             self.full_pass(&due).await?;
+            self.metrics
+                .full_pass_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
         if now >= self.next_resync {
             self.queue_resync_slice();
             self.next_resync = now + TICK;
         }
         let batch = self.queue.take(BATCH, Instant::now());
+        self.metrics
+            .queue_depth
+            .set(i64::try_from(self.queue.waiting()).unwrap_or(i64::MAX));
         if batch.is_empty() {
             return Ok(());
         }
+        let started = Instant::now();
         let worked = self.work(&batch).await;
         for k in &batch {
             self.queue.done(k);
         }
+        self.metrics.keys.inc_by(batch.len() as u64);
+        self.metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
         worked
     }
 

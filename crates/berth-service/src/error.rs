@@ -97,6 +97,57 @@ pub enum Error {
         /// The application.
         application: String,
     },
+    /// A cluster the read needs did not answer.
+    #[error("cluster {cluster} cannot be reached: {message}")]
+    ClusterUnreachable {
+        /// The cluster.
+        cluster: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The cluster asked for is not one of the environment's.
+    #[error("cluster '{cluster}' is not one of the clusters of environment {environment} ({})", .clusters.join(", "))]
+    NotInEnvironment {
+        /// The cluster asked for.
+        cluster: String,
+        /// The environment.
+        environment: String,
+        /// The environment's clusters.
+        clusters: Vec<String>,
+    },
+    /// No cluster has the instance asked for.
+    #[error("there is no instance {instance}")]
+    NoInstance {
+        /// The instance asked for.
+        instance: String,
+    },
+    /// No instance (or not the one asked for) ended, or Berth no longer keeps it.
+    #[error(
+        "no instance of {application} in {environment}{} has ended since Berth started keeping them",
+        .instance.as_ref().map(|i| format!(" named {i}")).unwrap_or_default()
+    )]
+    NothingTerminated {
+        /// The application.
+        application: String,
+        /// The environment.
+        environment: String,
+        /// The instance asked for.
+        instance: Option<String>,
+    },
+    /// Nothing of the application is deployed in the environment.
+    #[error("{application} is not deployed in {environment}")]
+    NotRunning {
+        /// The application.
+        application: String,
+        /// The environment.
+        environment: String,
+    },
+    /// The environment's rollout has not finished.
+    #[error("deployment {deployment} is still rolling out")]
+    RolloutInProgress {
+        /// The deployment.
+        deployment: String,
+    },
     /// The store failed or refused the commit.
     #[error(transparent)]
     Store(StoreError),
@@ -134,6 +185,26 @@ impl Error {
             )),
             Self::Busy { .. } => Some("retry the request".to_owned()),
             Self::Refused { hint, .. } => Some(hint.clone()),
+            Self::ClusterUnreachable { cluster, .. } => Some(format!(
+                "see `berth get cluster {cluster}` for its health; leave it out with --cluster naming another"
+            )),
+            Self::NotInEnvironment { clusters, .. } => {
+                Some(format!("name one of: {}", clusters.join(", ")))
+            }
+            Self::NoInstance { .. } => Some(
+                "list the instances with `berth instances APP --env ENV`; ended ones with `berth logs APP --env ENV --previous`"
+                    .to_owned(),
+            ),
+            Self::NothingTerminated { .. } => Some(format!(
+                "Berth keeps the last lines of the last {} instances that ended per application and environment;                  read the running ones without --previous",
+                berth_core::instance::KEEP_INSTANCES
+            )),
+            Self::NotRunning { application, environment } => {
+                Some(format!("deploy it first: berth deploy {application} --env {environment}"))
+            }
+            Self::RolloutInProgress { .. } => {
+                Some("wait for the rollout to finish (berth status), then restart".to_owned())
+            }
             _ => None,
         }
     }

@@ -21,6 +21,7 @@ mod commands;
 mod delete;
 mod deploy;
 mod error;
+pub mod operate;
 mod reads;
 mod release;
 mod retry;
@@ -41,6 +42,7 @@ pub use commands::{
     Rollback,
 };
 pub use error::{Error, Result};
+pub use operate::{ClusterProblem, Instances, Logs, Operations, Previous, Target};
 pub use retry::ATTEMPTS;
 pub use staged::Staged;
 

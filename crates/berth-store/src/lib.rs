@@ -28,4 +28,4 @@ pub mod conformance;
 pub mod seal;
 mod sqlite;
 
-pub use sqlite::{AuditKeySource, SqliteStore};
+pub use sqlite::{AuditKeySource, CommitObserver, SqliteStore};

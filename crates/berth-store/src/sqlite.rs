@@ -97,6 +97,20 @@ pub struct SqliteStore {
     /// The checkpoint file was missing at open although the log had entries (it was
     /// deleted): verification says so until the store is opened again.
     outside_lost: bool,
+    /// Told how long each commit took (the server's `berth_store_commit_duration_seconds`).
+    commit_observer: std::sync::OnceLock<CommitTimer>,
+}
+
+/// Called with the time each commit took, whether it committed or failed.
+pub type CommitObserver = Box<dyn Fn(Duration) + Send + Sync>;
+
+/// The observer set, which `Debug` only names.
+struct CommitTimer(CommitObserver);
+
+impl std::fmt::Debug for CommitTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitObserver")
+    }
 }
 
 /// Where a store's audit key comes from.
@@ -109,6 +123,13 @@ pub enum AuditKeySource {
 }
 
 impl SqliteStore {
+    /// Has `observe` told how long every commit from now on takes (committed or not), for
+    /// a latency metric; the store itself keeps no metrics. Only the first observer set
+    /// is kept: returns whether this one was.
+    pub fn observe_commits(&self, observe: CommitObserver) -> bool {
+        self.commit_observer.set(CommitTimer(observe)).is_ok()
+    }
+
     /// Opens the database at `path`, creating the file if it is missing, and brings its
     /// schema up to date.
     ///
@@ -243,6 +264,7 @@ impl SqliteStore {
             key,
             outside,
             outside_lost,
+            commit_observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -274,11 +296,16 @@ impl Store for SqliteStore {
         writes: Vec<Write>,
         events: Vec<NewEvent>,
     ) -> Result<Commit, StoreError> {
-        let commit = self
+        let started = std::time::Instant::now();
+        let committed = self
             .in_transaction("committing", async |conn| {
                 apply(conn, &self.key, change, writes, events).await
             })
-            .await?;
+            .await;
+        if let Some(CommitTimer(observe)) = self.commit_observer.get() {
+            observe(started.elapsed());
+        }
+        let commit = committed?;
         if let Some(event) = commit.events.last() {
             self.announce(event.seq);
         }
@@ -2541,6 +2568,27 @@ mod tests {
         let (_b, b) = in_memory().await;
         a.commit(vec![create("Release", "web-1")], vec![]).await.unwrap();
         assert_eq!(b.get("Release", "web-1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn every_commit_is_timed_for_whoever_observes_them() {
+        let (_dir, store) = in_memory().await;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        assert!(store.observe_commits(Box::new(move |d| sink.lock().unwrap().push(d))));
+        assert!(!store.observe_commits(Box::new(|_| {})), "one observer");
+        store
+            .commit(vec![create("Release", "web-1")], vec![])
+            .await
+            .unwrap();
+        // A failed commit (the object exists) is timed too.
+        store
+            .commit(vec![create("Release", "web-1")], vec![])
+            .await
+            .unwrap_err();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert!(seen.iter().all(|d| *d < Duration::from_secs(5)), "{seen:?}");
     }
 
     #[tokio::test]

@@ -21,5 +21,5 @@ mod store;
 pub use builds::FakeBuilds;
 pub use clock::SettableClock;
 pub use images::FakeImages;
-pub use runtime::FakeRuntime;
+pub use runtime::{FakeClusters, FakeRuntime};
 pub use store::{Read, RecordingStore};

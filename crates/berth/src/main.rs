@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Ship applications with Berth, an application-centric container cloud.
 #[derive(Debug, Parser)]
@@ -38,6 +38,10 @@ fn main() -> ExitCode {
             Top::Server(server) => {
                 berth_server::init_logging();
                 berth_server::run(server).await.map(|()| ExitCode::SUCCESS)
+            }
+            // Completion scripts cover the whole binary, `server` included.
+            Top::Client(berth_cli::Command::Completion(c)) => {
+                berth_cli::commands::completion::run(&c, Args::command(), &mut std::io::stdout())
             }
             Top::Client(command) => berth_cli::run_command(args.global, command).await,
         }

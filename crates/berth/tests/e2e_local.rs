@@ -10,92 +10,13 @@
 
 mod support;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU32, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use support::{Berth, wait_until, web_app};
-use tokio::sync::Mutex;
+use support::{Berth, Traffic, wait_until, web_app};
 
 const HOST: &str = "web.qa.localhost";
-
-/// Sends requests one after another through the router until stopped, counting failures
-/// and keeping the last body.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    failures: Arc<AtomicU32>,
-    sent: Arc<AtomicU32>,
-    last: Arc<Mutex<String>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Traffic {
-    fn start(berth: &Berth) -> Self {
-        let (stop, failures, sent, last) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicU32::new(0)),
-            Arc::new(AtomicU32::new(0)),
-            Arc::new(Mutex::new(String::new())),
-        );
-        let (router, http) = (berth.router.clone(), berth.http.clone());
-        let task = {
-            let (stop, failures, sent, last) = (stop.clone(), failures.clone(), sent.clone(), last.clone());
-            tokio::spawn(async move {
-                // Bounded: at most 20,000 requests, and the test stops it long before.
-                for _ in 0..20_000 {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let res = http
-                        .get(format!("http://{router}/"))
-                        .header("host", HOST)
-                        .timeout(Duration::from_secs(5))
-                        .send()
-                        .await;
-                    sent.fetch_add(1, Ordering::SeqCst);
-                    match res {
-                        Ok(r) if r.status().is_success() => {
-                            *last.lock().await = r.text().await.unwrap_or_default()
-                        }
-                        Ok(r) => {
-                            eprintln!("traffic: HTTP {}", r.status());
-                            failures.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Err(e) => {
-                            eprintln!("traffic: {e}");
-                            failures.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-        };
-        Self {
-            stop,
-            failures,
-            sent,
-            last,
-            task,
-        }
-    }
-
-    async fn finish(self) -> (u32, u32, String) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.task.await.unwrap();
-        let last = self.last.lock().await.clone();
-        (
-            self.sent.load(Ordering::SeqCst),
-            self.failures.load(Ordering::SeqCst),
-            last,
-        )
-    }
-}
 
 async fn put_app(berth: &Berth, doc: serde_json::Value) {
     let (s, b) = berth.call(Method::PUT, "/applications/web", Some(doc)).await;
@@ -136,7 +57,7 @@ async fn deploy_scale_roll_under_traffic_and_roll_back() {
     );
 
     // Rolling update under steady traffic: not one failed request.
-    let traffic = Traffic::start(&berth);
+    let traffic = Traffic::start(&berth, HOST);
     put_app(&berth, web_app("v2", 3, "/healthz")).await;
     let out = cli_ok(&berth, &["deploy", "web", "--env", "qa"]);
     assert!(out.contains("ready"), "the CLI shows progress: {out}");
@@ -160,7 +81,7 @@ async fn deploy_scale_roll_under_traffic_and_roll_back() {
     .await;
 
     // Roll back (to release 2, the newest other that succeeded), also under traffic.
-    let traffic = Traffic::start(&berth);
+    let traffic = Traffic::start(&berth, HOST);
     let out = cli_ok(&berth, &["rollback", "web", "--env", "qa"]);
     assert!(out.contains("Succeeded"), "{out}");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -185,7 +106,7 @@ async fn a_release_that_never_gets_healthy_fails_and_the_previous_keeps_serving(
     put_app(&berth, web_app("good", 2, "/healthz")).await;
     cli_ok(&berth, &["deploy", "web", "--env", "qa"]);
 
-    let traffic = Traffic::start(&berth);
+    let traffic = Traffic::start(&berth, HOST);
     put_app(&berth, web_app("bad", 2, "/missing")).await;
     let out = berth.cli(&["deploy", "web", "--env", "qa"]);
     assert!(

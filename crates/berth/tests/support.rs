@@ -13,12 +13,16 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio::sync::Mutex;
 
 pub const IMAGE: &str = "127.0.0.1:5000/busybox:latest";
 pub const BIN: &str = env!("CARGO_BIN_EXE_berth");
@@ -418,4 +422,76 @@ pub fn web_app(page: &str, replicas: u32, health_path: &str) -> Value {
             ]
         }
     })
+}
+
+/// Sends requests one after another through the router until stopped, counting failures
+/// and keeping the last body.
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+    failures: Arc<AtomicU32>,
+    sent: Arc<AtomicU32>,
+    last: Arc<Mutex<String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    pub fn start(berth: &Berth, host: &str) -> Self {
+        let (stop, failures, sent, last) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(Mutex::new(String::new())),
+        );
+        let (router, http, host) = (berth.router.clone(), berth.http.clone(), host.to_owned());
+        let task = {
+            let (stop, failures, sent, last) = (stop.clone(), failures.clone(), sent.clone(), last.clone());
+            tokio::spawn(async move {
+                // Bounded: at most 20,000 requests, and the test stops it long before.
+                for _ in 0..20_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let res = http
+                        .get(format!("http://{router}/"))
+                        .header("host", &host)
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    match res {
+                        Ok(r) if r.status().is_success() => {
+                            *last.lock().await = r.text().await.unwrap_or_default()
+                        }
+                        Ok(r) => {
+                            eprintln!("traffic: HTTP {}", r.status());
+                            failures.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => {
+                            eprintln!("traffic: {e}");
+                            failures.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        Self {
+            stop,
+            failures,
+            sent,
+            last,
+            task,
+        }
+    }
+
+    pub async fn finish(self) -> (u32, u32, String) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap();
+        let last = self.last.lock().await.clone();
+        (
+            self.sent.load(Ordering::SeqCst),
+            self.failures.load(Ordering::SeqCst),
+            last,
+        )
+    }
 }

@@ -7,7 +7,10 @@ use std::{io::Write, process::ExitCode};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::{client::Client, output::Table};
+use crate::{
+    client::Client,
+    output::{self, Format, Table},
+};
 use berth_contract::AuditList;
 pub use berth_core::audit::AuditEntry;
 use berth_core::audit::Verification;
@@ -39,6 +42,10 @@ pub struct AuditArgs {
     /// At most this many entries, newest last.
     #[arg(long, default_value_t = 10_000)]
     pub limit: usize,
+    /// How to print it: a table, or the entries (for `verify`, the verification) as JSON
+    /// or YAML; `verify -o json` still exits 1 when the log was tampered with.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table, global = true)]
+    pub output: Format,
 }
 
 /// What else `berth audit` does.
@@ -62,6 +69,14 @@ pub async fn run(client: &Client, args: AuditArgs, out: &mut (dyn Write + Send))
             .get(&["audit", "verify"], &query)
             .await
             .context("verifying the audit log")?;
+        if let Some(text) = output::document(args.output, &v)? {
+            out.write_all(text.as_bytes())?;
+            return Ok(if v.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
         if v.ok {
             writeln!(
                 out,
@@ -117,7 +132,16 @@ pub async fn run(client: &Client, args: AuditArgs, out: &mut (dyn Write + Send))
         entries.extend(page.items);
     }
     let skip = entries.len().saturating_sub(args.limit);
-    out.write_all(table(&entries[skip..]).render().as_bytes())?;
+    let shown = &entries[skip..];
+    match output::document(
+        args.output,
+        &AuditList {
+            items: shown.to_vec(),
+        },
+    )? {
+        Some(text) => out.write_all(text.as_bytes())?,
+        None => out.write_all(table(shown).render().as_bytes())?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,7 @@ use futures::StreamExt;
 
 use super::variant;
 use crate::client::{ApiError, Client};
+use crate::output::Format;
 use berth_contract::EventList;
 
 /// Arguments of `berth events`.
@@ -26,6 +27,10 @@ pub struct EventsArgs {
     /// Only events after this sequence number.
     #[arg(long, value_name = "SEQ", default_value_t = 0)]
     pub since: u64,
+    /// `json`: the events as a list object (with -f, one JSON event per line); `yaml`:
+    /// a list (not with -f).
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+    pub output: Format,
 }
 
 /// Events asked for per page.
@@ -38,10 +43,35 @@ pub async fn run(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     if args.follow {
-        follow(client, args.app.as_deref(), args.since, &Backoff::default(), out).await?;
+        if args.output == Format::Yaml {
+            anyhow::bail!(
+                "a followed stream is not YAML: use -o json (one JSON event per line) or the default text"
+            );
+        }
+        let json = args.output == Format::Json;
+        follow_as(
+            client,
+            args.app.as_deref(),
+            args.since,
+            &Backoff::default(),
+            json,
+            out,
+        )
+        .await?;
     } else {
-        for e in list(client, args.app.as_deref(), args.since).await? {
-            writeln!(out, "{}", line(&e))?;
+        let events = list(client, args.app.as_deref(), args.since).await?;
+        match args.output {
+            Format::Json => {
+                out.write_all(crate::output::json(&serde_json::json!({"items": events}))?.as_bytes())?
+            }
+            Format::Yaml => {
+                out.write_all(crate::output::yaml_documents(std::slice::from_ref(&events))?.as_bytes())?
+            }
+            Format::Table => {
+                for e in &events {
+                    writeln!(out, "{}", line(e))?;
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -143,6 +173,18 @@ pub async fn follow(
     backoff: &Backoff,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
+    follow_as(client, app, after, backoff, false, out).await
+}
+
+/// [`follow`], printing each event as one line of JSON when `json`.
+pub async fn follow_as(
+    client: &Client,
+    app: Option<&str>,
+    after: u64,
+    backoff: &Backoff,
+    json: bool,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
     let mut last = after;
     let mut wait = backoff.initial;
     let mut warned = false;
@@ -170,7 +212,11 @@ pub async fn follow(
                     for message in decoder.push(&chunk) {
                         if let Some(e) = event_of(&message, last) {
                             last = e.seq;
-                            writeln!(out, "{}", line(&e))?;
+                            if json {
+                                writeln!(out, "{}", serde_json::to_string(&e)?)?;
+                            } else {
+                                writeln!(out, "{}", line(&e))?;
+                            }
                         }
                     }
                     out.flush()?;

@@ -59,6 +59,7 @@ pub async fn documents(client: &Client, kind: KindName, name: Option<String>) ->
         app: None,
         environment: None,
         export: false,
+        watch: Default::default(),
     };
     Ok(get::fetch(client, &args)
         .await?

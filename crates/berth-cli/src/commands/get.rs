@@ -42,6 +42,9 @@ pub struct GetArgs {
     /// resourceVersion and timestamps, which Berth owns.
     #[arg(long)]
     pub export: bool,
+    /// Keep watching, printing what changes (`-w`).
+    #[command(flatten)]
+    pub watch: super::watch::WatchArgs,
 }
 
 /// Objects of one kind, as the server returned them.
@@ -146,6 +149,22 @@ pub async fn run(client: &Client, args: GetArgs, out: &mut (dyn Write + Send)) -
         out.write_all(text.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
+    if args.watch.watch {
+        let args = &args;
+        return super::watch::run(
+            args.watch.interval,
+            || async move {
+                snapshot(
+                    &fetch(client, args).await?,
+                    args.output,
+                    args.name.is_some(),
+                    Utc::now(),
+                )
+            },
+            out,
+        )
+        .await;
+    }
     let found = fetch(client, &args).await?;
     let text = render(&found, args.output, args.name.is_some(), Utc::now())?;
     out.write_all(text.as_bytes())?;
@@ -158,19 +177,39 @@ pub fn render(found: &Found, format: Format, single: bool, now: DateTime<Utc>) -
         Format::Table if found.len() == 0 => Ok(format!("No {} found.\n", found.kind().plural())),
         Format::Table => Ok(found.table(now).render()),
         Format::Yaml => output::yaml_documents(&found.values()?),
-        Format::Json => {
-            let mut values = found.values()?;
-            if single && values.len() == 1 {
-                return output::json(&values.remove(0));
-            }
-            let list = serde_json::json!({
-                "apiVersion": API_VERSION,
-                "kind": format!("{}List", found.kind().kind()),
-                "items": values,
-            });
-            output::json(&list)
-        }
+        Format::Json => output::json(&json_value(found, single)?),
     }
+}
+
+/// What was found as JSON: the object when one was asked for by name, else a list object.
+fn json_value(found: &Found, single: bool) -> anyhow::Result<serde_json::Value> {
+    let mut values = found.values()?;
+    if single && values.len() == 1 {
+        return Ok(values.remove(0));
+    }
+    Ok(serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": format!("{}List", found.kind().kind()),
+        "items": values,
+    }))
+}
+
+/// What `get -w` shows of one poll: table rows, one JSON line, or YAML documents.
+pub fn snapshot(
+    found: &Found,
+    format: Format,
+    single: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<super::watch::Snapshot> {
+    use super::watch::Snapshot;
+    Ok(match format {
+        Format::Table => Snapshot::rows(&found.table(now).render()),
+        Format::Json => Snapshot::Line(serde_json::to_string(&json_value(found, single)?)?),
+        Format::Yaml => Snapshot::Block {
+            text: output::yaml_documents(&found.values()?)?,
+            separator: "---\n",
+        },
+    })
 }
 
 /// Fetches what `args` asks for.
@@ -626,6 +665,7 @@ pub(crate) mod tests {
             app: None,
             environment: None,
             export: false,
+            watch: Default::default(),
         };
         let Found::Applications(apps) = fetch(&client, &args).await.unwrap() else {
             panic!("not applications")

@@ -115,13 +115,28 @@ fn save(path: &Path, file: &ConfigFile) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Arguments of `berth whoami`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WhoamiArgs {
+    /// How to print it: text for people, or the API's answer as JSON or YAML.
+    #[arg(long, short = 'o', value_enum, default_value_t = crate::output::Format::Table)]
+    pub output: crate::output::Format,
+}
+
 /// Runs `berth whoami`.
-pub async fn whoami(client: &Client, out: &mut (dyn Write + Send)) -> anyhow::Result<ExitCode> {
+pub async fn whoami(
+    client: &Client,
+    format: crate::output::Format,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
     let me: WhoAmI = client
         .get(&["whoami"], &[])
         .await
         .context("asking who this token is")?;
-    out.write_all(describe(&me).as_bytes())?;
+    match crate::output::document(format, &me)? {
+        Some(text) => out.write_all(text.as_bytes())?,
+        None => out.write_all(describe(&me).as_bytes())?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod audit;
 pub mod build;
+pub mod completion;
 pub mod delete;
 pub mod deploy;
 pub mod describe;
@@ -12,12 +13,14 @@ pub mod events;
 pub mod export;
 pub mod get;
 pub mod login;
+pub mod operate;
 pub mod plan;
 pub mod promote;
 pub mod rollback;
 pub mod secret;
 pub mod status;
 pub mod token;
+pub mod watch;
 
 use serde::Serialize;
 

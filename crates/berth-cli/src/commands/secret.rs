@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     client::Client,
-    output::{self, Table},
+    output::{self, Format, Table},
 };
 use berth_contract::{Resealed, SecretList, SecretValueRequest};
 pub use berth_core::objects::SecretInfo;
@@ -34,6 +34,9 @@ pub enum SecretCommand {
     List {
         /// The application.
         app: String,
+        /// How to print them (names and versions; values never leave the server).
+        #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+        output: Format,
     },
     /// Delete a secret's value for all environments (one the application no longer
     /// references), or with --env that environment's own value.
@@ -107,12 +110,15 @@ pub async fn run(
                 info.version
             )?;
         }
-        SecretCommand::List { app } => {
+        SecretCommand::List { app, output } => {
             let list: SecretList = client
                 .get(&["applications", &app, "secrets"], &[])
                 .await
                 .with_context(|| format!("listing the secrets of {app}"))?;
-            out.write_all(table(&list.items, Utc::now()).render().as_bytes())?;
+            match output::document(output, &list)? {
+                Some(text) => out.write_all(text.as_bytes())?,
+                None => out.write_all(table(&list.items, Utc::now()).render().as_bytes())?,
+            }
         }
         SecretCommand::Delete {
             app,

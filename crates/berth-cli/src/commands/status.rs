@@ -5,8 +5,15 @@ use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
 
-use super::{deploy::progress_line, variant};
-use crate::client::Client;
+use super::{
+    deploy::progress_line,
+    variant,
+    watch::{Snapshot, WatchArgs},
+};
+use crate::{
+    client::Client,
+    output::{self, Format},
+};
 pub use berth_contract::{
     ApplicationState as AppStatus, DeploymentSummary as DeploymentRef, EnvironmentState,
 };
@@ -16,6 +23,12 @@ pub use berth_contract::{
 pub struct StatusArgs {
     /// The application.
     pub app: String,
+    /// How to print it: text for people, or the API's answer as JSON or YAML.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Keep watching, printing the status again whenever it changes (`-w`).
+    #[command(flatten)]
+    pub watch: WatchArgs,
 }
 
 /// Runs `berth status`.
@@ -24,12 +37,44 @@ pub async fn run(
     args: StatusArgs,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let status: AppStatus = client
-        .get(&["applications", &args.app, "status"], &[])
-        .await
-        .with_context(|| format!("getting the status of {}", args.app))?;
-    out.write_all(render(&status).as_bytes())?;
+    if args.watch.watch {
+        let args = &args;
+        return super::watch::run(
+            args.watch.interval,
+            || async move { snapshot(&fetch(client, &args.app).await?, args.output) },
+            out,
+        )
+        .await;
+    }
+    let status = fetch(client, &args.app).await?;
+    match output::document(args.output, &status)? {
+        Some(text) => out.write_all(text.as_bytes())?,
+        None => out.write_all(render(&status).as_bytes())?,
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the server where `app` runs.
+async fn fetch(client: &Client, app: &str) -> anyhow::Result<AppStatus> {
+    client
+        .get(&["applications", app, "status"], &[])
+        .await
+        .with_context(|| format!("getting the status of {app}"))
+}
+
+/// What `status -w` shows of one poll: the text block, one JSON line, or a YAML document.
+pub fn snapshot(status: &AppStatus, format: Format) -> anyhow::Result<Snapshot> {
+    Ok(match format {
+        Format::Table => Snapshot::Block {
+            text: render(status),
+            separator: "\n",
+        },
+        Format::Json => Snapshot::Line(serde_json::to_string(status)?),
+        Format::Yaml => Snapshot::Block {
+            text: output::yaml_documents(std::slice::from_ref(status))?,
+            separator: "---\n",
+        },
+    })
 }
 
 /// The status as text.

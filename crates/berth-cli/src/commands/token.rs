@@ -6,7 +6,10 @@ use std::{io::Write, process::ExitCode};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::{client::Client, output::Table};
+use crate::{
+    client::Client,
+    output::{self, Format, Table},
+};
 pub use berth_contract::TokenInfo;
 use berth_contract::{NewToken, TokenList, TokenRequest};
 
@@ -20,6 +23,9 @@ pub enum TokenCommand {
         /// Only this user's tokens.
         #[arg(long)]
         user: Option<String>,
+        /// How to print them (never with their secrets: the server does not have them).
+        #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+        output: Format,
     },
     /// Revoke a token by its id; it stops working at once.
     Revoke {
@@ -68,10 +74,13 @@ pub async fn run(
             )?;
             writeln!(out, "{}", made.secret)?;
         }
-        TokenCommand::List { user } => {
+        TokenCommand::List { user, output } => {
             let query: Vec<(&str, String)> = user.into_iter().map(|u| ("user", u)).collect();
             let list: TokenList = client.get(&["tokens"], &query).await.context("listing tokens")?;
-            out.write_all(table(&list.items, Utc::now()).render().as_bytes())?;
+            match output::document(output, &list)? {
+                Some(text) => out.write_all(text.as_bytes())?,
+                None => out.write_all(table(&list.items, Utc::now()).render().as_bytes())?,
+            }
         }
         TokenCommand::Revoke { id } => {
             let t: TokenInfo = client

@@ -137,6 +137,10 @@ pub struct DeploymentStatus {
     /// longer decides what runs (nothing of the application runs any more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_at: Option<DateTime<Utc>>,
+    /// When its instances were last asked to restart (`berth restart`): a rolling
+    /// replacement of every instance by a new one of the same release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<DateTime<Utc>>,
 }
 
 /// The name of deployment `number` of `application` to `environment`.

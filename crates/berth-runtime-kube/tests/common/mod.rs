@@ -190,6 +190,16 @@ fn rand_suffix() -> u32 {
     nanos % 100_000
 }
 
+/// How long a rollout may take: a real cluster schedules and starts pods (kwok marks
+/// them ready), the fake only waits its `ready_after`.
+pub fn wait() -> Duration {
+    if real() {
+        Duration::from_secs(180)
+    } else {
+        Duration::from_secs(10)
+    }
+}
+
 /// Fast runtime options for tests.
 pub fn options() -> RuntimeOptions {
     RuntimeOptions {

@@ -36,6 +36,12 @@ impl<K> Default for WorkQueue<K> {
 }
 
 impl<K: Clone + Eq + Hash> WorkQueue<K> {
+    /// Keys waiting: queued now, or for a later instant (not those being worked).
+    #[must_use]
+    pub fn waiting(&self) -> usize {
+        self.ready.len() + self.later.len()
+    }
+
     /// Queues `key` now (once, however often it is added before it is taken).
     pub fn add(&mut self, key: K) {
         if self.active.contains(&key) {
