@@ -15,7 +15,9 @@ use berth_build::{
     registry::RegistryError,
 };
 use berth_core::objects::JavaBuilder;
-use common::{Repo, fresh_repository, java_repo, write_java_app};
+use common::{
+    Container, Repo, fresh_repository, get_when_ready, java_repo, war_repo, write_java_app, write_war_app,
+};
 
 fn registry() -> Registry {
     Registry::new(RegistryOptions {
@@ -27,6 +29,13 @@ fn registry() -> Registry {
 fn jar_settings() -> JavaBuilder {
     serde_json::from_value(serde_json::json!({"jar": "build/app.jar", "dependencies": "lib"})).unwrap()
 }
+
+fn war_settings() -> JavaBuilder {
+    serde_json::from_value(serde_json::json!({"war": "build/shop.war"})).unwrap()
+}
+
+/// How long Tomcat may take to answer its first request (on 2 busy cores).
+const TOMCAT_START: Duration = Duration::from_secs(60);
 
 async fn build(
     repo: &Repo,
@@ -216,4 +225,168 @@ async fn wrong_credentials_are_refused_without_retries() {
         started.elapsed() < Duration::from_secs(5),
         "no retries for a refusal"
     );
+}
+
+#[tokio::test]
+async fn a_war_runs_as_the_root_application_of_tomcat_and_serves_http() {
+    let repo = war_repo("Hello");
+    let target = fresh_repository("war");
+    let pushed = build(&repo, &target, &war_settings()).await.unwrap();
+    // The Tomcat base (JRE and Tomcat layers) was mounted from its own repository.
+    assert_eq!(
+        pushed_roles(&pushed),
+        ["dependencies", "resources", "classes", "config"]
+    );
+    assert_eq!(
+        pushed.layers.iter().filter(|l| l.role == "base").count(),
+        2,
+        "JRE + Tomcat"
+    );
+    let again = build(&repo, &fresh_repository("war-again"), &war_settings())
+        .await
+        .unwrap();
+    assert_eq!(pushed.digest, again.digest, "reproducible");
+
+    let image = format!("{target}@{}", pushed.digest);
+    let app = Container::run(
+        &image,
+        &[
+            "--memory",
+            "256m",
+            "-e",
+            "GREETING=Servus",
+            "-e",
+            "BERTH_ENVIRONMENT=qa",
+        ],
+    );
+    let base = format!("http://{}", app.address());
+    let page = get_when_ready(&format!("{base}/"), TOMCAT_START, &app).await;
+    assert!(page.contains("Servus from java-webapp"), "{page}");
+    assert!(page.contains("<strong>qa</strong>"), "{page}");
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+    let css = reqwest::get(format!("{base}/style.css")).await.unwrap();
+    assert_eq!(css.status(), 200, "static files from the WAR");
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css"),
+        "{:?}",
+        css.headers()
+    );
+    let missing = reqwest::get(format!("{base}/nope")).await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn a_war_is_served_at_its_context_path_with_its_jvm_options() {
+    let repo = war_repo("Hello");
+    let target = fresh_repository("war-context");
+    let settings: JavaBuilder = serde_json::from_value(serde_json::json!({
+        "war": "build/shop.war", "contextPath": "/shop", "jvmOptions": ["-Dberth.test=yes"]}))
+    .unwrap();
+    let pushed = build(&repo, &target, &settings).await.unwrap();
+    let app = Container::run(&format!("{target}@{}", pushed.digest), &[]);
+    let base = format!("http://{}", app.address());
+    let health = get_when_ready(&format!("{base}/shop/healthz"), TOMCAT_START, &app).await;
+    assert_eq!(health, "ok\n");
+    let page = reqwest::get(format!("{base}/shop")).await.unwrap();
+    assert!(page.status().is_success() || page.status().is_redirection());
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz")).await.unwrap().status(),
+        404
+    );
+    let logs = app.logs();
+    assert!(
+        logs.contains("Deploying web application directory [/usr/local/tomcat/webapps/shop]"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_one_class_change_of_a_war_pushes_only_its_classes_layer() {
+    let repo = war_repo("First");
+    let target = fresh_repository("war-one-class");
+    let first = build(&repo, &target, &war_settings()).await.unwrap();
+    write_war_app(&repo, "Second", &[]);
+    repo.commit("change one class");
+    let second = build(&repo, &target, &war_settings()).await.unwrap();
+    assert_ne!(first.digest, second.digest);
+    assert_eq!(pushed_roles(&second), ["classes", "config"]);
+}
+
+#[tokio::test]
+async fn a_war_that_fails_to_deploy_stops_tomcat_at_once_with_the_reason() {
+    let repo = Repo::new();
+    write_war_app(
+        &repo,
+        "Hello",
+        &[(
+            "dev/berth/webapp/Broken.java",
+            "package dev.berth.webapp;\n\
+             @jakarta.servlet.annotation.WebListener\n\
+             public class Broken implements jakarta.servlet.ServletContextListener {\n\
+               public void contextInitialized(jakarta.servlet.ServletContextEvent e) {\n\
+                 throw new IllegalStateException(\"no database configured\");\n\
+               }\n\
+             }\n",
+        )],
+    );
+    repo.commit("a listener that throws");
+    let target = fresh_repository("war-broken");
+    let pushed = build(&repo, &target, &war_settings()).await.unwrap();
+    let app = Container::run(&format!("{target}@{}", pushed.digest), &[]);
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(code) = app.exit_code() {
+            break code;
+        }
+        assert!(start.elapsed() < TOMCAT_START, "still running:\n{}", app.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(code, 3, "{}", app.logs());
+    let logs = app.logs();
+    assert!(logs.contains("no database configured"), "{logs}");
+    assert!(
+        logs.contains("berth: the web application at / failed to start"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_war_where_a_jar_belongs_and_a_war_on_a_jre_are_refused() {
+    let repo = war_repo("Hello");
+    let as_jar: JavaBuilder = serde_json::from_value(serde_json::json!({"jar": "build/shop.war"})).unwrap();
+    let e = build(&repo, &fresh_repository("war-as-jar"), &as_jar)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JavaError::WarAsJar { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("write war: build/shop.war instead of jar:"),
+        "{e}"
+    );
+
+    let on_jre: JavaBuilder = serde_json::from_value(serde_json::json!({
+        "war": "build/shop.war", "baseImage": berth_core::objects::DEFAULT_JAVA_BASE}))
+    .unwrap();
+    let target = fresh_repository("war-on-jre");
+    let e = build(&repo, &target, &on_jre).await.unwrap_err();
+    assert!(matches!(e, JavaError::NotServletBase { .. }), "{e}");
+    assert!(e.to_string().contains("127.0.0.1:5000/berth/tomcat:10.1"), "{e}");
+    // Nothing was written: no manifest under the tag.
+    let gone = registry()
+        .resolve(&Registry::reference(&format!("{target}:t1")).unwrap(), None)
+        .await;
+    assert!(matches!(gone, Err(RegistryError::NotFound { .. })), "{gone:?}");
+
+    let jar_repo = java_repo("x");
+    let jar_as_war: JavaBuilder =
+        serde_json::from_value(serde_json::json!({"war": "build/app.jar"})).unwrap();
+    let e = build(&jar_repo, &fresh_repository("jar-as-war"), &jar_as_war)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JavaError::NotAWar { .. }), "{e}");
 }

@@ -40,7 +40,8 @@ pub use secret::{
     secret_candidates, secret_object_name, secret_object_name_in, validate_secret_refs,
 };
 pub use source::{
-    Builder, DEFAULT_JAVA_BASE, DEFAULT_REF, DockerfileBuilder, JavaBuilder, Source, validate_source,
+    Builder, DEFAULT_JAVA_BASE, DEFAULT_REF, DEFAULT_SERVLET_BASE, DockerfileBuilder, JavaBuilder, Source,
+    validate_source,
 };
 pub use team::{DEFAULT_TEAM, Member, Quota, Role, Team, TeamKind, TeamSpec, TeamStatus};
 pub use user::{BOOTSTRAP_ADMIN, User, UserKind, UserSpec, UserStatus};
