@@ -95,6 +95,13 @@ pub struct Workload {
     /// environment's `rollout.forceConflicts`).
     #[serde(default)]
     pub force_conflicts: bool,
+    /// Seconds a replica being stopped keeps running out of traffic before SIGTERM
+    /// (the application's `drainSeconds`).
+    #[serde(default)]
+    pub drain_seconds: u32,
+    /// Seconds from SIGTERM to SIGKILL (the application's `terminationGraceSeconds`).
+    #[serde(default)]
+    pub termination_grace_seconds: u32,
 }
 
 pub use crate::objects::DEFAULT_TEAM;
@@ -220,13 +227,15 @@ pub fn render(
         secret_versions: BTreeMap::new(),
         quota: None,
         force_conflicts: environment.spec.rollout.force_conflicts,
+        drain_seconds: t.drain_seconds(),
+        termination_grace_seconds: t.termination_grace_seconds(),
     };
     workload.spec_hash = spec_hash(&workload);
     workload
 }
 
 /// Hash of the fields that shape one replica. The release number, replica count,
-/// hostnames and deadlines are left out: a release that only scales (or a rollback to an
+/// hostnames, deadlines and stop times (used when a replica is stopped) are left out: a release that only scales (or a rollback to an
 /// identical shape) keeps the running replicas instead of replacing them.
 fn spec_hash(w: &Workload) -> String {
     let shape = serde_json::json!({
@@ -325,6 +334,24 @@ mod tests {
             qa.spec_hash, prod.spec_hash,
             "env vars differ, so replicas differ"
         );
+    }
+
+    #[test]
+    fn stop_times_come_from_the_application_or_its_defaults() {
+        let w = render(&release(1), &deployment("qa"), &env("qa"), "local", "localhost");
+        assert_eq!(
+            (w.drain_seconds, w.termination_grace_seconds),
+            (
+                crate::objects::DEFAULT_DRAIN_SECONDS,
+                crate::objects::DEFAULT_TERMINATION_GRACE_SECONDS
+            )
+        );
+        let mut r = release(1);
+        r.spec.template.drain_seconds = Some(0);
+        r.spec.template.termination_grace_seconds = Some(90);
+        let set = render(&r, &deployment("qa"), &env("qa"), "local", "localhost");
+        assert_eq!((set.drain_seconds, set.termination_grace_seconds), (0, 90));
+        assert_eq!(set.spec_hash, w.spec_hash, "stop times do not replace replicas");
     }
 
     #[test]

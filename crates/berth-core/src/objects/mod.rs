@@ -15,7 +15,8 @@ mod user;
 
 pub use application::{
     Application, ApplicationKind, ApplicationSpec, ApplicationStatus, Autoscaling, ConfigFile,
-    EnvironmentOverride, HealthCheck, Resources, validate_application_spec,
+    DEFAULT_DRAIN_SECONDS, DEFAULT_TERMINATION_GRACE_SECONDS, EnvironmentOverride, HealthCheck,
+    MAX_DRAIN_SECONDS, MAX_TERMINATION_GRACE_SECONDS, Resources, validate_application_spec,
 };
 pub use build::{Build, BuildKind, BuildLayer, BuildPhase, BuildSpec, BuildStatus, build_name};
 pub use cluster::{
