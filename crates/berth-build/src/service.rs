@@ -108,12 +108,21 @@ impl BuildService {
 
     /// Marks builds that a previous run of the server left Pending or Running as failed
     /// (their work died with the process); returns how many. Requesting the same commit
-    /// again builds it anew.
+    /// again builds it anew. The blobs of the builds that succeeded are remembered where
+    /// they were pushed, so that a new application's build mounts the layers it shares
+    /// with them instead of uploading them again.
     pub async fn recover(&self) -> Result<usize, BuildError> {
         let store = self.inner.store.as_ref();
         let builds = repo::list_all::<BuildKind>(store, None)
             .await
             .map_err(repo_error)?;
+        for b in builds.iter().filter(|b| b.status.phase == BuildPhase::Succeeded) {
+            if let Ok(image) = Registry::reference(&format!("{}:{}", b.spec.image, b.name())) {
+                for layer in &b.status.layers {
+                    self.inner.registry.remember(&image, &layer.digest);
+                }
+            }
+        }
         let mut count = 0;
         for mut b in builds.into_iter().filter(|b| !b.status.phase.is_final()) {
             let name = b.metadata.name.clone();

@@ -42,12 +42,21 @@ async fn build(
     target: &str,
     settings: &JavaBuilder,
 ) -> Result<berth_build::image::Pushed, JavaError> {
+    build_with(&registry(), repo, target, settings).await
+}
+
+async fn build_with(
+    registry: &Registry,
+    repo: &Repo,
+    target: &str,
+    settings: &JavaBuilder,
+) -> Result<berth_build::image::Pushed, JavaError> {
     let scratch = tempfile::tempdir().unwrap();
     let tree = fetch(&repo.url(), "main", &scratch.path().join("r")).unwrap();
     let log = BuildLog::default();
     let app = java::prepare(&tree, settings, &log).await?;
     let target = Registry::reference(&format!("{target}:t1")).unwrap();
-    java::push(&registry(), &target, &app, settings, 8080, &tree.commit, &log).await
+    java::push(registry, &target, &app, settings, 8080, &tree.commit, &log).await
 }
 
 fn pushed_roles(p: &berth_build::image::Pushed) -> Vec<&str> {
@@ -389,4 +398,45 @@ async fn a_war_where_a_jar_belongs_and_a_war_on_a_jre_are_refused() {
         .await
         .unwrap_err();
     assert!(matches!(e, JavaError::NotAWar { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn a_second_web_application_mounts_the_layers_it_shares_with_the_first() {
+    let first_repo = war_repo("First");
+    // The same libraries and files, other classes: another team's build of the sample.
+    let second_repo = Repo::new();
+    std::fs::create_dir_all(second_repo.path().join("lib")).unwrap();
+    std::fs::copy(
+        first_repo.path().join("lib/dep.jar"),
+        second_repo.path().join("lib/dep.jar"),
+    )
+    .unwrap();
+    write_war_app(&second_repo, "Second", &[]);
+    second_repo.commit("second app");
+    let registry = registry();
+    let first = build_with(
+        &registry,
+        &first_repo,
+        &fresh_repository("shared-a"),
+        &war_settings(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pushed_roles(&first),
+        ["dependencies", "resources", "classes", "config"]
+    );
+    let second = build_with(
+        &registry,
+        &second_repo,
+        &fresh_repository("shared-b"),
+        &war_settings(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pushed_roles(&second),
+        ["classes", "config"],
+        "WEB-INF/lib and the files are mounted from the first application's repository"
+    );
 }

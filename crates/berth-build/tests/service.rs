@@ -24,8 +24,13 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    fixture_on(store)
+}
+
+/// A build service on `store`, as a server (re)started on it makes.
+fn fixture_on(store: Arc<SqliteStore>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
     let service = BuildService::new(
         store.clone(),
         BuildOptions {
@@ -309,4 +314,63 @@ async fn the_image_builder_resolves_and_an_interrupted_build_is_failed_on_recove
         .unwrap()
         .unwrap();
     assert_eq!(stale.status.phase, BuildPhase::Failed);
+}
+
+/// Blobs a build uploaded (not found, not mounted).
+fn uploaded(build: &Build) -> Vec<&str> {
+    build
+        .status
+        .layers
+        .iter()
+        .filter(|l| l.pushed)
+        .map(|l| l.role.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_second_application_on_the_same_base_uploads_only_its_own_layers() {
+    let f = fixture().await;
+    let dockerfile_app = |text: &str| {
+        let repo = Repo::new();
+        repo.write(
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nCOPY index.html /www/index.html\n",
+        );
+        repo.write("index.html", text);
+        repo.commit("app");
+        repo
+    };
+    let (one, two, three) = (
+        dockerfile_app("one\n"),
+        dockerfile_app("two\n"),
+        dockerfile_app("three\n"),
+    );
+    let spec = |repo: &Repo, what: &str| json!({"image": fresh_repository(what), "source": {"git": repo.url(), "builder": {"dockerfile": {}}}});
+    f.app("one", spec(&one, "mount-one")).await;
+    f.app("two", spec(&two, "mount-two")).await;
+    let (b, _) = f.request("one", None).await;
+    let (first, log) = f.finished(&b.metadata.name).await;
+    assert_eq!(first.status.phase, BuildPhase::Succeeded, "{log}");
+    // Its own repository was empty: base layer, its layer and config went up.
+    assert_eq!(uploaded(&first), ["layer", "layer", "config"], "{log}");
+
+    let (b, _) = f.request("two", None).await;
+    let (second, log) = f.finished(&b.metadata.name).await;
+    assert_eq!(second.status.phase, BuildPhase::Succeeded, "{log}");
+    assert_eq!(
+        uploaded(&second),
+        ["layer", "config"],
+        "the base layer is mounted from the first application's repository:\n{log}"
+    );
+    assert_eq!(first.status.layers[0].digest, second.status.layers[0].digest);
+    assert!(log.contains("mounted from berth-test/mount-one"), "{log}");
+
+    // A restarted server knows where the blobs of earlier builds are.
+    let restarted = fixture_on(f.store.clone());
+    restarted.service.recover().await.unwrap();
+    restarted.app("three", spec(&three, "mount-three")).await;
+    let (b, _) = restarted.request("three", None).await;
+    let (third, log) = restarted.finished(&b.metadata.name).await;
+    assert_eq!(third.status.phase, BuildPhase::Succeeded, "{log}");
+    assert_eq!(uploaded(&third), ["layer", "config"], "{log}");
 }
