@@ -257,6 +257,8 @@ async fn a_war_runs_as_the_root_application_of_tomcat_and_serves_http() {
     assert_eq!(pushed.digest, again.digest, "reproducible");
 
     let image = format!("{target}@{}", pushed.digest);
+    // What Berth gives a Java replica limited to 256 MiB.
+    let jvm = berth_core::jvm::size(Some(256 << 20), 30).java_tool_options();
     let app = Container::run(
         &image,
         &[
@@ -266,6 +268,8 @@ async fn a_war_runs_as_the_root_application_of_tomcat_and_serves_http() {
             "GREETING=Servus",
             "-e",
             "BERTH_ENVIRONMENT=qa",
+            "-e",
+            &format!("JAVA_TOOL_OPTIONS={jvm}"),
         ],
     );
     let base = format!("http://{}", app.address());
@@ -287,6 +291,30 @@ async fn a_war_runs_as_the_root_application_of_tomcat_and_serves_http() {
     );
     let missing = reqwest::get(format!("{base}/nope")).await.unwrap();
     assert_eq!(missing.status(), 404);
+
+    // Load inside the limit: 8 clients, 2,000 pages; it keeps serving, nothing is killed.
+    let client = reqwest::Client::new();
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (client, url) = (client.clone(), format!("{base}/"));
+        clients.push(tokio::spawn(async move {
+            for _ in 0..250 {
+                let r = client.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(app.exit_code(), None, "{}", app.logs());
+    assert!(
+        app.logs().contains("Picked up JAVA_TOOL_OPTIONS: -Xmx96m"),
+        "{}",
+        app.logs()
+    );
+    eprintln!("memory after 2,000 requests in 256 MiB: {}", app.memory());
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ pub mod deployment;
 pub mod error;
 pub mod health;
 pub mod image;
+pub mod jvm;
 pub mod meta;
 pub mod name;
 pub mod objects;

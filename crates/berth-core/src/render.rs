@@ -191,6 +191,12 @@ pub fn render(
     env.insert("PORT".to_owned(), t.port.to_string());
     env.insert("BERTH_APPLICATION".to_owned(), app.clone());
     env.insert("BERTH_ENVIRONMENT".to_owned(), env_name.to_owned());
+    // A Java application's JVM is sized from its memory limit (crate::jvm).
+    if let Some(sizing) = crate::jvm::sizing_of(t)
+        && !env.contains_key("JAVA_TOOL_OPTIONS")
+    {
+        env.insert("JAVA_TOOL_OPTIONS".to_owned(), sizing.java_tool_options());
+    }
 
     let mut hosts = vec![default_host(app, env_name, domain)];
     hosts.extend(over.hostname);
@@ -334,6 +340,36 @@ mod tests {
             qa.spec_hash, prod.spec_hash,
             "env vars differ, so replicas differ"
         );
+    }
+
+    #[test]
+    fn a_java_application_gets_its_jvm_sized_from_its_memory_limit() {
+        let mut r = release(1);
+        r.spec.template.resources.memory = Some("256Mi".into());
+        assert!(
+            !render(&r, &deployment("qa"), &env("qa"), "local", "localhost")
+                .env
+                .contains_key("JAVA_TOOL_OPTIONS"),
+            "not a Java application"
+        );
+        r.spec.template.source = Some(
+            serde_json::from_value(
+                serde_json::json!({"git": "file:///r", "builder": {"java": {"war": "a.war"}}}),
+            )
+            .unwrap(),
+        );
+        let w = render(&r, &deployment("qa"), &env("qa"), "local", "localhost");
+        let options = &w.env["JAVA_TOOL_OPTIONS"];
+        assert!(
+            options.starts_with("-Xmx96m -XX:MaxMetaspaceSize=64m"),
+            "{options}"
+        );
+        r.spec
+            .template
+            .env
+            .insert("JAVA_TOOL_OPTIONS".into(), "-Xmx1g".into());
+        let w = render(&r, &deployment("qa"), &env("qa"), "local", "localhost");
+        assert_eq!(w.env["JAVA_TOOL_OPTIONS"], "-Xmx1g", "the application's own wins");
     }
 
     #[test]

@@ -289,6 +289,15 @@ impl Container {
         )
     }
 
+    /// Memory use as the engine reports it, e.g. `150.2MB / 268.4MB`.
+    pub fn memory(&self) -> String {
+        let out = Command::new("podman")
+            .args(["stats", "--no-stream", "--format", "{{.MemUsage}}", &self.id])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// `Some(exit code)` once it has stopped.
     pub fn exit_code(&self) -> Option<i64> {
         let out = Command::new("podman")
