@@ -27,6 +27,7 @@ pub mod ports;
 pub mod promotion;
 pub mod quantity;
 pub mod quota;
+pub mod reconcile;
 pub mod render;
 pub mod repo;
 pub mod rollout;

@@ -403,14 +403,52 @@ pub enum RuntimeError {
     },
 }
 
+/// What changed on a cluster since its runtime was last asked (see
+/// [`ClusterRuntime::changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RuntimeChanges {
+    /// Nothing the reconciler needs to act on.
+    #[default]
+    None,
+    /// The workloads of these keys changed (a watch event, a replica that died).
+    Keys(Vec<WorkloadKey>),
+    /// The runtime cannot tell which: pass over the whole cluster.
+    All,
+    /// A watch of the cluster failed; the runtime lists again by itself. These keys
+    /// changed before it did. Whether the cluster is still there is worth a look; a full
+    /// pass is not (it would list everything the relist lists anyway).
+    WatchFailed(Vec<WorkloadKey>),
+}
+
 /// Drives one cluster toward a set of workloads.
+///
+/// The reconciler calls [`reconcile`](Self::reconcile) with everything the cluster should
+/// run when it connects, after the cluster was unreachable, and every
+/// [`full_resync_period`](Self::full_resync_period); in between it hands over only the
+/// keys that changed, through [`apply`](Self::apply).
 #[async_trait]
 pub trait ClusterRuntime: Send + Sync {
     /// Checks the runtime answers, returning its version.
     async fn version(&self) -> Result<String, RuntimeError>;
-    /// One level-triggered pass: compare `desired` with what runs, act, report.
-    /// Anything Berth runs on this cluster that is not in `desired` is removed.
+    /// One level-triggered pass over the whole cluster: compare `desired` with what runs,
+    /// act, report. Anything Berth runs on this cluster that is not in `desired` is
+    /// removed.
     async fn reconcile(&self, desired: &[Workload]) -> Result<ClusterReport, RuntimeError>;
+    /// Per-key work: makes the cluster run `desired` for `keys` and nothing else for
+    /// them (a key of `keys` without a workload in `desired` is removed from the
+    /// cluster), leaving every other key alone; reports the keys of `desired` only.
+    /// Called only after a [`reconcile`](Self::reconcile) on the same runtime succeeded.
+    async fn apply(&self, keys: &[WorkloadKey], desired: &[Workload]) -> Result<ClusterReport, RuntimeError>;
+    /// What changed on the cluster since the last call, asked when the connection's
+    /// `changed` notification fires. By default the runtime cannot tell which keys.
+    fn changes(&self) -> RuntimeChanges {
+        RuntimeChanges::All
+    }
+    /// Longest time between two full passes ([`reconcile`](Self::reconcile)); a full
+    /// pass catches what no change reported (drift, a lost watch).
+    fn full_resync_period(&self) -> Duration {
+        Duration::from_secs(600)
+    }
 }
 
 // === Registry ===

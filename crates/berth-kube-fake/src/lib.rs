@@ -329,6 +329,12 @@ impl FakeCluster {
         })
     }
 
+    /// Ends every open watch with `410 Expired` and forgets the watch history, as an API
+    /// server's restart or compaction does: every watcher must list again.
+    pub fn expire_watches(&self) {
+        self.shared.store.expire_watches();
+    }
+
     /// The server's address.
     #[must_use]
     pub fn addr(&self) -> SocketAddr {

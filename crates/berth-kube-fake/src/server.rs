@@ -477,6 +477,12 @@ fn event_line(kind: &str, raw: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// The `ERROR` line of a watch that ends with `410 Expired`.
+fn fell_behind(why: &str) -> Bytes {
+    let status = ApiError::new(410, "Expired", why).status();
+    event_line("ERROR", &serde_json::to_vec(&status).unwrap_or_default())
+}
+
 fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> Response {
     let (labels, fields) = match selectors(q) {
         Ok(s) => s,
@@ -508,7 +514,8 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
             && fields.matches(&e.namespace, &e.name)
     };
 
-    let mut sub = shared.store.subscribe();
+    let mut sub = shared.store.subscribe(resource);
+    let mut expiry = shared.store.expiry();
     let (initial, last) = {
         let inner = shared.store.lock();
         let oldest = inner.history.front().map_or(inner.rv, |e| e.rv.saturating_sub(1));
@@ -599,12 +606,15 @@ fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> R
                         }
                     }
                     Err(RecvError::Lagged(_)) => {
-                        let status = ApiError::new(410, "Expired", "the watch fell behind").status();
-                        let _ = tx.send(event_line("ERROR", &serde_json::to_vec(&status).unwrap_or_default())).await;
+                        let _ = tx.send(fell_behind("the watch fell behind")).await;
                         return;
                     }
                     Err(RecvError::Closed) => return,
                 },
+                _ = expiry.changed() => {
+                    let _ = tx.send(fell_behind("the watch expired")).await;
+                    return;
+                }
             }
         }
     });

@@ -11,7 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::{
     fields::{self, FieldSet, Path},
@@ -157,7 +157,11 @@ pub(crate) struct Inner {
 /// The objects of one fake cluster.
 pub struct Store {
     inner: Mutex<Inner>,
-    events: broadcast::Sender<Arc<WatchEvent>>,
+    /// One channel per resource, as the API server has one watch cache per resource: a
+    /// watcher of a quiet kind does not fall behind because another kind is busy.
+    events: Vec<broadcast::Sender<Arc<WatchEvent>>>,
+    /// Moves when every watch should end as expired (a test's injected fault).
+    expired: watch::Sender<u64>,
     rollouts: mpsc::UnboundedSender<Key>,
 }
 
@@ -397,7 +401,7 @@ fn spec_differs(a: &Value, b: &Value) -> bool {
 impl Store {
     /// An empty store; rollouts receive the keys of deployments whose spec changed.
     pub(crate) fn new(history_cap: usize, rollouts: mpsc::UnboundedSender<Key>) -> Self {
-        let (events, _) = broadcast::channel(4096);
+        let events = RESOURCES.iter().map(|_| broadcast::channel(4096).0).collect();
         Self {
             inner: Mutex::new(Inner {
                 rv: 1,
@@ -407,6 +411,7 @@ impl Store {
                 next_ip: 10,
             }),
             events,
+            expired: watch::Sender::new(0),
             rollouts,
         }
     }
@@ -417,9 +422,21 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A receiver of every change from now on.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<WatchEvent>> {
-        self.events.subscribe()
+    /// A receiver of every change of `resource` (an index into [`RESOURCES`]) from now on.
+    pub(crate) fn subscribe(&self, resource: usize) -> broadcast::Receiver<Arc<WatchEvent>> {
+        self.events[resource].subscribe()
+    }
+
+    /// A receiver that changes when every watch should end as expired.
+    pub(crate) fn expiry(&self) -> watch::Receiver<u64> {
+        self.expired.subscribe()
+    }
+
+    /// Ends every watch with `410 Expired` and forgets the history, so that watchers must
+    /// list again, as after an API server restart or a compaction.
+    pub fn expire_watches(&self) {
+        self.lock().history.clear();
+        self.expired.send_modify(|g| *g += 1);
     }
 
     /// The current resource version.
@@ -530,7 +547,7 @@ impl Store {
             inner.history.pop_front();
         }
         inner.history.push_back(event.clone());
-        let _ = self.events.send(event);
+        let _ = self.events[r].send(event);
     }
 
     fn new_object(r: &ResourceType, key: &Key) -> Value {

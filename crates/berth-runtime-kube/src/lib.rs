@@ -1,7 +1,7 @@
 //! The Kubernetes runtime: Berth's workloads on real clusters, through the Kubernetes API.
 //!
 //! ```text
-//!  reconciler ──&[Workload]──▶ KubeRuntime (one per Cluster)
+//!  reconciler ──&[Workload] (all, or of a few keys)──▶ KubeRuntime (one per Cluster)
 //!                                  │ render (pure): Namespace, Deployment, Service,
 //!                                  │   Ingress, ConfigMap, Secret, HPA, PDB, quota
 //!                                  │ diff (pure): desired ⊆ observed, who changed what
@@ -16,6 +16,7 @@
 
 pub mod diff;
 pub mod error;
+mod keyed;
 pub mod render;
 mod runtime;
 pub mod status;

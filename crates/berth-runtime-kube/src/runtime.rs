@@ -27,7 +27,7 @@ use std::{
 use async_trait::async_trait;
 use berth_core::{
     objects::{KubeconfigSource, KubernetesRuntime},
-    ports::{ClusterReport, ClusterRuntime, Notice, RuntimeError, WorkloadReport},
+    ports::{ClusterReport, ClusterRuntime, Notice, RuntimeChanges, RuntimeError, WorkloadReport},
     render::{Workload, WorkloadKey},
 };
 use futures::{StreamExt, stream};
@@ -45,9 +45,15 @@ use crate::{
     FIELD_MANAGER,
     diff::{self, Difference},
     error::{Error, Result},
+    keyed::{self, Echo, ObjKey, Plan, WatchCache, Watched},
     render::{self, APPLICATION, APPLIED_HASH, ENVIRONMENT, MANAGED_BY, MANAGED_SELECTOR, ObjectKind},
     status::{self, Rollout},
 };
+
+/// How long a rollout may be in progress before its pods are looked at for an
+/// explanation (a stalled one is explained at once): a rollout that completes in a few
+/// seconds needs none, and a pod list is the most expensive read of a namespace.
+const EXPLAIN_AFTER: Duration = Duration::from_secs(5);
 
 /// Tuning of a Kubernetes runtime.
 #[derive(Debug, Clone)]
@@ -92,24 +98,6 @@ enum Access {
     InCluster,
 }
 
-/// Identifies one object.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct ObjKey {
-    kind: ObjectKind,
-    namespace: String,
-    name: String,
-}
-
-impl std::fmt::Display for ObjKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.namespace.is_empty() {
-            write!(f, "{} {}", self.kind.name(), self.name)
-        } else {
-            write!(f, "{} {}/{}", self.kind.name(), self.namespace, self.name)
-        }
-    }
-}
-
 /// What a pass found for one wanted object.
 enum Seen {
     InSync,
@@ -147,6 +135,18 @@ enum Observed {
     Unwanted(ObjKey, WorkloadKey),
 }
 
+/// How per-key work ended for one object.
+enum Done {
+    /// Compared and found as Berth wants it (the object as read).
+    Verified(Value),
+    /// Applied (the answer).
+    Applied(Applied),
+    /// The request failed.
+    Failed(Failure),
+    /// Not tried: the call ran out of time.
+    Postponed,
+}
+
 /// A request that failed.
 enum Failure {
     Kube(kube::Error),
@@ -167,12 +167,18 @@ struct Inner {
     options: RuntimeOptions,
     client: tokio::sync::OnceCell<Client>,
     /// Objects known to match what Berth applied: key → (resourceVersion, hash).
-    verified: Mutex<HashMap<ObjKey, (String, String)>>,
+    verified: Arc<Mutex<HashMap<ObjKey, (String, String)>>>,
+    /// What the watches say about Berth's objects.
+    cache: Arc<Mutex<WatchCache>>,
+    /// Namespaces known to exist.
+    namespaces: Mutex<HashSet<String>>,
     /// Objects whose apply conflicted: key → (generation or resourceVersion, hash, what was
     /// reported).
     conflicted: Mutex<HashMap<ObjKey, (String, String, String)>>,
     changed: Arc<Notify>,
     watches: Mutex<Vec<JoinHandle<()>>>,
+    /// Since when each key's rollout has been in progress (or stalled).
+    rolling_since: Mutex<HashMap<WorkloadKey, Instant>>,
 }
 
 impl Drop for Inner {
@@ -263,10 +269,13 @@ impl KubeRuntime {
                 access,
                 options,
                 client: tokio::sync::OnceCell::new(),
-                verified: Mutex::new(HashMap::new()),
+                verified: Arc::new(Mutex::new(HashMap::new())),
+                cache: Arc::new(Mutex::new(WatchCache::default())),
+                namespaces: Mutex::new(HashSet::new()),
                 conflicted: Mutex::new(HashMap::new()),
                 changed: Arc::new(Notify::new()),
                 watches: Mutex::new(Vec::new()),
+                rolling_since: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -518,20 +527,36 @@ impl Inner {
             );
             let api: kube::Api<kube::core::DynamicObject> = kube::Api::all_with(client.clone(), &ar);
             let changed = self.changed.clone();
+            let (cache, verified) = (self.cache.clone(), self.verified.clone());
             watches.push(tokio::spawn(async move {
+                use kube::runtime::watcher::Event;
                 let config = kube::runtime::watcher::Config::default().labels(MANAGED_SELECTOR);
                 let mut events = Box::pin(kube::runtime::watcher(api, config));
                 while let Some(e) = events.next().await {
-                    match e {
-                        Ok(
-                            kube::runtime::watcher::Event::Apply(_)
-                            | kube::runtime::watcher::Event::Delete(_),
-                        ) => {
-                            changed.notify_one();
+                    let news = match e {
+                        Ok(Event::Apply(obj) | Event::InitApply(obj)) => seen(kind, &obj, &cache, &verified),
+                        Ok(Event::Delete(obj)) => gone(kind, &obj, &cache),
+                        Ok(Event::Init) => {
+                            lock(&cache).relisting.insert(kind, HashSet::new());
+                            false
                         }
-                        Ok(_) => {}
-                        // The watcher relists by itself; wait a little not to spin.
-                        Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                        Ok(Event::InitDone) => relisted(kind, &cache),
+                        // The watcher relists by itself; until it has, what it said of this
+                        // kind may be stale (per-key work lists it instead) and the cluster
+                        // may be gone (the reconciler asks). Wait a little not to spin.
+                        Err(_) => {
+                            {
+                                let mut c = lock(&cache);
+                                c.broken = true;
+                                c.synced.remove(&kind);
+                            }
+                            changed.notify_one();
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            false
+                        }
+                    };
+                    if news {
+                        changed.notify_one();
                     }
                 }
             }));
@@ -622,15 +647,19 @@ impl Inner {
             .filter(|(n, _)| !existing_ns.contains(*n))
             .map(|(n, i)| (n.clone(), *i))
             .collect();
+        lock(&self.namespaces).extend(existing_ns.iter().cloned());
         let ns_results = stream::iter(missing_ns.into_iter().map(|(_, i)| {
             let client = client.clone();
             let m = render::namespace_manifest(&desired[i]);
-            async move { (i, self.apply(&client, &m, false).await) }
+            async move { (i, m.name.clone(), self.apply(&client, &m, false).await) }
         }))
         .buffer_unordered(self.options.concurrency)
         .collect::<Vec<_>>()
         .await;
-        for (i, r) in ns_results {
+        for (i, name, r) in ns_results {
+            if r.is_ok() {
+                lock(&self.namespaces).insert(name);
+            }
             if let Err(f) = r {
                 let e = self.error(f);
                 if e.is_cluster_wide() {
@@ -803,40 +832,19 @@ impl Inner {
             }
         }
 
-        // Explain rollouts that do not progress, from their pods.
-        let mut lookups = 0;
-        for (i, w) in desired.iter().enumerate() {
-            let Some(r) = rollouts.get_mut(&i) else { continue };
-            if lookups >= self.options.pod_lookups
-                || !(r.stalled || r.in_progress)
-                || r.counts.ready >= w.replicas
-                || problems.contains_key(&i)
-            {
-                continue;
-            }
-            lookups += 1;
-            let selector = format!("app.kubernetes.io/instance={}", render::instance(w));
-            let path = format!("/api/v1/namespaces/{}/pods", render::namespace(w));
-            if let Ok(pods) = self.list_all(&client, &path, &selector).await
-                && let Some(why) = status::pod_problems(&pods)
-            {
-                r.message = Some(match &r.message {
-                    Some(m) => format!("{m}; {why}"),
-                    None => why,
-                });
-            }
-        }
+        lock(&self.rolling_since).retain(|k, _| desired.iter().any(|w| w.key == *k));
+        self.explain_slow_rollouts(&client, desired, &mut rollouts, &problems, budget_end)
+            .await;
 
         let workloads = desired
             .iter()
             .enumerate()
             .map(|(i, w)| {
                 let r = rollouts.remove(&i).unwrap_or_default();
-                let mut message = problems.remove(&i).map(|p| p.join("; ")).or(r.message);
-                if let Some(n) = waiting.get(&i) {
-                    let wait = format!("{n} object(s) wait for the next pass (this one ran out of time)");
-                    message = Some(message.map_or(wait.clone(), |m| format!("{m}; {wait}")));
-                }
+                let message = with_waiting(
+                    problems.remove(&i).map(|p| p.join("; ")).or(r.message),
+                    waiting.get(&i).copied(),
+                );
                 WorkloadReport {
                     key: w.key.clone(),
                     counts: r.counts,
@@ -853,6 +861,468 @@ impl Inner {
         );
         Ok(ClusterReport { workloads, notices })
     }
+}
+
+/// The object key and what the watch keeps of `obj`; `None` for an object without
+/// Berth's labels.
+fn watched_of(kind: ObjectKind, obj: &kube::core::DynamicObject) -> Option<(ObjKey, Watched)> {
+    let meta = &obj.metadata;
+    let labels = meta.labels.as_ref()?;
+    if labels.get(MANAGED_BY).map(String::as_str) != Some("berth") {
+        return None;
+    }
+    let key = WorkloadKey {
+        application: labels.get(APPLICATION)?.clone(),
+        environment: labels.get(ENVIRONMENT).cloned().unwrap_or_default(),
+    };
+    let rollout = (kind == ObjectKind::Deployment).then(
+        || serde_json::json!({"metadata": {"generation": meta.generation}, "status": obj.data.get("status")}),
+    );
+    Some((
+        ObjKey {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        },
+        Watched {
+            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            generation: meta.generation,
+            hash: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(APPLIED_HASH))
+                .cloned(),
+            key,
+            rollout,
+        },
+    ))
+}
+
+/// Records a watched object; whether the reconciler should look at its key.
+fn seen(
+    kind: ObjectKind,
+    obj: &kube::core::DynamicObject,
+    cache: &Mutex<WatchCache>,
+    verified: &Mutex<HashMap<ObjKey, (String, String)>>,
+) -> bool {
+    let Some((id, now)) = watched_of(kind, obj) else {
+        return false;
+    };
+    let mut cache = lock(cache);
+    if let Some(seen) = cache.relisting.get_mut(&kind) {
+        seen.insert(id.clone());
+    }
+    let previous = cache.objects.get(&id);
+    if previous.is_some_and(|p| p.resource_version == now.resource_version) {
+        return false;
+    }
+    let echo = keyed::judge_event(kind, previous, &now, lock(verified).get_mut(&id));
+    let key = now.key.clone();
+    cache.objects.insert(id, now);
+    if echo == Echo::Key {
+        cache.changed.insert(key);
+        true
+    } else {
+        false
+    }
+}
+
+/// Forgets a deleted object; its key should be looked at.
+fn gone(kind: ObjectKind, obj: &kube::core::DynamicObject, cache: &Mutex<WatchCache>) -> bool {
+    let Some((id, w)) = watched_of(kind, obj) else {
+        return false;
+    };
+    let mut cache = lock(cache);
+    cache.objects.remove(&id);
+    cache.changed.insert(w.key);
+    true
+}
+
+/// A relist of `kind` ended: what it did not show is gone.
+fn relisted(kind: ObjectKind, cache: &Mutex<WatchCache>) -> bool {
+    let mut cache = lock(cache);
+    let listed = cache.relisting.remove(&kind).unwrap_or_default();
+    let gone: Vec<ObjKey> = cache
+        .objects
+        .keys()
+        .filter(|k| k.kind == kind && !listed.contains(*k))
+        .cloned()
+        .collect();
+    for id in &gone {
+        if let Some(w) = cache.objects.remove(id) {
+            cache.changed.insert(w.key);
+        }
+    }
+    cache.synced.insert(kind);
+    !gone.is_empty()
+}
+
+impl Inner {
+    /// Whether every per-application kind's watch has listed once.
+    fn watches_synced(&self) -> bool {
+        let cache = lock(&self.cache);
+        self.options.watch
+            && ObjectKind::ALL
+                .into_iter()
+                .filter(|k| k.per_application())
+                .all(|k| cache.synced.contains(&k))
+    }
+
+    /// The objects of `key` on the cluster: from the watches when they are synced, else
+    /// listed by Berth's labels.
+    async fn objects_of(&self, client: &Client, key: &WorkloadKey) -> Result<Vec<ObjKey>> {
+        if self.watches_synced() {
+            return Ok(lock(&self.cache)
+                .objects
+                .iter()
+                .filter(|(_, w)| w.key == *key)
+                .map(|(k, _)| k.clone())
+                .collect());
+        }
+        let selector = format!(
+            "{MANAGED_SELECTOR},{APPLICATION}={},{ENVIRONMENT}={}",
+            key.application, key.environment
+        );
+        let mut out = Vec::new();
+        for kind in ObjectKind::ALL.into_iter().filter(|k| k.per_application()) {
+            for obj in self
+                .list_all(client, &collection_path(kind, None), &selector)
+                .await?
+            {
+                out.push(ObjKey {
+                    kind,
+                    namespace: obj["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    name: obj["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per-key work: the objects of `desired` applied where the watches do not show them
+    /// as Berth left them, the objects of the other `keys` deleted; reports `desired`.
+    #[allow(clippy::too_many_lines)]
+    async fn apply_keys(
+        self: &Arc<Self>,
+        keys: &[WorkloadKey],
+        desired: &[Workload],
+    ) -> Result<ClusterReport> {
+        let client = self.client().await?;
+        self.start_watches(&client);
+        let budget_end = self.options.pass_budget.map(|b| Instant::now() + b);
+        let synced = self.watches_synced();
+        let mut notices: Vec<Notice> = Vec::new();
+        let mut problems: HashMap<usize, Vec<String>> = HashMap::new();
+        let mut rollouts: HashMap<usize, Rollout> = HashMap::new();
+
+        // Keys no longer wanted here: remove what Berth runs for them.
+        let wanted_keys: HashSet<&WorkloadKey> = desired.iter().map(|w| &w.key).collect();
+        for key in keys.iter().filter(|k| !wanted_keys.contains(k)) {
+            for obj in self.objects_of(&client, key).await? {
+                let req = Request::new(collection_path(obj.kind, Some(&obj.namespace)))
+                    .delete(&obj.name, &DeleteParams::background())
+                    .map_err(|e| Error::Api {
+                        cluster: self.name.clone(),
+                        message: e.to_string(),
+                    })?;
+                lock(&self.verified).remove(&obj);
+                match self.call(|| client.request::<Value>(clone_request(&req))).await {
+                    Ok(_) => notices.push(Notice {
+                        key: key.clone(),
+                        warning: false,
+                        reason: "Pruned".to_owned(),
+                        message: format!("removed {obj}, which Berth no longer wants"),
+                    }),
+                    Err(Failure::Kube(kube::Error::Api(s))) if s.code == 404 => {}
+                    Err(f) => {
+                        let e = self.error(f);
+                        if e.is_cluster_wide() {
+                            return Err(e);
+                        }
+                        notices.push(Notice {
+                            key: key.clone(),
+                            warning: true,
+                            reason: "PruneFailed".to_owned(),
+                            message: format!("could not remove {obj}: {e}"),
+                        });
+                    }
+                }
+            }
+        }
+
+        // Plan: per wanted object, skip or apply.
+        let mut todo: Vec<(usize, render::Manifest, Plan, Option<String>)> = Vec::new();
+        for (i, w) in desired.iter().enumerate() {
+            let ns = render::namespace(w);
+            if !lock(&self.namespaces).contains(&ns) {
+                todo.push((
+                    i,
+                    render::namespace_manifest(w),
+                    Plan::Apply {
+                        recreated: false,
+                        changed: false,
+                    },
+                    None,
+                ));
+            }
+            for m in render::manifests(w) {
+                if m.kind == ObjectKind::Namespace {
+                    continue;
+                }
+                let id = ObjKey {
+                    kind: m.kind,
+                    namespace: m.namespace.clone(),
+                    name: m.name.clone(),
+                };
+                let (plan, watched_rv, rollout) = {
+                    let cache = lock(&self.cache);
+                    let watched = cache.objects.get(&id);
+                    let plan = keyed::plan_object(
+                        &m.hash,
+                        w.force_conflicts,
+                        synced,
+                        watched,
+                        lock(&self.verified).get(&id),
+                        lock(&self.conflicted).get(&id),
+                    );
+                    (
+                        plan,
+                        watched.map(|w| w.resource_version.clone()),
+                        watched.and_then(|w| w.rollout.clone()),
+                    )
+                };
+                match plan {
+                    Plan::Skip => {
+                        if let Some(doc) = rollout {
+                            rollouts.insert(i, status::rollout(w, &doc));
+                        }
+                    }
+                    Plan::Standing(message) => problems.entry(i).or_default().push(message),
+                    plan @ Plan::Apply { .. } => todo.push((i, m, plan, watched_rv)),
+                }
+            }
+        }
+        // Namespaces first: everything else lives in them.
+        todo.sort_by_key(|(_, m, _, _)| m.kind);
+
+        let results = stream::iter(todo.into_iter().map(|(i, m, plan, watched_rv)| {
+            let (client, inner, force) = (client.clone(), self.clone(), desired[i].force_conflicts);
+            async move {
+                if budget_end.is_some_and(|end| Instant::now() > end) {
+                    return (i, m, plan, watched_rv, Done::Postponed, None);
+                }
+                // Changed since Berth left it: compare first, as a full pass does, so that
+                // a status write is not taken for drift and drift is reported in full.
+                let mut drift = None;
+                if matches!(plan, Plan::Apply { changed: true, .. })
+                    && let Ok(req) = Request::new(collection_path(m.kind, Some(&m.namespace)))
+                        .get(&m.name, &kube::api::GetParams::default())
+                    && let Ok(obj) = inner.call(|| client.request::<Value>(clone_request(&req))).await
+                {
+                    let diffs = diff::differences(&m.body, &obj);
+                    if diffs.is_empty() {
+                        return (i, m, plan, watched_rv, Done::Verified(obj), None);
+                    }
+                    let mut managers: Vec<String> = Vec::new();
+                    for d in &diffs {
+                        for who in diff::managers_of(&obj, &d.path) {
+                            if !managers.contains(&who) {
+                                managers.push(who);
+                            }
+                        }
+                    }
+                    drift = Some((diffs, managers));
+                }
+                let done = match inner.apply(&client, &m, force).await {
+                    Ok(a) => Done::Applied(a),
+                    Err(f) => Done::Failed(f),
+                };
+                (i, m, plan, watched_rv, done, drift)
+            }
+        }))
+        .buffered(self.options.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        let mut waiting: HashMap<usize, u32> = HashMap::new();
+        for (i, m, plan, watched_rv, result, drift) in results {
+            let w = &desired[i];
+            let id = ObjKey {
+                kind: m.kind,
+                namespace: m.namespace.clone(),
+                name: m.name.clone(),
+            };
+            match result {
+                Done::Verified(obj) => {
+                    let rv = obj["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    if m.kind == ObjectKind::Deployment {
+                        rollouts.insert(i, status::rollout(w, &obj));
+                    }
+                    lock(&self.verified).insert(id, (rv, m.hash.clone()));
+                }
+                Done::Applied(applied) => {
+                    if m.kind == ObjectKind::Namespace {
+                        lock(&self.namespaces).insert(m.name.clone());
+                        continue;
+                    }
+                    lock(&self.conflicted).remove(&id);
+                    let rv = applied.metadata.resource_version.clone();
+                    if m.kind == ObjectKind::Deployment {
+                        let d = serde_json::json!({"metadata": {"generation": applied.metadata.generation},
+                            "status": applied.status});
+                        rollouts.insert(i, status::rollout(w, &d));
+                    }
+                    lock(&self.verified).insert(id.clone(), (rv.clone(), m.hash.clone()));
+                    match plan {
+                        Plan::Apply { recreated: true, .. } => notices.push(Notice {
+                            key: w.key.clone(),
+                            warning: true,
+                            reason: "DriftCorrected".to_owned(),
+                            message: format!("{id} was deleted outside Berth; re-created"),
+                        }),
+                        // Berth's apply moved the object back: someone had changed it.
+                        Plan::Apply { changed: true, .. }
+                            if watched_rv.as_ref().is_some_and(|w| *w != rv) =>
+                        {
+                            let message = match &drift {
+                                Some((diffs, managers)) => {
+                                    let list: Vec<String> =
+                                        diffs.iter().take(5).map(ToString::to_string).collect();
+                                    let by = if managers.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(" by {}", managers.join(", "))
+                                    };
+                                    format!(
+                                        "{id} was changed outside Berth{by} ({}); re-applied",
+                                        list.join("; ")
+                                    )
+                                }
+                                None => format!("{id} was changed outside Berth; re-applied"),
+                            };
+                            notices.push(Notice {
+                                key: w.key.clone(),
+                                warning: true,
+                                reason: "DriftCorrected".to_owned(),
+                                message,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                Done::Failed(Failure::Kube(kube::Error::Api(s))) if s.code == 409 => {
+                    let text = format!(
+                        "{id}: another field manager owns fields Berth sets: {}; \
+                         Berth leaves them alone unless the environment sets rollout.forceConflicts: true",
+                        s.message
+                    );
+                    notices.push(Notice {
+                        key: w.key.clone(),
+                        warning: true,
+                        reason: "ApplyConflict".to_owned(),
+                        message: text.clone(),
+                    });
+                    let version = lock(&self.cache).objects.get(&id).map_or_else(String::new, |o| {
+                        o.generation
+                            .map_or_else(|| o.resource_version.clone(), |g| format!("generation {g}"))
+                    });
+                    lock(&self.conflicted).insert(id.clone(), (version, m.hash.clone(), text.clone()));
+                    problems.entry(i).or_default().push(text);
+                }
+                Done::Failed(f) => {
+                    let e = self.error(f);
+                    if e.is_cluster_wide() {
+                        return Err(e);
+                    }
+                    problems.entry(i).or_default().push(format!("{id}: {e}"));
+                }
+                Done::Postponed => *waiting.entry(i).or_default() += 1,
+            }
+        }
+
+        {
+            let mut since = lock(&self.rolling_since);
+            for k in keys.iter().filter(|k| !wanted_keys.contains(k)) {
+                since.remove(k);
+            }
+        }
+        self.explain_slow_rollouts(&client, desired, &mut rollouts, &problems, budget_end)
+            .await;
+        let workloads = desired
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let r = rollouts.remove(&i).unwrap_or_default();
+                WorkloadReport {
+                    key: w.key.clone(),
+                    counts: r.counts,
+                    message: with_waiting(
+                        problems.remove(&i).map(|p| p.join("; ")).or(r.message),
+                        waiting.get(&i).copied(),
+                    ),
+                    stalled: r.stalled,
+                }
+            })
+            .collect();
+        Ok(ClusterReport { workloads, notices })
+    }
+
+    /// Explains rollouts that do not progress from their pods: stalled ones, and ones in
+    /// progress for [`EXPLAIN_AFTER`] or more, up to `pod_lookups` of them and within the
+    /// call's time.
+    async fn explain_slow_rollouts(
+        &self,
+        client: &Client,
+        desired: &[Workload],
+        rollouts: &mut HashMap<usize, Rollout>,
+        problems: &HashMap<usize, Vec<String>>,
+        budget_end: Option<Instant>,
+    ) {
+        let mut lookups = 0;
+        for (i, w) in desired.iter().enumerate() {
+            let Some(r) = rollouts.get_mut(&i) else { continue };
+            let now = Instant::now();
+            let rolling = (r.stalled || r.in_progress) && r.counts.ready < w.replicas;
+            let since = {
+                let mut since = lock(&self.rolling_since);
+                if !rolling {
+                    since.remove(&w.key);
+                    continue;
+                }
+                *since.entry(w.key.clone()).or_insert(now)
+            };
+            if lookups >= self.options.pod_lookups
+                || problems.contains_key(&i)
+                || !r.stalled && now.duration_since(since) < EXPLAIN_AFTER
+                || budget_end.is_some_and(|end| now > end)
+            {
+                continue;
+            }
+            lookups += 1;
+            let selector = format!("app.kubernetes.io/instance={}", render::instance(w));
+            let path = format!("/api/v1/namespaces/{}/pods", render::namespace(w));
+            if let Ok(pods) = self.list_all(client, &path, &selector).await
+                && let Some(why) = status::pod_problems(&pods)
+            {
+                r.message = Some(match &r.message {
+                    Some(m) => format!("{m}; {why}"),
+                    None => why,
+                });
+            }
+        }
+    }
+}
+
+/// A workload's message, with how many of its objects a call ran out of time for.
+fn with_waiting(message: Option<String>, waiting: Option<u32>) -> Option<String> {
+    let Some(n) = waiting else { return message };
+    let wait = format!("{n} object(s) wait for the next pass (this one ran out of time)");
+    Some(message.map_or(wait.clone(), |m| format!("{m}; {wait}")))
 }
 
 /// `kube::core::Request` builds `http::Request<Vec<u8>>`, which is not `Clone`.
@@ -895,5 +1365,32 @@ impl ClusterRuntime for KubeRuntime {
 
     async fn reconcile(&self, desired: &[Workload]) -> Result<ClusterReport, RuntimeError> {
         Ok(self.inner.pass(desired).await?)
+    }
+
+    async fn apply(&self, keys: &[WorkloadKey], desired: &[Workload]) -> Result<ClusterReport, RuntimeError> {
+        Ok(self.inner.apply_keys(keys, desired).await?)
+    }
+
+    /// The keys whose objects the watches saw change (not Berth's own applies).
+    fn changes(&self) -> RuntimeChanges {
+        let mut cache = lock(&self.inner.cache);
+        let keys: Vec<WorkloadKey> = cache.changed.drain().collect();
+        if std::mem::take(&mut cache.broken) {
+            return RuntimeChanges::WatchFailed(keys);
+        }
+        if keys.is_empty() {
+            RuntimeChanges::None
+        } else {
+            RuntimeChanges::Keys(keys)
+        }
+    }
+
+    /// With watches, a full pass only catches what a watch missed: every half hour.
+    fn full_resync_period(&self) -> Duration {
+        if self.inner.options.watch {
+            Duration::from_secs(1800)
+        } else {
+            Duration::from_secs(60)
+        }
     }
 }

@@ -109,6 +109,8 @@ pub struct LocalRuntime {
     docker: OnceCell<Docker>,
     pass: tokio::sync::Mutex<PassState>,
     tasks: Mutex<Vec<AbortHandle>>,
+    /// The desired set of the last full pass, kept current by per-key work.
+    desired: Mutex<Option<BTreeMap<WorkloadKey, Workload>>>,
 }
 
 impl Drop for LocalRuntime {
@@ -160,6 +162,7 @@ impl LocalRuntime {
             docker: OnceCell::new(),
             pass: tokio::sync::Mutex::new(PassState::default()),
             tasks: Mutex::new(Vec::new()),
+            desired: Mutex::new(None),
         })
     }
 
@@ -799,6 +802,42 @@ impl ClusterRuntime for LocalRuntime {
     }
 
     async fn reconcile(&self, desired: &[Workload]) -> Result<ClusterReport, RuntimeError> {
-        self.pass(desired).await
+        let report = self.pass(desired).await?;
+        *self.desired.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(desired.iter().map(|w| (w.key.clone(), w.clone())).collect());
+        Ok(report)
+    }
+
+    /// A pass over one engine is one list call, so the local runtime keeps the whole
+    /// desired set of its last full pass, changes `keys` in it and passes over all of it;
+    /// the report is cut to the keys handed over.
+    async fn apply(&self, keys: &[WorkloadKey], desired: &[Workload]) -> Result<ClusterReport, RuntimeError> {
+        let all: Vec<Workload> = {
+            let mut last = self.desired.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(set) = last.as_mut() else {
+                return Err(RuntimeError::Failed {
+                    message: format!(
+                        "cluster {} has had no full pass yet; the reconciler makes one first",
+                        self.shared.cluster
+                    ),
+                });
+            };
+            for k in keys {
+                set.remove(k);
+            }
+            for w in desired {
+                set.insert(w.key.clone(), w.clone());
+            }
+            set.values().cloned().collect()
+        };
+        let mut report = self.pass(&all).await?;
+        let wanted: HashSet<&WorkloadKey> = desired.iter().map(|w| &w.key).collect();
+        report.workloads.retain(|w| wanted.contains(&w.key));
+        Ok(report)
+    }
+
+    /// Replicas are probed, replaced and rolled pass by pass: about once a second.
+    fn full_resync_period(&self) -> Duration {
+        Duration::from_secs(1)
     }
 }

@@ -442,6 +442,128 @@ async fn a_release_that_stalls_on_one_cluster_is_rolled_back() {
     server.shutdown().await;
 }
 
+/// The reconciler works keys, not the world: a server with nothing to do makes no
+/// runtime request; when the API server ends its watches, the watches list again and
+/// nothing else happens (no full pass over every object); and a change to one
+/// application is applied for that key alone (no list of the cluster's objects, no apply
+/// for the other applications).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_is_silent_lost_watches_relist_alone_and_a_change_touches_only_its_key() {
+    let fake = FakeCluster::start(FakeOptions {
+        ready_after: Duration::from_millis(100),
+        ..FakeOptions::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cli = Cli::parse_from([
+        "berth",
+        "--listen",
+        "127.0.0.1:0",
+        "--router-listen",
+        "127.0.0.1:0",
+        "--insecure-registry",
+        "127.0.0.1:5000",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let server = berth_server::start(cli.args).await.unwrap();
+    let api = Api {
+        base: format!("http://{}", server.api_addr),
+        token: server.bootstrap_token.clone().unwrap(),
+        http: reqwest::Client::new(),
+    };
+    api.put(
+        "/clusters/dc1",
+        json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "dc1"},
+            "spec": {"runtime": "kubernetes",
+                "kubernetes": {"kubeconfig": {"inline": fake.kubeconfig()}, "context": "fake"}}}),
+    )
+    .await;
+    api.put(
+        "/environments/qa",
+        json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "qa"},
+            "spec": {"clusters": [{"cluster": "dc1"}]}}),
+    )
+    .await;
+    let names = ["a1", "a2", "a3", "a4", "a5"];
+    let doc = |name: &str, marker: &str| {
+        let mut d = app(marker);
+        d["metadata"]["name"] = json!(name);
+        d
+    };
+    let mut deployments = Vec::new();
+    for name in names {
+        api.put(&format!("/applications/{name}"), doc(name, "one")).await;
+        let (s, d) = api
+            .call(
+                Method::POST,
+                &format!("/applications/{name}/deploy"),
+                Some(json!({"environment": "qa"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{d}");
+        deployments.push(d["metadata"]["name"].as_str().unwrap().to_owned());
+    }
+    for d in &deployments {
+        api.wait_phase(d, "Succeeded", Duration::from_secs(30)).await;
+    }
+    // Let the last status writes and watch events settle, then listen.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fake.reset_requests();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = fake.requests();
+    assert_eq!(
+        (idle.writes(), idle.get, idle.list),
+        (0, 0, 0),
+        "an idle server asks the cluster nothing: {idle:?}"
+    );
+
+    // Every watch ends as expired: each watched kind lists once more (7 of them), and
+    // nothing is applied; a full pass would list every kind again besides.
+    fake.reset_requests();
+    fake.expire_watches();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let relisted = fake.requests();
+    assert_eq!(relisted.writes(), 0, "lost watches write nothing: {relisted:?}");
+    assert!(
+        relisted.list <= 7,
+        "lost watches relist their kinds, no more: {relisted:?}"
+    );
+
+    // One application changes: only its objects are applied, nothing is listed.
+    fake.reset_requests();
+    api.put("/applications/a3", doc("a3", "two")).await;
+    let (s, d) = api
+        .call(
+            Method::POST,
+            "/applications/a3/deploy",
+            Some(json!({"environment": "qa"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{d}");
+    let changed = d["metadata"]["name"].as_str().unwrap().to_owned();
+    api.wait_phase(&changed, "Succeeded", Duration::from_secs(30))
+        .await;
+    let after = fake.requests();
+    // At most the pods of a3, to explain its rollout; never a relist of every object.
+    assert!(
+        after.list <= 3,
+        "nothing is relisted for a change to one key: {after:?}"
+    );
+    // One application's objects (Deployment, Service, ConfigMap, PDB, ...), never five.
+    assert!(
+        after.patch > 0 && after.patch <= 8,
+        "only a3's objects are applied: {after:?}"
+    );
+    let d = fake.object("deployments", "default-qa", "a3").unwrap();
+    assert_eq!(d["metadata"]["labels"]["berth.dev/release"], "2");
+    let other = fake.object("deployments", "default-qa", "a1").unwrap();
+    assert_eq!(other["metadata"]["labels"]["berth.dev/release"], "1");
+    server.shutdown().await;
+}
+
 /// Removes the containers a local cluster of this test made, even when the test fails.
 struct LocalContainers(String);
 
