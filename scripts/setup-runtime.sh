@@ -59,10 +59,11 @@ die() { log "ERROR: $*"; exit 1; }
 # openjdk-17-jdk-headless: jlink makes the JRE base image of Berth's java builder, and
 # javac compiles java sources for it. libtomcat10-java + tomcat10-common: Debian's Tomcat
 # 10.1 (Jakarta EE 10) jars for the servlet base image (not `tomcat10`, which is the
-# systemd service around them).
+# systemd service around them). maven: the java builder runs `mvn package` on the build
+# host for a commit with a pom.xml.
 PKGS=(podman runc buildah catatonit netavark aardvark-dns iptables skopeo docker-registry
       busybox-static iproute2 iputils-ping curl jq openjdk-17-jdk-headless git
-      libtomcat10-java tomcat10-common)
+      libtomcat10-java tomcat10-common maven)
 
 install_packages() {
   local missing=() p

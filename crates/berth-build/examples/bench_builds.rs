@@ -142,7 +142,15 @@ impl JavaBench {
         .unwrap();
         let log = BuildLog::default();
         let started = Instant::now();
-        let app = java::prepare(&tree, &self.settings, &log).await.unwrap();
+        let app = java::prepare(
+            &tree,
+            &self.settings,
+            &log,
+            &scratch.path().join("work"),
+            &scratch.path().join("m2"),
+        )
+        .await
+        .unwrap();
         let target = Registry::reference(&format!("{target}:bench")).unwrap();
         let pushed = java::push(
             &self.registry,

@@ -29,10 +29,11 @@ use oci_client::Reference;
 use serde_json::{Value, json};
 
 use crate::{
-    git::Tree,
+    git::{File, Tree},
     image::{ImageWriter, LAYER_TYPE, Pushed},
     layer::{Entry, Layer, layer},
     log::BuildLog,
+    maven,
     registry::{Registry, RegistryError},
 };
 
@@ -120,6 +121,9 @@ pub enum JavaError {
         /// Why.
         message: String,
     },
+    /// The Maven build failed.
+    #[error(transparent)]
+    Maven(#[from] crate::maven::MavenError),
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -168,9 +172,41 @@ fn missing(field: &'static str, path: &str, tree: &Tree) -> JavaError {
     }
 }
 
-/// Collects the application's files from the commit: explodes the JAR, or compiles the
-/// sources with the build host's `javac`.
-pub async fn prepare(tree: &Tree, settings: &JavaBuilder, log: &BuildLog) -> Result<AppFiles> {
+/// Collects the application's files from the commit: explodes the JAR or WAR (when the
+/// commit has a `pom.xml`, the output of a Maven build in a scratch directory below
+/// `work_dir`, with `maven_repository` as its local repository), or compiles the sources
+/// with the build host's `javac`.
+pub async fn prepare(
+    tree: &Tree,
+    settings: &JavaBuilder,
+    log: &BuildLog,
+    work_dir: &Path,
+    maven_repository: &Path,
+) -> Result<AppFiles> {
+    let built;
+    let tree = match settings.war.as_ref().or(settings.jar.as_ref()) {
+        Some(output) if maven::is_maven(tree) => {
+            std::fs::create_dir_all(work_dir)
+                .map_err(|e| JavaError::Io(format!("making {}: {e}", work_dir.display())))?;
+            let scratch = tempfile::Builder::new()
+                .prefix("maven-")
+                .tempdir_in(work_dir)
+                .map_err(|e| JavaError::Io(format!("a scratch directory in {}: {e}", work_dir.display())))?;
+            let data = maven::package(tree, scratch.path(), maven_repository, output, log).await?;
+            let mut with_output = tree.clone();
+            with_output.files.insert(
+                output.clone(),
+                File {
+                    data,
+                    executable: false,
+                    symlink: false,
+                },
+            );
+            built = with_output;
+            &built
+        }
+        _ => tree,
+    };
     let mut app = AppFiles::default();
     if let Some(dir) = &settings.dependencies {
         let files = tree.under(dir);
@@ -352,7 +388,7 @@ async fn compile(
 ) -> Result<()> {
     let io = |e: std::io::Error| JavaError::Io(format!("compiling {sources}: {e}"));
     let files = tree.under(sources);
-    let java: Vec<(&str, &crate::git::File)> = files
+    let java: Vec<(&str, &File)> = files
         .iter()
         .filter(|(p, _)| p.ends_with(".java"))
         .map(|(p, f)| (*p, *f))

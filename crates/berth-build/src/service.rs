@@ -52,6 +52,8 @@ pub const MAX_STORED_LOG: usize = 256 * 1024;
 pub struct BuildOptions {
     /// Where builds put their scratch files (clones, javac output).
     pub work_dir: PathBuf,
+    /// What builds keep between builds and restarts: Maven's local repository.
+    pub cache_dir: PathBuf,
     /// Registries: insecure hosts, credentials, retries.
     pub registry: RegistryOptions,
     /// The build host's Docker Engine API, for the dockerfile builder.
@@ -71,6 +73,7 @@ struct Inner {
     registry: Registry,
     docker: Option<Docker>,
     work_dir: PathBuf,
+    cache_dir: PathBuf,
     clock: Arc<dyn Clock>,
     /// The use cases: a successful build's release is one.
     delivery: Delivery,
@@ -98,6 +101,7 @@ impl BuildService {
                 registry: Registry::new(options.registry),
                 docker: options.docker,
                 work_dir: options.work_dir,
+                cache_dir: options.cache_dir,
                 clock: Arc::new(SystemClock),
                 logs: Mutex::default(),
                 recording: tokio::sync::Mutex::new(()),
@@ -250,7 +254,8 @@ impl BuildService {
         };
         match (&build.spec.builder, input) {
             (Builder::Java(settings), Input::Tree(tree)) => {
-                let app = java::prepare(&tree, settings, log)
+                let maven_repository = crate::maven::local_repository(&self.inner.cache_dir);
+                let app = java::prepare(&tree, settings, log, &self.inner.work_dir, &maven_repository)
                     .await
                     .map_err(|e| e.to_string())?;
                 let port = self.port(&build.spec.application).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use berth_build::{
     Registry, RegistryOptions, Retry,
-    git::fetch,
+    git::{self, fetch},
     java::{self, JavaError},
     log::BuildLog,
     registry::RegistryError,
@@ -54,7 +54,14 @@ async fn build_with(
     let scratch = tempfile::tempdir().unwrap();
     let tree = fetch(&repo.url(), "main", &scratch.path().join("r")).unwrap();
     let log = BuildLog::default();
-    let app = java::prepare(&tree, settings, &log).await?;
+    let app = java::prepare(
+        &tree,
+        settings,
+        &log,
+        &scratch.path().join("work"),
+        &scratch.path().join("m2"),
+    )
+    .await?;
     let target = Registry::reference(&format!("{target}:t1")).unwrap();
     java::push(registry, &target, &app, settings, 8080, &tree.commit, &log).await
 }
@@ -153,10 +160,7 @@ async fn missing_inputs_and_unreachable_registries_fail_with_the_reason() {
         "{e}"
     );
 
-    let scratch = tempfile::tempdir().unwrap();
-    let tree = fetch(&repo.url(), "main", &scratch.path().join("r")).unwrap();
-    let log = BuildLog::default();
-    let app = java::prepare(&tree, &jar_settings(), &log).await.unwrap();
+    let (_scratch, tree, log, app) = prepared_jar(&repo).await;
     let registry = Registry::new(RegistryOptions {
         insecure: vec!["127.0.0.1:5000".into(), "127.0.0.1:1".into()],
         retry: Retry {
@@ -208,10 +212,7 @@ async fn wrong_credentials_are_refused_without_retries() {
         ..RegistryOptions::default()
     });
     let repo = java_repo("creds");
-    let scratch = tempfile::tempdir().unwrap();
-    let tree = fetch(&repo.url(), "main", &scratch.path().join("r")).unwrap();
-    let log = BuildLog::default();
-    let app = java::prepare(&tree, &jar_settings(), &log).await.unwrap();
+    let (_scratch, tree, log, app) = prepared_jar(&repo).await;
     let target = Registry::reference(&format!("{addr}/team/app:t")).unwrap();
     let started = std::time::Instant::now();
     let e = java::push(
@@ -467,4 +468,22 @@ async fn a_second_web_application_mounts_the_layers_it_shares_with_the_first() {
         ["classes", "config"],
         "WEB-INF/lib and the files are mounted from the first application's repository"
     );
+}
+
+/// The repository's commit fetched and prepared with [`jar_settings`] (its scratch
+/// directory kept alive by the caller).
+async fn prepared_jar(repo: &Repo) -> (tempfile::TempDir, git::Tree, BuildLog, java::AppFiles) {
+    let scratch = tempfile::tempdir().unwrap();
+    let tree = fetch(&repo.url(), "main", &scratch.path().join("r")).unwrap();
+    let log = BuildLog::default();
+    let app = java::prepare(
+        &tree,
+        &jar_settings(),
+        &log,
+        scratch.path(),
+        &scratch.path().join("m2"),
+    )
+    .await
+    .unwrap();
+    (scratch, tree, log, app)
 }
