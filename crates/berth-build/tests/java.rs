@@ -376,17 +376,48 @@ async fn a_war_that_fails_to_deploy_stops_tomcat_at_once_with_the_reason() {
     let target = fresh_repository("war-broken");
     let pushed = build(&repo, &target, &war_settings()).await.unwrap();
     let app = Container::run(&format!("{target}@{}", pushed.digest), &[]);
-    let start = std::time::Instant::now();
-    let code = loop {
-        if let Some(code) = app.exit_code() {
-            break code;
-        }
-        assert!(start.elapsed() < TOMCAT_START, "still running:\n{}", app.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let code = exited(&app).await;
     assert_eq!(code, 3, "{}", app.logs());
     let logs = app.logs();
     assert!(logs.contains("no database configured"), "{logs}");
+    assert!(
+        logs.contains("berth: the web application at / failed to start"),
+        "{logs}"
+    );
+}
+
+/// The classic missing class: a library the pom marks `provided` that Tomcat does not
+/// provide. Maven builds the WAR without it, and Tomcat must stop at once saying which
+/// class is missing, not serve 404s.
+#[tokio::test]
+async fn a_war_missing_a_class_at_run_time_stops_tomcat_at_once_naming_it() {
+    let repo = Repo::new();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/java-webapp");
+    common::copy_dir(&sample, repo.path());
+    let pom = std::fs::read_to_string(repo.path().join("pom.xml")).unwrap();
+    let provided = "<dependencies>\n    <dependency>\n      <groupId>org.apache.commons</groupId>\n      \
+                    <artifactId>commons-lang3</artifactId>\n      <version>3.14.0</version>\n      \
+                    <scope>provided</scope>\n    </dependency>";
+    repo.write("pom.xml", pom.replacen("<dependencies>", provided, 1));
+    repo.write(
+        "src/main/java/dev/berth/webapp/Startup.java",
+        "package dev.berth.webapp;\n\
+         @jakarta.servlet.annotation.WebListener\n\
+         public class Startup implements jakarta.servlet.ServletContextListener {\n\
+           public void contextInitialized(jakarta.servlet.ServletContextEvent e) {\n\
+             e.getServletContext().log(org.apache.commons.lang3.StringUtils.capitalize(\"started\"));\n\
+           }\n\
+         }\n",
+    );
+    repo.commit("a provided library Tomcat does not have");
+    let target = fresh_repository("war-missing-class");
+    let settings = serde_json::from_value(serde_json::json!({"war": "target/java-webapp.war"})).unwrap();
+    let pushed = build(&repo, &target, &settings).await.unwrap();
+    let app = Container::run(&format!("{target}@{}", pushed.digest), &[]);
+    let code = exited(&app).await;
+    assert_eq!(code, 3, "{}", app.logs());
+    let logs = app.logs();
+    assert!(logs.contains("org/apache/commons/lang3/StringUtils"), "{logs}");
     assert!(
         logs.contains("berth: the web application at / failed to start"),
         "{logs}"
@@ -486,4 +517,16 @@ async fn prepared_jar(repo: &Repo) -> (tempfile::TempDir, git::Tree, BuildLog, j
     .await
     .unwrap();
     (scratch, tree, log, app)
+}
+
+/// The exit code of `app`, which must stop within [`TOMCAT_START`].
+async fn exited(app: &Container) -> i64 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(code) = app.exit_code() {
+            return code;
+        }
+        assert!(start.elapsed() < TOMCAT_START, "still running:\n{}", app.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
