@@ -36,6 +36,7 @@ set -euo pipefail
 : "${BASE_IMAGE:=localhost/busybox:latest}"
 : "${LINK_DOCKER_SOCK:=1}"                        # 0: leave /var/run/docker.sock alone
 : "${JRE_IMAGE:=berth/jre:17}"                   # the java builder's default base image
+: "${TOMCAT_IMAGE:=berth/tomcat:10.1}"            # the java builder's base image for a war
 
 RUN_DIR="$LOCAL_RUNTIME_DIR/run"
 LOG_DIR="$LOCAL_RUNTIME_DIR/log"
@@ -56,9 +57,13 @@ die() { log "ERROR: $*"; exit 1; }
 # in by accident via containernetworking-plugins). runc is required: crun 1.8 fails
 # here with "cgroups in hybrid mode not supported". docker-registry = distribution 2.8.2.
 # openjdk-17-jdk-headless: jlink makes the JRE base image of Berth's java builder, and
-# javac compiles java sources for it.
+# javac compiles java sources for it. libtomcat10-java + tomcat10-common: Debian's Tomcat
+# 10.1 (Jakarta EE 10) jars for the servlet base image (not `tomcat10`, which is the
+# systemd service around them). maven: the java builder runs `mvn package` on the build
+# host for a commit with a pom.xml.
 PKGS=(podman runc buildah catatonit netavark aardvark-dns iptables skopeo docker-registry
-      busybox-static iproute2 iputils-ping curl jq openjdk-17-jdk-headless git)
+      busybox-static iproute2 iputils-ping curl jq openjdk-17-jdk-headless git
+      libtomcat10-java tomcat10-common maven)
 
 install_packages() {
   local missing=() p
@@ -262,21 +267,41 @@ push_base_image() {
 }
 
 # --------------------------------------------------------------------------- JRE base image
+# The modules of the JRE: what a servlet container and the usual web application need
+# (Tomcat: java.management, java.naming, java.instrument, java.security.jgss, java.sql;
+# Spring and java.beans: java.desktop; JMX over RMI: java.rmi, java.management.rmi).
+JRE_MODULES=java.base,java.logging,java.management,java.management.rmi,java.naming,java.net.http,java.xml,java.xml.crypto,java.instrument,java.security.jgss,java.security.sasl,java.sql,java.desktop,java.rmi,java.scripting,java.compiler,jdk.httpserver,jdk.crypto.ec,jdk.unsupported,jdk.management,jdk.naming.dns,jdk.charsets,jdk.zipfs
+
+# The dev.berth.recipe label of an image in the local registry (empty when absent): a
+# hash of how the image is made, so that a changed recipe rebuilds it.
+registry_recipe() {  # $1=repository $2=tag
+  local manifest config
+  manifest=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$REGISTRY_ADDR/v2/$1/manifests/$2" 2>/dev/null) || return 0
+  config=$(jq -r '.config.digest // empty' <<<"$manifest")
+  [ -n "$config" ] || return 0
+  curl -fsS "http://$REGISTRY_ADDR/v2/$1/blobs/$config" 2>/dev/null \
+    | jq -r '.config.Labels["dev.berth.recipe"] // empty' || true
+}
+
+jre_recipe() { { declare -f build_jre_image; echo "$JRE_MODULES"; java -version 2>&1; } | sha256sum | cut -c1-16; }
+
 # The java builder puts applications on a JRE image, and nothing can be pulled from
-# public registries: jlink a small runtime (java.base + jdk.httpserver + a few common
-# modules) from the machine's JDK, add the shared libraries it links against and
-# busybox, and push it to the local registry as $REGISTRY_ADDR/$JRE_IMAGE.
+# public registries: jlink a small runtime from the machine's JDK, add the shared
+# libraries it links against and busybox, and push it to the local registry as
+# $REGISTRY_ADDR/$JRE_IMAGE.
 build_jre_image() {
-  local ref="$REGISTRY_ADDR/$JRE_IMAGE" repo="${JRE_IMAGE%:*}" tag="${JRE_IMAGE##*:}"
-  if curl -fsS "http://$REGISTRY_ADDR/v2/$repo/tags/list" 2>/dev/null | grep -q "\"$tag\""; then
+  local ref="$REGISTRY_ADDR/$JRE_IMAGE" repo="${JRE_IMAGE%:*}" tag="${JRE_IMAGE##*:}" recipe
+  recipe=$(jre_recipe)
+  if [ "$(registry_recipe "$repo" "$tag")" = "$recipe" ]; then
     log "registry: $ref present"; return
   fi
   local jdk; jdk=$(dirname "$(dirname "$(readlink -f "$(command -v jlink)")")")
   local root="$LOCAL_RUNTIME_DIR/jre-rootfs" lib
   rm -rf "$root"; mkdir -p "$root"/{bin,etc,tmp,app}
   chmod 1777 "$root/tmp"
-  "$jdk/bin/jlink" --module-path "$jdk/jmods" \
-    --add-modules java.base,java.logging,java.naming,java.net.http,java.xml,jdk.httpserver,jdk.crypto.ec,jdk.unsupported \
+  "$jdk/bin/jlink" --module-path "$jdk/jmods" --add-modules "$JRE_MODULES" \
     --strip-debug --no-man-pages --no-header-files --compress=2 --output "$root/opt/java"
   # The dynamic loader and every library the runtime links against, at the same paths.
   for lib in $( { ldd "$root/opt/java/bin/java"; find "$root/opt/java/lib" -name '*.so' -exec ldd {} \; ; } 2>/dev/null \
@@ -289,11 +314,62 @@ build_jre_image() {
   echo 'root:x:0:' >"$root/etc/group"
   tar -C "$root" -cf "$LOCAL_RUNTIME_DIR/jre-rootfs.tar" .
   podman import -q --change 'ENV PATH=/opt/java/bin:/bin' --change 'ENV JAVA_HOME=/opt/java' \
+    --change "LABEL dev.berth.recipe=$recipe" \
     --change 'CMD ["java", "-version"]' "$LOCAL_RUNTIME_DIR/jre-rootfs.tar" "localhost/$JRE_IMAGE" >/dev/null
   rm -rf "$root" "$LOCAL_RUNTIME_DIR/jre-rootfs.tar"
   podman run --rm "localhost/$JRE_IMAGE" java -version >/dev/null 2>&1 || die "the JRE image does not run java"
   podman push -q --format oci "localhost/$JRE_IMAGE" "$ref" >/dev/null
   log "registry: pushed $ref (jlink'd from $jdk)"
+}
+
+# --------------------------------------------------------------------------- Tomcat base image
+# The java builder's base for a war: the JRE image's layer (shared, so mounted, never
+# uploaded twice) plus one layer of Tomcat 10.1 from Debian's packages, configured by
+# scripts/tomcat/ (HTTP only, logs to stdout, stops on SIGTERM after the requests in
+# flight, exits when its application fails to start). Labels tell the java builder where
+# the application goes.
+TOMCAT_HOME=/usr/local/tomcat
+build_tomcat_image() {
+  local ref="$REGISTRY_ADDR/$TOMCAT_IMAGE" repo="${TOMCAT_IMAGE%:*}" tag="${TOMCAT_IMAGE##*:}" recipe
+  local here; here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  local version; version=$(dpkg-query -W -f='${Version}' libtomcat10-java)
+  recipe=$( { declare -f build_tomcat_image; echo "$version"; jre_recipe; cat "$here"/tomcat/*.xml \
+              "$here"/tomcat/*.properties "$here"/tomcat/src/dev/berth/tomcat/*.java; } | sha256sum | cut -c1-16)
+  if [ "$(registry_recipe "$repo" "$tag")" = "$recipe" ]; then
+    log "registry: $ref present"; return
+  fi
+  local root="$LOCAL_RUNTIME_DIR/tomcat-rootfs" jar real
+  rm -rf "$root"; mkdir -p "$root$TOMCAT_HOME"/{bin,lib,conf,webapps,logs,temp,work}
+  cp -L /usr/share/tomcat10/bin/bootstrap.jar /usr/share/tomcat10/bin/tomcat-juli.jar "$root$TOMCAT_HOME/bin/"
+  # By their real names: the jars' manifests name each other so (Class-Path). Not
+  # catalina-ant (Ant tasks) nor tomcat-jni (the native APR library is not there).
+  for jar in /usr/share/tomcat10/lib/*.jar; do
+    case "$(basename "$jar")" in catalina-ant.jar|tomcat-jni.jar) continue ;; esac
+    real=$(readlink -f "$jar"); cp "$real" "$root$TOMCAT_HOME/lib/$(basename "$real")"
+  done
+  # Jasper compiles JSPs with the Eclipse compiler, named so in its Class-Path.
+  cp -L /usr/share/java/eclipse-jdt-core.jar "$root$TOMCAT_HOME/lib/eclipse-jdt-core.jar"
+  cp "$here"/tomcat/{server.xml,context.xml,web.xml,logging.properties} "$root$TOMCAT_HOME/conf/"
+  local classes; classes=$(mktemp -d)
+  javac --release 17 -nowarn -d "$classes" -cp "$root$TOMCAT_HOME/lib/*" "$here"/tomcat/src/dev/berth/tomcat/*.java
+  jar --create --file "$root$TOMCAT_HOME/lib/berth-tomcat.jar" -C "$classes" .
+  rm -rf "$classes"
+  local ctr; ctr=$(buildah from -q --pull=never "localhost/$JRE_IMAGE")
+  buildah copy -q "$ctr" "$root$TOMCAT_HOME" "$TOMCAT_HOME" >/dev/null
+  rm -rf "$root"
+  # catalina.sh's settings, without the shell script: java is PID 1 and gets SIGTERM.
+  local cp="$TOMCAT_HOME/bin/bootstrap.jar:$TOMCAT_HOME/bin/tomcat-juli.jar"
+  buildah config \
+    --entrypoint "[\"java\", \"-Dcatalina.home=$TOMCAT_HOME\", \"-Dcatalina.base=$TOMCAT_HOME\", \"-Djava.io.tmpdir=$TOMCAT_HOME/temp\", \"-Djava.util.logging.manager=org.apache.juli.ClassLoaderLogManager\", \"-Djava.util.logging.config.file=$TOMCAT_HOME/conf/logging.properties\", \"-Djdk.tls.ephemeralDHKeySize=2048\", \"-Djava.protocol.handler.pkgs=org.apache.catalina.webresources\", \"--add-opens=java.base/java.lang=ALL-UNNAMED\", \"--add-opens=java.base/java.io=ALL-UNNAMED\", \"--add-opens=java.base/java.util=ALL-UNNAMED\", \"--add-opens=java.base/java.util.concurrent=ALL-UNNAMED\", \"--add-opens=java.rmi/sun.rmi.transport=ALL-UNNAMED\", \"-cp\", \"$cp\", \"org.apache.catalina.startup.Bootstrap\", \"start\"]" \
+    --cmd '[]' --env CATALINA_HOME="$TOMCAT_HOME" --workingdir "$TOMCAT_HOME" --port 8080 \
+    --label dev.berth.recipe="$recipe" \
+    --label dev.berth.servlet-container="tomcat/${version%%-*}" \
+    --label dev.berth.webapps="$TOMCAT_HOME/webapps" "$ctr"
+  buildah commit -q --format oci --rm "$ctr" "localhost/$TOMCAT_IMAGE" >/dev/null
+  podman run --rm --entrypoint java "localhost/$TOMCAT_IMAGE" -cp "$TOMCAT_HOME/lib/*" \
+    org.apache.catalina.util.ServerInfo >/dev/null 2>&1 || die "the Tomcat image does not run Tomcat"
+  podman push -q --format oci "localhost/$TOMCAT_IMAGE" "$ref" >/dev/null
+  log "registry: pushed $ref (Tomcat ${version%%-*} from Debian's packages)"
 }
 
 # --------------------------------------------------------------------------- commands
@@ -308,6 +384,7 @@ cmd_up() {
   start_registry
   push_base_image
   build_jre_image
+  build_tomcat_image
   log "ready: export DOCKER_HOST=unix://$PODMAN_SOCK ; registry http://$REGISTRY_ADDR"
 }
 

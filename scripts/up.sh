@@ -5,11 +5,12 @@
 #   scripts/up.sh            (as root on Debian/Ubuntu: it installs Podman and a registry)
 #
 # What it does: installs and starts the local runtime (Podman's Docker API socket, an OCI
-# registry on 127.0.0.1:5000 and a jlink'd JRE base image), builds berth, starts
+# registry on 127.0.0.1:5000, a jlink'd JRE and a Tomcat base image), builds berth, starts
 # `berth server` in the background (data in .berth/, API on 127.0.0.1:7070, router on
-# 127.0.0.1:8080), puts examples/java-hello in a git repository (.berth/java-hello),
-# builds it with the java builder, deploys it to qa and promotes the same digest to
-# production. Re-running restarts the server with a fresh build and keeps the data; an
+# 127.0.0.1:8080), puts examples/java-hello and examples/java-webapp in git repositories
+# (.berth/java-hello, .berth/java-webapp), builds them with the java builder (java-webapp
+# with Maven first, as a WAR on Tomcat), deploys each to qa and promotes the same digest
+# to production. Re-running restarts the server with a fresh build and keeps the data; an
 # unchanged commit is not built again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,30 +52,38 @@ export BERTH_TOKEN
 
 "$BERTH" apply -f examples/hello/platform.yaml
 
-# The sample's source goes into a git repository, as an application team's would be;
-# a new commit only when examples/java-hello changed.
-REPO="$STATE/java-hello"
-mkdir -p "$REPO"
-if [ ! -d "$REPO/.git" ]; then git -C "$REPO" init -q -b main; fi
-rm -rf "$REPO/src" && cp -r examples/java-hello/src "$REPO/src"
-git -C "$REPO" add -A
-if ! git -C "$REPO" diff --cached --quiet 2>/dev/null || ! git -C "$REPO" rev-parse -q --verify HEAD >/dev/null; then
-  git -C "$REPO" -c user.name="berth up" -c user.email=up@berth.invalid commit -q -m "java-hello from examples/"
-fi
-sed "s#GIT_URL#file://$REPO#" examples/java-hello/java-hello.yaml | "$BERTH" apply -f -
-
-"$BERTH" build java-hello                                  # once per commit: a re-run reuses it
-"$BERTH" deploy java-hello --env qa
-"$BERTH" promote java-hello --from qa --to production      # the digest qa verified
-"$BERTH" provenance java-hello --env production
+# Each sample's source goes into a git repository, as an application team's would be
+# (a new commit only when examples/APP changed), and is built from there, deployed to qa
+# and promoted to production: java-hello (plain sources, javac) and java-webapp (a WAR
+# built by Maven from its pom.xml, on the Tomcat base).
+ship() {  # $1=application, a directory of examples/ with $1.yaml
+  local app=$1 repo="$STATE/$1"
+  mkdir -p "$repo"
+  if [ ! -d "$repo/.git" ]; then git -C "$repo" init -q -b main; fi
+  rm -rf "$repo/src" && cp -r "examples/$app/src" "$repo/src"
+  if [ -f "examples/$app/pom.xml" ]; then cp "examples/$app/pom.xml" "$repo/pom.xml"; fi
+  git -C "$repo" add -A
+  if ! git -C "$repo" diff --cached --quiet 2>/dev/null || ! git -C "$repo" rev-parse -q --verify HEAD >/dev/null; then
+    git -C "$repo" -c user.name="berth up" -c user.email=up@berth.invalid commit -q -m "$app from examples/"
+  fi
+  sed "s#GIT_URL#file://$repo#" "examples/$app/$app.yaml" | "$BERTH" apply -f -
+  "$BERTH" build "$app"                                  # once per commit: a re-run reuses it
+  "$BERTH" deploy "$app" --env qa
+  "$BERTH" promote "$app" --from qa --to production      # the digest qa verified
+  "$BERTH" provenance "$app" --env production
+}
+APPS=(java-hello java-webapp)
+for app in "${APPS[@]}"; do ship "$app"; done
 
 echo
 echo "Berth is up."
 echo "  API:     http://$API   (token in $DATA/bootstrap-token)"
 echo "  Try:     export BERTH_SERVER=http://$API BERTH_TOKEN=\$(cat $DATA/bootstrap-token)"
 echo "           $BERTH status java-hello"
-for env in qa production; do
-  url="http://java-hello.$env.localhost:${ROUTER##*:}/"
-  code=$(curl -s -o /dev/null -w '%{http_code}' --resolve "java-hello.$env.localhost:${ROUTER##*:}:127.0.0.1" "$url" || true)
-  echo "  $env:  $url  (HTTP $code)"
+for app in "${APPS[@]}"; do
+  for env in qa production; do
+    url="http://$app.$env.localhost:${ROUTER##*:}/"
+    code=$(curl -s -o /dev/null -w '%{http_code}' --resolve "$app.$env.localhost:${ROUTER##*:}:127.0.0.1" "$url" || true)
+    printf '  %-11s %-12s %s  (HTTP %s)\n' "$app" "$env:" "$url" "$code"
+  done
 done

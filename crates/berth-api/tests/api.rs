@@ -37,6 +37,7 @@ impl Api {
             store.clone(),
             BuildOptions {
                 work_dir: dir.path().join("builds"),
+                cache_dir: dir.path().join("build-cache"),
                 registry: RegistryOptions {
                     insecure: vec!["127.0.0.1:5000".into()],
                     ..RegistryOptions::default()

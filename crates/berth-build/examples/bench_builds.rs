@@ -23,24 +23,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use berth_build::{Registry, RegistryOptions, git, java, log::BuildLog};
-use berth_core::objects::JavaBuilder;
+use bench_java::{JavaBench, git, median, ms, run};
+use berth_build::{Registry, RegistryOptions};
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    run(Command::new("git")
-        .args(["-c", "user.name=bench", "-c", "user.email=b@example.com"])
-        .args(args)
-        .current_dir(dir));
-}
+mod bench_java;
 
 /// Writes the app's sources with a greeting, compiles the JAR and its exploded copy.
 fn compile(repo: &Path, greeting: &str) {
@@ -114,55 +100,6 @@ fn dependency(repo: &Path, n: usize) {
         .arg("."));
     std::fs::remove_dir_all(repo.join("depsrc")).unwrap();
     std::fs::remove_dir_all(&out).unwrap();
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
-struct JavaBench {
-    registry: Registry,
-    settings: JavaBuilder,
-}
-
-impl JavaBench {
-    /// Fetches the commit (not timed), then times layering and writing to the registry.
-    async fn build(&self, repo: &Path, target: &str) -> (Duration, usize, String) {
-        let scratch = tempfile::tempdir().unwrap();
-        let tree = git::fetch(
-            &format!("file://{}", repo.display()),
-            "main",
-            &scratch.path().join("r"),
-        )
-        .unwrap();
-        let log = BuildLog::default();
-        let started = Instant::now();
-        let app = java::prepare(&tree, &self.settings, &log).await.unwrap();
-        let target = Registry::reference(&format!("{target}:bench")).unwrap();
-        let pushed = java::push(
-            &self.registry,
-            &target,
-            &app,
-            &self.settings,
-            8080,
-            &tree.commit,
-            &log,
-        )
-        .await
-        .unwrap();
-        let took = started.elapsed();
-        let uploaded = pushed
-            .layers
-            .iter()
-            .filter(|l| l.pushed && l.role != "base")
-            .count();
-        (took, uploaded, pushed.digest)
-    }
 }
 
 fn buildah_context(repo: &Path, ctx: &Path) {
@@ -249,13 +186,13 @@ async fn main() {
         compile(&repo, &format!("cold-{round}"));
         git(&repo, &["commit", "-q", "-am", "cold"]);
         let target = format!("127.0.0.1:5000/bench/java-{stamp}-{round}");
-        let (t, up, _) = bench.build(&repo, &target).await;
+        let (t, up, _) = bench.build(&repo, &target, |_| ()).await;
         java_cold.push(t);
         uploads.0 = up;
         // A one-class change: Extra.java only.
         compile(&repo, &format!("changed-{round}"));
         git(&repo, &["commit", "-q", "-am", "one class"]);
-        let (t, up, _) = bench.build(&repo, &target).await;
+        let (t, up, _) = bench.build(&repo, &target, |_| ()).await;
         java_rebuild.push(t);
         uploads.1 = up;
 

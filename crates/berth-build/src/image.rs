@@ -1,6 +1,8 @@
 //! Writing an OCI image to a registry blob by blob: every blob is uploaded only when the
-//! target repository lacks it, and recorded (with whether it was uploaded) for the build's
-//! status; the manifest goes last, under the build's tag. Shared by the builders.
+//! target repository lacks it and no other repository of the registry is known to have
+//! it (then it is mounted from there), and recorded (with whether it was uploaded) for
+//! the build's status; the manifest goes last, under the build's tag. Shared by the
+//! builders.
 
 use berth_core::objects::BuildLayer;
 use bytes::Bytes;
@@ -71,13 +73,22 @@ impl<'a> ImageWriter<'a> {
             .registry
             .has_blob(self.target, &digest, Some(self.log))
             .await?;
+        let mut uploaded = false;
         if present {
             self.log
                 .line(format!("{role}: {} already in the registry", short(&digest)));
+        } else if let Some(from) = self
+            .registry
+            .mount_known(self.target, &digest, Some(self.log))
+            .await?
+        {
+            self.log
+                .line(format!("{role}: {} mounted from {from}", short(&digest)));
         } else {
             self.registry
                 .upload(self.target, data, &digest, Some(self.log))
                 .await?;
+            uploaded = true;
             self.log.line(format!(
                 "{role}: pushed {} ({} bytes)",
                 short(&digest),
@@ -88,9 +99,9 @@ impl<'a> ImageWriter<'a> {
             role: role.to_owned(),
             digest: digest.clone(),
             size: data.len() as u64,
-            pushed: !present,
+            pushed: uploaded,
         });
-        Ok((digest, !present))
+        Ok((digest, uploaded))
     }
 
     /// Adds a tar+gzip layer, uploading it when missing.

@@ -1,14 +1,21 @@
 //! The `java` builder: daemonless and Jib-style.
 //!
-//! The application is split into three layers on top of a JRE base image, in the order
+//! The application is split into three layers on top of a base image, in the order
 //! they change least to most often, so that a one-class change uploads one small layer:
 //!
 //! ```text
-//!  base image layers (JRE)       never uploaded again: mounted or already present
-//!  /app/libs/*.jar               dependencies   (the `dependencies` directory)
-//!  /app/resources/**             resources      (non-class files of the JAR, or `resources`)
-//!  /app/classes/**               classes        (the JAR's classes, or javac's output)
+//!              JAR or sources (JRE base)       WAR (servlet container base, e.g. Tomcat)
+//!  base        JRE layers                      JRE + Tomcat layers: mounted, never uploaded again
+//!  dependencies /app/libs/*.jar                <webapps>/ROOT/WEB-INF/lib/*.jar
+//!  resources   /app/resources/**               <webapps>/ROOT/** (static files, web.xml, …)
+//!  classes     /app/classes/**                 <webapps>/ROOT/WEB-INF/classes/**/*.class
 //! ```
+//!
+//! A JAR gets an entrypoint of `java -cp … MainClass`. A WAR keeps the servlet base's
+//! entrypoint (with the application's JVM options and port put in): the base names where
+//! web applications go with its `dev.berth.webapps` label, and an image without one is
+//! refused as a base for a WAR, as a WAR given as a JAR is, rather than made into an image
+//! that cannot start.
 //!
 //! Layers are reproducible (see [`crate::layer`]) and so is the image config (fixed
 //! creation time, no host-specific fields), so the same inputs give the same digest.
@@ -22,15 +29,22 @@ use oci_client::Reference;
 use serde_json::{Value, json};
 
 use crate::{
-    git::Tree,
+    git::{File, Tree},
     image::{ImageWriter, LAYER_TYPE, Pushed},
     layer::{Entry, Layer, layer},
     log::BuildLog,
+    maven,
     registry::{Registry, RegistryError},
 };
 
-/// Where the layers put the application inside the image.
+/// Where the layers put a JAR application inside the image.
 const APP: &str = "app";
+/// The label of a servlet container base image naming its web applications' directory.
+pub const WEBAPPS_LABEL: &str = "dev.berth.webapps";
+/// The system property of Berth's Tomcat base that sets its HTTP port.
+const PORT_PROPERTY: &str = "berth.http.port";
+/// Tomcat's own main class: the servlet base runs it.
+const TOMCAT_BOOTSTRAP: &str = "org.apache.catalina.startup.Bootstrap";
 /// Heap sizing from the container's memory limit, and a clean exit on OOM so that the
 /// platform replaces the replica.
 pub const JAVA_TOOL_OPTIONS: &str =
@@ -65,6 +79,34 @@ pub enum JavaError {
         /// The JAR.
         path: String,
     },
+    /// A WAR was named as the JAR (or the main class is Tomcat's own).
+    #[error(
+        "'{path}' is a web application ({why}); write war: {path} instead of jar: (and leave mainClass out), so that it runs on the servlet container base"
+    )]
+    WarAsJar {
+        /// The file.
+        path: String,
+        /// What shows it.
+        why: String,
+    },
+    /// The file named as the WAR is not one.
+    #[error("'{path}' is not a WAR: {why}; for a JAR with a Main-Class write jar: {path} instead of war:")]
+    NotAWar {
+        /// The file.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// A WAR was to go on a base image that is no servlet container.
+    #[error(
+        "base image {image} is not a servlet container (its config has no {WEBAPPS_LABEL} label), so a WAR cannot run on it; leave baseImage out to use {default}, or name a servlet container base"
+    )]
+    NotServletBase {
+        /// The base image.
+        image: String,
+        /// The default servlet base.
+        default: &'static str,
+    },
     /// javac failed.
     #[error("javac failed: {message}")]
     Compile {
@@ -79,6 +121,9 @@ pub enum JavaError {
         /// Why.
         message: String,
     },
+    /// The Maven build failed.
+    #[error(transparent)]
+    Maven(#[from] crate::maven::MavenError),
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -90,22 +135,30 @@ pub enum JavaError {
 /// Result of this module.
 pub type Result<T, E = JavaError> = std::result::Result<T, E>;
 
-/// The application's files, sorted into layers, and how to start it.
+/// The application's files, sorted into layers, and how to start it. Paths are relative
+/// to the application's directory in the image (`app/` for a JAR, the context's
+/// directory below the base's webapps for a WAR).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppFiles {
-    /// `/app/libs/*.jar`.
+    /// `libs/*.jar`, or a WAR's `WEB-INF/lib/*.jar`.
     pub dependencies: Vec<Entry>,
-    /// `/app/resources/**`.
+    /// `resources/**`, or every file of a WAR but its libraries and classes.
     pub resources: Vec<Entry>,
-    /// `/app/classes/**`.
+    /// `classes/**`, or a WAR's `WEB-INF/classes/**/*.class`.
     pub classes: Vec<Entry>,
-    /// The class with `main`.
+    /// The class with `main` (empty for a WAR: the servlet container starts it).
     pub main_class: String,
+    /// Whether this is a web application for a servlet container.
+    pub war: bool,
 }
 
 fn entry(dir: &str, path: &str, data: Vec<u8>) -> Entry {
     Entry {
-        path: format!("{APP}/{dir}/{path}"),
+        path: if dir.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{dir}/{path}")
+        },
         data,
         mode: 0o644,
     }
@@ -119,9 +172,41 @@ fn missing(field: &'static str, path: &str, tree: &Tree) -> JavaError {
     }
 }
 
-/// Collects the application's files from the commit: explodes the JAR, or compiles the
-/// sources with the build host's `javac`.
-pub async fn prepare(tree: &Tree, settings: &JavaBuilder, log: &BuildLog) -> Result<AppFiles> {
+/// Collects the application's files from the commit: explodes the JAR or WAR (when the
+/// commit has a `pom.xml`, the output of a Maven build in a scratch directory below
+/// `work_dir`, with `maven_repository` as its local repository), or compiles the sources
+/// with the build host's `javac`.
+pub async fn prepare(
+    tree: &Tree,
+    settings: &JavaBuilder,
+    log: &BuildLog,
+    work_dir: &Path,
+    maven_repository: &Path,
+) -> Result<AppFiles> {
+    let built;
+    let tree = match settings.war.as_ref().or(settings.jar.as_ref()) {
+        Some(output) if maven::is_maven(tree) => {
+            std::fs::create_dir_all(work_dir)
+                .map_err(|e| JavaError::Io(format!("making {}: {e}", work_dir.display())))?;
+            let scratch = tempfile::Builder::new()
+                .prefix("maven-")
+                .tempdir_in(work_dir)
+                .map_err(|e| JavaError::Io(format!("a scratch directory in {}: {e}", work_dir.display())))?;
+            let data = maven::package(tree, scratch.path(), maven_repository, output, log).await?;
+            let mut with_output = tree.clone();
+            with_output.files.insert(
+                output.clone(),
+                File {
+                    data,
+                    executable: false,
+                    symlink: false,
+                },
+            );
+            built = with_output;
+            &built
+        }
+        _ => tree,
+    };
     let mut app = AppFiles::default();
     if let Some(dir) = &settings.dependencies {
         let files = tree.under(dir);
@@ -138,8 +223,22 @@ pub async fn prepare(tree: &Tree, settings: &JavaBuilder, log: &BuildLog) -> Res
             app.dependencies.len()
         ));
     }
-    match (&settings.jar, &settings.sources) {
-        (Some(jar), _) => {
+    match (&settings.jar, &settings.war, &settings.sources) {
+        (_, Some(war), _) => {
+            let file = tree
+                .files
+                .get(war.as_str())
+                .ok_or_else(|| missing("war", war, tree))?;
+            explode_war(war, &file.data, &mut app)?;
+            log.line(format!(
+                "{war}: {} librar(ies) in WEB-INF/lib, {} class(es), {} other file(s), at context path {}",
+                app.dependencies.len(),
+                app.classes.len(),
+                app.resources.len(),
+                settings.context_path()
+            ));
+        }
+        (Some(jar), None, _) => {
             let file = tree
                 .files
                 .get(jar.as_str())
@@ -150,13 +249,19 @@ pub async fn prepare(tree: &Tree, settings: &JavaBuilder, log: &BuildLog) -> Res
                 .clone()
                 .or(main)
                 .ok_or_else(|| JavaError::NoMainClass { path: jar.clone() })?;
+            if app.main_class == TOMCAT_BOOTSTRAP {
+                return Err(JavaError::WarAsJar {
+                    path: jar.clone(),
+                    why: format!("its main class is {TOMCAT_BOOTSTRAP}, Tomcat itself"),
+                });
+            }
             log.line(format!(
                 "{jar}: {} class(es), {} resource(s)",
                 app.classes.len(),
                 app.resources.len()
             ));
         }
-        (None, Some(sources)) => {
+        (None, None, Some(sources)) => {
             compile(tree, sources, settings, &mut app, log).await?;
             if let Some(dir) = &settings.resources {
                 let files = tree.under(dir);
@@ -169,19 +274,19 @@ pub async fn prepare(tree: &Tree, settings: &JavaBuilder, log: &BuildLog) -> Res
             }
             app.main_class = settings.main_class.clone().unwrap_or_default();
         }
-        (None, None) => return Err(missing("jar", "", tree)),
+        (None, None, None) => return Err(missing("jar", "", tree)),
     }
     Ok(app)
 }
 
-/// Splits a JAR into classes and resources; returns its manifest's `Main-Class`.
-fn explode(path: &str, data: &[u8], app: &mut AppFiles) -> Result<Option<String>> {
+/// Every file of a zip archive (JAR or WAR), by name, in the archive's order.
+fn unzip(path: &str, data: &[u8]) -> Result<Vec<(String, Vec<u8>)>> {
     let bad = |e: &dyn std::fmt::Display| JavaError::BadJar {
         path: path.to_owned(),
         message: e.to_string(),
     };
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(data)).map_err(|e| bad(&e))?;
-    let mut main = None;
+    let mut out = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
         let mut file = archive.by_index(i).map_err(|e| bad(&e))?;
         if file.is_dir() {
@@ -189,10 +294,26 @@ fn explode(path: &str, data: &[u8], app: &mut AppFiles) -> Result<Option<String>
         }
         let name = file.name().map_err(|e| bad(&e))?.into_owned();
         if name.starts_with('/') || name.split('/').any(|p| p == "..") {
-            return Err(bad(&format!("entry '{name}' escapes the JAR")));
+            return Err(bad(&format!("entry '{name}' escapes the archive")));
         }
         let mut content = Vec::new();
         file.read_to_end(&mut content).map_err(|e| bad(&e))?;
+        out.push((name, content));
+    }
+    Ok(out)
+}
+
+/// Splits a JAR into classes and resources; returns its manifest's `Main-Class`.
+fn explode(path: &str, data: &[u8], app: &mut AppFiles) -> Result<Option<String>> {
+    let files = unzip(path, data)?;
+    if let Some((name, _)) = files.iter().find(|(n, _)| n.starts_with("WEB-INF/")) {
+        return Err(JavaError::WarAsJar {
+            path: path.to_owned(),
+            why: format!("it holds {name}"),
+        });
+    }
+    let mut main = None;
+    for (name, content) in files {
         if name == "META-INF/MANIFEST.MF" {
             // Its build time and tool versions would make the image differ for the
             // same classes; the image's entrypoint takes its place.
@@ -204,6 +325,40 @@ fn explode(path: &str, data: &[u8], app: &mut AppFiles) -> Result<Option<String>
         }
     }
     Ok(main)
+}
+
+/// Splits a WAR into its libraries (`WEB-INF/lib/*.jar`), its classes and its other files.
+fn explode_war(path: &str, data: &[u8], app: &mut AppFiles) -> Result<()> {
+    let files = unzip(path, data).map_err(|e| match e {
+        JavaError::BadJar { path, message } => JavaError::NotAWar {
+            path,
+            why: format!("it is not a readable zip archive ({message})"),
+        },
+        e => e,
+    })?;
+    if !files.iter().any(|(n, _)| n.starts_with("WEB-INF/")) {
+        return Err(JavaError::NotAWar {
+            path: path.to_owned(),
+            why: "it has no WEB-INF/".to_owned(),
+        });
+    }
+    app.war = true;
+    for (name, content) in files {
+        let lib = name
+            .strip_prefix("WEB-INF/lib/")
+            .is_some_and(|rest| rest.ends_with(".jar") && !rest.contains('/'));
+        if name == "META-INF/MANIFEST.MF" {
+            // Build time and tool versions: they would change the digest, and Tomcat
+            // does not need it.
+        } else if lib {
+            app.dependencies.push(entry("", &name, content));
+        } else if name.starts_with("WEB-INF/classes/") && name.ends_with(".class") {
+            app.classes.push(entry("", &name, content));
+        } else {
+            app.resources.push(entry("", &name, content));
+        }
+    }
+    Ok(())
 }
 
 /// `Main-Class` of a JAR manifest (whose long lines continue after a leading space).
@@ -233,7 +388,7 @@ async fn compile(
 ) -> Result<()> {
     let io = |e: std::io::Error| JavaError::Io(format!("compiling {sources}: {e}"));
     let files = tree.under(sources);
-    let java: Vec<(&str, &crate::git::File)> = files
+    let java: Vec<(&str, &File)> = files
         .iter()
         .filter(|(p, _)| p.ends_with(".java"))
         .map(|(p, f)| (*p, *f))
@@ -311,8 +466,9 @@ fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) -> std:
     Ok(())
 }
 
-/// The application's layers, least often changed first; empty ones are left out.
-pub fn layers(app: &AppFiles) -> Result<Vec<Layer>> {
+/// The application's layers below `root` (its directory in the image, no leading `/`),
+/// least often changed first; empty ones are left out.
+pub fn layers(app: &AppFiles, root: &str) -> Result<Vec<Layer>> {
     let io = |e: std::io::Error| JavaError::Io(format!("writing a layer: {e}"));
     let mut out = Vec::new();
     for (role, entries) in [
@@ -321,10 +477,48 @@ pub fn layers(app: &AppFiles) -> Result<Vec<Layer>> {
         ("classes", &app.classes),
     ] {
         if !entries.is_empty() {
-            out.push(layer(role, entries).map_err(io)?);
+            let placed: Vec<Entry> = entries
+                .iter()
+                .map(|e| Entry {
+                    path: format!("{root}/{}", e.path),
+                    data: e.data.clone(),
+                    mode: e.mode,
+                })
+                .collect();
+            out.push(layer(role, &placed).map_err(io)?);
         }
     }
     Ok(out)
+}
+
+/// Tomcat's directory name of a context path: `/` is `ROOT`, `/a/b` is `a#b`.
+#[must_use]
+pub fn context_dir(context_path: &str) -> String {
+    match context_path.trim_matches('/') {
+        "" => "ROOT".to_owned(),
+        path => path.replace('/', "#"),
+    }
+}
+
+/// Where the application goes in an image on `base` (its config JSON): `app` for a JAR,
+/// the context's directory below the base's webapps for a WAR.
+pub fn app_root(base: &str, settings: &JavaBuilder, war: bool) -> Result<String> {
+    if !war {
+        return Ok(APP.to_owned());
+    }
+    let config: Value = serde_json::from_str(base).map_err(|e| JavaError::Base {
+        image: settings.base_image().to_owned(),
+        message: format!("its config is not JSON: {e}"),
+    })?;
+    let webapps = config["config"]["Labels"][WEBAPPS_LABEL]
+        .as_str()
+        .map(|w| w.trim_matches('/'))
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| JavaError::NotServletBase {
+            image: settings.base_image().to_owned(),
+            default: berth_core::objects::DEFAULT_SERVLET_BASE,
+        })?;
+    Ok(format!("{webapps}/{}", context_dir(settings.context_path())))
 }
 
 /// The command that starts the application.
@@ -338,23 +532,40 @@ pub fn entrypoint(settings: &JavaBuilder, main_class: &str) -> Vec<String> {
     cmd
 }
 
+/// A WAR's command: the servlet base's entrypoint with the application's JVM options
+/// and port after `java`.
+fn servlet_entrypoint(base: &[Value], settings: &JavaBuilder, port: u16) -> Result<Vec<Value>> {
+    let Some((java, rest)) = base.split_first() else {
+        return Err(JavaError::Base {
+            image: settings.base_image().to_owned(),
+            message: "it has no entrypoint to start the servlet container".to_owned(),
+        });
+    };
+    let mut cmd = vec![java.clone()];
+    cmd.extend(settings.jvm_options.iter().map(|o| json!(o)));
+    cmd.push(json!(format!("-D{PORT_PROPERTY}={port}")));
+    cmd.extend(rest.iter().cloned());
+    Ok(cmd)
+}
+
 /// The image config: the base's, with the application's layers, entrypoint, Java
 /// defaults and port; no timestamps or host details, so it is reproducible.
 pub fn image_config(
     base: &str,
     layers: &[Layer],
     settings: &JavaBuilder,
-    main_class: &str,
+    app: &AppFiles,
     port: u16,
     commit: &str,
 ) -> Result<Vec<u8>> {
+    let image = || settings.base_image().to_owned();
     let mut config: Value = serde_json::from_str(base).map_err(|e| JavaError::Base {
-        image: settings.base_image.clone(),
+        image: image(),
         message: format!("its config is not JSON: {e}"),
     })?;
     let Some(root) = config.as_object_mut() else {
         return Err(JavaError::Base {
-            image: settings.base_image.clone(),
+            image: image(),
             message: "its config is not a JSON object".to_owned(),
         });
     };
@@ -364,7 +575,7 @@ pub fn image_config(
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .ok_or_else(|| JavaError::Base {
-            image: settings.base_image.clone(),
+            image: image(),
             message: "its config.config is not an object".to_owned(),
         })?;
     let mut env: Vec<Value> = inner
@@ -377,16 +588,29 @@ pub fn image_config(
         .collect();
     env.push(json!(format!("JAVA_TOOL_OPTIONS={JAVA_TOOL_OPTIONS}")));
     inner.insert("Env".to_owned(), Value::Array(env));
-    inner.insert("Entrypoint".to_owned(), json!(entrypoint(settings, main_class)));
-    inner.insert("Cmd".to_owned(), Value::Null);
-    inner.insert("WorkingDir".to_owned(), json!(format!("/{APP}")));
+    if app.war {
+        let base_entrypoint = inner
+            .get("Entrypoint")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let cmd = servlet_entrypoint(&base_entrypoint, settings, port)?;
+        inner.insert("Entrypoint".to_owned(), Value::Array(cmd));
+    } else {
+        inner.insert(
+            "Entrypoint".to_owned(),
+            json!(entrypoint(settings, &app.main_class)),
+        );
+        inner.insert("Cmd".to_owned(), Value::Null);
+        inner.insert("WorkingDir".to_owned(), json!(format!("/{APP}")));
+    }
     inner.insert("ExposedPorts".to_owned(), json!({ format!("{port}/tcp"): {} }));
     let labels = inner
         .entry("Labels")
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .ok_or_else(|| JavaError::Base {
-            image: settings.base_image.clone(),
+            image: image(),
             message: "its Labels are not an object".to_owned(),
         })?;
     labels.insert("org.opencontainers.image.revision".to_owned(), json!(commit));
@@ -427,25 +651,26 @@ pub async fn push(
     commit: &str,
     log: &BuildLog,
 ) -> Result<Pushed> {
-    let base_ref = Registry::reference(&settings.base_image)?;
+    let base_image = settings.base_image();
+    let base_ref = Registry::reference(base_image)?;
     let base = registry.pull(&base_ref, Some(log)).await.map_err(|e| match e {
         RegistryError::NotFound { .. } => JavaError::Base {
-            image: settings.base_image.clone(),
+            image: base_image.to_owned(),
             message: "not found; scripts/setup-runtime.sh makes and pushes the default one".to_owned(),
         },
         e => e.into(),
     })?;
     log.line(format!(
-        "base {} ({} layer(s))",
-        settings.base_image,
+        "base {base_image} ({} layer(s))",
         base.manifest.layers.len()
     ));
-    let new_layers = layers(app)?;
+    let root = app_root(&base.config, settings, app.war)?;
+    let new_layers = layers(app, &root)?;
     let config = Bytes::from(image_config(
         &base.config,
         &new_layers,
         settings,
-        &app.main_class,
+        app,
         port,
         commit,
     )?);
@@ -488,7 +713,15 @@ mod tests {
             "rootfs":{"type":"layers","diff_ids":["sha256:aa"]},"history":[{"created":"2026-11-26T10:00:00Z"}]}"#;
         let l = layer("classes", &[entry("classes", "a/A.class", b"x".to_vec())]).unwrap();
         let config: Value = serde_json::from_slice(
-            &image_config(base, std::slice::from_ref(&l), &settings(), "a.A", 8080, "c0ffee").unwrap(),
+            &image_config(
+                base,
+                std::slice::from_ref(&l),
+                &settings(),
+                &jar_app("a.A"),
+                8080,
+                "c0ffee",
+            )
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(config["created"], EPOCH);
@@ -539,12 +772,129 @@ mod tests {
         assert_eq!(main.as_deref(), Some("a.Main"));
         assert_eq!(
             app.classes.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
-            ["app/classes/a/Main.class"]
+            ["classes/a/Main.class"]
         );
         assert_eq!(
             app.resources.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
-            ["app/resources/a/greeting.txt"]
+            ["resources/a/greeting.txt"]
         );
         assert!(explode("x.jar", b"not a zip", &mut AppFiles::default()).is_err());
+    }
+
+    fn jar_app(main: &str) -> AppFiles {
+        AppFiles {
+            main_class: main.to_owned(),
+            ..AppFiles::default()
+        }
+    }
+
+    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut buf);
+            let o = zip::write::SimpleFileOptions::default();
+            for (name, data) in files {
+                w.start_file(*name, o).unwrap();
+                std::io::Write::write_all(&mut w, data).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        buf.into_inner()
+    }
+
+    fn war() -> Vec<u8> {
+        zip_of(&[
+            ("META-INF/MANIFEST.MF", b"Manifest-Version: 1.0\nCreated-By: x\n"),
+            ("index.html", b"<h1>hi</h1>"),
+            ("WEB-INF/web.xml", b"<web-app/>"),
+            ("WEB-INF/lib/dep.jar", b"PK"),
+            ("WEB-INF/classes/a/Servlet.class", b"cafebabe"),
+            ("WEB-INF/classes/a/page.html", b"<p>"),
+        ])
+    }
+
+    fn paths(entries: &[Entry]) -> Vec<&str> {
+        entries.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    #[test]
+    fn a_war_splits_into_libraries_classes_and_other_files() {
+        let mut app = AppFiles::default();
+        explode_war("shop.war", &war(), &mut app).unwrap();
+        assert!(app.war);
+        assert_eq!(paths(&app.dependencies), ["WEB-INF/lib/dep.jar"]);
+        assert_eq!(paths(&app.classes), ["WEB-INF/classes/a/Servlet.class"]);
+        assert_eq!(
+            paths(&app.resources),
+            ["index.html", "WEB-INF/web.xml", "WEB-INF/classes/a/page.html"]
+        );
+        let placed = layers(&app, "usr/local/tomcat/webapps/ROOT").unwrap();
+        let roles: Vec<&str> = placed.iter().map(|l| l.role.as_str()).collect();
+        assert_eq!(roles, ["dependencies", "resources", "classes"]);
+    }
+
+    #[test]
+    fn a_war_as_a_jar_and_a_jar_as_a_war_are_refused_with_what_to_write() {
+        let e = explode("build/shop.jar", &war(), &mut AppFiles::default()).unwrap_err();
+        assert!(matches!(e, JavaError::WarAsJar { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("write war: build/shop.jar instead of jar:"),
+            "{e}"
+        );
+        let jar = zip_of(&[
+            ("META-INF/MANIFEST.MF", b"Main-Class: a.Main\n"),
+            ("a/Main.class", b"x"),
+        ]);
+        let e = explode_war("app.war", &jar, &mut AppFiles::default()).unwrap_err();
+        assert!(e.to_string().contains("no WEB-INF/"), "{e}");
+        assert!(
+            e.to_string().contains("write jar: app.war instead of war:"),
+            "{e}"
+        );
+        let e = explode_war("app.war", b"text", &mut AppFiles::default()).unwrap_err();
+        assert!(matches!(e, JavaError::NotAWar { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_war_goes_below_the_bases_webapps_at_its_context() {
+        let tomcat = r#"{"config":{"Labels":{"dev.berth.webapps":"/usr/local/tomcat/webapps"},
+            "Entrypoint":["java","-Dcatalina.home=/t","org.apache.catalina.startup.Bootstrap","start"]}}"#;
+        let mut settings: JavaBuilder = serde_json::from_value(json!({"war": "a.war"})).unwrap();
+        assert_eq!(
+            app_root(tomcat, &settings, true).unwrap(),
+            "usr/local/tomcat/webapps/ROOT"
+        );
+        settings.context_path = Some("/shop/eu".into());
+        assert_eq!(
+            app_root(tomcat, &settings, true).unwrap(),
+            "usr/local/tomcat/webapps/shop#eu"
+        );
+        assert_eq!(app_root("{}", &settings, false).unwrap(), "app");
+        let e = app_root(r#"{"config":{"Labels":{}}}"#, &settings, true).unwrap_err();
+        assert!(matches!(e, JavaError::NotServletBase { .. }), "{e}");
+        assert!(e.to_string().contains("leave baseImage out"), "{e}");
+
+        settings.jvm_options = vec!["-Xss512k".into()];
+        let app = AppFiles {
+            war: true,
+            ..AppFiles::default()
+        };
+        let config: Value =
+            serde_json::from_slice(&image_config(tomcat, &[], &settings, &app, 9090, "c0ffee").unwrap())
+                .unwrap();
+        assert_eq!(
+            config["config"]["Entrypoint"],
+            json!([
+                "java",
+                "-Xss512k",
+                "-Dberth.http.port=9090",
+                "-Dcatalina.home=/t",
+                "org.apache.catalina.startup.Bootstrap",
+                "start"
+            ])
+        );
+        let e = image_config(r#"{"config":{}}"#, &[], &settings, &app, 9090, "c").unwrap_err();
+        assert!(e.to_string().contains("no entrypoint"), "{e}");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  git (gix) ──▶ Tree (exact commit) ──▶ builder ──▶ registry (OCI distribution API)
-//!                                        │ java:       JRE base + libs/resources/classes layers,
+//!                                        │ java:       JRE base + libs/resources/classes layers
+//!                                        │             (WAR: Tomcat base; pom.xml: Maven first),
 //!                                        │             reproducible, straight to the registry
 //!                                        │ dockerfile: Docker Engine API /build, then pushed
 //!                                        └ image:      an external reference resolved to its digest
@@ -18,6 +19,7 @@ pub mod image;
 pub mod java;
 pub mod layer;
 pub mod log;
+pub mod maven;
 pub mod registry;
 pub mod service;
 

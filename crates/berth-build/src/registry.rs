@@ -5,7 +5,11 @@
 //! Operations that fail for reasons a retry can fix (connection refused or reset, time
 //! outs, 5xx answers) are retried with exponential backoff.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Mutex,
+    time::Duration,
+};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -189,6 +193,10 @@ pub struct RegistryOptions {
 pub struct Registry {
     client: Client,
     options: RegistryOptions,
+    /// Where blobs are known to be: (registry, digest) → a repository that has it. A blob
+    /// another repository of the same registry has is mounted (OCI distribution
+    /// `POST …/blobs/uploads/?mount=&from=`), not uploaded again.
+    locations: Mutex<HashMap<(String, String), String>>,
 }
 
 /// A manifest as pulled: parsed, with its digest and its config blob.
@@ -213,7 +221,56 @@ impl Registry {
             use_monolithic_push: true,
             ..ClientConfig::default()
         });
-        Self { client, options }
+        Self {
+            client,
+            options,
+            locations: Mutex::default(),
+        }
+    }
+
+    /// Records that the repository of `image` has blob `digest`.
+    pub fn remember(&self, image: &Reference, digest: &str) {
+        self.locations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                (image.resolve_registry().to_owned(), digest.to_owned()),
+                image.repository().to_owned(),
+            );
+    }
+
+    /// Another repository of `target`'s registry known to have `digest`.
+    fn known_elsewhere(&self, target: &Reference, digest: &str) -> Option<Reference> {
+        let registry = target.resolve_registry().to_owned();
+        let repository = self
+            .locations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(registry.clone(), digest.to_owned()))
+            .filter(|r| r.as_str() != target.repository())
+            .cloned()?;
+        Some(Reference::with_tag(registry, repository, "latest".to_owned()))
+    }
+
+    /// Mounts blob `digest` into the repository of `target` from another repository of
+    /// the same registry known to have it; returns the repository it came from, or `None`
+    /// when none is known or the registry would not mount it (then upload it).
+    pub async fn mount_known(
+        &self,
+        target: &Reference,
+        digest: &str,
+        log: Option<&BuildLog>,
+    ) -> Result<Option<String>> {
+        let Some(source) = self.known_elsewhere(target, digest) else {
+            return Ok(None);
+        };
+        self.authorize(target).await;
+        if self.client.mount_blob(target, &source, digest).await.is_ok()
+            && self.has_blob(target, digest, log).await?
+        {
+            return Ok(Some(source.repository().to_owned()));
+        }
+        Ok(None)
     }
 
     /// Parses an image reference.
@@ -277,6 +334,9 @@ impl Registry {
                 self.client.pull_manifest_and_config(image, &auth)
             })
             .await?;
+        for layer in &manifest.layers {
+            self.remember(image, &layer.digest);
+        }
         Ok(Pulled {
             manifest,
             digest,
@@ -295,10 +355,15 @@ impl Registry {
 
     /// Whether the repository of `image` has blob `digest`.
     pub async fn has_blob(&self, image: &Reference, digest: &str, log: Option<&BuildLog>) -> Result<bool> {
-        self.retry(image, &format!("checking {digest}"), log, || {
-            self.client.blob_exists(image, digest)
-        })
-        .await
+        let present = self
+            .retry(image, &format!("checking {digest}"), log, || {
+                self.client.blob_exists(image, digest)
+            })
+            .await?;
+        if present {
+            self.remember(image, digest);
+        }
+        Ok(present)
     }
 
     /// Uploads `data` as blob `digest` to the repository of `image`.
@@ -312,8 +377,9 @@ impl Registry {
         self.retry(image, &format!("uploading {digest}"), log, || {
             self.client.push_blob(image, data.clone(), digest)
         })
-        .await
-        .map(drop)
+        .await?;
+        self.remember(image, digest);
+        Ok(())
     }
 
     /// Makes blob `digest` of `source` available in the repository of `target`: it is
@@ -333,6 +399,9 @@ impl Registry {
             && self.client.mount_blob(target, source, digest).await.is_ok()
             && self.has_blob(target, digest, log).await?
         {
+            return Ok(false);
+        }
+        if self.mount_known(target, digest, log).await?.is_some() {
             return Ok(false);
         }
         let data = self

@@ -52,6 +52,8 @@ pub const MAX_STORED_LOG: usize = 256 * 1024;
 pub struct BuildOptions {
     /// Where builds put their scratch files (clones, javac output).
     pub work_dir: PathBuf,
+    /// What builds keep between builds and restarts: Maven's local repository.
+    pub cache_dir: PathBuf,
     /// Registries: insecure hosts, credentials, retries.
     pub registry: RegistryOptions,
     /// The build host's Docker Engine API, for the dockerfile builder.
@@ -71,6 +73,7 @@ struct Inner {
     registry: Registry,
     docker: Option<Docker>,
     work_dir: PathBuf,
+    cache_dir: PathBuf,
     clock: Arc<dyn Clock>,
     /// The use cases: a successful build's release is one.
     delivery: Delivery,
@@ -104,6 +107,7 @@ impl BuildService {
                 registry: Registry::new(options.registry),
                 docker: options.docker,
                 work_dir: options.work_dir,
+                cache_dir: options.cache_dir,
                 clock: Arc::new(SystemClock),
                 logs: Mutex::default(),
                 recording: tokio::sync::Mutex::new(()),
@@ -121,12 +125,21 @@ impl BuildService {
 
     /// Marks builds that a previous run of the server left Pending or Running as failed
     /// (their work died with the process); returns how many. Requesting the same commit
-    /// again builds it anew.
+    /// again builds it anew. The blobs of the builds that succeeded are remembered where
+    /// they were pushed, so that a new application's build mounts the layers it shares
+    /// with them instead of uploading them again.
     pub async fn recover(&self) -> Result<usize, BuildError> {
         let store = self.inner.store.as_ref();
         let builds = repo::list_all::<BuildKind>(store, None)
             .await
             .map_err(repo_error)?;
+        for b in builds.iter().filter(|b| b.status.phase == BuildPhase::Succeeded) {
+            if let Ok(image) = Registry::reference(&format!("{}:{}", b.spec.image, b.name())) {
+                for layer in &b.status.layers {
+                    self.inner.registry.remember(&image, &layer.digest);
+                }
+            }
+        }
         let mut count = 0;
         for mut b in builds.into_iter().filter(|b| !b.status.phase.is_final()) {
             let name = b.metadata.name.clone();
@@ -260,7 +273,8 @@ impl BuildService {
         };
         match (&build.spec.builder, input) {
             (Builder::Java(settings), Input::Tree(tree)) => {
-                let app = java::prepare(&tree, settings, log)
+                let maven_repository = crate::maven::local_repository(&self.inner.cache_dir);
+                let app = java::prepare(&tree, settings, log, &self.inner.work_dir, &maven_repository)
                     .await
                     .map_err(|e| e.to_string())?;
                 let port = self.port(&build.spec.application).await;

@@ -24,12 +24,18 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    fixture_on(store)
+}
+
+/// A build service on `store`, as a server (re)started on it makes.
+fn fixture_on(store: Arc<SqliteStore>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
     let service = BuildService::new(
         store.clone(),
         BuildOptions {
             work_dir: dir.path().join("work"),
+            cache_dir: dir.path().join("cache"),
             registry: RegistryOptions {
                 insecure: vec!["127.0.0.1:5000".into(), "127.0.0.1:1".into()],
                 retry: Retry {
@@ -326,4 +332,126 @@ async fn the_image_builder_resolves_and_an_interrupted_build_is_failed_on_recove
         .unwrap()
         .unwrap();
     assert_eq!(stale.status.phase, BuildPhase::Failed);
+}
+
+/// Blobs a build uploaded (not found, not mounted).
+fn uploaded(build: &Build) -> Vec<&str> {
+    build
+        .status
+        .layers
+        .iter()
+        .filter(|l| l.pushed)
+        .map(|l| l.role.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_second_application_on_the_same_base_uploads_only_its_own_layers() {
+    let f = fixture().await;
+    let dockerfile_app = |text: &str| {
+        let repo = Repo::new();
+        repo.write(
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nCOPY index.html /www/index.html\n",
+        );
+        repo.write("index.html", text);
+        repo.commit("app");
+        repo
+    };
+    let (one, two, three) = (
+        dockerfile_app("one\n"),
+        dockerfile_app("two\n"),
+        dockerfile_app("three\n"),
+    );
+    let spec = |repo: &Repo, what: &str| json!({"image": fresh_repository(what), "source": {"git": repo.url(), "builder": {"dockerfile": {}}}});
+    f.app("one", spec(&one, "mount-one")).await;
+    f.app("two", spec(&two, "mount-two")).await;
+    let (b, _) = f.request("one", None).await;
+    let (first, log) = f.finished(&b.metadata.name).await;
+    assert_eq!(first.status.phase, BuildPhase::Succeeded, "{log}");
+    // Its own repository was empty: base layer, its layer and config went up.
+    assert_eq!(uploaded(&first), ["layer", "layer", "config"], "{log}");
+
+    let (b, _) = f.request("two", None).await;
+    let (second, log) = f.finished(&b.metadata.name).await;
+    assert_eq!(second.status.phase, BuildPhase::Succeeded, "{log}");
+    assert_eq!(
+        uploaded(&second),
+        ["layer", "config"],
+        "the base layer is mounted from the first application's repository:\n{log}"
+    );
+    assert_eq!(first.status.layers[0].digest, second.status.layers[0].digest);
+    assert!(log.contains("mounted from berth-test/mount-one"), "{log}");
+
+    // A restarted server knows where the blobs of earlier builds are.
+    let restarted = fixture_on(f.store.clone());
+    restarted.service.recover().await.unwrap();
+    restarted.app("three", spec(&three, "mount-three")).await;
+    let (b, _) = restarted.request("three", None).await;
+    let (third, log) = restarted.finished(&b.metadata.name).await;
+    assert_eq!(third.status.phase, BuildPhase::Succeeded, "{log}");
+    assert_eq!(uploaded(&third), ["layer", "config"], "{log}");
+}
+
+/// The servlet sample with its pom.xml in a fresh repository.
+fn maven_repo() -> Repo {
+    let repo = Repo::new();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/java-webapp");
+    common::copy_dir(&sample, repo.path());
+    repo.commit("the servlet sample");
+    repo
+}
+
+#[tokio::test]
+async fn a_pom_is_built_by_maven_with_a_cached_repository_and_a_failure_releases_nothing() {
+    let f = fixture().await;
+    let repo = maven_repo();
+    f.app(
+        "webapp",
+        json!({"image": fresh_repository("maven"), "resources": {"memory": "256Mi"},
+               "source": {"git": repo.url(), "builder": {"java": {"war": "target/java-webapp.war"}}}}),
+    )
+    .await;
+    let (b, _) = f.request("webapp", None).await;
+    let (built, log) = f.finished(&b.metadata.name).await;
+    assert_eq!(built.status.phase, BuildPhase::Succeeded, "{log}");
+    // Maven's own output streamed into the build log.
+    assert!(log.contains("mvn package"), "{log}");
+    assert!(log.contains("BUILD SUCCESS"), "{log}");
+    assert!(
+        log.contains("target/java-webapp.war: 0 librar(ies) in WEB-INF/lib, 3 class(es)"),
+        "{log}"
+    );
+    assert_eq!(f.releases("webapp").await, 1);
+    // The local repository is kept for the next build.
+    let cached = f
+        ._dir
+        .path()
+        .join("cache/maven-repository/jakarta/servlet/jakarta.servlet-api/6.0.0");
+    assert!(cached.is_dir(), "{}", cached.display());
+
+    repo.write(
+        "src/main/java/dev/berth/webapp/Broken.java",
+        "package dev.berth.webapp; class Broken { int x = ; }",
+    );
+    repo.commit("break the build");
+    let (b, _) = f.request("webapp", None).await;
+    let (failed, log) = f.finished(&b.metadata.name).await;
+    assert_eq!(failed.status.phase, BuildPhase::Failed, "{log}");
+    let message = failed.status.message.unwrap();
+    assert!(
+        message.contains("the Maven build failed (exit code 1)"),
+        "{message}"
+    );
+    assert!(message.contains("Compilation failure"), "{message}");
+    assert!(message.contains("Broken.java"), "{message}");
+    assert!(
+        log.contains("Broken.java"),
+        "the compiler's error is in the log:\n{log}"
+    );
+    assert!(
+        failed.status.log.contains("BUILD FAILURE"),
+        "and in the stored log"
+    );
+    assert_eq!(f.releases("webapp").await, 1, "no release from a failed build");
 }

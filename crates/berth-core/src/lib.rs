@@ -20,6 +20,7 @@ pub mod error;
 pub mod health;
 pub mod image;
 pub mod instance;
+pub mod jvm;
 pub mod meta;
 pub mod name;
 pub mod objects;

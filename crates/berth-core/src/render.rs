@@ -99,6 +99,13 @@ pub struct Workload {
     /// that a restart replaces every instance by a new one, rolling and health-gated.
     #[serde(default)]
     pub restarted_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Seconds a replica being stopped keeps running out of traffic before SIGTERM
+    /// (the application's `drainSeconds`).
+    #[serde(default)]
+    pub drain_seconds: u32,
+    /// Seconds from SIGTERM to SIGKILL (the application's `terminationGraceSeconds`).
+    #[serde(default)]
+    pub termination_grace_seconds: u32,
 }
 
 pub use crate::objects::DEFAULT_TEAM;
@@ -188,6 +195,12 @@ pub fn render(
     env.insert("PORT".to_owned(), t.port.to_string());
     env.insert("BERTH_APPLICATION".to_owned(), app.clone());
     env.insert("BERTH_ENVIRONMENT".to_owned(), env_name.to_owned());
+    // A Java application's JVM is sized from its memory limit (crate::jvm).
+    if let Some(sizing) = crate::jvm::sizing_of(t)
+        && !env.contains_key("JAVA_TOOL_OPTIONS")
+    {
+        env.insert("JAVA_TOOL_OPTIONS".to_owned(), sizing.java_tool_options());
+    }
 
     let mut hosts = vec![default_host(app, env_name, domain)];
     hosts.extend(over.hostname);
@@ -225,13 +238,15 @@ pub fn render(
         quota: None,
         force_conflicts: environment.spec.rollout.force_conflicts,
         restarted_at: deployment.status.restarted_at,
+        drain_seconds: t.drain_seconds(),
+        termination_grace_seconds: t.termination_grace_seconds(),
     };
     workload.spec_hash = spec_hash(&workload);
     workload
 }
 
 /// Hash of the fields that shape one replica. The release number, replica count,
-/// hostnames and deadlines are left out: a release that only scales (or a rollback to an
+/// hostnames, deadlines and stop times (used when a replica is stopped) are left out: a release that only scales (or a rollback to an
 /// identical shape) keeps the running replicas instead of replacing them.
 fn spec_hash(w: &Workload) -> String {
     let shape = serde_json::json!({
@@ -334,6 +349,54 @@ mod tests {
             qa.spec_hash, prod.spec_hash,
             "env vars differ, so replicas differ"
         );
+    }
+
+    #[test]
+    fn a_java_application_gets_its_jvm_sized_from_its_memory_limit() {
+        let mut r = release(1);
+        r.spec.template.resources.memory = Some("256Mi".into());
+        assert!(
+            !render(&r, &deployment("qa"), &env("qa"), "local", "localhost")
+                .env
+                .contains_key("JAVA_TOOL_OPTIONS"),
+            "not a Java application"
+        );
+        r.spec.template.source = Some(
+            serde_json::from_value(
+                serde_json::json!({"git": "file:///r", "builder": {"java": {"war": "a.war"}}}),
+            )
+            .unwrap(),
+        );
+        let w = render(&r, &deployment("qa"), &env("qa"), "local", "localhost");
+        let options = &w.env["JAVA_TOOL_OPTIONS"];
+        assert!(
+            options.starts_with("-Xmx96m -XX:MaxMetaspaceSize=64m"),
+            "{options}"
+        );
+        r.spec
+            .template
+            .env
+            .insert("JAVA_TOOL_OPTIONS".into(), "-Xmx1g".into());
+        let w = render(&r, &deployment("qa"), &env("qa"), "local", "localhost");
+        assert_eq!(w.env["JAVA_TOOL_OPTIONS"], "-Xmx1g", "the application's own wins");
+    }
+
+    #[test]
+    fn stop_times_come_from_the_application_or_its_defaults() {
+        let w = render(&release(1), &deployment("qa"), &env("qa"), "local", "localhost");
+        assert_eq!(
+            (w.drain_seconds, w.termination_grace_seconds),
+            (
+                crate::objects::DEFAULT_DRAIN_SECONDS,
+                crate::objects::DEFAULT_TERMINATION_GRACE_SECONDS
+            )
+        );
+        let mut r = release(1);
+        r.spec.template.drain_seconds = Some(0);
+        r.spec.template.termination_grace_seconds = Some(90);
+        let set = render(&r, &deployment("qa"), &env("qa"), "local", "localhost");
+        assert_eq!((set.drain_seconds, set.termination_grace_seconds), (0, 90));
+        assert_eq!(set.spec_hash, w.spec_hash, "stop times do not replace replicas");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! | `command`, `args`            | yes                  | what the container runs                       |
 //! | `port`, `healthCheck`        | yes                  | how it serves and is judged healthy           |
 //! | `resources`                  | yes                  | limits change behaviour (OOM, throttling)     |
+//! | `drainSeconds`, `terminationGraceSeconds` | yes     | how a replica stops (requests cut or not)     |
 //! | `env`                        | yes                  | the variables every environment gets          |
 //! | `configFiles`                | yes                  | files the app reads                           |
 //! | `secrets`                    | yes (references)     | where secrets are delivered; values are per environment |

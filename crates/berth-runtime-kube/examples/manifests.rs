@@ -36,6 +36,8 @@ fn base(app: &str, env: &str) -> Workload {
         spec_hash: "0123456789abcdef".into(),
         team: "default".into(),
         namespace: format!("default-{env}"),
+        drain_seconds: berth_core::objects::DEFAULT_DRAIN_SECONDS,
+        termination_grace_seconds: berth_core::objects::DEFAULT_TERMINATION_GRACE_SECONDS,
         ..Workload::default()
     }
 }
@@ -58,6 +60,9 @@ fn fixtures() -> Vec<Workload> {
         unhealthy_threshold: 4,
     };
     java.hosts.push("shop.example.com".into());
+    // A Tomcat with long requests: a longer drain and grace; and an app with no drain.
+    java.drain_seconds = 15;
+    java.termination_grace_seconds = 60;
     java.config_files = vec![ConfigFile {
         path: "/etc/shop/application.properties".into(),
         content: "server.port=8080\nspring.profiles.active=production\n".into(),

@@ -36,11 +36,6 @@ pub const ENVIRONMENT: &str = "berth.dev/environment";
 pub const RELEASE: &str = "berth.dev/release";
 /// Annotation with the hash of the object as Berth rendered it.
 pub const APPLIED_HASH: &str = "berth.dev/applied-hash";
-/// Seconds a replica keeps serving after it is told to stop, before the container gets
-/// SIGTERM: endpoints and ingress controllers need a moment to stop sending traffic.
-pub const PRE_STOP_SECONDS: u32 = 5;
-/// Seconds between SIGTERM and SIGKILL (covers the preStop delay and a JVM shutdown).
-pub const TERMINATION_GRACE_SECONDS: u32 = 45;
 /// Share of the container's memory limit the JVM may use for its heap.
 pub const JAVA_HEAP_PERCENT: &str = "75.0";
 
@@ -417,8 +412,13 @@ fn deployment(w: &Workload) -> Value {
             "periodSeconds": interval, "timeoutSeconds": h.timeout_seconds,
             "successThreshold": h.healthy_threshold, "failureThreshold": h.unhealthy_threshold},
         "livenessProbe": probe(w, interval.max(10), h.unhealthy_threshold.max(3)),
-        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
     });
+    // Kubernetes sends SIGTERM while it takes the pod out of the endpoints: the preStop
+    // sleep (the application's drainSeconds) keeps it serving until routers have caught
+    // up. No hook for no drain: a zero-second sleep is refused by older clusters.
+    if w.drain_seconds > 0 {
+        container["lifecycle"] = json!({"preStop": {"sleep": {"seconds": w.drain_seconds}}});
+    }
     if !env.is_empty() {
         container["env"] = json!(env);
     }
@@ -456,7 +456,9 @@ fn deployment(w: &Workload) -> Value {
         container["volumeMounts"] = json!(mounts);
     }
     let mut pod = json!({
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        // The grace period counts from the preStop hook's start: the drain, then the
+        // application's own grace after SIGTERM.
+        "terminationGracePeriodSeconds": w.drain_seconds.saturating_add(w.termination_grace_seconds),
         "automountServiceAccountToken": false,
         "containers": [container],
     });
@@ -513,6 +515,8 @@ mod tests {
             spec_hash: "abc123".into(),
             team: "default".into(),
             namespace: "default-qa".into(),
+            drain_seconds: 5,
+            termination_grace_seconds: 40,
             ..Workload::default()
         }
     }
@@ -576,8 +580,35 @@ mod tests {
             .unwrap();
         assert!(java["value"].as_str().unwrap().contains("MaxRAMPercentage=75.0"));
         assert_eq!(c["startupProbe"]["failureThreshold"], 120);
-        assert_eq!(c["lifecycle"]["preStop"]["sleep"]["seconds"], PRE_STOP_SECONDS);
+        assert_eq!(c["lifecycle"]["preStop"]["sleep"]["seconds"], 5);
+        assert_eq!(
+            ms[2].body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+            45
+        );
         assert_eq!(c["resources"]["limits"]["memory"], "512Mi");
+    }
+
+    #[test]
+    fn stop_times_render_as_a_pre_stop_sleep_and_the_grace_period() {
+        let mut w = workload();
+        w.drain_seconds = 20;
+        w.termination_grace_seconds = 30;
+        let ms = manifests(&w);
+        let pod = &ms[2].body["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"],
+            20
+        );
+        assert_eq!(pod["terminationGracePeriodSeconds"], 50, "drain + grace");
+        w.drain_seconds = 0;
+        let ms = manifests(&w);
+        let pod = &ms[2].body["spec"]["template"]["spec"];
+        assert!(
+            pod["containers"][0].get("lifecycle").is_none(),
+            "no drain, no hook"
+        );
+        assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+        assert_ne!(ms[2].hash, manifests(&workload())[2].hash);
     }
 
     #[test]

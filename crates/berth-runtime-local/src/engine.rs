@@ -48,10 +48,16 @@ pub const LABEL_PORT: &str = "berth.port";
 /// Label holding the health check as JSON, so that replicas of an older shape are still
 /// probed correctly after a restart.
 pub const LABEL_HEALTH: &str = "berth.health";
+/// Label: seconds the replica keeps running out of traffic before SIGTERM.
+pub const LABEL_DRAIN: &str = "berth.drain-seconds";
+/// Label: seconds from SIGTERM to SIGKILL.
+pub const LABEL_GRACE: &str = "berth.termination-grace-seconds";
 
 /// Time one Docker API call may take before the engine counts as unreachable. Stops add
 /// their own timeout on top.
 const REQUEST_TIMEOUT_SECS: u64 = 60;
+/// [`REQUEST_TIMEOUT_SECS`] as a duration.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(REQUEST_TIMEOUT_SECS);
 /// Time the first contact (version negotiation) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -271,6 +277,8 @@ pub fn labels(cluster: &str, workload: &Workload) -> HashMap<String, String> {
         (LABEL_SPEC_HASH, workload.spec_hash.clone()),
         (LABEL_PORT, workload.port.to_string()),
         (LABEL_HEALTH, health),
+        (LABEL_DRAIN, workload.drain_seconds.to_string()),
+        (LABEL_GRACE, workload.termination_grace_seconds.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -328,6 +336,8 @@ pub fn create_body(cluster: &str, workload: &Workload) -> ContainerCreateBody {
         cmd: workload.args.clone(),
         exposed_ports: Some(vec![port]),
         labels: Some(labels(cluster, workload)),
+        // The engine's own stop (`podman stop` by hand) waits as long as Berth does.
+        stop_timeout: Some(i64::from(workload.termination_grace_seconds)),
         host_config: Some(HostConfig {
             port_bindings: Some(bindings),
             init: Some(true),
@@ -445,6 +455,30 @@ pub struct Observed {
     pub host_port: Option<u16>,
     /// The health check it was created with.
     pub check: Option<HealthCheck>,
+    /// How it stops, as it was created with (`None` for replicas made before Berth
+    /// recorded it: the runtime's defaults apply).
+    pub stop: Option<StopTimes>,
+}
+
+/// How a replica stops: out of traffic for `drain`, then SIGTERM, then SIGKILL after
+/// `grace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopTimes {
+    /// From leaving the traffic to SIGTERM.
+    pub drain: Duration,
+    /// From SIGTERM to SIGKILL.
+    pub grace: Duration,
+}
+
+impl StopTimes {
+    /// The stop times of `workload`.
+    #[must_use]
+    pub fn of(workload: &Workload) -> Self {
+        Self {
+            drain: Duration::from_secs(u64::from(workload.drain_seconds)),
+            grace: Duration::from_secs(u64::from(workload.termination_grace_seconds)),
+        }
+    }
 }
 
 /// Reads a replica from a container summary; `None` when it lacks Berth's labels.
@@ -493,7 +527,22 @@ pub fn observe(summary: &ContainerSummary) -> Option<Observed> {
         check: labels
             .get(LABEL_HEALTH)
             .and_then(|h| serde_json::from_str(h).ok()),
+        stop: stop_times(labels),
         id,
+    })
+}
+
+/// The stop times recorded in a replica's labels, when both are there.
+fn stop_times(labels: &HashMap<String, String>) -> Option<StopTimes> {
+    let seconds = |label: &str| {
+        labels
+            .get(label)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs)
+    };
+    Some(StopTimes {
+        drain: seconds(LABEL_DRAIN)?,
+        grace: seconds(LABEL_GRACE)?,
     })
 }
 

@@ -135,6 +135,7 @@ mod tests {
             created: Utc::now(),
             host_port: Some(4000),
             check: Some(HealthCheck::default()),
+            stop: None,
         };
         let mut state = shared.lock();
         state

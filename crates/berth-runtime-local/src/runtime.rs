@@ -49,7 +49,7 @@ use tokio::{
 };
 
 use crate::{
-    engine::{self, ContainerState, Limits, Observed, classify},
+    engine::{self, ContainerState, Limits, Observed, StopTimes, classify},
     events, instances, probe,
     routes::RouteTable,
     state::{
@@ -62,9 +62,11 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
     /// How long a retired replica that was serving keeps running after it left the route
-    /// table, so that requests it is answering can finish.
+    /// table, when its labels do not say (it was made before Berth recorded the
+    /// application's `drainSeconds`).
     pub drain_delay: Duration,
-    /// How long a replica gets to stop after SIGTERM before it is killed.
+    /// How long a replica gets to stop after SIGTERM before it is killed, when its labels
+    /// do not say (the application's `terminationGraceSeconds`).
     pub stop_timeout: Duration,
     /// Upper bound of one health check, whatever the workload asks for.
     pub probe_timeout_cap: Duration,
@@ -349,6 +351,7 @@ impl LocalRuntime {
                             created: now,
                             host_port: s.host_port,
                             check: Some(w.health.clone()),
+                            stop: Some(StopTimes::of(w)),
                         },
                         now,
                     );
@@ -548,12 +551,16 @@ impl LocalRuntime {
         reason: RetireReason,
         deferred: Option<Notice>,
     ) {
-        let (serving, container_state, name) = state
+        let (serving, container_state, name, stop) = state
             .replicas
             .get(id)
-            .map_or((false, ContainerState::Exited, id.to_owned()), |t| {
-                (t.serving(), t.state, t.name.clone())
+            .map_or((false, ContainerState::Exited, id.to_owned(), None), |t| {
+                (t.serving(), t.state, t.name.clone(), t.stop)
             });
+        let stop = stop.unwrap_or(StopTimes {
+            drain: self.shared.options.drain_delay,
+            grace: self.shared.options.stop_timeout,
+        });
         // Said if someone else removes it first. Made now: by the time the remove call
         // answers, a pass may already have forgotten the replica.
         let removed_outside = state
@@ -575,13 +582,15 @@ impl LocalRuntime {
         let docker = docker.clone();
         let id = id.to_owned();
         tokio::spawn(async move {
-            let options = &shared.options;
             if serving {
-                tokio::time::sleep(options.drain_delay).await;
+                tokio::time::sleep(stop.drain).await;
             }
             if container_state == ContainerState::Running {
-                let seconds = i32::try_from(options.stop_timeout.as_secs()).unwrap_or(i32::MAX);
+                let seconds = i32::try_from(stop.grace.as_secs()).unwrap_or(i32::MAX);
+                // The stop call answers when the replica has exited: up to its grace.
                 if let Err(error) = docker
+                    .clone()
+                    .with_timeout(engine::REQUEST_TIMEOUT + stop.grace)
                     .stop_container(
                         &id,
                         Some(StopContainerOptionsBuilder::default().t(seconds).build()),

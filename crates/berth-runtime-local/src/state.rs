@@ -26,7 +26,7 @@ use tokio::{sync::Notify, time::Instant};
 
 use crate::{
     RuntimeOptions,
-    engine::{ContainerState, Observed},
+    engine::{ContainerState, Observed, StopTimes},
     routes::{Backend, Route, RouteTable},
 };
 
@@ -68,6 +68,8 @@ pub(crate) struct Tracked {
     pub external: Option<External>,
     /// How it differs from its workload, when someone changed it behind Berth's back.
     pub drift: Option<String>,
+    /// How it stops (`None`: the runtime's defaults).
+    pub stop: Option<StopTimes>,
 }
 
 impl Tracked {
@@ -104,6 +106,7 @@ impl Tracked {
             probing: false,
             external: None,
             drift: None,
+            stop: o.stop,
         }
     }
 
@@ -345,6 +348,7 @@ mod tests {
                 healthy_threshold: 2,
                 ..HealthCheck::default()
             }),
+            stop: None,
         }
     }
 

@@ -606,3 +606,89 @@ async fn an_unreachable_endpoint_is_reported_as_such() {
     );
     assert!(matches!(bad, Err(RuntimeError::Failed { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_replica_drains_then_gets_its_grace_before_it_is_killed() {
+    let image = image().await;
+    let cluster = Cluster::new("stop-times");
+    let table = RouteTable::new();
+    // The runtime's own defaults must not be what is used: the workload says.
+    let rt = cluster.runtime(table.clone(), RuntimeOptions::default());
+    let mut w = workload(&image, &cluster.name, 1, 1);
+    // An application that ignores SIGTERM (its children inherit that): only SIGKILL,
+    // after the grace, ends it.
+    w.command = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "trap '' TERM; httpd -f -p 8080 -h /www".into(),
+    ]);
+    w.drain_seconds = 2;
+    w.termination_grace_seconds = 3;
+    rehash(&mut w);
+    drive(
+        &rt,
+        std::slice::from_ref(&w),
+        Duration::from_secs(20),
+        POLL,
+        |r, _| settled(r, 1),
+    )
+    .await
+    .unwrap();
+    let created = cluster.containers().await;
+    assert_eq!(created.len(), 1);
+    let labels = created[0].labels.as_ref().unwrap();
+    assert_eq!(
+        (
+            labels["berth.drain-seconds"].as_str(),
+            labels["berth.termination-grace-seconds"].as_str()
+        ),
+        ("2", "3")
+    );
+
+    let mut none = w.clone();
+    none.replicas = 0;
+    let retired = Instant::now();
+    drive(
+        &rt,
+        std::slice::from_ref(&none),
+        Duration::from_secs(10),
+        POLL,
+        |_, n| n.iter().any(|n| n.reason == "ReplicaRetired"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        table
+            .cluster_routes(&cluster.name)
+            .iter()
+            .all(|r| r.backends.is_empty()),
+        "out of traffic at once"
+    );
+    let mut running_until = retired;
+    let gone = loop {
+        let containers = cluster.containers().await;
+        let running = containers
+            .iter()
+            .any(|c| c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING));
+        if running {
+            running_until = Instant::now();
+        }
+        if containers.is_empty() {
+            break retired.elapsed();
+        }
+        assert!(
+            retired.elapsed() < Duration::from_secs(30),
+            "never removed: {containers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ran = running_until - retired;
+    eprintln!("ran {ran:?} after it was retired, removed after {gone:?}");
+    // Running through the drain (then Podman calls it stopping), killed only after the
+    // grace that followed SIGTERM.
+    assert!(ran >= Duration::from_millis(1800), "drain 2 s, ran {ran:?}");
+    assert!(
+        gone >= Duration::from_millis(4800) && gone < Duration::from_secs(20),
+        "drain 2 s + grace 3 s, removed after {gone:?}"
+    );
+}

@@ -388,6 +388,8 @@ async fn start_builds(
         store,
         berth_build::BuildOptions {
             work_dir,
+            // Kept across restarts: Maven's local repository.
+            cache_dir: args.data_dir.join("build-cache"),
             registry: berth_build::RegistryOptions {
                 insecure: args.insecure_registries.clone(),
                 credentials,

@@ -5,7 +5,7 @@ use std::{io::Write, process::ExitCode};
 
 use berth_core::{
     ObjectMeta,
-    objects::{Application, Cluster, Deployment, Environment, Event, Release, Team, User},
+    objects::{Application, ApplicationSpec, Cluster, Deployment, Environment, Event, Release, Team, User},
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -254,6 +254,7 @@ fn environment(e: &Environment, now: DateTime<Utc>) -> anyhow::Result<String> {
 fn application(a: &Application, extras: &Extras, now: DateTime<Utc>) -> anyhow::Result<String> {
     let mut out = header("Application", &a.metadata, now);
     out.push_str(&spec(&a.spec)?);
+    out.push_str(&runtime(&a.spec));
     match &extras.app_status {
         Some(Ok(s)) if s.environments.is_empty() => out.push_str("Status:    not deployed yet\n"),
         Some(Ok(s)) => {
@@ -266,6 +267,29 @@ fn application(a: &Application, extras: &Extras, now: DateTime<Utc>) -> anyhow::
         None => {}
     }
     Ok(out)
+}
+
+/// How replicas stop and, for a Java application, the JVM settings Berth chose from its
+/// memory limit: the same functions of the core the runtimes use.
+fn runtime(spec: &ApplicationSpec) -> String {
+    let mut out = format!(
+        "Runtime:\n  stop:      out of traffic, {} s drain, SIGTERM, SIGKILL {} s later\n",
+        spec.drain_seconds(),
+        spec.termination_grace_seconds()
+    );
+    if let Some(jvm) = berth_core::jvm::sizing_of(spec) {
+        let limit = spec.resources.memory.as_deref().unwrap_or("none");
+        out.push_str(&format!(
+            "  jvm:       {} (memory limit {limit})\n",
+            jvm.java_tool_options()
+        ));
+        if let Some(w) = jvm.warning {
+            out.push_str(&format!("  warning:   {w}\n"));
+        }
+    } else if berth_core::jvm::is_java(spec) {
+        out.push_str("  jvm:       the application's own JAVA_TOOL_OPTIONS\n");
+    }
+    out
 }
 
 fn release(r: &Release, now: DateTime<Utc>) -> anyhow::Result<String> {
@@ -373,6 +397,8 @@ mod tests {
           replicas: 2
           resources: {}
           team: default
+        Runtime:
+          stop:      out of traffic, 5 s drain, SIGTERM, SIGKILL 30 s later
         Status:
           qa
             release:     4
@@ -385,6 +411,27 @@ mod tests {
           SEQ   AGE   TYPE     REASON    MESSAGE
           9     30s   Normal   Created   created by alice
         ");
+    }
+
+    #[test]
+    fn describe_shows_the_jvm_settings_of_a_java_application() {
+        let mut a = app("shop", "127.0.0.1:5000/shop", 1);
+        a.spec.resources.memory = Some("256Mi".into());
+        a.spec.drain_seconds = Some(10);
+        a.spec.source = Some(
+            serde_json::from_value(
+                serde_json::json!({"git": "file:///r", "builder": {"java": {"war": "target/shop.war"}}}),
+            )
+            .unwrap(),
+        );
+        let text = runtime(&a.spec);
+        insta::assert_snapshot!(text, @r"
+        Runtime:
+          stop:      out of traffic, 10 s drain, SIGTERM, SIGKILL 30 s later
+          jvm:       -Xmx96m -XX:MaxMetaspaceSize=64m -XX:ReservedCodeCacheSize=32m -XX:MaxDirectMemorySize=8m -Xss512k -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError -Dberth.graceful.stop.ms=28000 (memory limit 256Mi)
+        ");
+        a.spec.resources.memory = Some("128Mi".into());
+        assert!(runtime(&a.spec).contains("warning:   a memory limit of 128 MiB"));
     }
 
     #[test]

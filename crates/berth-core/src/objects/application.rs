@@ -171,6 +171,41 @@ pub struct ApplicationSpec {
     /// or files. Values are set apart (`berth secret set`), never in the spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretRef>,
+    /// Seconds a replica that is being stopped keeps running after it left the traffic,
+    /// before it gets SIGTERM, so that routers and load balancers stop sending it new
+    /// requests first ([`DEFAULT_DRAIN_SECONDS`] unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_seconds: Option<u32>,
+    /// Seconds between SIGTERM and SIGKILL: the time the application has to finish the
+    /// requests in flight and exit ([`DEFAULT_TERMINATION_GRACE_SECONDS`] unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_seconds: Option<u32>,
+}
+
+/// Drain time when an application sets none: long enough for Kubernetes' endpoints and
+/// ingress controllers (and Berth's router, at once) to stop routing to the replica.
+pub const DEFAULT_DRAIN_SECONDS: u32 = 5;
+/// Stop time when an application sets none: Berth's Tomcat waits up to 25 s for the
+/// requests in flight after SIGTERM, so a 20 s request finishes, and then exits.
+pub const DEFAULT_TERMINATION_GRACE_SECONDS: u32 = 30;
+/// The longest drain an application may ask for.
+pub const MAX_DRAIN_SECONDS: u32 = 300;
+/// The longest stop an application may ask for.
+pub const MAX_TERMINATION_GRACE_SECONDS: u32 = 3600;
+
+impl ApplicationSpec {
+    /// [`Self::drain_seconds`], or its default.
+    #[must_use]
+    pub fn drain_seconds(&self) -> u32 {
+        self.drain_seconds.unwrap_or(DEFAULT_DRAIN_SECONDS)
+    }
+
+    /// [`Self::termination_grace_seconds`], or its default.
+    #[must_use]
+    pub fn termination_grace_seconds(&self) -> u32 {
+        self.termination_grace_seconds
+            .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS)
+    }
 }
 
 fn default_team() -> String {
@@ -258,6 +293,32 @@ pub fn validate_application_spec(spec: &ApplicationSpec, base: &str, errors: &mu
                 format!("must be between 1 and {max}"),
             ));
         }
+    }
+    if let Some(drain) = spec.drain_seconds
+        && drain > MAX_DRAIN_SECONDS
+    {
+        errors.push(
+            FieldError::new(
+                format!("{base}.drainSeconds"),
+                format!("{drain} is more than {MAX_DRAIN_SECONDS} seconds"),
+            )
+            .hint(format!(
+                "use 0 to {MAX_DRAIN_SECONDS}; {DEFAULT_DRAIN_SECONDS} when left out"
+            )),
+        );
+    }
+    if let Some(grace) = spec.termination_grace_seconds
+        && !(1..=MAX_TERMINATION_GRACE_SECONDS).contains(&grace)
+    {
+        errors.push(
+            FieldError::new(
+                format!("{base}.terminationGraceSeconds"),
+                format!("must be between 1 and {MAX_TERMINATION_GRACE_SECONDS}, not {grace}"),
+            )
+            .hint(format!(
+                "the seconds from SIGTERM to SIGKILL; {DEFAULT_TERMINATION_GRACE_SECONDS} when left out"
+            )),
+        );
     }
     if let Some(cpu) = &spec.resources.cpu
         && quantity::parse_cpu(cpu).is_none()
@@ -410,6 +471,40 @@ mod tests {
         assert_eq!((a.spec.port, a.spec.replicas), (8080, 1));
         assert_eq!(a.spec.health_check, HealthCheck::default());
         a.validate().unwrap();
+    }
+
+    #[test]
+    fn stop_times_default_and_are_bounded_with_their_paths() {
+        let a = app(minimal());
+        assert_eq!(
+            (a.spec.drain_seconds(), a.spec.termination_grace_seconds()),
+            (DEFAULT_DRAIN_SECONDS, DEFAULT_TERMINATION_GRACE_SECONDS)
+        );
+        assert!(
+            !serde_json::to_string(&a.spec).unwrap().contains("drainSeconds"),
+            "defaults are not written, so existing templates keep their hash"
+        );
+        let mut j = minimal();
+        j["spec"]["drainSeconds"] = serde_json::json!(0);
+        j["spec"]["terminationGraceSeconds"] = serde_json::json!(120);
+        let a = app(j);
+        a.validate().unwrap();
+        assert_eq!(
+            (a.spec.drain_seconds(), a.spec.termination_grace_seconds()),
+            (0, 120)
+        );
+
+        let mut j = minimal();
+        j["spec"]["drainSeconds"] = serde_json::json!(301);
+        j["spec"]["terminationGraceSeconds"] = serde_json::json!(0);
+        let e = app(j).validate().unwrap_err();
+        let paths: Vec<&str> = e.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["spec.drainSeconds", "spec.terminationGraceSeconds"]);
+        assert!(e.errors[1].message.contains("between 1 and 3600"), "{e}");
+        let mut j = minimal();
+        j["spec"]["drainSeconds"] = serde_json::json!(-1);
+        let e = Application::from_json(&j).unwrap_err();
+        assert_eq!(e.errors[0].path, "spec.drainSeconds");
     }
 
     #[test]

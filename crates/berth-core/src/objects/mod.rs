@@ -15,7 +15,8 @@ mod user;
 
 pub use application::{
     Application, ApplicationKind, ApplicationSpec, ApplicationStatus, Autoscaling, ConfigFile,
-    EnvironmentOverride, HealthCheck, Resources, validate_application_spec,
+    DEFAULT_DRAIN_SECONDS, DEFAULT_TERMINATION_GRACE_SECONDS, EnvironmentOverride, HealthCheck,
+    MAX_DRAIN_SECONDS, MAX_TERMINATION_GRACE_SECONDS, Resources, validate_application_spec,
 };
 pub use build::{Build, BuildKind, BuildLayer, BuildPhase, BuildSpec, BuildStatus, build_name};
 pub use cluster::{
@@ -40,7 +41,8 @@ pub use secret::{
     secret_candidates, secret_object_name, secret_object_name_in, validate_secret_refs,
 };
 pub use source::{
-    Builder, DEFAULT_JAVA_BASE, DEFAULT_REF, DockerfileBuilder, JavaBuilder, Source, validate_source,
+    Builder, DEFAULT_JAVA_BASE, DEFAULT_REF, DEFAULT_SERVLET_BASE, DockerfileBuilder, JavaBuilder, Source,
+    validate_source,
 };
 pub use team::{DEFAULT_TEAM, Member, Quota, Role, Team, TeamKind, TeamSpec, TeamStatus};
 pub use user::{BOOTSTRAP_ADMIN, User, UserKind, UserSpec, UserStatus};

@@ -176,6 +176,8 @@ pub fn workload(image: &str, cluster: &str, release: u64, replicas: u32) -> Work
         hosts: vec!["web.qa.localhost".into(), HOST.into()],
         startup_deadline_seconds: 15,
         spec_hash: String::new(),
+        drain_seconds: 1,
+        termination_grace_seconds: 5,
         ..Workload::default()
     };
     rehash(&mut w);
