@@ -641,18 +641,33 @@ pub async fn delete<K: Managed>(
     name: &str,
     force: bool,
 ) -> Result<Json<Resource<K>>> {
-    let current = get::<K>(state, name).await?;
-    K::check_actor(actor, name, None)?;
-    let mut writes = K::on_delete(state, name, force).await?;
-    writes.push(repo::delete(&current));
-    state
-        .store
-        .commit(writes, vec![event::<K>("Deleted", name, actor, "deleted")])
-        .await?;
-    state.changed.notify_one();
-    K::after_delete(state, actor, name).await?;
-    Ok(Json(current))
+    // The caller named no version: an object that changed between the read and the
+    // commit (the reconciler records a cluster's health, a deployment's progress) is
+    // read and judged again, rather than answered 409 for a race the caller never saw.
+    let mut attempt = 1;
+    loop {
+        let current = get::<K>(state, name).await?;
+        K::check_actor(actor, name, None)?;
+        let mut writes = K::on_delete(state, name, force).await?;
+        writes.push(repo::delete(&current));
+        match state
+            .store
+            .commit(writes, vec![event::<K>("Deleted", name, actor, "deleted")])
+            .await
+        {
+            Err(StoreError::Conflict { .. }) if attempt < DELETE_ATTEMPTS => attempt += 1,
+            committed => {
+                committed?;
+                state.changed.notify_one();
+                K::after_delete(state, actor, name).await?;
+                return Ok(Json(current));
+            }
+        }
+    }
 }
+
+/// How many times a delete reads and judges again when the object changed under it.
+const DELETE_ATTEMPTS: usize = 5;
 
 /// Refuses (404) an application that neither exists nor has history (releases) under its
 /// name: the history of a deleted application stays readable.
