@@ -352,13 +352,18 @@ build_tomcat_image() {
   cp "$here"/tomcat/{server.xml,context.xml,web.xml,logging.properties} "$root$TOMCAT_HOME/conf/"
   local classes; classes=$(mktemp -d)
   javac --release 17 -nowarn -d "$classes" -cp "$root$TOMCAT_HOME/lib/*" "$here"/tomcat/src/dev/berth/tomcat/*.java
+  # LastError, a log handler, on the system class path (bin/berth-juli.jar: the log
+  # manager makes handlers with the system class loader); the listener, which needs
+  # Catalina's classes, in lib/ with them.
+  jar --create --file "$root$TOMCAT_HOME/bin/berth-juli.jar" -C "$classes" dev/berth/tomcat/LastError.class
+  rm "$classes"/dev/berth/tomcat/LastError.class
   jar --create --file "$root$TOMCAT_HOME/lib/berth-tomcat.jar" -C "$classes" .
   rm -rf "$classes"
   local ctr; ctr=$(buildah from -q --pull=never "localhost/$JRE_IMAGE")
   buildah copy -q "$ctr" "$root$TOMCAT_HOME" "$TOMCAT_HOME" >/dev/null
   rm -rf "$root"
   # catalina.sh's settings, without the shell script: java is PID 1 and gets SIGTERM.
-  local cp="$TOMCAT_HOME/bin/bootstrap.jar:$TOMCAT_HOME/bin/tomcat-juli.jar"
+  local cp="$TOMCAT_HOME/bin/bootstrap.jar:$TOMCAT_HOME/bin/tomcat-juli.jar:$TOMCAT_HOME/bin/berth-juli.jar"
   buildah config \
     --entrypoint "[\"java\", \"-Dcatalina.home=$TOMCAT_HOME\", \"-Dcatalina.base=$TOMCAT_HOME\", \"-Djava.io.tmpdir=$TOMCAT_HOME/temp\", \"-Djava.util.logging.manager=org.apache.juli.ClassLoaderLogManager\", \"-Djava.util.logging.config.file=$TOMCAT_HOME/conf/logging.properties\", \"-Djdk.tls.ephemeralDHKeySize=2048\", \"-Djava.protocol.handler.pkgs=org.apache.catalina.webresources\", \"--add-opens=java.base/java.lang=ALL-UNNAMED\", \"--add-opens=java.base/java.io=ALL-UNNAMED\", \"--add-opens=java.base/java.util=ALL-UNNAMED\", \"--add-opens=java.base/java.util.concurrent=ALL-UNNAMED\", \"--add-opens=java.rmi/sun.rmi.transport=ALL-UNNAMED\", \"-cp\", \"$cp\", \"org.apache.catalina.startup.Bootstrap\", \"start\"]" \
     --cmd '[]' --env CATALINA_HOME="$TOMCAT_HOME" --workingdir "$TOMCAT_HOME" --port 8080 \

@@ -418,8 +418,16 @@ async fn a_war_missing_a_class_at_run_time_stops_tomcat_at_once_naming_it() {
     assert_eq!(code, 3, "{}", app.logs());
     let logs = app.logs();
     assert!(logs.contains("org/apache/commons/lang3/StringUtils"), "{logs}");
+    // The reason is the last line, below the stack traces, where an exit reason's last
+    // log lines find it.
+    let last = logs
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
     assert!(
-        logs.contains("berth: the web application at / failed to start"),
+        last.starts_with("berth: the web application at / failed to start")
+            && last.contains("ClassNotFoundException: org.apache.commons.lang3.StringUtils"),
         "{logs}"
     );
 }

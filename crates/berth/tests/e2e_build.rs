@@ -26,29 +26,7 @@ fn sample_repo() -> tempfile::TempDir {
             .unwrap()
             .success()
     );
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "java-hello",
-        ],
-    ] {
-        assert!(
-            Command::new("git")
-                .args(args)
-                .current_dir(dir.path())
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    support::commit_all(dir.path(), "java-hello");
     dir
 }
 

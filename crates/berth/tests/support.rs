@@ -119,12 +119,16 @@ impl Berth {
             .to_owned();
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let cluster = format!("e2e{}x{n}", std::process::id());
+        // The server closes a connection idle for its header read timeout (10 s); a pooled
+        // connection reused at that instant fails with IncompleteMessage. Let idle ones go
+        // well before (a test that waits on a build or the CLI leaves them idle that long).
+        let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(3));
         let http = match &options.ca {
-            Some(ca) => reqwest::Client::builder()
+            Some(ca) => builder
                 .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap())
                 .build()
                 .unwrap(),
-            None => reqwest::Client::new(),
+            None => builder.build().unwrap(),
         };
         let berth = Self {
             child: Some(child),
@@ -493,5 +497,32 @@ impl Traffic {
             self.failures.load(Ordering::SeqCst),
             last,
         )
+    }
+}
+
+/// Makes `dir` a git repository on branch `main` with everything in it committed.
+pub fn commit_all(dir: &Path, message: &str) {
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            message,
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .args(args)
+                .current_dir(dir)
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 }

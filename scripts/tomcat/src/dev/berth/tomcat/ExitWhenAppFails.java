@@ -11,7 +11,9 @@ import org.apache.catalina.Service;
  * Ends Tomcat when its web application did not start (a listener that throws, a missing
  * class, an empty webapps directory). Tomcat alone keeps running and answers 404 for
  * ever; an image holds one application, so a server without it is a failed replica, and
- * the platform must see it fail at once, with the reason in the log.
+ * the platform must see it fail at once, with the reason in the log: the root cause of
+ * the last error Tomcat logged is repeated on the last line, where the platform's exit
+ * reason (the instance's last log lines) finds it below the stack traces.
  */
 public final class ExitWhenAppFails implements LifecycleListener {
     /** The exit code of a Tomcat whose application did not start. */
@@ -38,17 +40,20 @@ public final class ExitWhenAppFails implements LifecycleListener {
                     if (!app.getState().isAvailable()) {
                         String path = app.getName().isEmpty() ? "/" : app.getName();
                         failure = "the web application at " + path + " failed to start ("
-                                + app.getState() + "); its error is logged above";
+                                + app.getState() + ")";
                     }
                 }
             }
         }
         if (failure != null) {
-            System.err.println("berth: " + failure + "; Tomcat exits with code " + EXIT_CODE);
-            // Not from this thread: Tomcat's shutdown hook stops the server, whose start
-            // is still running here.
-            Thread exit = new Thread(() -> System.exit(EXIT_CODE), "berth-exit");
-            exit.start();
+            String cause = LastError.last();
+            System.err.println("berth: " + failure + (cause == null ? "; its error is logged above" : ": " + cause)
+                    + "; Tomcat exits with code " + EXIT_CODE);
+            System.out.flush();
+            System.err.flush();
+            // halt, not exit: the start still running on this thread would race Tomcat's
+            // shutdown hook and print a stack trace of its own below the reason.
+            Runtime.getRuntime().halt(EXIT_CODE);
         }
     }
 }
