@@ -358,6 +358,37 @@ impl Inner {
         }
     }
 
+    /// What the delete of `obj`, which Berth no longer wants, came to: a notice (none when
+    /// it was already gone), or the error when the whole cluster failed.
+    fn pruned(
+        &self,
+        obj: &ObjKey,
+        key: WorkloadKey,
+        removed: std::result::Result<(), Failure>,
+    ) -> Result<Option<Notice>> {
+        let (warning, reason, message) = match removed {
+            Ok(()) => (
+                false,
+                "Pruned",
+                format!("removed {obj}, which Berth no longer wants"),
+            ),
+            Err(Failure::Kube(kube::Error::Api(s))) if s.code == 404 => return Ok(None),
+            Err(f) => {
+                let e = self.error(f);
+                if e.is_cluster_wide() {
+                    return Err(e);
+                }
+                (true, "PruneFailed", format!("could not remove {obj}: {e}"))
+            }
+        };
+        Ok(Some(Notice {
+            key,
+            warning,
+            reason: reason.to_owned(),
+            message,
+        }))
+    }
+
     fn error(&self, f: Failure) -> Error {
         match f {
             Failure::Kube(e) => Error::from_kube(&self.name, &e),
@@ -813,27 +844,7 @@ impl Inner {
         .await;
         for (key, wk, r) in pruned {
             lock(&self.verified).remove(&key);
-            match r {
-                Ok(_) => notices.push(Notice {
-                    key: wk,
-                    warning: false,
-                    reason: "Pruned".to_owned(),
-                    message: format!("removed {key}, which Berth no longer wants"),
-                }),
-                Err(Failure::Kube(kube::Error::Api(s))) if s.code == 404 => {}
-                Err(f) => {
-                    let e = self.error(f);
-                    if e.is_cluster_wide() {
-                        return Err(e);
-                    }
-                    notices.push(Notice {
-                        key: wk,
-                        warning: true,
-                        reason: "PruneFailed".to_owned(),
-                        message: format!("could not remove {key}: {e}"),
-                    });
-                }
-            }
+            notices.extend(self.pruned(&key, wk, r.map(drop))?);
         }
 
         lock(&self.rolling_since).retain(|k, _| desired.iter().any(|w| w.key == *k));
@@ -1033,27 +1044,8 @@ impl Inner {
                         message: e.to_string(),
                     })?;
                 lock(&self.verified).remove(&obj);
-                match self.call(|| client.request::<Value>(clone_request(&req))).await {
-                    Ok(_) => notices.push(Notice {
-                        key: key.clone(),
-                        warning: false,
-                        reason: "Pruned".to_owned(),
-                        message: format!("removed {obj}, which Berth no longer wants"),
-                    }),
-                    Err(Failure::Kube(kube::Error::Api(s))) if s.code == 404 => {}
-                    Err(f) => {
-                        let e = self.error(f);
-                        if e.is_cluster_wide() {
-                            return Err(e);
-                        }
-                        notices.push(Notice {
-                            key: key.clone(),
-                            warning: true,
-                            reason: "PruneFailed".to_owned(),
-                            message: format!("could not remove {obj}: {e}"),
-                        });
-                    }
-                }
+                let removed = self.call(|| client.request::<Value>(clone_request(&req))).await;
+                notices.extend(self.pruned(&obj, key.clone(), removed.map(drop))?);
             }
         }
 
