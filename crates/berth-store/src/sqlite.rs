@@ -4,10 +4,20 @@
 //! SQLite allows one writer at a time. Commits (and token writes) queue on a tokio mutex and
 //! then take the database's write lock up front with `BEGIN IMMEDIATE`, so a commit waits its
 //! turn instead of failing with `SQLITE_BUSY`; readers run beside it thanks to WAL.
+//!
+//! Write transactions run on a thread of their own ([`WriterThread`]): a transaction
+//! holding the write lock then never waits behind request handlers for a turn on the
+//! server's runtime between two of its statements, which on two busy cores made every
+//! other writer wait a queue's worth of scheduling delays per statement.
 
 use std::{
+    future::Future,
     path::Path,
-    sync::atomic::{AtomicU64, Ordering},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -30,7 +40,7 @@ use sqlx::{
     migrate::{Migration, MigrationType, Migrator},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
 };
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, oneshot, watch};
 
 use crate::seal::{self, Outside};
 
@@ -83,22 +93,129 @@ pub struct SqliteStore {
     /// Connections; a single one for an in-memory database.
     pool: SqlitePool,
     /// Held by whoever writes, so that writers of this process never contend inside SQLite.
-    writer: Mutex<()>,
+    writer: Arc<Mutex<()>>,
+    /// Where write transactions run.
+    writer_thread: WriterThread,
     /// Position of the newest event, updated after each commit that appended events.
     last_seq: watch::Sender<u64>,
     /// Whether the latest write worked, for readiness.
-    health: WriteHealth,
+    health: Arc<WriteHealth>,
     /// Counts the writes that ended ([`Store::generation`]).
-    generation: AtomicU64,
+    generation: Arc<AtomicU64>,
     /// Signs every audit entry, the head and the seal.
     key: AuditKey,
     /// The checkpoint kept outside the database.
-    outside: Outside,
+    outside: Arc<Outside>,
     /// The checkpoint file was missing at open although the log had entries (it was
     /// deleted): verification says so until the store is opened again.
     outside_lost: bool,
     /// Told how long each commit took (the server's `berth_store_commit_duration_seconds`).
     commit_observer: std::sync::OnceLock<CommitTimer>,
+}
+
+/// The work of one write transaction, given its connection.
+type TransactionWork<T> = Box<
+    dyn for<'c> FnOnce(
+            &'c mut SqliteConnection,
+        ) -> Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>
+        + Send,
+>;
+
+/// A thread with a runtime of its own on which every write transaction runs, from
+/// `BEGIN IMMEDIATE` to the checkpoint after its `COMMIT`. It stops when the store is
+/// dropped.
+#[derive(Debug)]
+struct WriterThread {
+    runtime: tokio::runtime::Handle,
+    /// Dropped with the store, which ends the thread.
+    _stop: oneshot::Sender<()>,
+}
+
+impl WriterThread {
+    fn start() -> Result<Self, StoreError> {
+        let failed = |e: std::io::Error| StoreError::Backend {
+            message: format!("starting the store's writer thread: {e}"),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(failed)?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("berth-store-writer".to_owned())
+            .spawn(move || {
+                runtime.block_on(async {
+                    // Ends when the store drops the sender.
+                    let _ = stopped.await;
+                });
+            })
+            .map_err(failed)?;
+        Ok(Self {
+            runtime: handle,
+            _stop: stop,
+        })
+    }
+}
+
+/// What a write transaction needs of the store, owned, to run on [`WriterThread`].
+struct WriteSide {
+    pool: SqlitePool,
+    writer: Arc<Mutex<()>>,
+    generation: Arc<AtomicU64>,
+    health: Arc<WriteHealth>,
+    outside: Arc<Outside>,
+}
+
+impl WriteSide {
+    /// Takes the writer, runs `work` in a transaction and commits it when it succeeds.
+    ///
+    /// A connection whose COMMIT or ROLLBACK failed (a full disk, an I/O error, a file
+    /// that became read-only) is closed instead of going back to the pool: SQLite may
+    /// have ended the transaction itself while sqlx still counts it open, and every later
+    /// `BEGIN` on that connection would then fail until a restart.
+    async fn transaction<T>(self, doing: &'static str, work: TransactionWork<T>) -> Result<T, StoreError> {
+        let _writer = self.writer.lock().await;
+        let mut conn = self.pool.acquire().await.map_err(|e| backend(doing, &e))?;
+        let mut broken = false;
+        let outcome = match conn.begin_with("BEGIN IMMEDIATE").await {
+            Err(e) => {
+                broken = true;
+                Err(backend(doing, &e))
+            }
+            Ok(mut tx) => match work(&mut tx).await {
+                Ok(value) => tx.commit().await.map(|()| value).map_err(|e| {
+                    broken = true;
+                    backend(doing, &e)
+                }),
+                Err(error) => {
+                    // Dropping the transaction would roll back too, but only when the
+                    // connection is next used; do it now so the failure is complete when
+                    // we return.
+                    if let Err(e) = tx.rollback().await {
+                        tracing::warn!(error = %e, "rolling back after {doing} failed");
+                        broken = true;
+                    }
+                    Err(error)
+                }
+            },
+        };
+        // After the transaction ended, whatever its outcome: a reader that saw the number
+        // before this reads what the write left, or reads again.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if broken || conn.is_in_transaction() {
+            conn.close_on_drop();
+        } else if outcome.is_ok() {
+            // Still holding the writer: checkpoints reach the file in commit order.
+            match audit_head(&mut conn).await {
+                Ok(Some(head)) => self.outside.advance(head),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "reading the audit head after a commit"),
+            }
+        }
+        self.health.written(outcome.as_ref().map(|_| ()));
+        outcome
+    }
 }
 
 /// Called with the time each commit took, whether it committed or failed.
@@ -257,12 +374,13 @@ impl SqliteStore {
         drop(conn);
         Ok(Self {
             pool,
-            writer: Mutex::new(()),
+            writer: Arc::new(Mutex::new(())),
+            writer_thread: WriterThread::start()?,
             last_seq: watch::Sender::new(last),
-            health: WriteHealth::default(),
-            generation: AtomicU64::new(0),
+            health: Arc::new(WriteHealth::default()),
+            generation: Arc::new(AtomicU64::new(0)),
             key,
-            outside,
+            outside: Arc::new(outside),
             outside_lost,
             commit_observer: std::sync::OnceLock::new(),
         })
@@ -297,10 +415,14 @@ impl Store for SqliteStore {
         events: Vec<NewEvent>,
     ) -> Result<Commit, StoreError> {
         let started = std::time::Instant::now();
+        let (key, change) = (self.key.clone(), change.clone());
         let committed = self
-            .in_transaction("committing", async |conn| {
-                apply(conn, &self.key, change, writes, events).await
-            })
+            .in_transaction(
+                "committing",
+                Box::new(move |conn| {
+                    Box::pin(async move { apply(conn, &key, &change, writes, events).await })
+                }),
+            )
             .await;
         if let Some(CommitTimer(observe)) = self.commit_observer.get() {
             observe(started.elapsed());
@@ -500,38 +622,44 @@ impl Store for SqliteStore {
     }
 
     async fn put_token(&self, token: TokenRecord, change: &Change) -> Result<(), StoreError> {
-        self.in_transaction("storing a token", async |conn| {
-            let before = token_row(conn, TokenKey::Hash(&token.hash)).await?;
-            sqlx::query(
-                "INSERT INTO tokens (hash, id, name, subject, created_at, expires_at, revoked_at) \
+        let (key, change) = (self.key.clone(), change.clone());
+        self.in_transaction(
+            "storing a token",
+            Box::new(move |conn| {
+                Box::pin(async move {
+                    let before = token_row(conn, TokenKey::Hash(&token.hash)).await?;
+                    sqlx::query(
+                        "INSERT INTO tokens (hash, id, name, subject, created_at, expires_at, revoked_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET id = excluded.id, \
                  name = excluded.name, subject = excluded.subject, created_at = excluded.created_at, \
                  expires_at = excluded.expires_at, revoked_at = excluded.revoked_at",
-            )
-            .bind(&token.hash)
-            .bind(&token.id)
-            .bind(&token.name)
-            .bind(&token.subject)
-            .bind(timestamp(token.created_at))
-            .bind(token.expires_at.map(timestamp))
-            .bind(token.revoked_at.map(timestamp))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| backend(&format!("storing token '{}'", token.name), &e))?;
-            let operation = if before.is_some() {
-                Operation::Update
-            } else {
-                Operation::Create
-            };
-            let written = AuditedWrite {
-                operation,
-                kind: "Token",
-                name: &token.id,
-                before: before.as_ref().map(token_digest),
-                after: Some(token_digest(&token)),
-            };
-            record(conn, &self.key, change, Utc::now(), &[written]).await
-        })
+                    )
+                    .bind(&token.hash)
+                    .bind(&token.id)
+                    .bind(&token.name)
+                    .bind(&token.subject)
+                    .bind(timestamp(token.created_at))
+                    .bind(token.expires_at.map(timestamp))
+                    .bind(token.revoked_at.map(timestamp))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| backend(&format!("storing token '{}'", token.name), &e))?;
+                    let operation = if before.is_some() {
+                        Operation::Update
+                    } else {
+                        Operation::Create
+                    };
+                    let written = AuditedWrite {
+                        operation,
+                        kind: "Token",
+                        name: &token.id,
+                        before: before.as_ref().map(token_digest),
+                        after: Some(token_digest(&token)),
+                    };
+                    record(conn, &key, &change, Utc::now(), &[written]).await
+                })
+            }),
+        )
         .await
     }
 
@@ -576,36 +704,43 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
         change: &Change,
     ) -> Result<TokenRecord, StoreError> {
-        self.in_transaction("revoking a token", async |conn| {
-            let Some(before) = token_row(conn, TokenKey::Id(id)).await? else {
-                return Err(StoreError::NotFound {
-                    kind: "Token".to_owned(),
-                    name: id.to_owned(),
-                });
-            };
-            if before.revoked_at.is_some() {
-                return Ok(before);
-            }
-            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ?")
-                .bind(timestamp(at))
-                .bind(id)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| backend(&format!("revoking token {id}"), &e))?;
-            let after = TokenRecord {
-                revoked_at: Some(at),
-                ..before.clone()
-            };
-            let written = AuditedWrite {
-                operation: Operation::Update,
-                kind: "Token",
-                name: id,
-                before: Some(token_digest(&before)),
-                after: Some(token_digest(&after)),
-            };
-            record(conn, &self.key, change, Utc::now(), &[written]).await?;
-            Ok(after)
-        })
+        let (key, change, id) = (self.key.clone(), change.clone(), id.to_owned());
+        self.in_transaction(
+            "revoking a token",
+            Box::new(move |conn| {
+                Box::pin(async move {
+                    let id = id.as_str();
+                    let Some(before) = token_row(conn, TokenKey::Id(id)).await? else {
+                        return Err(StoreError::NotFound {
+                            kind: "Token".to_owned(),
+                            name: id.to_owned(),
+                        });
+                    };
+                    if before.revoked_at.is_some() {
+                        return Ok(before);
+                    }
+                    sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ?")
+                        .bind(timestamp(at))
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend(&format!("revoking token {id}"), &e))?;
+                    let after = TokenRecord {
+                        revoked_at: Some(at),
+                        ..before.clone()
+                    };
+                    let written = AuditedWrite {
+                        operation: Operation::Update,
+                        kind: "Token",
+                        name: id,
+                        before: Some(token_digest(&before)),
+                        after: Some(token_digest(&after)),
+                    };
+                    record(conn, &key, &change, Utc::now(), &[written]).await?;
+                    Ok(after)
+                })
+            }),
+        )
         .await
     }
 
@@ -673,57 +808,32 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Runs `work` in a write transaction of its own, committing when it succeeds.
-    ///
-    /// A connection whose COMMIT or ROLLBACK failed (a full disk, an I/O error, a file
-    /// that became read-only) is closed instead of going back to the pool: SQLite may
-    /// have ended the transaction itself while sqlx still counts it open, and every later
-    /// `BEGIN` on that connection would then fail until a restart.
-    async fn in_transaction<T>(
+    /// Runs `work` in a write transaction of its own on the [`WriterThread`], committing
+    /// when it succeeds. The transaction runs to its end even when the caller stops
+    /// waiting for it.
+    async fn in_transaction<T: Send + 'static>(
         &self,
-        doing: &str,
-        work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+        doing: &'static str,
+        work: TransactionWork<T>,
     ) -> Result<T, StoreError> {
-        let _writer = self.writer.lock().await;
-        let mut conn = self.pool.acquire().await.map_err(|e| backend(doing, &e))?;
-        let mut broken = false;
-        let outcome = match conn.begin_with("BEGIN IMMEDIATE").await {
-            Err(e) => {
-                broken = true;
-                Err(backend(doing, &e))
-            }
-            Ok(mut tx) => match work(&mut tx).await {
-                Ok(value) => tx.commit().await.map(|()| value).map_err(|e| {
-                    broken = true;
-                    backend(doing, &e)
-                }),
-                Err(error) => {
-                    // Dropping the transaction would roll back too, but only when the
-                    // connection is next used; do it now so the failure is complete when
-                    // we return.
-                    if let Err(e) = tx.rollback().await {
-                        tracing::warn!(error = %e, "rolling back after {doing} failed");
-                        broken = true;
-                    }
-                    Err(error)
-                }
-            },
+        let side = WriteSide {
+            pool: self.pool.clone(),
+            writer: Arc::clone(&self.writer),
+            generation: Arc::clone(&self.generation),
+            health: Arc::clone(&self.health),
+            outside: Arc::clone(&self.outside),
         };
-        // After the transaction ended, whatever its outcome: a reader that saw the number
-        // before this reads what the write left, or reads again.
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        if broken || conn.is_in_transaction() {
-            conn.close_on_drop();
-        } else if outcome.is_ok() {
-            // Still holding the writer: checkpoints reach the file in commit order.
-            match audit_head(&mut conn).await {
-                Ok(Some(head)) => self.outside.advance(head),
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "reading the audit head after a commit"),
-            }
+        match self
+            .writer_thread
+            .runtime
+            .spawn(side.transaction(doing, work))
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(e) => Err(StoreError::Backend {
+                message: format!("{doing}: the store's writer thread failed: {e}"),
+            }),
         }
-        self.health.written(outcome.as_ref().map(|_| ()));
-        outcome
     }
 
     /// Whether a write can be made now, probing at most once per [`PROBE_EVERY`] and
