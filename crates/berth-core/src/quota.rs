@@ -69,7 +69,7 @@ impl Usage {
 }
 
 /// A quota in numbers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Limits {
     /// CPU in millicores.
@@ -282,7 +282,7 @@ pub fn check(
 
 /// A team's quota in one namespace (one team, one environment), for runtimes that
 /// enforce it themselves (Kubernetes: ResourceQuota and LimitRange).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceQuota {
     /// The namespace.

@@ -31,7 +31,7 @@ impl std::fmt::Display for WorkloadKey {
 }
 
 /// What one cluster should run for one application in one environment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Workload {
     /// Application and environment.
     pub key: WorkloadKey,
@@ -111,7 +111,7 @@ pub struct Workload {
 pub use crate::objects::DEFAULT_TEAM;
 
 /// A secret file written into each replica.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct SecretFile {
     /// Absolute path inside the container.
     pub path: String,

@@ -20,6 +20,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     future::Future,
+    hash::{DefaultHasher, Hash, Hasher},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -183,6 +184,26 @@ struct Inner {
     watches: Mutex<Vec<JoinHandle<()>>>,
     /// Since when each key's rollout has been in progress (or stalled).
     rolling_since: Mutex<HashMap<WorkloadKey, Instant>>,
+    /// What each key's workload last rendered to: per-key work plans from these hashes
+    /// and renders a whole object only to apply it (a key is looked at again on every
+    /// status change of its rollout, and rendering is JSON building plus a SHA-256).
+    rendered: Mutex<HashMap<WorkloadKey, Rendered>>,
+}
+
+/// The objects one workload renders to, without their bodies.
+struct Rendered {
+    /// [`fingerprint`] of the workload.
+    fingerprint: u64,
+    /// Each object but the Namespace, and its hash.
+    objects: Arc<[(ObjKey, String)]>,
+}
+
+/// A fingerprint of everything in a workload (secret values included): equal
+/// fingerprints render to the same objects. Kept in memory only.
+fn fingerprint(w: &Workload) -> u64 {
+    let mut h = DefaultHasher::new();
+    w.hash(&mut h);
+    h.finish()
 }
 
 impl Drop for Inner {
@@ -280,6 +301,7 @@ impl KubeRuntime {
                 changed: Arc::new(Notify::new()),
                 watches: Mutex::new(Vec::new()),
                 rolling_since: Mutex::new(HashMap::new()),
+                rendered: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -605,6 +627,11 @@ impl Inner {
         self.start_watches(&client);
         let budget_end = self.options.pass_budget.map(|b| Instant::now() + b);
 
+        {
+            // Keys no longer wanted here need no memory of what they rendered to.
+            let keys: HashSet<&WorkloadKey> = desired.iter().map(|w| &w.key).collect();
+            lock(&self.rendered).retain(|k, _| keys.contains(k));
+        }
         // What Berth wants: object → (workload, hash).
         let mut wanted: BTreeMap<ObjKey, (usize, String)> = BTreeMap::new();
         let mut namespaces: BTreeMap<String, usize> = BTreeMap::new();
@@ -1017,6 +1044,39 @@ impl Inner {
         Ok(out)
     }
 
+    /// The objects `w` renders to (but its Namespace) and their hashes, rendered again
+    /// only when the workload changed since.
+    fn rendered(&self, w: &Workload) -> Arc<[(ObjKey, String)]> {
+        let print = fingerprint(w);
+        if let Some(r) = lock(&self.rendered).get(&w.key)
+            && r.fingerprint == print
+        {
+            return Arc::clone(&r.objects);
+        }
+        let objects: Arc<[(ObjKey, String)]> = render::manifests(w)
+            .into_iter()
+            .filter(|m| m.kind != ObjectKind::Namespace)
+            .map(|m| {
+                (
+                    ObjKey {
+                        kind: m.kind,
+                        namespace: m.namespace,
+                        name: m.name,
+                    },
+                    m.hash,
+                )
+            })
+            .collect();
+        lock(&self.rendered).insert(
+            w.key.clone(),
+            Rendered {
+                fingerprint: print,
+                objects: Arc::clone(&objects),
+            },
+        );
+        objects
+    }
+
     /// Per-key work: the objects of `desired` applied where the watches do not show them
     /// as Berth left them, the objects of the other `keys` deleted; reports `desired`.
     #[allow(clippy::too_many_lines)]
@@ -1036,6 +1096,7 @@ impl Inner {
         // Keys no longer wanted here: remove what Berth runs for them.
         let wanted_keys: HashSet<&WorkloadKey> = desired.iter().map(|w| &w.key).collect();
         for key in keys.iter().filter(|k| !wanted_keys.contains(k)) {
+            lock(&self.rendered).remove(key);
             for obj in self.objects_of(&client, key).await? {
                 let req = Request::new(collection_path(obj.kind, Some(&obj.namespace)))
                     .delete(&obj.name, &DeleteParams::background())
@@ -1064,25 +1125,17 @@ impl Inner {
                     None,
                 ));
             }
-            for m in render::manifests(w) {
-                if m.kind == ObjectKind::Namespace {
-                    continue;
-                }
-                let id = ObjKey {
-                    kind: m.kind,
-                    namespace: m.namespace.clone(),
-                    name: m.name.clone(),
-                };
+            for (id, hash) in self.rendered(w).iter() {
                 let (plan, watched_rv, rollout) = {
                     let cache = lock(&self.cache);
-                    let watched = cache.objects.get(&id);
+                    let watched = cache.objects.get(id);
                     let plan = keyed::plan_object(
-                        &m.hash,
+                        hash,
                         w.force_conflicts,
                         synced,
                         watched,
-                        lock(&self.verified).get(&id),
-                        lock(&self.conflicted).get(&id),
+                        lock(&self.verified).get(id),
+                        lock(&self.conflicted).get(id),
                     );
                     (
                         plan,
@@ -1097,7 +1150,12 @@ impl Inner {
                         }
                     }
                     Plan::Standing(message) => problems.entry(i).or_default().push(message),
-                    plan @ Plan::Apply { .. } => todo.push((i, m, plan, watched_rv)),
+                    plan @ Plan::Apply { .. } => {
+                        // The whole object, to apply it.
+                        if let Some(m) = render::manifest(w, id.kind) {
+                            todo.push((i, m, plan, watched_rv));
+                        }
+                    }
                 }
             }
         }
@@ -1419,5 +1477,38 @@ impl ClusterRuntime for KubeRuntime {
         } else {
             Duration::from_secs(60)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_core::objects::SecretValue;
+
+    use super::*;
+
+    /// The memory of what a workload rendered to is reused only for the same workload:
+    /// anything that shapes an object, secret values included (they are not serialized),
+    /// gives another fingerprint.
+    #[test]
+    fn a_workload_changed_anywhere_has_another_fingerprint() {
+        let w = Workload {
+            image: "registry/app@sha256:1".to_owned(),
+            replicas: 2,
+            ..Workload::default()
+        };
+        assert_eq!(fingerprint(&w), fingerprint(&w.clone()));
+        let mut other = w.clone();
+        other.replicas = 3;
+        assert_ne!(fingerprint(&w), fingerprint(&other));
+        let mut secret = w.clone();
+        secret
+            .secret_env
+            .insert("TOKEN".to_owned(), SecretValue::new("one".to_owned()));
+        let mut rotated = secret.clone();
+        rotated
+            .secret_env
+            .insert("TOKEN".to_owned(), SecretValue::new("two".to_owned()));
+        assert_ne!(fingerprint(&w), fingerprint(&secret));
+        assert_ne!(fingerprint(&secret), fingerprint(&rotated));
     }
 }

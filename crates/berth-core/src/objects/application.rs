@@ -25,7 +25,7 @@ pub struct ApplicationKind;
 pub type Application = Resource<ApplicationKind>;
 
 /// HTTP health check, run by Berth against every replica.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheck {
     /// Path that answers 2xx or 3xx when the replica can serve.
@@ -80,7 +80,7 @@ pub struct Resources {
 }
 
 /// A file placed in every replica's filesystem before it starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigFile {
     /// Absolute path inside the container.
@@ -109,7 +109,7 @@ pub struct EnvironmentOverride {
 }
 
 /// Replica bounds and the CPU target a horizontal autoscaler keeps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Autoscaling {
     /// Fewest replicas per cluster.

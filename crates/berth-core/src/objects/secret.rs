@@ -228,7 +228,7 @@ fn is_variable_name(key: &str) -> bool {
 
 /// A secret value in memory. It prints as `***` and is never serialized by accident:
 /// the plaintext is only reachable through [`SecretValue::expose`].
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct SecretValue(String);
 
 impl SecretValue {
