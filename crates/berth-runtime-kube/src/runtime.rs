@@ -636,18 +636,9 @@ impl Inner {
         let mut wanted: BTreeMap<ObjKey, (usize, String)> = BTreeMap::new();
         let mut namespaces: BTreeMap<String, usize> = BTreeMap::new();
         for (i, w) in desired.iter().enumerate() {
-            for m in render::manifests(w) {
-                if m.kind == ObjectKind::Namespace {
-                    namespaces.entry(m.name).or_insert(i);
-                    continue;
-                }
-                wanted
-                    .entry(ObjKey {
-                        kind: m.kind,
-                        namespace: m.namespace,
-                        name: m.name,
-                    })
-                    .or_insert((i, m.hash));
+            namespaces.entry(render::namespace(w)).or_insert(i);
+            for (id, hash) in self.rendered(w).iter() {
+                wanted.entry(id.clone()).or_insert((i, hash.clone()));
             }
         }
 
