@@ -8,7 +8,7 @@ use std::{net::SocketAddr, sync::Arc};
 use berth_api::{ApiState, Governance, RateLimit, auth};
 use berth_core::ports::StoreError;
 use berth_secrets::Keyring;
-use berth_test_support::{FakeBuilds, FakeImages, RecordingStore};
+use berth_test_support::{FakeBuilds, FakeImages, RecordingStore, http};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -49,16 +49,7 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut req = Client::new()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    http::call(&Client::new(), &format!("{base}{path}"), token, method, body).await
 }
 
 /// Failed before the fix with 409 "Team 't' changed: it is at resourceVersion 2, the

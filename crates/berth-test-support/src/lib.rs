@@ -8,12 +8,14 @@
 //! | `Store`          | [`RecordingStore`]    | a real in-memory SQLite store; every read; injected commit failures |
 //! | `ClusterRuntime` | [`FakeRuntime`]       | every desired set; the counts it reports   |
 //!
-//! Tests of integration use the real adapters instead.
+//! Tests of integration use the real adapters instead; [`http::call`] calls the API of
+//! either over real HTTP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod builds;
 mod clock;
+pub mod http;
 mod images;
 mod runtime;
 mod store;

@@ -208,17 +208,8 @@ impl Berth {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}/api/v1{path}", self.api))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        let url = format!("{}/api/v1{path}", self.api);
+        berth_test_support::http::call(&self.http, &url, token, method, body).await
     }
 
     /// Runs the CLI against this server.
