@@ -49,7 +49,7 @@ mod queries;
 /// Most items one page of objects or events holds, whatever the caller asks for.
 const MAX_PAGE: u32 = 1000;
 
-/// Connections of a file-backed store: one writer at a time, and readers beside it.
+/// Reading connections of a file-backed store (writes have one of their own).
 const CONNECTIONS: u32 = 5;
 
 /// How long a connection waits for a lock held by another process using the same file.
@@ -90,8 +90,12 @@ fn migrator(migrations: &[(i64, &str, &'static str)]) -> Migrator {
 /// A [`Store`] in SQLite.
 #[derive(Debug)]
 pub struct SqliteStore {
-    /// Connections; a single one for an in-memory database.
+    /// Connections for reading; a single one for an in-memory database.
     pool: SqlitePool,
+    /// The connection every write transaction uses, apart from the readers': a writer
+    /// holding the write lock must never wait for readers to hand back a connection. The
+    /// same single connection as `pool` for an in-memory database.
+    write_pool: SqlitePool,
     /// Held by whoever writes, so that writers of this process never contend inside SQLite.
     writer: Arc<Mutex<()>>,
     /// Where write transactions run.
@@ -273,11 +277,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        let opening = |e: sqlx::Error| backend(&format!("opening the store at {}", path.display()), &e);
         let pool = SqlitePoolOptions::new()
             .max_connections(CONNECTIONS)
+            .connect_with(options.clone())
+            .await
+            .map_err(opening)?;
+        let write_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await
-            .map_err(|e| backend(&format!("opening the store at {}", path.display()), &e))?;
+            .map_err(opening)?;
         // After the database: a missing directory is named by the database's path.
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
         let key = match key {
@@ -294,7 +306,13 @@ impl SqliteStore {
                 key
             }
         };
-        Self::start(pool, key, Outside::new(Some(dir.join("audit.checkpoint")))).await
+        Self::start(
+            pool,
+            write_pool,
+            key,
+            Outside::new(Some(dir.join("audit.checkpoint"))),
+        )
+        .await
     }
 
     /// Opens a fresh, empty database that lives in memory and disappears with the store.
@@ -314,7 +332,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| backend("opening an in-memory store", &e))?;
-        Self::start(pool, seal::random_key(), Outside::new(None)).await
+        Self::start(pool.clone(), pool, seal::random_key(), Outside::new(None)).await
     }
 
     /// Closes every connection, waiting for those in use to be returned.
@@ -323,6 +341,7 @@ impl SqliteStore {
     /// file is opened again right after.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.write_pool.close().await;
     }
 
     /// Rewrites the database file without the free space old rows leave behind, and
@@ -339,7 +358,7 @@ impl SqliteStore {
             "PRAGMA wal_checkpoint(TRUNCATE)",
         ] {
             sqlx::query(sql)
-                .execute(&self.pool)
+                .execute(&self.write_pool)
                 .await
                 .map_err(|e| backend("purging free space", &e))?;
         }
@@ -348,15 +367,20 @@ impl SqliteStore {
 
     /// Migrates the schema, seals the audit log when it is not sealed yet, and reads
     /// where the event log stands.
-    async fn start(pool: SqlitePool, key: AuditKey, outside: Outside) -> Result<Self, StoreError> {
+    async fn start(
+        pool: SqlitePool,
+        write_pool: SqlitePool,
+        key: AuditKey,
+        outside: Outside,
+    ) -> Result<Self, StoreError> {
         migrator(MIGRATIONS)
-            .run(&pool)
+            .run(&write_pool)
             .await
             .map_err(|e| StoreError::Backend {
                 message: format!("migrating the store schema: {e}"),
             })?;
         let last = last_seq(&pool).await?;
-        let mut conn = pool
+        let mut conn = write_pool
             .acquire()
             .await
             .map_err(|e| backend("reading the audit seal", &e))?;
@@ -374,6 +398,7 @@ impl SqliteStore {
         drop(conn);
         Ok(Self {
             pool,
+            write_pool,
             writer: Arc::new(Mutex::new(())),
             writer_thread: WriterThread::start()?,
             last_seq: watch::Sender::new(last),
@@ -817,7 +842,7 @@ impl SqliteStore {
         work: TransactionWork<T>,
     ) -> Result<T, StoreError> {
         let side = WriteSide {
-            pool: self.pool.clone(),
+            pool: self.write_pool.clone(),
             writer: Arc::clone(&self.writer),
             generation: Arc::clone(&self.generation),
             health: Arc::clone(&self.health),
@@ -849,7 +874,7 @@ impl SqliteStore {
         };
         let outcome = async {
             let mut conn = self
-                .pool
+                .write_pool
                 .acquire()
                 .await
                 .map_err(|e| backend("probing whether the store can write", &e))?;
@@ -1886,6 +1911,24 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.generation(), Some(seen), "reads do not move it");
+    }
+
+    /// A writer holds the write lock while it commits: if it had to wait for a reader to
+    /// hand back a connection, every other write would wait behind that reader too.
+    #[tokio::test]
+    async fn a_commit_does_not_wait_for_readers_holding_every_connection() {
+        let (_dir, store) = on_disk().await;
+        let mut readers = Vec::new();
+        for _ in 0..CONNECTIONS {
+            readers.push(store.pool.acquire().await.unwrap());
+        }
+        let commit = store.commit(vec![create("Release", "web-1")], Vec::new());
+        tokio::time::timeout(Duration::from_secs(5), commit)
+            .await
+            .expect("the commit waited for a reader's connection")
+            .unwrap();
+        drop(readers);
+        assert!(store.get("Release", "web-1").await.unwrap().is_some());
     }
 
     #[tokio::test]
