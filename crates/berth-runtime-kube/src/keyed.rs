@@ -14,9 +14,8 @@
 use std::collections::{HashMap, HashSet};
 
 use berth_core::render::WorkloadKey;
-use serde_json::Value;
 
-use crate::render::ObjectKind;
+use crate::{render::ObjectKind, status::DeploymentState};
 
 /// Identifies one object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,8 +46,8 @@ pub(crate) struct Watched {
     pub hash: Option<String>,
     /// The key its labels name.
     pub key: WorkloadKey,
-    /// A Deployment's `{metadata: {generation}, status}`, for its rollout.
-    pub rollout: Option<Value>,
+    /// What a Deployment's rollout needs of it.
+    pub rollout: Option<DeploymentState>,
 }
 
 /// What the watches of one cluster say.

@@ -49,7 +49,7 @@ use crate::{
     error::{Error, Result},
     keyed::{self, Echo, ObjKey, Plan, WatchCache, Watched},
     render::{self, APPLICATION, APPLIED_HASH, ENVIRONMENT, MANAGED_BY, MANAGED_SELECTOR, ObjectKind},
-    status::{self, Rollout},
+    status::{self, DeploymentState, Rollout},
 };
 
 #[path = "operate.rs"]
@@ -552,7 +552,8 @@ impl Inner {
                 Seen::Drifted(diffs, managers)
             }
         };
-        let rollout = (kind == ObjectKind::Deployment).then(|| (*i, status::rollout(w, obj)));
+        let rollout = (kind == ObjectKind::Deployment)
+            .then(|| (*i, status::rollout(w, &DeploymentState::of_object(obj))));
         Some(Observed::Wanted(key, state, rollout, version))
     }
 
@@ -748,9 +749,10 @@ impl Inner {
                 // thousands of applied objects must not stay in memory at once.
                 let r = inner.apply(&client, &m, w.force_conflicts).await.map(|a| {
                     let rollout = (key.kind == ObjectKind::Deployment).then(|| {
-                        let d = serde_json::json!({"metadata": {"generation": a.metadata.generation},
-                            "status": a.status});
-                        status::rollout(w, &d)
+                        status::rollout(
+                            w,
+                            &DeploymentState::of(a.metadata.generation.unwrap_or(0), a.status.as_ref()),
+                        )
                     });
                     (a.metadata.resource_version, rollout, m.hash)
                 });
@@ -908,9 +910,10 @@ fn watched_of(kind: ObjectKind, obj: &kube::core::DynamicObject) -> Option<(ObjK
         application: labels.get(APPLICATION)?.clone(),
         environment: labels.get(ENVIRONMENT).cloned().unwrap_or_default(),
     };
-    let rollout = (kind == ObjectKind::Deployment).then(
-        || serde_json::json!({"metadata": {"generation": meta.generation}, "status": obj.data.get("status")}),
-    );
+    let rollout = (kind == ObjectKind::Deployment).then(|| {
+        let generation = meta.generation.and_then(|g| u64::try_from(g).ok()).unwrap_or(0);
+        DeploymentState::of(generation, obj.data.get("status"))
+    });
     Some((
         ObjKey {
             kind,
@@ -1206,7 +1209,7 @@ impl Inner {
                         .unwrap_or_default()
                         .to_owned();
                     if m.kind == ObjectKind::Deployment {
-                        rollouts.insert(i, status::rollout(w, &obj));
+                        rollouts.insert(i, status::rollout(w, &DeploymentState::of_object(&obj)));
                     }
                     lock(&self.verified).insert(id, (rv, m.hash.clone()));
                 }
@@ -1218,8 +1221,10 @@ impl Inner {
                     lock(&self.conflicted).remove(&id);
                     let rv = applied.metadata.resource_version.clone();
                     if m.kind == ObjectKind::Deployment {
-                        let d = serde_json::json!({"metadata": {"generation": applied.metadata.generation},
-                            "status": applied.status});
+                        let d = DeploymentState::of(
+                            applied.metadata.generation.unwrap_or(0),
+                            applied.status.as_ref(),
+                        );
                         rollouts.insert(i, status::rollout(w, &d));
                     }
                     lock(&self.verified).insert(id.clone(), (rv.clone(), m.hash.clone()));

@@ -25,55 +25,90 @@ fn count(v: &Value) -> u32 {
     v.as_u64().map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-/// The rollout of `w` as the Deployment `d` shows it.
+/// What a rollout needs of a Deployment: its generation and the part of its status that
+/// says how far the rollout is. The watch keeps this for every Deployment of a cluster
+/// (tens of thousands), so it keeps nothing else of the status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentState {
+    /// `metadata.generation`.
+    pub generation: u64,
+    /// `status.observedGeneration`.
+    pub observed_generation: u64,
+    /// `status.replicas`.
+    pub replicas: u32,
+    /// `status.updatedReplicas`.
+    pub updated: u32,
+    /// `status.availableReplicas`.
+    pub available: u32,
+    /// The `Progressing` condition is False for `ProgressDeadlineExceeded`: Kubernetes
+    /// gave up; its message, if it has one.
+    pub deadline_exceeded: Option<Option<String>>,
+    /// The message of a `ReplicaFailure` condition that is True.
+    pub replica_failure: Option<String>,
+}
+
+impl DeploymentState {
+    /// The state of a Deployment of `generation` whose status is `status`.
+    #[must_use]
+    pub fn of(generation: u64, status: Option<&Value>) -> Self {
+        let status = status.unwrap_or(&Value::Null);
+        let conditions = status["conditions"].as_array().map_or(&[][..], Vec::as_slice);
+        let progressing = conditions.iter().find(|c| c["type"] == "Progressing");
+        let message = |c: &Value| c["message"].as_str().map(str::to_owned);
+        Self {
+            generation,
+            observed_generation: status["observedGeneration"].as_u64().unwrap_or(0),
+            replicas: count(&status["replicas"]),
+            updated: count(&status["updatedReplicas"]),
+            available: count(&status["availableReplicas"]),
+            deadline_exceeded: progressing
+                .filter(|c| c["status"] == "False" && c["reason"] == "ProgressDeadlineExceeded")
+                .map(message),
+            replica_failure: conditions
+                .iter()
+                .find(|c| c["type"] == "ReplicaFailure" && c["status"] == "True")
+                .and_then(message),
+        }
+    }
+
+    /// The state of the Deployment `d`, a whole object.
+    #[must_use]
+    pub fn of_object(d: &Value) -> Self {
+        Self::of(d["metadata"]["generation"].as_u64().unwrap_or(0), d.get("status"))
+    }
+}
+
+/// The rollout of `w` as the Deployment's state `d` shows it.
 #[must_use]
-pub fn rollout(w: &Workload, d: &Value) -> Rollout {
-    let status = &d["status"];
-    let generation = d["metadata"]["generation"].as_u64().unwrap_or(0);
-    let observed = status["observedGeneration"].as_u64().unwrap_or(0);
-    let replicas = count(&status["replicas"]);
-    if observed < generation {
+pub fn rollout(w: &Workload, d: &DeploymentState) -> Rollout {
+    if d.observed_generation < d.generation {
         return Rollout {
             counts: Counts {
                 updated: 0,
                 ready: 0,
-                old: replicas,
+                old: d.replicas,
             },
             message: None,
             stalled: false,
             in_progress: true,
         };
     }
-    let updated = count(&status["updatedReplicas"]);
-    let available = count(&status["availableReplicas"]);
-    let old = replicas.saturating_sub(updated);
+    let old = d.replicas.saturating_sub(d.updated);
     // Available pods of the old ReplicaSets count first: what is left is a lower bound
     // on the available pods of the new one.
-    let mut ready = updated.min(available.saturating_sub(old));
-    let mut updated_n = updated;
+    let mut ready = d.updated.min(d.available.saturating_sub(old));
+    let mut updated_n = d.updated;
     if w.autoscaling.is_some() {
         // The autoscaler may run more than the minimum Berth asks for: that is done, too.
         updated_n = updated_n.min(w.replicas);
         ready = ready.min(w.replicas);
     }
-    let progressing = status["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"));
-    let stalled =
-        progressing.is_some_and(|c| c["status"] == "False" && c["reason"] == "ProgressDeadlineExceeded");
+    let stalled = d.deadline_exceeded.is_some();
     // The ReplicaSet controller could not create pods at all (a quota or admission refused
-    // them): the only place that says why is this condition.
-    let replica_failure = status["conditions"]
-        .as_array()
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c["type"] == "ReplicaFailure" && c["status"] == "True")
-        })
-        .and_then(|c| c["message"].as_str());
-    let message = if stalled {
-        let text = progressing
-            .and_then(|c| c["message"].as_str())
-            .unwrap_or("the rollout made no progress in time");
+    // them): the only place that says why is its condition.
+    let replica_failure = d.replica_failure.as_deref();
+    let message = if let Some(text) = &d.deadline_exceeded {
+        let text = text.as_deref().unwrap_or("the rollout made no progress in time");
         Some(match replica_failure {
             Some(why) => format!("ProgressDeadlineExceeded: {text}; ReplicaFailure: {why}"),
             None => format!("ProgressDeadlineExceeded: {text}"),
@@ -171,7 +206,7 @@ mod tests {
     fn a_status_not_yet_observed_says_nothing_of_the_release() {
         let d = json!({"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "replicas": 2,
             "updatedReplicas": 2, "availableReplicas": 2}});
-        let r = rollout(&w(2), &d);
+        let r = rollout(&w(2), &DeploymentState::of_object(&d));
         assert_eq!((r.counts.updated, r.counts.ready, r.counts.old), (0, 0, 2));
         assert!(r.in_progress);
     }
@@ -180,11 +215,11 @@ mod tests {
     fn counts_during_and_after_a_rollout() {
         let during = json!({"metadata": {"generation": 2}, "status": {"observedGeneration": 2,
             "replicas": 5, "updatedReplicas": 3, "availableReplicas": 3}});
-        let r = rollout(&w(3), &during);
+        let r = rollout(&w(3), &DeploymentState::of_object(&during));
         assert_eq!((r.counts.updated, r.counts.ready, r.counts.old), (3, 1, 2));
         let done = json!({"metadata": {"generation": 2}, "status": {"observedGeneration": 2,
             "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3, "readyReplicas": 3}});
-        let r = rollout(&w(3), &done);
+        let r = rollout(&w(3), &DeploymentState::of_object(&done));
         assert_eq!((r.counts.updated, r.counts.ready, r.counts.old), (3, 3, 0));
         assert!(!r.in_progress && !r.stalled);
     }
@@ -195,7 +230,7 @@ mod tests {
             "updatedReplicas": 2, "availableReplicas": 2, "conditions": [
                 {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                  "message": "ReplicaSet \"web-1\" has timed out progressing."}]}});
-        let r = rollout(&w(2), &d);
+        let r = rollout(&w(2), &DeploymentState::of_object(&d));
         assert!(r.stalled);
         assert_eq!(
             r.message.as_deref(),
@@ -234,7 +269,7 @@ mod tests {
         let d = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [
             {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
              "message": "pods \"web-1-x\" is forbidden: exceeded quota: berth-quota"}]}});
-        let r = rollout(&w(1), &d);
+        let r = rollout(&w(1), &DeploymentState::of_object(&d));
         assert_eq!(
             r.message.as_deref(),
             Some("ReplicaFailure: pods \"web-1-x\" is forbidden: exceeded quota: berth-quota")
