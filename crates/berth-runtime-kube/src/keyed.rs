@@ -46,15 +46,16 @@ pub(crate) struct Watched {
     pub hash: Option<String>,
     /// The key its labels name.
     pub key: WorkloadKey,
-    /// What a Deployment's rollout needs of it.
-    pub rollout: Option<DeploymentState>,
+    /// What a Deployment's rollout needs of it (boxed: most objects are no Deployment).
+    pub rollout: Option<Box<DeploymentState>>,
 }
 
 /// What the watches of one cluster say.
 #[derive(Debug, Default)]
 pub(crate) struct WatchCache {
-    /// Per object.
-    pub objects: HashMap<ObjKey, Watched>,
+    /// Per object. Boxed: a cluster holds tens of thousands, and the table keeps room
+    /// for about twice as many entries as it holds.
+    pub objects: HashMap<ObjKey, Box<Watched>>,
     /// Kinds whose watch has listed everything once: their absence from `objects` means
     /// the object does not exist.
     pub synced: HashSet<ObjectKind>,

@@ -912,7 +912,7 @@ fn watched_of(kind: ObjectKind, obj: &kube::core::DynamicObject) -> Option<(ObjK
     };
     let rollout = (kind == ObjectKind::Deployment).then(|| {
         let generation = meta.generation.and_then(|g| u64::try_from(g).ok()).unwrap_or(0);
-        DeploymentState::of(generation, obj.data.get("status"))
+        Box::new(DeploymentState::of(generation, obj.data.get("status")))
     });
     Some((
         ObjKey {
@@ -948,13 +948,13 @@ fn seen(
     if let Some(seen) = cache.relisting.get_mut(&kind) {
         seen.insert(id.clone());
     }
-    let previous = cache.objects.get(&id);
+    let previous = cache.objects.get(&id).map(Box::as_ref);
     if previous.is_some_and(|p| p.resource_version == now.resource_version) {
         return false;
     }
     let echo = keyed::judge_event(kind, previous, &now, lock(verified).get_mut(&id));
     let key = now.key.clone();
-    cache.objects.insert(id, now);
+    cache.objects.insert(id, Box::new(now));
     if echo == Echo::Key {
         cache.changed.insert(key);
         true
@@ -1122,7 +1122,7 @@ impl Inner {
             for (id, hash) in self.rendered(w).iter() {
                 let (plan, watched_rv, rollout) = {
                     let cache = lock(&self.cache);
-                    let watched = cache.objects.get(id);
+                    let watched = cache.objects.get(id).map(Box::as_ref);
                     let plan = keyed::plan_object(
                         hash,
                         w.force_conflicts,

@@ -115,8 +115,9 @@ struct Index {
     teams: HashMap<String, Team>,
     /// Ordered by key, so that an application's keys are one range.
     deployments: BTreeMap<WorkloadKey, Vec<Deployment>>,
-    /// The release of each key's governing deployment.
-    releases: HashMap<WorkloadKey, Release>,
+    /// The release of each key's governing deployment (boxed: the table keeps room for
+    /// more entries than it holds, and a release is large).
+    releases: HashMap<WorkloadKey, Box<Release>>,
 }
 
 impl Index {
@@ -664,7 +665,7 @@ impl Reconciler {
         {
             match repo::get::<ReleaseKind>(self.store.as_ref(), &name).await? {
                 Some(r) => {
-                    self.index.releases.insert(key.clone(), r);
+                    self.index.releases.insert(key.clone(), Box::new(r));
                 }
                 None => return Ok(empty),
             }
