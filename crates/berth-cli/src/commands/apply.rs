@@ -19,7 +19,7 @@ use std::{
 use anyhow::Context;
 use berth_core::{
     Invalid, Kind, Resource,
-    objects::{Application, Cluster, Environment, Team, User},
+    objects::{Application, Cluster, Environment, SyncSource, Team, User},
 };
 use serde_json::Value;
 
@@ -156,6 +156,8 @@ pub enum Object {
     Environment(Environment),
     /// An application (boxed: it is by far the largest document).
     Application(Box<Application>),
+    /// A git repository Berth syncs documents from.
+    Source(SyncSource),
 }
 
 impl Object {
@@ -168,6 +170,7 @@ impl Object {
             Self::Cluster(_) => KindName::Cluster,
             Self::Environment(_) => KindName::Environment,
             Self::Application(_) => KindName::Application,
+            Self::Source(_) => KindName::Source,
         }
     }
 
@@ -180,6 +183,7 @@ impl Object {
             Self::Cluster(r) => r.name(),
             Self::Environment(r) => r.name(),
             Self::Application(r) => r.name(),
+            Self::Source(r) => r.name(),
         }
     }
 
@@ -191,6 +195,7 @@ impl Object {
             Self::Cluster(r) => r.validate(),
             Self::Environment(r) => r.validate(),
             Self::Application(r) => r.validate(),
+            Self::Source(r) => r.validate(),
         }
     }
 
@@ -203,6 +208,7 @@ impl Object {
             Self::Cluster(r) => cluster_body(r)?,
             Self::Environment(r) => serde_json::to_value(r)?,
             Self::Application(r) => serde_json::to_value(r)?,
+            Self::Source(r) => serde_json::to_value(r)?,
         };
         if let Some(map) = v.as_object_mut() {
             map.remove("status");
@@ -644,12 +650,13 @@ fn refusal(kind: &str) -> String {
                 | KindName::Team
                 | KindName::Cluster
                 | KindName::Environment
-                | KindName::Application),
+                | KindName::Application
+                | KindName::Source),
             ) => {
                 format!("unknown kind '{kind}'; did you mean kind: {}?", k.kind())
             }
             _ => {
-                format!("unknown kind '{kind}'; apply takes User, Team, Cluster, Environment and Application")
+                format!("unknown kind '{kind}'; apply takes User, Team, Cluster, Environment, Application and Source")
             }
         },
     }
@@ -667,6 +674,7 @@ fn typed_from_yaml(
         Some(KindName::Cluster) => from_yaml(&chunk.text).map(Object::Cluster),
         Some(KindName::Environment) => from_yaml(&chunk.text).map(Object::Environment),
         Some(KindName::Application) => from_yaml(&chunk.text).map(|a| Object::Application(Box::new(a))),
+        Some(KindName::Source) => from_yaml(&chunk.text).map(Object::Source),
         _ => {
             problems.push(format!("{at}: {}", refusal(kind)));
             return None;
@@ -700,6 +708,7 @@ fn object_from_json(value: &Value, at: &str, problems: &mut Vec<String>) -> Opti
         Some(KindName::Cluster) => Resource::from_json(value).map(Object::Cluster),
         Some(KindName::Environment) => Resource::from_json(value).map(Object::Environment),
         Some(KindName::Application) => Resource::from_json(value).map(|a| Object::Application(Box::new(a))),
+        Some(KindName::Source) => Resource::from_json(value).map(Object::Source),
         _ => {
             problems.push(format!("{at}: {}", refusal(kind)));
             return None;
