@@ -16,8 +16,8 @@ use berth_core::{
     authz::Principal,
     objects::{
         Application, ApplicationKind, Cluster, ClusterKind, DEFAULT_TEAM, Deployment, DeploymentKind,
-        Environment, EnvironmentKind, Release, ReleaseKind, SecretInfo, SourceKind, SyncSource, Team, TeamKind,
-        User, UserKind,
+        Environment, EnvironmentKind, Release, ReleaseKind, SecretInfo, SourceKind, SyncSource, Team,
+        TeamKind, User, UserKind,
     },
 };
 use serde::de::DeserializeOwned;
@@ -321,7 +321,10 @@ kind_routes!(
 /// source as it is when the sync is asked for.
 #[utoipa::path(post, path = "/sources/{name}/sync", tag = "gitops", params(("name" = String, Path, description = "Source")),
     responses((status = 202, body = SyncSource), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-async fn sync_source(State(s): State<ApiState>, Path(name): Path<String>) -> Result<(StatusCode, Json<SyncSource>)> {
+async fn sync_source(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<SyncSource>)> {
     Ok((StatusCode::ACCEPTED, Json(crate::sources::sync(&s, &name).await?)))
 }
 kind_routes!(users, UserKind, User, "/users", "/users/{name}", "governance");

@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "unknown kind 'pods'; use one of: users, teams, clusters (cl), environments (env), applications \
-             (app), releases (rel), deployments (deploy), events (ev)"
+             (app), sources (src), releases (rel), deployments (deploy), events (ev)"
         );
     }
 

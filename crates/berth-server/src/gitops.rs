@@ -33,7 +33,7 @@ use berth_core::{
     Kind, NewEvent,
     authz::Principal,
     objects::{
-        SyncAction, SourceDrift, DriftKind, SourceChange, SourceKind, SourcePhase, SourceSpec, SourceStatus,
+        DriftKind, SourceChange, SourceDrift, SourceKind, SourcePhase, SourceSpec, SourceStatus, SyncAction,
         SyncError, SyncPlan, SyncSource, differing_fields, plan_sync,
     },
     ports::StoreError,
@@ -128,10 +128,7 @@ impl Syncer {
     /// Syncs one source and records the outcome in its status.
     async fn sync(&mut self, source: &SyncSource) {
         let name = source.name().to_owned();
-        let settings_changed = self
-            .tracked
-            .get(&name)
-            .is_some_and(|t| t.spec != source.spec);
+        let settings_changed = self.tracked.get(&name).is_some_and(|t| t.spec != source.spec);
         let status = match self.fetch(source).await {
             Err(error) => failed(&source.status, error, Utc::now()),
             Ok((commit, documents)) => {
@@ -175,16 +172,20 @@ impl Syncer {
         )
         .await;
         let tree = match fetched {
-            Err(_) => return Err(sync_error(None, format!("fetching took longer than {FETCH_TIMEOUT:?}"))),
+            Err(_) => {
+                return Err(sync_error(
+                    None,
+                    format!("fetching took longer than {FETCH_TIMEOUT:?}"),
+                ));
+            }
             Ok(Err(e)) => return Err(sync_error(None, format!("the fetch stopped: {e}"))),
             Ok(Ok(Err(e))) => return Err(sync_error(None, e.to_string())),
             Ok(Ok(Ok(tree))) => tree,
         };
-        let documents = documents(&tree, &source.spec.path)
-            .map_err(|mut e| {
-                e.commit = Some(tree.commit.clone());
-                e
-            })?;
+        let documents = documents(&tree, &source.spec.path).map_err(|mut e| {
+            e.commit = Some(tree.commit.clone());
+            e
+        })?;
         Ok((tree.commit, documents))
     }
 
@@ -275,7 +276,11 @@ fn actor(source: &str) -> String {
 /// An empty scratch directory for one fetch.
 fn scratch(work_dir: &Path, source: &str) -> Result<tempfile::TempDir, SyncError> {
     std::fs::create_dir_all(work_dir)
-        .and_then(|()| tempfile::Builder::new().prefix(&format!("{source}-")).tempdir_in(work_dir))
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(&format!("{source}-"))
+                .tempdir_in(work_dir)
+        })
         .map_err(|e| {
             sync_error(
                 None,
@@ -324,14 +329,22 @@ pub fn documents(tree: &berth_build::git::Tree, dir: &str) -> Result<Vec<ApplyDo
                 serde_saphyr::from_str_multiple::<Value, Vec<_>>(text).map_err(|e| e.to_string())
             });
         match parsed {
-            Ok(values) => documents.extend(values.into_iter().filter(|v| !v.is_null()).map(|object| {
-                ApplyDocument {
-                    object,
-                    file: Some(path.clone()),
-                    line: None,
-                }
-            })),
-            Err(message) => errors.push(berth_core::FieldError::new(path.clone(), format!("{path}: {message}"))),
+            Ok(values) => {
+                documents.extend(
+                    values
+                        .into_iter()
+                        .filter(|v| !v.is_null())
+                        .map(|object| ApplyDocument {
+                            object,
+                            file: Some(path.clone()),
+                            line: None,
+                        }),
+                )
+            }
+            Err(message) => errors.push(berth_core::FieldError::new(
+                path.clone(),
+                format!("{path}: {message}"),
+            )),
         }
     }
     let at = if base.is_empty() { "." } else { base };
@@ -494,7 +507,13 @@ fn event(source: &SyncSource, after: &SourceStatus) -> Option<NewEvent> {
                 .error
                 .as_ref()
                 .map_or_else(String::new, |e| e.message.clone());
-            Some(NewEvent::warning("SyncFailed", kind, name, &actor, format!("source {name}: {message}")))
+            Some(NewEvent::warning(
+                "SyncFailed",
+                kind,
+                name,
+                &actor,
+                format!("source {name}: {message}"),
+            ))
         }
         SourcePhase::Synced if before.commit != after.commit || before.phase != SourcePhase::Synced => {
             Some(NewEvent::normal(
@@ -509,22 +528,27 @@ fn event(source: &SyncSource, after: &SourceStatus) -> Option<NewEvent> {
                 ),
             ))
         }
-        SourcePhase::Synced if after.drift != before.drift && !after.drift.is_empty() => Some(NewEvent::warning(
-            "Drift",
-            kind,
-            name,
-            &actor,
-            format!(
-                "source {name}: {} object(s) differ from the repository",
-                after.drift.len()
-            ),
-        )),
+        SourcePhase::Synced if after.drift != before.drift && !after.drift.is_empty() => {
+            Some(NewEvent::warning(
+                "Drift",
+                kind,
+                name,
+                &actor,
+                format!(
+                    "source {name}: {} object(s) differ from the repository",
+                    after.drift.len()
+                ),
+            ))
+        }
         SourcePhase::Synced if after.changes != before.changes => Some(NewEvent::normal(
             "Reverted",
             kind,
             name,
             &actor,
-            format!("source {name}: drift reverted ({} object(s))", after.changes.len()),
+            format!(
+                "source {name}: drift reverted ({} object(s))",
+                after.changes.len()
+            ),
         )),
         _ => None,
     }
@@ -573,7 +597,12 @@ mod tests {
         let docs = documents(&t, "platform/").unwrap();
         let seen: Vec<(String, String)> = docs
             .iter()
-            .map(|d| (d.file.clone().unwrap(), d.object["kind"].as_str().unwrap().to_owned()))
+            .map(|d| {
+                (
+                    d.file.clone().unwrap(),
+                    d.object["kind"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect();
         assert_eq!(
             seen,
@@ -590,16 +619,35 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_yaml_is_named() {
-        let t = tree(&[("a.yaml", "kind: Team
-"), ("b.yaml", "kind: [unclosed
-")]);
+        let t = tree(&[
+            (
+                "a.yaml",
+                "kind: Team
+",
+            ),
+            (
+                "b.yaml",
+                "kind: [unclosed
+",
+            ),
+        ]);
         let e = documents(&t, ".").unwrap_err();
         assert_eq!(e.errors.len(), 1);
         assert_eq!(e.errors[0].path, "b.yaml");
-        assert!(e.errors[0].message.starts_with("b.yaml: "), "{}", e.errors[0].message);
+        assert!(
+            e.errors[0].message.starts_with("b.yaml: "),
+            "{}",
+            e.errors[0].message
+        );
     }
 
-    fn applied(kind: &str, name: &str, action: Action, before: Option<Value>, after: Option<Value>) -> AppliedObject {
+    fn applied(
+        kind: &str,
+        name: &str,
+        action: Action,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) -> AppliedObject {
         AppliedObject {
             kind: kind.to_owned(),
             name: name.to_owned(),
@@ -625,7 +673,10 @@ mod tests {
         assert_eq!(s.phase, SourcePhase::Synced);
         assert_eq!(s.commit.as_deref(), Some("abc"));
         let actions: Vec<SyncAction> = s.changes.iter().map(|c| c.action).collect();
-        assert_eq!(actions, [SyncAction::Created, SyncAction::Changed, SyncAction::Pruned]);
+        assert_eq!(
+            actions,
+            [SyncAction::Created, SyncAction::Changed, SyncAction::Pruned]
+        );
 
         let edited = ApplyResult {
             dry_run: true,

@@ -31,12 +31,23 @@ impl Repo {
 
     fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "-c",
+                "commit.gpgsign=false",
+            ])
             .args(args)
             .current_dir(&self.path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -63,7 +74,9 @@ impl Repo {
 }
 
 fn cluster(name: &str) -> String {
-    format!("apiVersion: berth.dev/v1\nkind: Cluster\nmetadata: {{name: {name}}}\nspec: {{datacenter: dc1}}\n")
+    format!(
+        "apiVersion: berth.dev/v1\nkind: Cluster\nmetadata: {{name: {name}}}\nspec: {{datacenter: dc1}}\n"
+    )
 }
 
 fn environment(name: &str, cluster: &str) -> String {
@@ -93,11 +106,20 @@ async fn source(berth: &Berth, name: &str, repo: &Repo, spec: Value) {
 }
 
 async fn status(berth: &Berth, name: &str) -> Value {
-    let (s, b) = berth
-        .call(Method::GET, &format!("/sources/{name}"), None)
-        .await;
+    let (s, b) = berth.call(Method::GET, &format!("/sources/{name}"), None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     b["status"].clone()
+}
+
+/// The settings of a source synced only when asked, that prunes.
+fn pruning() -> Value {
+    json!({"interval": "1h", "prune": true})
+}
+
+/// Creates source `name` of `repo` and waits for its first sync, to `commit`.
+async fn follow(berth: &Berth, name: &str, repo: &Repo, spec: Value, commit: &str) -> Value {
+    source(berth, name, repo, spec).await;
+    synced_to(berth, name, commit, Duration::from_secs(10)).await
 }
 
 /// Waits until source `name` is synced to `commit`.
@@ -119,7 +141,10 @@ async fn sync(berth: &Berth, name: &str) {
 
 async fn exists(berth: &Berth, path: &str) -> bool {
     let (s, b) = berth.call(Method::GET, path, None).await;
-    assert!(s == StatusCode::OK || s == StatusCode::NOT_FOUND, "{path}: {s} {b}");
+    assert!(
+        s == StatusCode::OK || s == StatusCode::NOT_FOUND,
+        "{path}: {s} {b}"
+    );
     s == StatusCode::OK
 }
 
@@ -129,10 +154,13 @@ async fn a_commit_is_applied_within_the_poll_period() {
     let repo = Repo::new();
     let first = repo.commit(&[(
         "platform.yaml",
-        Some(&format!("{}---\n{}", environment("qa", &berth.cluster), cluster(&berth.cluster))),
+        Some(&format!(
+            "{}---\n{}",
+            environment("qa", &berth.cluster),
+            cluster(&berth.cluster)
+        )),
     )]);
-    source(&berth, "platform", &repo, json!({"interval": "5s"})).await;
-    let s = synced_to(&berth, "platform", &first, Duration::from_secs(10)).await;
+    let s = follow(&berth, "platform", &repo, json!({"interval": "5s"}), &first).await;
     let changes = s["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 2, "{s}");
     assert!(changes.iter().all(|c| c["action"] == "created"), "{s}");
@@ -163,8 +191,7 @@ async fn a_sync_request_applies_a_commit_at_once() {
     let repo = Repo::new();
     let first = repo.commit(&[("web.yaml", Some(&application("web", 1)))]);
     // Polled every hour: only its creation and the requests sync it.
-    source(&berth, "apps", &repo, json!({"interval": "1h"})).await;
-    synced_to(&berth, "apps", &first, Duration::from_secs(10)).await;
+    follow(&berth, "apps", &repo, json!({"interval": "1h"}), &first).await;
     let second = repo.commit(&[("api.yaml", Some(&application("api", 1)))]);
     sync(&berth, "apps").await;
     synced_to(&berth, "apps", &second, Duration::from_secs(5)).await;
@@ -182,8 +209,7 @@ async fn a_bad_commit_is_refused_and_the_previous_objects_kept() {
         ("cluster.yaml", Some(&cluster(&berth.cluster))),
         ("web.yaml", Some(&application("web", 1))),
     ]);
-    source(&berth, "platform", &repo, json!({"interval": "1h", "prune": true})).await;
-    synced_to(&berth, "platform", &good, Duration::from_secs(10)).await;
+    follow(&berth, "platform", &repo, pruning(), &good).await;
 
     // One good change and one bad document (an unknown field, a missing cluster): none
     // of it is applied.
@@ -204,15 +230,27 @@ async fn a_bad_commit_is_refused_and_the_previous_objects_kept() {
     })
     .await;
     let s = status(&berth, "platform").await;
-    assert_eq!(s["commit"], good.as_str(), "the objects are still at the good commit: {s}");
+    assert_eq!(
+        s["commit"],
+        good.as_str(),
+        "the objects are still at the good commit: {s}"
+    );
     let error = &s["error"];
     assert_eq!(error["commit"], bad.as_str(), "{s}");
     let errors = error["errors"].as_array().unwrap();
     let text = serde_json::to_string(errors).unwrap();
     assert!(text.contains("envs.yaml"), "the file is named: {text}");
     assert!(text.contains("colour"), "the unknown field is named: {text}");
-    assert!(text.contains("spec.clusters[0].cluster"), "the missing cluster's field: {text}");
-    assert!(errors.iter().all(|e| e["path"].as_str().unwrap().starts_with("documents[")), "{text}");
+    assert!(
+        text.contains("spec.clusters[0].cluster"),
+        "the missing cluster's field: {text}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["path"].as_str().unwrap().starts_with("documents[")),
+        "{text}"
+    );
     let (_, web) = berth.call(Method::GET, "/applications/web", None).await;
     assert_eq!(web["spec"]["replicas"], 1, "{web}");
     assert!(!exists(&berth, "/environments/qa").await);
@@ -229,18 +267,18 @@ async fn a_bad_commit_is_refused_and_the_previous_objects_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_removed_from_git_is_pruned_only_with_prune() {
     let berth = Berth::start().await;
-    let pruning = Repo::new();
-    let keeping = Repo::new();
-    let a = pruning.commit(&[
+    let pruned = Repo::new();
+    let kept = Repo::new();
+    let a = pruned.commit(&[
         ("web.yaml", Some(&application("web", 1))),
         ("api.yaml", Some(&application("api", 1))),
     ]);
-    let b = keeping.commit(&[
+    let b = kept.commit(&[
         ("shop.yaml", Some(&application("shop", 1))),
         ("cart.yaml", Some(&application("cart", 1))),
     ]);
-    source(&berth, "pruning", &pruning, json!({"interval": "1h", "prune": true})).await;
-    source(&berth, "keeping", &keeping, json!({"interval": "1h"})).await;
+    source(&berth, "pruning", &pruned, pruning()).await;
+    source(&berth, "keeping", &kept, json!({"interval": "1h"})).await;
     synced_to(&berth, "pruning", &a, Duration::from_secs(10)).await;
     synced_to(&berth, "keeping", &b, Duration::from_secs(10)).await;
     // Made by hand: never this source's to prune.
@@ -254,8 +292,8 @@ async fn a_file_removed_from_git_is_pruned_only_with_prune() {
         .await;
     assert!(s.is_success(), "{body}");
 
-    let a2 = pruning.commit(&[("api.yaml", None)]);
-    let b2 = keeping.commit(&[("cart.yaml", None)]);
+    let a2 = pruned.commit(&[("api.yaml", None)]);
+    let b2 = kept.commit(&[("cart.yaml", None)]);
     sync(&berth, "pruning").await;
     sync(&berth, "keeping").await;
     let s = synced_to(&berth, "pruning", &a2, Duration::from_secs(5)).await;
@@ -277,8 +315,7 @@ async fn drift_is_reported_and_reverted_with_self_heal() {
     let berth = Berth::start().await;
     let repo = Repo::new();
     let commit = repo.commit(&[("web.yaml", Some(&application("web", 1)))]);
-    source(&berth, "apps", &repo, json!({"interval": "1h"})).await;
-    synced_to(&berth, "apps", &commit, Duration::from_secs(10)).await;
+    follow(&berth, "apps", &repo, json!({"interval": "1h"}), &commit).await;
     let edit = |replicas: u32| {
         let berth = &berth;
         async move {
@@ -356,11 +393,13 @@ async fn a_prune_never_stops_an_application_running_in_production() {
     );
     let web = serde_json::to_string(&support::web_app("v1", 1, "/healthz")).unwrap();
     let first = repo.commit(&[
-        ("platform.yaml", Some(&format!("{}---\n{production}", cluster(&berth.cluster)))),
+        (
+            "platform.yaml",
+            Some(&format!("{}---\n{production}", cluster(&berth.cluster))),
+        ),
         ("web.json", Some(&web)),
     ]);
-    source(&berth, "platform", &repo, json!({"interval": "1h", "prune": true})).await;
-    synced_to(&berth, "platform", &first, Duration::from_secs(10)).await;
+    follow(&berth, "platform", &repo, pruning(), &first).await;
     let out = berth.cli(&["deploy", "web", "--env", "production"]);
     assert!(
         out.status.success(),

@@ -656,7 +656,9 @@ fn refusal(kind: &str) -> String {
                 format!("unknown kind '{kind}'; did you mean kind: {}?", k.kind())
             }
             _ => {
-                format!("unknown kind '{kind}'; apply takes User, Team, Cluster, Environment, Application and Source")
+                format!(
+                    "unknown kind '{kind}'; apply takes User, Team, Cluster, Environment, Application and Source"
+                )
             }
         },
     }
@@ -968,7 +970,7 @@ mod tests {
           spec.replicas: 1000 is more than the 100 allowed
         mixed.yaml:18:1: kind Release cannot be applied: releases are immutable and made by `berth deploy APP --image REF` (or POST /applications/APP/releases)
         mixed.yaml:23:1: kind Deployment cannot be applied: deployments are made by `berth deploy` and `berth rollback`
-        mixed.yaml:28:1: unknown kind 'Pod'; apply takes User, Team, Cluster, Environment and Application
+        mixed.yaml:28:1: unknown kind 'Pod'; apply takes User, Team, Cluster, Environment, Application and Source
         mixed.yaml:32:1: unknown kind 'application'; did you mean kind: Application?
         mixed.yaml:36:1: the document has no kind; use kind: User, Team, Cluster, Environment or Application
         mixed.yaml:39:1: cluster/local is also defined at mixed.yaml:1; keep one
@@ -1081,7 +1083,7 @@ mod tests {
             report,
             format!(
                 "error: 1 problem in the documents; nothing was applied\n{}:1:1: unknown kind 'Pod'; apply takes \
-                 User, Team, Cluster, Environment and Application",
+                 User, Team, Cluster, Environment, Application and Source",
                 pod.display()
             )
         );

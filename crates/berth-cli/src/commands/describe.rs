@@ -5,7 +5,10 @@ use std::{io::Write, process::ExitCode};
 
 use berth_core::{
     ObjectMeta,
-    objects::{Application, ApplicationSpec, Cluster, Deployment, Environment, Event, Release, SyncSource, Team, User},
+    objects::{
+        Application, ApplicationSpec, Cluster, Deployment, Environment, Event, Release, SyncSource, Team,
+        User,
+    },
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -250,7 +253,12 @@ fn source(src: &SyncSource, now: DateTime<Utc>) -> anyhow::Result<String> {
         out.push_str(&format!("  synced:    {} ago\n", output::age(Some(t), now)));
     }
     for c in &s.changes {
-        out.push_str(&format!("  change:    {}/{} {}\n", c.kind, c.name, variant(&c.action)));
+        out.push_str(&format!(
+            "  change:    {}/{} {}\n",
+            c.kind,
+            c.name,
+            variant(&c.action)
+        ));
     }
     for d in &s.drift {
         out.push_str(&format!(

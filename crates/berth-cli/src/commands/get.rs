@@ -281,9 +281,9 @@ pub async fn fetch_one(
         KindName::Application => Found::Applications(vec![
             client.get(&["applications", name], &[]).await.with_context(ctx)?,
         ]),
-        KindName::Source => Found::Sources(vec![
-            client.get(&["sources", name], &[]).await.with_context(ctx)?,
-        ]),
+        KindName::Source => {
+            Found::Sources(vec![client.get(&["sources", name], &[]).await.with_context(ctx)?])
+        }
         KindName::Release => {
             let (app, number) = release_ref(name, app)?;
             let number = number.to_string();
@@ -326,7 +326,15 @@ pub fn release_ref(name: &str, app: Option<&str>) -> anyhow::Result<(String, u64
 /// NAME REPOSITORY REF PHASE COMMIT DRIFT LAST-SYNC.
 #[must_use]
 pub fn source_table(sources: &[SyncSource], now: DateTime<Utc>) -> Table {
-    let mut t = Table::new(&["NAME", "REPOSITORY", "REF", "PHASE", "COMMIT", "DRIFT", "LAST-SYNC"]);
+    let mut t = Table::new(&[
+        "NAME",
+        "REPOSITORY",
+        "REF",
+        "PHASE",
+        "COMMIT",
+        "DRIFT",
+        "LAST-SYNC",
+    ]);
     for s in sources {
         let commit = s.status.commit.as_deref().unwrap_or("-");
         t.row(vec![

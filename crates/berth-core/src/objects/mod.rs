@@ -46,8 +46,9 @@ pub use source::{
     validate_source,
 };
 pub use sync_source::{
-    SyncAction, DEFAULT_INTERVAL, SourceDrift, DriftKind, MIN_INTERVAL, SourceChange, SourceKind, SourcePhase,
-    SourceSpec, SourceStatus, SyncError, SyncPlan, SyncSource, differing_fields, parse_interval, plan_sync,
+    DEFAULT_INTERVAL, DriftKind, MIN_INTERVAL, SourceChange, SourceDrift, SourceKind, SourcePhase,
+    SourceSpec, SourceStatus, SyncAction, SyncError, SyncPlan, SyncSource, differing_fields, parse_interval,
+    plan_sync,
 };
 pub use team::{DEFAULT_TEAM, Member, Quota, Role, Team, TeamKind, TeamSpec, TeamStatus};
 pub use user::{BOOTSTRAP_ADMIN, User, UserKind, UserSpec, UserStatus};

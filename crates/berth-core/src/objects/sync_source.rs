@@ -245,11 +245,8 @@ impl Kind for SourceKind {
         }
         match parse_interval(&spec.interval) {
             None => errors.push(
-                FieldError::new(
-                    "spec.interval",
-                    format!("'{}' is not an interval", spec.interval),
-                )
-                .hint("write a whole number and s, m or h, e.g. 30s, 5m or 1h"),
+                FieldError::new("spec.interval", format!("'{}' is not an interval", spec.interval))
+                    .hint("write a whole number and s, m or h, e.g. 30s, 5m or 1h"),
             ),
             Some(d) if d < MIN_INTERVAL => errors.push(
                 FieldError::new(
@@ -354,7 +351,12 @@ mod tests {
 
     #[test]
     fn intervals_are_a_number_and_a_unit() {
-        for (text, seconds) in [("5s", Some(5)), ("30s", Some(30)), ("5m", Some(300)), ("1h", Some(3600))] {
+        for (text, seconds) in [
+            ("5s", Some(5)),
+            ("30s", Some(30)),
+            ("5m", Some(300)),
+            ("1h", Some(3600)),
+        ] {
             assert_eq!(parse_interval(text), seconds.map(Duration::from_secs), "{text}");
         }
         for bad in ["", "s", "30", "1.5m", "-5s", "5 s", "5d", "99999999999999999999h"] {
