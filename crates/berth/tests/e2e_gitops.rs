@@ -15,7 +15,7 @@ use support::{Berth, wait_until};
 
 /// A git repository of the test's own, on branch `main`.
 struct Repo {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     path: PathBuf,
 }
 
@@ -24,7 +24,7 @@ impl Repo {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("platform");
         std::fs::create_dir_all(&path).unwrap();
-        let repo = Self { _dir: dir, path };
+        let repo = Self { dir, path };
         repo.git(&["init", "-q", "-b", "main"]);
         repo
     }
@@ -190,15 +190,65 @@ async fn a_sync_request_applies_a_commit_at_once() {
     let berth = Berth::start().await;
     let repo = Repo::new();
     let first = repo.commit(&[("web.yaml", Some(&application("web", 1)))]);
-    // Polled every hour: only its creation and the requests sync it.
-    follow(&berth, "apps", &repo, json!({"interval": "1h"}), &first).await;
+    // Applied from a file like any document; polled every hour: only its creation and
+    // the requests sync it.
+    let file = repo.dir.path().join("source.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: berth.dev/v1\nkind: Source\nmetadata: {{name: apps}}\nspec:\n  repository: {}\n  interval: 1h\n",
+            repo.url()
+        ),
+    )
+    .unwrap();
+    let out = berth.cli(&["apply", "-f", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("source/apps created"),
+        "{text}"
+    );
+    synced_to(&berth, "apps", &first, Duration::from_secs(10)).await;
     let second = repo.commit(&[("api.yaml", Some(&application("api", 1)))]);
     sync(&berth, "apps").await;
     synced_to(&berth, "apps", &second, Duration::from_secs(5)).await;
     assert!(exists(&berth, "/applications/api").await);
+    let out = berth.cli(&["get", "sources"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("apps") && table.contains("Synced") && table.contains(&second[..12]),
+        "{table}"
+    );
+    let out = berth.cli(&["describe", "source", "apps"]);
+    let described = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        described.contains("change:    Application/api created"),
+        "{described}"
+    );
     // A source that does not exist is not found; others may not ask.
     let (s, _) = berth.call(Method::POST, "/sources/nope/sync", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, token) = berth
+        .call(
+            Method::PUT,
+            "/users/dev",
+            Some(json!({"apiVersion": "berth.dev/v1", "kind": "User",
+            "metadata": {"name": "dev"}, "spec": {}})),
+        )
+        .await;
+    assert!(s.is_success(), "{token}");
+    let (s, token) = berth
+        .call(Method::POST, "/tokens", Some(json!({"name": "t", "user": "dev"})))
+        .await;
+    assert!(s.is_success(), "{token}");
+    let (s, _) = berth
+        .call_as(
+            token["secret"].as_str().unwrap(),
+            Method::POST,
+            "/sources/apps/sync",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
