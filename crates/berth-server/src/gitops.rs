@@ -326,20 +326,26 @@ pub fn documents(tree: &berth_build::git::Tree, dir: &str) -> Result<Vec<ApplyDo
         let parsed = std::str::from_utf8(&content.data)
             .map_err(|e| format!("is not UTF-8 text: {e}"))
             .and_then(|text| {
-                serde_saphyr::from_str_multiple::<Value, Vec<_>>(text).map_err(|e| e.to_string())
+                let values =
+                    serde_saphyr::from_str_multiple::<Value, Vec<_>>(text).map_err(|e| e.to_string())?;
+                Ok((values, text))
             });
         match parsed {
-            Ok(values) => {
-                documents.extend(
-                    values
-                        .into_iter()
-                        .filter(|v| !v.is_null())
-                        .map(|object| ApplyDocument {
-                            object,
-                            file: Some(path.clone()),
-                            line: None,
-                        }),
-                )
+            Ok((values, text)) => {
+                let values: Vec<Value> = values.into_iter().filter(|v| !v.is_null()).collect();
+                // The line of each document, when the split finds them all (it drops
+                // empty documents as the parse does).
+                let chunks = berth_core::stream::split_documents(text);
+                let lines: Vec<Option<u64>> = if chunks.len() == values.len() {
+                    chunks.iter().map(|c| Some(c.content_line())).collect()
+                } else {
+                    vec![None; values.len()]
+                };
+                documents.extend(values.into_iter().zip(lines).map(|(object, line)| ApplyDocument {
+                    object,
+                    file: Some(path.clone()),
+                    line,
+                }));
             }
             Err(message) => errors.push(berth_core::FieldError::new(
                 path.clone(),
@@ -612,6 +618,8 @@ mod tests {
                 ("platform/b.json".to_owned(), "Cluster".to_owned()),
             ]
         );
+        let lines: Vec<Option<u64>> = docs.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [Some(1), Some(3), Some(1)]);
         // Nothing at the top: refused, so that a wrong path never prunes everything.
         let empty = documents(&t, ".").unwrap_err();
         assert!(empty.message.contains("no documents"), "{}", empty.message);

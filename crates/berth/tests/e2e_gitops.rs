@@ -289,7 +289,11 @@ async fn a_bad_commit_is_refused_and_the_previous_objects_kept() {
     assert_eq!(error["commit"], bad.as_str(), "{s}");
     let errors = error["errors"].as_array().unwrap();
     let text = serde_json::to_string(errors).unwrap();
-    assert!(text.contains("envs.yaml"), "the file is named: {text}");
+    assert!(
+        text.contains("envs.yaml:1: Environment 'qa'"),
+        "the file and line are named: {text}"
+    );
+    assert!(text.contains("envs.yaml:8: Environment 'staging'"), "{text}");
     assert!(text.contains("colour"), "the unknown field is named: {text}");
     assert!(
         text.contains("spec.clusters[0].cluster"),
