@@ -54,6 +54,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// status write is an audited commit.
 const QUIET_REFRESH: Duration = Duration::from_secs(300);
 
+/// The longest wait before a failed sync is tried again.
+const RETRY_FAILED: Duration = Duration::from_secs(60);
+
 /// How often a status write is tried again when the source changed under it.
 const STATUS_ATTEMPTS: usize = 3;
 
@@ -138,7 +141,14 @@ impl Syncer {
                     &commit,
                     settings_changed,
                 );
-                if plan == SyncPlan::Apply {
+                // A commit already refused is tried again quietly: no Syncing write
+                // between two identical failures.
+                let refused_before = source
+                    .status
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.commit.as_deref() == Some(commit.as_str()));
+                if plan == SyncPlan::Apply && !refused_before {
                     self.record(source, |s| s.phase = SourcePhase::Syncing, None)
                         .await;
                 }
@@ -147,12 +157,18 @@ impl Syncer {
             }
         };
         let event = event(source, &status);
+        // A failure may be passing (the store raced another change, the repository
+        // could not be reached): tried again within a minute whatever the interval.
+        let wait = match status.phase {
+            SourcePhase::Failed => source.spec.interval().min(RETRY_FAILED),
+            _ => source.spec.interval(),
+        };
         self.record(source, |s| *s = status.clone(), event).await;
         self.tracked.insert(
             name,
             Tracked {
                 spec: source.spec.clone(),
-                next: Instant::now() + source.spec.interval(),
+                next: Instant::now() + wait,
             },
         );
     }
