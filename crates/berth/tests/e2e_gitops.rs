@@ -224,6 +224,16 @@ async fn a_sync_request_applies_a_commit_at_once() {
         described.contains("change:    Application/api created"),
         "{described}"
     );
+    // A ref the repository does not have: failed, saying so, nothing applied.
+    source(&berth, "broken", &repo, json!({"ref": "nope", "interval": "1h"})).await;
+    wait_until(Duration::from_secs(5), "the unknown ref refused", || async {
+        status(&berth, "broken").await["phase"] == "Failed"
+    })
+    .await;
+    let s = status(&berth, "broken").await;
+    let message = s["error"]["message"].as_str().unwrap();
+    assert!(message.contains("'nope' is not a branch, tag or commit"), "{s}");
+    assert!(s.get("commit").is_none(), "{s}");
     // A source that does not exist is not found; others may not ask.
     let (s, _) = berth.call(Method::POST, "/sources/nope/sync", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
