@@ -152,8 +152,7 @@ impl Syncer {
                     self.record(source, |s| s.phase = SourcePhase::Syncing, None)
                         .await;
                 }
-                let result = self.apply(source, documents, plan == SyncPlan::Check).await;
-                outcome(&source.status, plan, &commit, result, Utc::now())
+                self.carry_out(source, plan, &commit, documents).await
             }
         };
         let event = event(source, &status);
@@ -203,6 +202,33 @@ impl Syncer {
             e
         })?;
         Ok((tree.commit, documents))
+    }
+
+    /// Carries out `plan` for `documents` of `commit`: a dry run first, which must not
+    /// take over objects another source applied; then, unless only checking (or
+    /// nothing differs), the apply. The status it leads to.
+    async fn carry_out(
+        &self,
+        source: &SyncSource,
+        plan: SyncPlan,
+        commit: &str,
+        documents: Vec<ApplyDocument>,
+    ) -> SourceStatus {
+        let planned = self.apply(source, documents.clone(), true).await;
+        let result = match (plan, planned) {
+            (SyncPlan::Check, planned) | (_, planned @ Err(_)) => planned,
+            (_, Ok(planned)) => {
+                if let Some(error) = taken_over(source.name(), commit, &planned) {
+                    return failed(&source.status, error, Utc::now());
+                }
+                if plan == SyncPlan::Revert && planned.objects.iter().all(|o| o.action == Action::Unchanged) {
+                    Ok(planned)
+                } else {
+                    self.apply(source, documents, false).await
+                }
+            }
+        };
+        outcome(&source.status, plan, commit, result, Utc::now())
     }
 
     /// Applies `documents` as the source (as a dry run with `dry_run`).
@@ -387,6 +413,42 @@ pub fn documents(tree: &berth_build::git::Tree, dir: &str) -> Result<Vec<ApplyDo
         ));
     }
     Ok(documents)
+}
+
+/// Refuses a sync that would take over objects another source applied (their label
+/// names it): two sources applying one object would undo each other at every sync.
+fn taken_over(source: &str, commit: &str, planned: &ApplyResult) -> Option<SyncError> {
+    let errors: Vec<berth_core::FieldError> = planned
+        .objects
+        .iter()
+        .filter_map(|o| {
+            let owner = o
+                .before
+                .as_ref()?
+                .pointer("/metadata/labels")?
+                .get(berth_contract::SOURCE_LABEL)?
+                .as_str()?;
+            (owner != source).then(|| {
+                berth_core::FieldError::new(
+                    format!("{}/{}", o.kind, o.name),
+                    format!("{} '{}' was applied by source '{owner}'", o.kind, o.name),
+                )
+                .hint(format!(
+                    "keep it in one source; to hand it over, remove its label {} first",
+                    berth_contract::SOURCE_LABEL
+                ))
+            })
+        })
+        .collect();
+    (!errors.is_empty()).then(|| SyncError {
+        commit: Some(commit.to_owned()),
+        message: format!(
+            "commit {} would take over {} object(s) of other sources; nothing of it was applied",
+            short(commit),
+            errors.len()
+        ),
+        errors,
+    })
 }
 
 /// The status after a sync that could not even apply: the objects stay as `commit`
@@ -643,26 +705,12 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_yaml_is_named() {
-        let t = tree(&[
-            (
-                "a.yaml",
-                "kind: Team
-",
-            ),
-            (
-                "b.yaml",
-                "kind: [unclosed
-",
-            ),
-        ]);
+        let t = tree(&[("a.yaml", "kind: Team\n"), ("b.yaml", "kind: [unclosed\n")]);
         let e = documents(&t, ".").unwrap_err();
         assert_eq!(e.errors.len(), 1);
         assert_eq!(e.errors[0].path, "b.yaml");
-        assert!(
-            e.errors[0].message.starts_with("b.yaml: "),
-            "{}",
-            e.errors[0].message
-        );
+        let message = &e.errors[0].message;
+        assert!(message.starts_with("b.yaml: "), "{message}");
     }
 
     fn applied(
@@ -742,6 +790,37 @@ mod tests {
         let error = s.error.unwrap();
         assert_eq!(error.commit.as_deref(), Some("bad"));
         assert_eq!(error.errors[0].path, "documents[0].spec.x");
+    }
+
+    #[test]
+    fn an_object_of_another_source_is_not_taken_over() {
+        let labelled = |source: &str| json!({"metadata": {"labels": {"berth.dev/source": source}}});
+        let planned = ApplyResult {
+            dry_run: true,
+            objects: vec![
+                applied("Team", "mine", Action::Configured, Some(labelled("a")), None),
+                applied("Team", "theirs", Action::Configured, Some(labelled("b")), None),
+                applied(
+                    "Team",
+                    "by-hand",
+                    Action::Configured,
+                    Some(json!({"metadata": {}})),
+                    None,
+                ),
+                applied("Team", "new", Action::Created, None, None),
+            ],
+        };
+        let error = taken_over("a", "abc", &planned).unwrap();
+        assert_eq!(error.errors.len(), 1);
+        assert_eq!(error.errors[0].path, "Team/theirs");
+        let message = &error.errors[0].message;
+        assert!(message.contains("source 'b'"), "{message}");
+        assert!(taken_over("b", "abc", &planned).is_some());
+        let mine = ApplyResult {
+            dry_run: true,
+            objects: planned.objects[..1].to_vec(),
+        };
+        assert!(taken_over("a", "abc", &mine).is_none());
     }
 
     #[test]

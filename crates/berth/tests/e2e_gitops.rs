@@ -372,6 +372,25 @@ async fn a_file_removed_from_git_is_pruned_only_with_prune() {
     for kept in ["web", "shop", "manual"] {
         assert!(exists(&berth, &format!("/applications/{kept}")).await, "{kept}");
     }
+
+    // Another source naming an object of this one takes nothing over: it fails, naming
+    // the owner, and the object stays as this source made it.
+    let other = Repo::new();
+    other.commit(&[("web.yaml", Some(&application("web", 5)))]);
+    source(&berth, "other", &other, json!({"interval": "1h"})).await;
+    wait_until(Duration::from_secs(5), "the take-over refused", || async {
+        status(&berth, "other").await["phase"] == "Failed"
+    })
+    .await;
+    let s = status(&berth, "other").await;
+    let text = serde_json::to_string(&s["error"]).unwrap();
+    assert!(
+        text.contains("Application 'web' was applied by source 'pruning'"),
+        "{text}"
+    );
+    let (_, web) = berth.call(Method::GET, "/applications/web", None).await;
+    assert_eq!(web["spec"]["replicas"], 1, "{web}");
+    assert_eq!(web["metadata"]["labels"]["berth.dev/source"], "pruning", "{web}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
