@@ -133,7 +133,7 @@ impl Syncer {
         let name = source.name().to_owned();
         let settings_changed = self.tracked.get(&name).is_some_and(|t| t.spec != source.spec);
         let status = match self.fetch(source).await {
-            Err(error) => failed(&source.status, error, Utc::now()),
+            Err(error) => failed(&source.status, error, self.state.clock.now()),
             Ok((commit, documents)) => {
                 let plan = plan_sync(
                     &source.spec,
@@ -219,7 +219,7 @@ impl Syncer {
             (SyncPlan::Check, planned) | (_, planned @ Err(_)) => planned,
             (_, Ok(planned)) => {
                 if let Some(error) = taken_over(source.name(), commit, &planned) {
-                    return failed(&source.status, error, Utc::now());
+                    return failed(&source.status, error, self.state.clock.now());
                 }
                 if plan == SyncPlan::Revert && planned.objects.iter().all(|o| o.action == Action::Unchanged) {
                     Ok(planned)
@@ -228,7 +228,7 @@ impl Syncer {
                 }
             }
         };
-        outcome(&source.status, plan, commit, result, Utc::now())
+        outcome(&source.status, plan, commit, result, self.state.clock.now())
     }
 
     /// Applies `documents` as the source (as a dry run with `dry_run`).
