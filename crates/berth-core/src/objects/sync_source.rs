@@ -239,6 +239,15 @@ impl Kind for SourceKind {
                 .hint("name the repository without '..', e.g. /srv/git/platform.git"),
             );
         }
+        if has_credentials(&spec.repository) {
+            errors.push(
+                FieldError::new(
+                    "spec.repository",
+                    "the URL carries credentials, which everyone who may read sources would see",
+                )
+                .hint("name the repository without user:password@; Berth does not yet keep git credentials"),
+            );
+        }
         check_git_ref("spec.ref", &spec.git_ref, errors);
         if spec.path != "." {
             check_path("spec.path", spec.path.trim_end_matches('/'), errors);
@@ -258,6 +267,14 @@ impl Kind for SourceKind {
             Some(_) => {}
         }
     }
+}
+
+/// Whether an `http(s)://` URL names a user (and perhaps a password or token).
+fn has_credentials(url: &str) -> bool {
+    url.split_once("://")
+        .filter(|(scheme, _)| scheme.starts_with("http"))
+        .and_then(|(_, rest)| rest.split('/').next())
+        .is_some_and(|authority| authority.contains('@'))
 }
 
 /// What a sync of a fetched commit does.
@@ -376,6 +393,10 @@ mod tests {
             error_paths(&s),
             ["spec.repository", "spec.ref", "spec.path", "spec.interval"]
         );
+        let s = spec(json!({"repository": "https://bot:token@git.example.com/platform.git"}));
+        assert_eq!(error_paths(&s), ["spec.repository"]);
+        let s = spec(json!({"repository": "https://git.example.com/@team/platform.git"}));
+        assert!(error_paths(&s).is_empty());
         let s = spec(json!({"repository": "/srv/git/platform", "interval": "soon"}));
         assert_eq!(error_paths(&s), ["spec.interval"]);
         assert_eq!(s.url(), "file:///srv/git/platform");
