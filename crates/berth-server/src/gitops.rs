@@ -2,12 +2,15 @@
 //!
 //! ```text
 //!  every second, or at once on POST /sources/{name}/sync
-//!    for each Source that is due (its interval passed) or asked for:
+//!    for each Source that is due (its interval passed, a failure a minute ago) or asked for:
 //!      fetch ref (berth_build::git) ──▶ documents under path ──▶ plan_sync
-//!        Apply  (a new commit):        POST /apply's use case, as source:<name>   ──▶ status.changes
-//!        Revert (same commit, selfHeal): the same, what differed is reverted        ──▶ status.changes
-//!        Check  (same commit):          the same as a dry run, what differs         ──▶ status.drift
-//!      a refused document: nothing applied, phase Failed, status.error names file, document, field
+//!      dry run of POST /apply's use case, as source:<name>; refused if it takes over
+//!      an object another source applied, else
+//!        Apply  (a new commit):          the apply                        ──▶ status.changes
+//!        Revert (same commit, selfHeal): the apply, if anything differs    ──▶ status.changes
+//!        Check  (same commit):           nothing more; what differs        ──▶ status.drift
+//!      a refused document: nothing applied, phase Failed, status.error names file:line,
+//!      document and field; status.commit stays the last one applied
 //! ```
 //!
 //! Every applied object carries the label `berth.dev/source: <name>` (what `apply
