@@ -21,7 +21,7 @@ use berth_core::{
     FieldError, Kind,
     audit::Change,
     authz::Principal,
-    objects::{ApplicationKind, ClusterKind, EnvironmentKind, TeamKind, UserKind},
+    objects::{ApplicationKind, ClusterKind, EnvironmentKind, SourceKind, TeamKind, UserKind},
 };
 use berth_service::Staged;
 use serde_json::Value;
@@ -37,12 +37,13 @@ use crate::{
 };
 
 /// The kinds an apply takes, in the order it applies them (each may name those before).
-const ORDER: [&str; 5] = [
+const ORDER: [&str; 6] = [
     UserKind::KIND,
     TeamKind::KIND,
     ClusterKind::KIND,
     EnvironmentKind::KIND,
     ApplicationKind::KIND,
+    SourceKind::KIND,
 ];
 
 /// Who applies, with what.
@@ -132,6 +133,7 @@ impl Applier<'_> {
             TeamKind::KIND => self.put::<TeamKind>(state, doc).await,
             ClusterKind::KIND => self.put::<ClusterKind>(state, doc).await,
             EnvironmentKind::KIND => self.put::<EnvironmentKind>(state, doc).await,
+            SourceKind::KIND => self.put::<SourceKind>(state, doc).await,
             _ => self.put::<ApplicationKind>(state, doc).await,
         }
     }
@@ -198,6 +200,7 @@ impl Applier<'_> {
                 TeamKind::KIND => self.delete::<TeamKind>(state, &name, force).await,
                 ClusterKind::KIND => self.delete::<ClusterKind>(state, &name, force).await,
                 EnvironmentKind::KIND => self.delete::<EnvironmentKind>(state, &name, force).await,
+                SourceKind::KIND => self.delete::<SourceKind>(state, &name, force).await,
                 _ => self.delete::<ApplicationKind>(state, &name, force).await,
             };
             match result {
@@ -328,7 +331,7 @@ fn check_source(source: &str) -> Result<()> {
 
 /// Labels a document with its source (a document whose metadata is not an object is
 /// left to its validation to refuse).
-fn label(object: &mut Value, source: &str) {
+pub fn label(object: &mut Value, source: &str) {
     let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };

@@ -25,6 +25,7 @@ pub mod permissions;
 pub mod promotion;
 mod routes;
 pub mod secrets;
+pub mod sources;
 
 use std::sync::Arc;
 
@@ -56,6 +57,8 @@ pub struct ApiState {
     pub clusters: Arc<dyn ClusterAccess>,
     /// What `/metrics` exposes.
     pub metrics: Arc<metrics::ApiMetrics>,
+    /// Syncs of sources asked for (`POST /sources/{name}/sync`), for the syncer.
+    pub syncs: Arc<sources::SyncRequests>,
 }
 
 impl ApiState {

@@ -12,7 +12,7 @@ use berth_core::{
     meta::ObjectMeta,
     objects::{
         Application, ApplicationKind, Cluster, ClusterKind, Deployment, DeploymentKind, Environment,
-        EnvironmentKind, Release, ReleaseKind, Team, TeamKind, User, UserKind,
+        EnvironmentKind, Release, ReleaseKind, SourceKind, Team, TeamKind, User, UserKind,
     },
     ports::{ListQuery, StoreError, Write},
     repo,
@@ -109,6 +109,23 @@ impl Managed for ClusterKind {
                 hint: "remove the cluster from those environments first".to_owned(),
             })
         }
+    }
+}
+
+/// A source's objects stay when it is deleted (they keep its label, so that a source
+/// of the same name takes them over again); a new source is synced at once.
+impl Managed for SourceKind {
+    async fn check_references(_: &ApiState, _: &Resource<Self>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn on_delete(_: &ApiState, _: &str, _force: bool) -> Result<Vec<Write>> {
+        Ok(Vec::new())
+    }
+
+    async fn after_create(state: &ApiState, _actor: &Actor, name: &str) -> Result<()> {
+        state.syncs.request(name);
+        Ok(())
     }
 }
 

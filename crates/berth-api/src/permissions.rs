@@ -90,7 +90,9 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
             | "/environments"
             | "/environments/{name}"
             | "/users"
-            | "/users/{name}",
+            | "/users/{name}"
+            | "/sources"
+            | "/sources/{name}",
         ) => {
             if read {
                 SignedIn
@@ -98,6 +100,8 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
                 PlatformAdmin
             }
         }
+        // A sync applies with a platform administrator's rights (see `crate::sources`).
+        ("POST", "/sources/{name}/sync") => PlatformAdmin,
         ("GET", "/teams" | "/teams/{name}") => SignedIn,
         ("POST" | "DELETE", "/teams" | "/teams/{name}") => PlatformAdmin,
         ("PUT" | "PATCH", "/teams/{name}") => ManageTeam,

@@ -16,7 +16,8 @@ use berth_core::{
     authz::Principal,
     objects::{
         Application, ApplicationKind, Cluster, ClusterKind, DEFAULT_TEAM, Deployment, DeploymentKind,
-        Environment, EnvironmentKind, Release, ReleaseKind, SecretInfo, Team, TeamKind, User, UserKind,
+        Environment, EnvironmentKind, Release, ReleaseKind, SecretInfo, SourceKind, SyncSource, Team,
+        TeamKind, User, UserKind,
     },
 };
 use serde::de::DeserializeOwned;
@@ -306,6 +307,26 @@ kind_routes!(
     forced_delete_route
 );
 kind_routes!(teams, TeamKind, Team, "/teams", "/teams/{name}", "governance");
+kind_routes!(
+    sources,
+    SourceKind,
+    SyncSource,
+    "/sources",
+    "/sources/{name}",
+    "gitops"
+);
+
+/// Syncs a source at once (a webhook of its repository, or by hand): the syncer fetches
+/// its ref and applies it; the outcome is written to the source's status. Answers the
+/// source as it is when the sync is asked for.
+#[utoipa::path(post, path = "/sources/{name}/sync", tag = "gitops", params(("name" = String, Path, description = "Source")),
+    responses((status = 202, body = SyncSource), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn sync_source(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<SyncSource>)> {
+    Ok((StatusCode::ACCEPTED, Json(crate::sources::sync(&s, &name).await?)))
+}
 kind_routes!(users, UserKind, User, "/users", "/users/{name}", "governance");
 
 fn release_number(text: &str) -> Result<u64> {
@@ -729,6 +750,14 @@ fn register<R: Routes>(router: R) -> R {
         .routes(routes!(teams::get, teams::put, teams::patch, teams::delete))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::put, users::patch, users::delete))
+        .routes(routes!(sources::list, sources::create))
+        .routes(routes!(
+            sources::get,
+            sources::put,
+            sources::patch,
+            sources::delete
+        ))
+        .routes(routes!(sync_source))
         .routes(routes!(whoami))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))

@@ -56,6 +56,7 @@ impl Api {
             clock: Arc::new(berth_core::ports::SystemClock),
             clusters: Arc::new(berth_core::ports::NoClusterAccess),
             metrics: Default::default(),
+            syncs: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

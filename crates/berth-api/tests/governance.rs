@@ -120,6 +120,7 @@ impl Api {
             clock: Arc::new(berth_core::ports::SystemClock),
             clusters: Arc::new(berth_test_support::FakeClusters::default()),
             metrics: Default::default(),
+            syncs: Default::default(),
         };
         let governance = Governance::new(Arc::new(Keyring::generate()), limit);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -254,6 +255,11 @@ fn cluster() -> Value {
     json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": "local"}, "spec": {}})
 }
 
+fn source() -> Value {
+    json!({"apiVersion": "berth.dev/v1", "kind": "Source", "metadata": {"name": "platform"},
+        "spec": {"repository": "https://git.example.com/platform.git"}})
+}
+
 fn environment(name: &str, production: bool) -> Value {
     json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": name},
         "spec": {"clusters": [{"cluster": "local"}], "production": production}})
@@ -328,6 +334,14 @@ fn matrix() -> Vec<Row> {
         row(M::PUT, "/clusters/local", Some(cluster()), platform_admin),
         row(M::PATCH, "/clusters/local", Some(json!({})), platform_admin),
         row(M::DELETE, "/clusters/local", None, platform_admin),
+        // A source applies with a platform administrator's rights: only they write it.
+        row(M::GET, "/sources", None, everyone),
+        row(M::POST, "/sources", Some(source()), platform_admin),
+        row(M::GET, "/sources/platform", None, everyone),
+        row(M::PUT, "/sources/platform", Some(source()), platform_admin),
+        row(M::PATCH, "/sources/platform", Some(json!({})), platform_admin),
+        row(M::POST, "/sources/platform/sync", None, platform_admin),
+        row(M::DELETE, "/sources/platform", None, platform_admin),
         row(M::GET, "/environments", None, everyone),
         row(
             M::POST,
@@ -1031,6 +1045,7 @@ async fn rotating_the_key_seals_every_secret_again() {
             clock: Arc::new(berth_core::ports::SystemClock),
             clusters: Arc::new(berth_core::ports::NoClusterAccess),
             metrics: Default::default(),
+            syncs: Default::default(),
         };
         let keyring = Keyring::parse(&keys, "test keys").unwrap();
         async move {

@@ -212,6 +212,7 @@ impl Api {
             clock: Arc::new(berth_core::ports::SystemClock),
             clusters: Arc::new(berth_core::ports::NoClusterAccess),
             metrics: Default::default(),
+            syncs: Default::default(),
         };
         let governance =
             Governance::new(Arc::new(Keyring::generate()), per_user).with_address_limit(per_address);

@@ -29,6 +29,7 @@ async fn serve(store: Arc<RecordingStore>) -> (String, String) {
         clock: Arc::new(berth_core::ports::SystemClock),
         clusters: Arc::new(berth_core::ports::NoClusterAccess),
         metrics: Default::default(),
+        syncs: Default::default(),
     };
     let plenty = RateLimit {
         per_second: 1e6,

@@ -18,6 +18,8 @@ pub enum KindName {
     Environment,
     /// `application`, `applications`, `app`, `apps`.
     Application,
+    /// `source`, `sources`, `src`: git repositories Berth syncs from.
+    Source,
     /// `release`, `releases`, `rel`.
     Release,
     /// `deployment`, `deployments`, `deploy`, `deploys`.
@@ -28,12 +30,13 @@ pub enum KindName {
 
 impl KindName {
     /// Every kind, in the order documents are applied.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::User,
         Self::Team,
         Self::Cluster,
         Self::Environment,
         Self::Application,
+        Self::Source,
         Self::Release,
         Self::Deployment,
         Self::Event,
@@ -48,6 +51,7 @@ impl KindName {
             Self::Cluster => "Cluster",
             Self::Environment => "Environment",
             Self::Application => "Application",
+            Self::Source => "Source",
             Self::Release => "Release",
             Self::Deployment => "Deployment",
             Self::Event => "Event",
@@ -63,6 +67,7 @@ impl KindName {
             Self::Cluster => "clusters",
             Self::Environment => "environments",
             Self::Application => "applications",
+            Self::Source => "sources",
             Self::Release => "releases",
             Self::Deployment => "deployments",
             Self::Event => "events",
@@ -78,6 +83,7 @@ impl KindName {
             Self::Cluster => "cluster",
             Self::Environment => "environment",
             Self::Application => "application",
+            Self::Source => "source",
             Self::Release => "release",
             Self::Deployment => "deployment",
             Self::Event => "event",
@@ -92,6 +98,7 @@ impl KindName {
             Self::Cluster => &["cl"],
             Self::Environment => &["env", "envs"],
             Self::Application => &["app", "apps"],
+            Self::Source => &["src"],
             Self::Release => &["rel"],
             Self::Deployment => &["deploy", "deploys"],
             Self::Event => &["ev"],
@@ -188,7 +195,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "unknown kind 'pods'; use one of: users, teams, clusters (cl), environments (env), applications \
-             (app), releases (rel), deployments (deploy), events (ev)"
+             (app), sources (src), releases (rel), deployments (deploy), events (ev)"
         );
     }
 

@@ -13,9 +13,9 @@ pub const SOURCE_LABEL: &str = "berth.dev/source";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApplyRequest {
-    /// The documents (User, Team, Cluster, Environment, Application), in any order:
-    /// Berth applies them by dependency (users, teams, clusters, environments,
-    /// applications).
+    /// The documents (User, Team, Cluster, Environment, Application, Source), in any
+    /// order: Berth applies them by dependency (users, teams, clusters, environments,
+    /// applications, sources).
     pub documents: Vec<ApplyDocument>,
     /// Delete the objects an earlier apply of this source stored and these documents no
     /// longer have.

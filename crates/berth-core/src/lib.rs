@@ -32,6 +32,7 @@ pub mod reconcile;
 pub mod render;
 pub mod repo;
 pub mod rollout;
+pub mod stream;
 pub mod template;
 
 pub use error::{FieldError, Invalid};

@@ -7,10 +7,13 @@
 //!   reconciler (every 1 s, or when woken) ──▶ cluster runtimes ──▶ containers
 //!                                                  │
 //!   HTTP :8080 ──▶ router ◀── route table ─────────┘
+//!
+//!   syncer (every 1 s, or when asked) ──▶ git ──▶ the apply use case ──▶ store
 //! ```
 
 mod credentials;
 mod data_dir;
+pub mod gitops;
 mod govern;
 pub mod metrics;
 pub mod reconciler;
@@ -288,6 +291,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         builds,
         clock: Arc::new(SystemClock),
         clusters: runtimes,
+        syncs: Arc::default(),
         // The router runs in this process: its series are scraped from the API's /metrics.
         metrics: Arc::new({
             let m = berth_api::metrics::ApiMetrics::with(|r| {
@@ -308,6 +312,8 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
             burst: args.rate_burst,
         },
     );
+    let syncer = gitops::Syncer::new(state.clone(), governance.clone(), args.data_dir.join("sources"));
+    tasks.spawn(syncer.run(wait_for(&shutdown)));
     let app = berth_api::router_with(state, governance);
     let limits = serve::Limits {
         header_read: args.header_read_timeout,

@@ -19,11 +19,13 @@ use std::{
 use anyhow::Context;
 use berth_core::{
     Invalid, Kind, Resource,
-    objects::{Application, Cluster, Environment, Team, User},
+    objects::{Application, Cluster, Environment, SyncSource, Team, User},
 };
 use serde_json::Value;
 
 use berth_contract::{ApplyDocument, ApplyRequest, ApplyResult, Prune};
+
+use berth_core::stream::{Chunk, split_documents};
 
 use super::plan::{self, Style};
 use crate::{client::Client, kind::KindName};
@@ -156,6 +158,8 @@ pub enum Object {
     Environment(Environment),
     /// An application (boxed: it is by far the largest document).
     Application(Box<Application>),
+    /// A git repository Berth syncs documents from.
+    Source(SyncSource),
 }
 
 impl Object {
@@ -168,6 +172,7 @@ impl Object {
             Self::Cluster(_) => KindName::Cluster,
             Self::Environment(_) => KindName::Environment,
             Self::Application(_) => KindName::Application,
+            Self::Source(_) => KindName::Source,
         }
     }
 
@@ -180,6 +185,7 @@ impl Object {
             Self::Cluster(r) => r.name(),
             Self::Environment(r) => r.name(),
             Self::Application(r) => r.name(),
+            Self::Source(r) => r.name(),
         }
     }
 
@@ -191,6 +197,7 @@ impl Object {
             Self::Cluster(r) => r.validate(),
             Self::Environment(r) => r.validate(),
             Self::Application(r) => r.validate(),
+            Self::Source(r) => r.validate(),
         }
     }
 
@@ -203,6 +210,7 @@ impl Object {
             Self::Cluster(r) => cluster_body(r)?,
             Self::Environment(r) => serde_json::to_value(r)?,
             Self::Application(r) => serde_json::to_value(r)?,
+            Self::Source(r) => serde_json::to_value(r)?,
         };
         if let Some(map) = v.as_object_mut() {
             map.remove("status");
@@ -423,89 +431,6 @@ fn manifest_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// One YAML document's text and the line it starts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Chunk {
-    text: String,
-    /// Line (from 1) of the chunk's first line in its source.
-    first_line: u64,
-}
-
-impl Chunk {
-    /// Lines before this chunk, to turn a chunk-relative line into a source line.
-    fn offset(&self) -> u64 {
-        self.first_line - 1
-    }
-
-    /// Line of the first content, for problems that have no finer location.
-    fn content_line(&self) -> u64 {
-        let skip = self
-            .text
-            .lines()
-            .position(|l| is_content(l) && !is_document_start(l))
-            .unwrap_or(0);
-        self.first_line + skip as u64
-    }
-}
-
-fn is_document_start(line: &str) -> bool {
-    line.trim_end_matches(['\n', '\r'])
-        .strip_prefix("---")
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
-}
-
-/// Whether a `---` line also carries content, as in `--- {a: 1}`.
-fn starts_with_content(line: &str) -> bool {
-    line.strip_prefix("---")
-        .map(str::trim)
-        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('#'))
-}
-
-/// Whether a line carries a document's content (not blank, comment or directive).
-fn is_content(line: &str) -> bool {
-    let t = line.trim();
-    !(t.is_empty() || t.starts_with('#') || line.starts_with('%'))
-}
-
-/// Splits a YAML stream at its `---` lines, keeping each document's starting line so
-/// that typed errors found later can still name the line in the source.
-fn split_documents(text: &str) -> Vec<Chunk> {
-    let mut chunks = Vec::new();
-    let mut current = Chunk {
-        text: String::new(),
-        first_line: 1,
-    };
-    let mut has_content = false;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        // A `---` after content starts the next document; directives and comments
-        // before the first `---` belong to the document that follows them.
-        if is_document_start(line) {
-            let next = Chunk {
-                text: String::new(),
-                first_line: i as u64 + 1,
-            };
-            if has_content {
-                chunks.push(std::mem::replace(&mut current, next));
-            } else if !current.text.lines().any(|l| l.starts_with('%')) {
-                // Only comments and blank lines so far: an empty document, dropped so
-                // that the next one is parsed on its own.
-                current = next;
-            }
-            has_content = false;
-        }
-        current.text.push_str(line);
-        if is_document_start(line) {
-            has_content |= starts_with_content(line);
-        } else if is_content(line) {
-            has_content = true;
-        }
-    }
-    if has_content {
-        chunks.push(current);
-    }
-    chunks
-}
-
 /// The message of a YAML error without its `at line …, column …` suffix.
 pub(crate) fn plain_message(e: &serde_saphyr::Error, line_offset: u64) -> String {
     let opts = serde_saphyr::render_options! {
@@ -644,12 +569,15 @@ fn refusal(kind: &str) -> String {
                 | KindName::Team
                 | KindName::Cluster
                 | KindName::Environment
-                | KindName::Application),
+                | KindName::Application
+                | KindName::Source),
             ) => {
                 format!("unknown kind '{kind}'; did you mean kind: {}?", k.kind())
             }
             _ => {
-                format!("unknown kind '{kind}'; apply takes User, Team, Cluster, Environment and Application")
+                format!(
+                    "unknown kind '{kind}'; apply takes User, Team, Cluster, Environment, Application and Source"
+                )
             }
         },
     }
@@ -667,6 +595,7 @@ fn typed_from_yaml(
         Some(KindName::Cluster) => from_yaml(&chunk.text).map(Object::Cluster),
         Some(KindName::Environment) => from_yaml(&chunk.text).map(Object::Environment),
         Some(KindName::Application) => from_yaml(&chunk.text).map(|a| Object::Application(Box::new(a))),
+        Some(KindName::Source) => from_yaml(&chunk.text).map(Object::Source),
         _ => {
             problems.push(format!("{at}: {}", refusal(kind)));
             return None;
@@ -700,6 +629,7 @@ fn object_from_json(value: &Value, at: &str, problems: &mut Vec<String>) -> Opti
         Some(KindName::Cluster) => Resource::from_json(value).map(Object::Cluster),
         Some(KindName::Environment) => Resource::from_json(value).map(Object::Environment),
         Some(KindName::Application) => Resource::from_json(value).map(|a| Object::Application(Box::new(a))),
+        Some(KindName::Source) => Resource::from_json(value).map(Object::Source),
         _ => {
             problems.push(format!("{at}: {}", refusal(kind)));
             return None;
@@ -959,7 +889,7 @@ mod tests {
           spec.replicas: 1000 is more than the 100 allowed
         mixed.yaml:18:1: kind Release cannot be applied: releases are immutable and made by `berth deploy APP --image REF` (or POST /applications/APP/releases)
         mixed.yaml:23:1: kind Deployment cannot be applied: deployments are made by `berth deploy` and `berth rollback`
-        mixed.yaml:28:1: unknown kind 'Pod'; apply takes User, Team, Cluster, Environment and Application
+        mixed.yaml:28:1: unknown kind 'Pod'; apply takes User, Team, Cluster, Environment, Application and Source
         mixed.yaml:32:1: unknown kind 'application'; did you mean kind: Application?
         mixed.yaml:36:1: the document has no kind; use kind: User, Team, Cluster, Environment or Application
         mixed.yaml:39:1: cluster/local is also defined at mixed.yaml:1; keep one
@@ -992,14 +922,6 @@ mod tests {
                 .is_empty()
         );
         assert!(parse_sources(&[src("e.yaml", "")]).unwrap().is_empty());
-    }
-
-    #[test]
-    fn document_splitting_keeps_line_numbers() {
-        let chunks = split_documents("%YAML 1.2\n---\na: 1\n--- # two\nb: 2\n...\n---\n\n");
-        let got: Vec<_> = chunks.iter().map(|c| (c.first_line, c.content_line())).collect();
-        assert_eq!(got, [(1, 3), (4, 5)]);
-        assert!(is_document_start("---\n") && is_document_start("--- {a: 1}") && !is_document_start("----"));
     }
 
     fn write_manifests(dir: &Path, replicas: u32) {
@@ -1072,7 +994,7 @@ mod tests {
             report,
             format!(
                 "error: 1 problem in the documents; nothing was applied\n{}:1:1: unknown kind 'Pod'; apply takes \
-                 User, Team, Cluster, Environment and Application",
+                 User, Team, Cluster, Environment, Application and Source",
                 pod.display()
             )
         );

@@ -56,7 +56,8 @@ pub fn check(kind: KindName) -> anyhow::Result<()> {
         | KindName::Team
         | KindName::Cluster
         | KindName::Environment
-        | KindName::Application => Ok(()),
+        | KindName::Application
+        | KindName::Source => Ok(()),
         KindName::Release => anyhow::bail!(
             "releases cannot be deleted: they are the immutable history that rollbacks go back to"
         ),

@@ -5,7 +5,10 @@ use std::{io::Write, process::ExitCode};
 
 use berth_core::{
     ObjectMeta,
-    objects::{Application, ApplicationSpec, Cluster, Deployment, Environment, Event, Release, Team, User},
+    objects::{
+        Application, ApplicationSpec, Cluster, Deployment, Environment, Event, Release, SyncSource, Team,
+        User,
+    },
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -133,6 +136,9 @@ impl About {
             Found::Teams(v) => v
                 .first()
                 .map_or(Self::Nothing, |t| Self::Object("Team", t.metadata.name.clone())),
+            Found::Sources(v) => v
+                .first()
+                .map_or(Self::Nothing, |s| Self::Object("Source", s.metadata.name.clone())),
             Found::Events(_) => Self::Nothing,
         }
     }
@@ -169,6 +175,7 @@ pub fn render(found: &Found, extras: &Extras, now: DateTime<Utc>) -> anyhow::Res
         Found::Applications(v) => v.first().map(|a| application(a, extras, now)).transpose()?,
         Found::Releases(v) => v.first().map(|r| release(r, now)).transpose()?,
         Found::Deployments(v) => v.first().map(|d| deployment(d, now)).transpose()?,
+        Found::Sources(v) => v.first().map(|s| source(s, now)).transpose()?,
         Found::Events(_) => None,
     }
     .unwrap_or_default();
@@ -229,6 +236,44 @@ fn cluster(c: &Cluster, now: DateTime<Utc>) -> anyhow::Result<String> {
     }
     if let Some(t) = s.last_transition_time {
         out.push_str(&format!("  since:     {} ago\n", output::age(Some(t), now)));
+    }
+    Ok(out)
+}
+
+/// A source: what it follows, where its sync stands, what it changed and what drifted.
+fn source(src: &SyncSource, now: DateTime<Utc>) -> anyhow::Result<String> {
+    let mut out = header("Source", &src.metadata, now);
+    out.push_str(&spec(&src.spec)?);
+    let s = &src.status;
+    out.push_str(&format!("Status:\n  phase:     {}\n", variant(&s.phase)));
+    if let Some(c) = &s.commit {
+        out.push_str(&format!("  commit:    {c}\n"));
+    }
+    if let Some(t) = s.last_sync_time {
+        out.push_str(&format!("  synced:    {} ago\n", output::age(Some(t), now)));
+    }
+    for c in &s.changes {
+        out.push_str(&format!(
+            "  change:    {}/{} {}\n",
+            c.kind,
+            c.name,
+            variant(&c.action)
+        ));
+    }
+    for d in &s.drift {
+        out.push_str(&format!(
+            "  drift:     {}/{} {} {}\n",
+            d.kind,
+            d.name,
+            variant(&d.drift),
+            d.fields.join(", ")
+        ));
+    }
+    if let Some(e) = &s.error {
+        out.push_str(&format!("  error:     {}\n", e.message));
+        for fe in &e.errors {
+            out.push_str(&format!("    {}: {}\n", fe.path, fe.message));
+        }
     }
     Ok(out)
 }

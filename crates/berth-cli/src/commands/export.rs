@@ -12,18 +12,19 @@ use super::get::{self, GetArgs};
 use crate::{client::Client, kind::KindName, output};
 
 /// The kinds that are documents people write, in the order `apply` applies them.
-pub const DOCUMENT_KINDS: [KindName; 5] = [
+pub const DOCUMENT_KINDS: [KindName; 6] = [
     KindName::User,
     KindName::Team,
     KindName::Cluster,
     KindName::Environment,
     KindName::Application,
+    KindName::Source,
 ];
 
 /// Arguments of `berth export`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExportArgs {
-    /// Export every user, team, cluster, environment and application.
+    /// Export every user, team, cluster, environment, application and source.
     #[arg(long, required = true)]
     pub all: bool,
     /// The directory to write to, one `KIND-NAME.yaml` per object; made if missing, and
@@ -50,7 +51,7 @@ pub async fn documents(client: &Client, kind: KindName, name: Option<String>) ->
     anyhow::ensure!(
         DOCUMENT_KINDS.contains(&kind),
         "{kind} objects are made by Berth, not applied, so they are not exported; export users, teams, \
-         clusters, environments or applications"
+         clusters, environments, applications or sources"
     );
     let args = GetArgs {
         kind,

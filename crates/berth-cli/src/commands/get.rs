@@ -9,7 +9,7 @@ use std::{io::Write, process::ExitCode};
 use anyhow::Context;
 use berth_core::{
     API_VERSION,
-    objects::{Application, Cluster, Deployment, Environment, Event, Release, Team, User},
+    objects::{Application, Cluster, Deployment, Environment, Event, Release, SyncSource, Team, User},
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -25,7 +25,7 @@ use crate::{
 /// Arguments of `berth get`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GetArgs {
-    /// Kind: user(s), team(s), cluster(s), environment(s)/env, application(s)/app, release(s), deployment(s)/deploy, event(s).
+    /// Kind: user(s), team(s), cluster(s), environment(s)/env, application(s)/app, source(s)/src, release(s), deployment(s)/deploy, event(s).
     pub kind: KindName,
     /// One object's name (releases: APP-NUMBER, or NUMBER with --app); all when left out.
     pub name: Option<String>,
@@ -60,6 +60,8 @@ pub enum Found {
     Environments(Vec<Environment>),
     /// Applications.
     Applications(Vec<Application>),
+    /// Sources.
+    Sources(Vec<SyncSource>),
     /// Releases.
     Releases(Vec<Release>),
     /// Deployments.
@@ -76,6 +78,7 @@ impl Found {
             Self::Clusters(_) => KindName::Cluster,
             Self::Environments(_) => KindName::Environment,
             Self::Applications(_) => KindName::Application,
+            Self::Sources(_) => KindName::Source,
             Self::Releases(_) => KindName::Release,
             Self::Deployments(_) => KindName::Deployment,
             Self::Events(_) => KindName::Event,
@@ -89,6 +92,7 @@ impl Found {
             Self::Clusters(v) => v.len(),
             Self::Environments(v) => v.len(),
             Self::Applications(v) => v.len(),
+            Self::Sources(v) => v.len(),
             Self::Releases(v) => v.len(),
             Self::Deployments(v) => v.len(),
             Self::Events(v) => v.len(),
@@ -112,6 +116,7 @@ impl Found {
             Self::Clusters(v) => all(v),
             Self::Environments(v) => all(v),
             Self::Applications(v) => all(v),
+            Self::Sources(v) => all(v),
             Self::Releases(v) => all(v),
             Self::Deployments(v) => all(v),
             Self::Events(v) => all(v),
@@ -127,6 +132,7 @@ impl Found {
             Self::Clusters(v) => cluster_table(v, now),
             Self::Environments(v) => environment_table(v, now),
             Self::Applications(v) => application_table(v, now),
+            Self::Sources(v) => source_table(v, now),
             Self::Releases(v) => release_table(v, now),
             Self::Deployments(v) => deployment_table(v, now),
             Self::Events(v) => event_table(v, now),
@@ -239,6 +245,7 @@ pub async fn fetch(client: &Client, args: &GetArgs) -> anyhow::Result<Found> {
         KindName::Cluster => Found::Clusters(typed(list(&["clusters"], vec![]).await?)?),
         KindName::Environment => Found::Environments(typed(list(&["environments"], vec![]).await?)?),
         KindName::Application => Found::Applications(typed(list(&["applications"], vec![]).await?)?),
+        KindName::Source => Found::Sources(typed(list(&["sources"], vec![]).await?)?),
         KindName::Release => Found::Releases(typed(list(&["releases"], query).await?)?),
         KindName::Deployment => Found::Deployments(typed(list(&["deployments"], query).await?)?),
         KindName::Event => Found::Events(events::list(client, args.app.as_deref(), 0).await?),
@@ -274,6 +281,9 @@ pub async fn fetch_one(
         KindName::Application => Found::Applications(vec![
             client.get(&["applications", name], &[]).await.with_context(ctx)?,
         ]),
+        KindName::Source => {
+            Found::Sources(vec![client.get(&["sources", name], &[]).await.with_context(ctx)?])
+        }
         KindName::Release => {
             let (app, number) = release_ref(name, app)?;
             let number = number.to_string();
@@ -311,6 +321,33 @@ pub fn release_ref(name: &str, app: Option<&str>) -> anyhow::Result<(String, u64
             "'{name}' is not a release; name one as APP-NUMBER (web-3), or NUMBER with --app APP"
         ),
     }
+}
+
+/// NAME REPOSITORY REF PHASE COMMIT DRIFT LAST-SYNC.
+#[must_use]
+pub fn source_table(sources: &[SyncSource], now: DateTime<Utc>) -> Table {
+    let mut t = Table::new(&[
+        "NAME",
+        "REPOSITORY",
+        "REF",
+        "PHASE",
+        "COMMIT",
+        "DRIFT",
+        "LAST-SYNC",
+    ]);
+    for s in sources {
+        let commit = s.status.commit.as_deref().unwrap_or("-");
+        t.row(vec![
+            s.metadata.name.clone(),
+            s.spec.repository.clone(),
+            s.spec.git_ref.clone(),
+            variant(&s.status.phase),
+            commit.get(..12).unwrap_or(commit).to_owned(),
+            s.status.drift.len().to_string(),
+            output::age(s.status.last_sync_time, now),
+        ]);
+    }
+    t
 }
 
 /// NAME ADMIN DISPLAY-NAME AGE.

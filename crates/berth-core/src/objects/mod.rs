@@ -10,6 +10,7 @@ mod event;
 mod release;
 mod secret;
 mod source;
+mod sync_source;
 mod team;
 mod user;
 
@@ -44,16 +45,22 @@ pub use source::{
     Builder, DEFAULT_JAVA_BASE, DEFAULT_REF, DEFAULT_SERVLET_BASE, DockerfileBuilder, JavaBuilder, Source,
     validate_source,
 };
+pub use sync_source::{
+    DEFAULT_INTERVAL, DriftKind, MIN_INTERVAL, SourceChange, SourceDrift, SourceKind, SourcePhase,
+    SourceSpec, SourceStatus, SyncAction, SyncError, SyncPlan, SyncSource, differing_fields, parse_interval,
+    plan_sync,
+};
 pub use team::{DEFAULT_TEAM, Member, Quota, Role, Team, TeamKind, TeamSpec, TeamStatus};
 pub use user::{BOOTSTRAP_ADMIN, User, UserKind, UserSpec, UserStatus};
 
 /// Every kind's name, in the order documents are applied (dependencies first).
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "User",
     "Team",
     "Cluster",
     "Environment",
     "Application",
+    "Source",
     "Build",
     "Release",
     "Deployment",

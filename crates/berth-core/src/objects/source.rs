@@ -23,6 +23,8 @@ const TOMCAT_BOOTSTRAP: &str = "org.apache.catalina.startup.Bootstrap";
 
 /// A git repository and a builder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+// `Source` is the kind of the documents GitOps syncs from (`SourceKind`).
+#[schema(as = ApplicationSource)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Source {
     /// Git repository URL: `file://`, `http://` or `https://`. Not used by the `image`
@@ -171,37 +173,10 @@ pub fn validate_source(source: &Source, base: &str, errors: &mut Errors) {
             )
             .hint("e.g. git: https://git.example.com/team/web.git"),
         ),
-        (Some(url), _) => {
-            let scheme_ok = ["file:///", "http://", "https://"]
-                .iter()
-                .any(|s| url.starts_with(s) && url.len() > s.len());
-            if !scheme_ok || url.chars().any(char::is_whitespace) {
-                errors.push(
-                    FieldError::new(
-                        format!("{base}.git"),
-                        format!("'{url}' is not a git URL Berth can fetch"),
-                    )
-                    .hint("use file:///path/to/repo.git, http:// or https://"),
-                );
-            }
-        }
+        (Some(url), _) => check_git_url(&format!("{base}.git"), url, errors),
         (None, Builder::Image) => {}
     }
-    let r = &source.git_ref;
-    if r.is_empty()
-        || r.starts_with('-')
-        || r.contains("..")
-        || r.chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
-    {
-        errors.push(
-            FieldError::new(
-                format!("{base}.ref"),
-                format!("'{r}' is not a branch, tag or commit"),
-            )
-            .hint("e.g. main, v1.2.0 or a commit id"),
-        );
-    }
+    check_git_ref(&format!("{base}.ref"), &source.git_ref, errors);
     match &source.builder {
         Builder::Dockerfile(d) => {
             check_path(&format!("{base}.builder.dockerfile.path"), &d.path, errors);
@@ -360,7 +335,36 @@ fn validate_war_shape(j: &JavaBuilder, base: &str, errors: &mut Errors) {
 }
 
 /// A path inside the repository: relative, without `..`.
-fn check_path(path: &str, value: &str, errors: &mut Errors) {
+/// Refuses a repository URL Berth cannot fetch (`file:///`, `http://`, `https://`).
+pub(crate) fn check_git_url(path: &str, url: &str, errors: &mut Errors) {
+    let scheme_ok = ["file:///", "http://", "https://"]
+        .iter()
+        .any(|s| url.starts_with(s) && url.len() > s.len());
+    if !scheme_ok || url.chars().any(char::is_whitespace) {
+        errors.push(
+            FieldError::new(path, format!("'{url}' is not a git URL Berth can fetch"))
+                .hint("use file:///path/to/repo.git, http:// or https://"),
+        );
+    }
+}
+
+/// Refuses what git would not take as a branch, tag or commit.
+pub(crate) fn check_git_ref(path: &str, r: &str, errors: &mut Errors) {
+    if r.is_empty()
+        || r.starts_with('-')
+        || r.contains("..")
+        || r.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+    {
+        errors.push(
+            FieldError::new(path, format!("'{r}' is not a branch, tag or commit"))
+                .hint("e.g. main, v1.2.0 or a commit id"),
+        );
+    }
+}
+
+/// Refuses a path that leaves the repository.
+pub(crate) fn check_path(path: &str, value: &str, errors: &mut Errors) {
     if value.is_empty() || value.starts_with('/') || value.split('/').any(|p| p == "..") {
         errors.push(
             FieldError::new(path, format!("'{value}' is not a path inside the repository"))
