@@ -27,18 +27,27 @@ const PULL_FAILURES: [&str; 4] = [
     "ErrImageNeverPull",
 ];
 
-/// A liveness (or startup) probe failure counts for a run that ended this long after it
-/// at most: the kubelet kills at once, but event times are whole seconds and a container
+/// A liveness (or startup) probe failure first seen up to this long after a run ended
+/// still counts for that run: event times are whole seconds, and a killed container
 /// takes up to its grace period to stop.
 const KILL_SLACK_SECONDS: i64 = 60;
+
+/// One failing probe's last answer and the times its (aggregated) event covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeFailure {
+    /// When it was first seen (`firstTimestamp`), when known.
+    pub first: Option<DateTime<Utc>>,
+    /// When it was last seen, when known.
+    pub last: Option<DateTime<Utc>>,
+    /// The kubelet's message (`Liveness probe failed: HTTP probe failed with statuscode: 503`).
+    pub message: String,
+}
 
 /// The last answers of a pod's failing probes, from its `Unhealthy` events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProbeAnswers {
-    /// The last failure of the probe that gets a container killed (liveness or startup):
-    /// when it was last seen, and the kubelet's message
-    /// (`Liveness probe failed: HTTP probe failed with statuscode: 503`).
-    pub liveness: Option<(Option<DateTime<Utc>>, String)>,
+    /// The last failure of the probe that gets a container killed (liveness or startup).
+    pub liveness: Option<ProbeFailure>,
     /// The last failure of the readiness probe, its message.
     pub readiness: Option<String>,
 }
@@ -67,34 +76,36 @@ pub fn probe_answers(events: &[Value]) -> ProbeAnswers {
         if message.starts_with("Readiness probe") {
             answers.readiness.get_or_insert_with(|| message.to_owned());
         } else if message.starts_with("Liveness probe") || message.starts_with("Startup probe") {
-            answers
-                .liveness
-                .get_or_insert_with(|| (event_time(e), message.to_owned()));
+            answers.liveness.get_or_insert_with(|| ProbeFailure {
+                first: time(&e["firstTimestamp"]).or_else(|| event_time(e)),
+                last: event_time(e),
+                message: message.to_owned(),
+            });
         }
     }
     answers
 }
 
 /// The liveness answer that ended the container's last run, if its failure was seen
-/// during that run (from its start to shortly after its end; unknown times count).
+/// during that run: the times its event covers (the kubelet aggregates repeated failures
+/// into one event, whose last time moves on into later runs) overlap the run, from its
+/// start to shortly after its end. Unknown times count.
 #[must_use]
 pub fn killing_answer<'a>(pod: &Value, answers: &'a ProbeAnswers) -> Option<&'a str> {
-    let (at, message) = answers.liveness.as_ref()?;
+    let failure = answers.liveness.as_ref()?;
     let c = container(pod);
     let run = c["state"]
         .get("terminated")
         .or_else(|| c["lastState"].get("terminated"))?;
-    if let Some(at) = at {
-        if time(&run["startedAt"]).is_some_and(|started| *at < started) {
-            return None;
-        }
-        if time(&run["finishedAt"])
-            .is_some_and(|finished| *at > finished + chrono::Duration::seconds(KILL_SLACK_SECONDS))
-        {
-            return None;
-        }
-    }
-    Some(message)
+    let before_run = matches!(
+        (failure.last, time(&run["startedAt"])),
+        (Some(last), Some(started)) if last < started
+    );
+    let after_run = matches!(
+        (failure.first, time(&run["finishedAt"])),
+        (Some(first), Some(finished)) if first > finished + chrono::Duration::seconds(KILL_SLACK_SECONDS)
+    );
+    (!before_run && !after_run).then_some(failure.message.as_str())
 }
 
 /// Whether the pod's container ran and stopped (its liveness probe may have killed it).
@@ -498,12 +509,12 @@ mod tests {
             a.readiness.as_deref(),
             Some("Readiness probe failed: HTTP probe failed with statuscode: 500")
         );
-        let (at, message) = a.liveness.clone().unwrap();
+        let failure = a.liveness.clone().unwrap();
         assert_eq!(
-            message,
+            failure.message,
             "Liveness probe failed: HTTP probe failed with statuscode: 503"
         );
-        assert_eq!(at.unwrap().to_rfc3339(), "2026-12-03T10:00:04+00:00");
+        assert_eq!(failure.last.unwrap().to_rfc3339(), "2026-12-03T10:00:04+00:00");
         assert_eq!(probe_answers(&[]), ProbeAnswers::default());
 
         // The answer ended the last run only if it came during that run.
@@ -525,6 +536,14 @@ mod tests {
             killing_answer(&long_before, &a),
             None,
             "a failure after the run ended"
+        );
+        // One aggregated event: failing since before the run ended, seen again since.
+        let ongoing = probe_answers(&[json!({"reason": "Unhealthy", "count": 9,
+            "message": "Liveness probe failed: HTTP probe failed with statuscode: 503",
+            "firstTimestamp": "2026-12-03T09:00:30Z", "lastTimestamp": "2026-12-03T10:00:04Z"})]);
+        assert_eq!(
+            killing_answer(&long_before, &ongoing),
+            Some("Liveness probe failed: HTTP probe failed with statuscode: 503")
         );
         let running = pod(json!({"containerStatuses": [{"state": {"running": {}}, "ready": false}]}));
         assert_eq!(killing_answer(&running, &a), None, "nothing was killed");
