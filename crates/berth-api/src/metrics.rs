@@ -5,26 +5,31 @@
 //!   template (`/api/v1/applications/:name`), method and status: recorded by a layer on
 //!   every matched API route.
 //! - `berth_deployments` by phase (the governing deployment of each application and
-//!   environment) and `berth_clusters` by cluster and phase: read from the store at
-//!   each scrape.
+//!   environment; every phase, 0 when none is in it) and `berth_clusters` by cluster and
+//!   phase: counted by the store at each scrape, and updated in place, never emptied
+//!   first, so that a concurrent scrape sees no series missing.
 //! - whatever else the server registers (the router's `berth_router_*`).
 //!
 //! Labels are route templates, methods, status codes, phases and object names only:
 //! never a header, a query, a body or a token, so no secret can reach a metric.
 
-use std::time::Instant;
+use std::{
+    borrow::Cow,
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, PoisonError, RwLock},
+    time::Instant,
+};
 
 use axum::{
     Extension,
     extract::{MatchedPath, Request, State},
-    http::header,
+    http::{Method, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use berth_core::{
     authz::{Permission, Principal, decide},
-    objects::ClusterKind,
-    ports::GoverningQuery,
+    objects::{ClusterKind, DeploymentPhase},
     repo,
 };
 use prometheus_client::{
@@ -40,22 +45,24 @@ use prometheus_client::{
 
 use crate::{ApiState, error::Result};
 
-/// Labels of an API request.
+/// Labels of an API request, made for every request: none of them allocates (the route
+/// is shared from [`ApiMetrics`]' cache of route labels, the method is static but for an
+/// extension method, the status a number).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    /// The route template matched.
-    pub route: String,
+    /// The route template matched, as a label (`/api/v1/applications/:name`).
+    pub route: Arc<str>,
     /// The method.
-    pub method: String,
-    /// The status answered.
-    pub status: String,
+    pub method: Cow<'static, str>,
+    /// The status answered (encoded as its decimal digits, `200`).
+    pub status: u16,
 }
 
 /// Labels of a deployment count.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     /// The phase.
-    pub phase: String,
+    pub phase: &'static str,
 }
 
 /// Labels of a cluster's health.
@@ -79,6 +86,13 @@ pub struct ApiMetrics {
     latency: Family<HttpLabels, Histogram, fn() -> Histogram>,
     deployments: Family<PhaseLabels, Gauge>,
     clusters: Family<ClusterLabels, Gauge>,
+    /// The labels `clusters` holds, so that a scrape removes only those no longer true
+    /// (the family cannot be iterated); the lock also keeps two scrapes' updates whole.
+    cluster_labels: Mutex<HashSet<ClusterLabels>>,
+    /// Route label of each route template matched so far (bounded by the routes).
+    routes: RwLock<HashMap<Arc<str>, Arc<str>>>,
+    /// The label of requests no route matched.
+    unmatched: Arc<str>,
     /// Whether API requests are counted and timed (the layer on every route).
     requests_recorded: bool,
 }
@@ -125,6 +139,9 @@ impl ApiMetrics {
             latency,
             deployments,
             clusters,
+            cluster_labels: Mutex::default(),
+            routes: RwLock::default(),
+            unmatched: Arc::from("unmatched"),
             requests_recorded: true,
         }
     }
@@ -147,12 +164,70 @@ impl ApiMetrics {
         self.requests.get_or_create(labels).inc();
         self.latency.get_or_create(labels).observe(seconds);
     }
+
+    /// The label of a route template, made once per template.
+    fn route(&self, template: &str) -> Arc<str> {
+        // A poisoned map still holds whole entries: each is inserted in one step.
+        if let Some(label) = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(template)
+        {
+            return label.clone();
+        }
+        let label: Arc<str> = Arc::from(route_label(template));
+        self.routes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(Arc::from(template))
+            .or_insert(label)
+            .clone()
+    }
+
+    /// Sets the deployment counts: every phase, 0 for those none is in, so that a phase
+    /// never goes missing (and no scrape sees the family half filled).
+    fn set_deployments(&self, counts: &std::collections::BTreeMap<DeploymentPhase, u64>) {
+        for phase in DeploymentPhase::ALL {
+            let n = counts.get(&phase).copied().unwrap_or(0);
+            self.deployments
+                .get_or_create(&PhaseLabels {
+                    phase: phase.as_str(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Replaces the cluster series with `now`: sets those first, then removes the ones no
+    /// longer present, so that a concurrent scrape never sees the family empty.
+    fn set_clusters(&self, now: HashSet<ClusterLabels>) {
+        let mut held = self.cluster_labels.lock().unwrap_or_else(PoisonError::into_inner);
+        for labels in &now {
+            self.clusters.get_or_create(labels).set(1);
+        }
+        for gone in held.difference(&now) {
+            self.clusters.remove(gone);
+        }
+        *held = now;
+    }
 }
 
 /// A route template as a label: `/api/v1/applications/:name` (braces in label values
 /// trip up some scrapers' parsers).
 fn route_label(template: &str) -> String {
     template.replace('{', ":").replace('}', "")
+}
+
+/// A method as a label, without allocating for the standard ones.
+fn method_label(method: &Method) -> Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    let name = method.as_str();
+    STANDARD
+        .iter()
+        .find(|s| **s == name)
+        .map_or_else(|| Cow::Owned(name.to_owned()), |s| Cow::Borrowed(*s))
 }
 
 /// Layer on every matched API route: counts the request and its time. Its state is the
@@ -165,14 +240,14 @@ pub async fn record(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| route_label(m.as_str()));
-    let method = req.method().to_string();
+    let route = matched.map_or_else(|| metrics.unmatched.clone(), |m| metrics.route(m.as_str()));
+    let method = method_label(req.method());
     let response = next.run(req).await;
     metrics.observe(
         &HttpLabels {
             route,
             method,
-            status: response.status().as_u16().to_string(),
+            status: response.status().as_u16(),
         },
         started.elapsed().as_secs_f64(),
     );
@@ -184,51 +259,20 @@ pub async fn record(
 pub async fn scrape(State(state): State<ApiState>, Extension(who): Extension<Principal>) -> Result<Response> {
     decide(&who, &Permission::AdministerPlatform)?;
     let store = state.store.as_ref();
-    let mut phases: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
-    let mut after = None;
-    loop {
-        let page = store
-            .governing_deployments(&GoverningQuery {
-                application: None,
-                after,
-                limit: 1000,
-            })
-            .await?;
-        for value in page.items {
-            let phase = value
-                .pointer("/status/phase")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("Pending")
-                .to_owned();
-            *phases.entry(phase).or_default() += 1;
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    state.metrics.deployments.clear();
-    for (phase, n) in phases {
-        state
-            .metrics
-            .deployments
-            .get_or_create(&PhaseLabels { phase })
-            .set(n);
-    }
-    state.metrics.clusters.clear();
-    for c in repo::list_all::<ClusterKind>(store, None).await? {
-        state
-            .metrics
-            .clusters
-            .get_or_create(&ClusterLabels {
-                cluster: c.metadata.name.clone(),
-                phase: serde_json::to_value(c.status.phase)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-            })
-            .set(1);
-    }
+    let counts = store.governing_deployments_by_phase().await?;
+    let clusters = repo::list_all::<ClusterKind>(store, None)
+        .await?
+        .into_iter()
+        .map(|c| ClusterLabels {
+            phase: serde_json::to_value(c.status.phase)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            cluster: c.metadata.name,
+        })
+        .collect();
+    state.metrics.set_deployments(&counts);
+    state.metrics.set_clusters(clusters);
     let mut text = String::new();
     // Writing into a String cannot fail; the Result is fmt's.
     let _ = encode(&mut text, &state.metrics.registry);
@@ -253,14 +297,108 @@ mod tests {
         let started = Instant::now();
         for i in 0..n {
             let labels = HttpLabels {
-                route: route_label("/api/v1/applications/{name}"),
-                method: "GET".to_string(),
-                status: if i % 100 == 0 { "404" } else { "200" }.to_string(),
+                route: m.route("/api/v1/applications/{name}"),
+                method: method_label(&Method::GET),
+                status: if i % 100 == 0 { 404 } else { 200 },
             };
             m.observe(&labels, 0.003);
         }
         let each = started.elapsed() / n;
         println!("recording one request: {each:?}");
         assert!(each < std::time::Duration::from_millis(1), "{each:?}");
+    }
+
+    fn text(m: &ApiMetrics) -> String {
+        let mut text = String::new();
+        encode(&mut text, &m.registry).unwrap();
+        text
+    }
+
+    /// Series of `metric` in the text, without the value.
+    fn series(text: &str, metric: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")))
+            .map(|l| l.to_owned())
+            .collect()
+    }
+
+    /// Every phase is exposed, 0 when none is in it, after counts that had it too: a
+    /// phase that empties reads 0 rather than going missing.
+    #[test]
+    fn every_phase_is_counted_and_emptied_ones_read_zero() {
+        use std::collections::BTreeMap;
+        let m = ApiMetrics::default();
+        m.set_deployments(&BTreeMap::from([(DeploymentPhase::Progressing, 3)]));
+        let t = text(&m);
+        assert!(t.contains("berth_deployments{phase=\"Progressing\"} 3\n"), "{t}");
+        assert!(t.contains("berth_deployments{phase=\"Succeeded\"} 0\n"), "{t}");
+        m.set_deployments(&BTreeMap::from([(DeploymentPhase::Succeeded, 3)]));
+        let t = text(&m);
+        assert!(t.contains("berth_deployments{phase=\"Progressing\"} 0\n"), "{t}");
+        assert!(t.contains("berth_deployments{phase=\"Succeeded\"} 3\n"), "{t}");
+        assert_eq!(
+            series(&t, "berth_deployments").len(),
+            DeploymentPhase::ALL.len(),
+            "{t}"
+        );
+    }
+
+    /// A cluster that changes phase keeps one series, in its new phase; a deleted one
+    /// goes; the others stay throughout.
+    #[test]
+    fn cluster_series_are_replaced_label_by_label() {
+        let labels = |cluster: &str, phase: &str| ClusterLabels {
+            cluster: cluster.to_owned(),
+            phase: phase.to_owned(),
+        };
+        let m = ApiMetrics::default();
+        m.set_clusters(HashSet::from([
+            labels("a", "Ready"),
+            labels("b", "Ready"),
+            labels("c", "Ready"),
+        ]));
+        assert_eq!(series(&text(&m), "berth_clusters").len(), 3);
+        m.set_clusters(HashSet::from([labels("a", "Unreachable"), labels("b", "Ready")]));
+        let mut now = series(&text(&m), "berth_clusters");
+        now.sort();
+        assert_eq!(
+            now,
+            [
+                "berth_clusters{cluster=\"a\",phase=\"Unreachable\"} 1",
+                "berth_clusters{cluster=\"b\",phase=\"Ready\"} 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn labels_are_as_documented() {
+        let m = ApiMetrics::default();
+        assert_eq!(
+            &*m.route("/api/v1/applications/{name}/secrets/{secret}"),
+            "/api/v1/applications/:name/secrets/:secret"
+        );
+        let first = m.route("/api/v1/applications/{name}");
+        assert!(
+            Arc::ptr_eq(&first, &m.route("/api/v1/applications/{name}")),
+            "made once"
+        );
+        assert!(matches!(method_label(&Method::DELETE), Cow::Borrowed("DELETE")));
+        let ext = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(method_label(&ext), "PURGE");
+        m.observe(
+            &HttpLabels {
+                route: first,
+                method: method_label(&Method::GET),
+                status: 404,
+            },
+            0.001,
+        );
+        assert!(
+            text(&m).contains(
+                "berth_http_requests_total{route=\"/api/v1/applications/:name\",method=\"GET\",status=\"404\"} 1"
+            ),
+            "{}",
+            text(&m)
+        );
     }
 }

@@ -1428,4 +1428,13 @@ async fn metrics_parse_count_routes_and_carry_no_secret() {
         Some(prometheus_parse::Value::Gauge(1.0)),
         "{text}"
     );
+    // Every phase is there, 0 when no deployment is in it: a query for one never finds
+    // nothing.
+    for phase in ["Progressing", "Succeeded", "Failed", "Superseded"] {
+        assert_eq!(
+            find("berth_deployments", &[("phase", phase)]),
+            Some(prometheus_parse::Value::Gauge(0.0)),
+            "{phase}\n{text}"
+        );
+    }
 }

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     sync::{
         Arc,
@@ -24,6 +25,7 @@ use berth_core::{
     NewEvent,
     audit::{AuditEntry, AuditQuery, Change, Checkpoint, Verification},
     image::ImageRef,
+    objects::DeploymentPhase,
     ports::{
         BuildError, BuildRequest, BuildTicket, Builds, Commit, DeploymentQuery, EventQuery, GoverningQuery,
         ImageResolver, ListQuery, LogChunk, Page, ResolveError, Store, StoreError, TeamQuery, TokenRecord,
@@ -70,6 +72,9 @@ impl Store for Counting {
     }
     async fn governing_deployments(&self, query: &GoverningQuery) -> Result<Page, StoreError> {
         self.inner.governing_deployments(query).await
+    }
+    async fn governing_deployments_by_phase(&self) -> Result<BTreeMap<DeploymentPhase, u64>, StoreError> {
+        self.inner.governing_deployments_by_phase().await
     }
     async fn deployments_of_releases(&self, app: &str, releases: &[u64]) -> Result<Vec<Value>, StoreError> {
         self.inner.deployments_of_releases(app, releases).await

@@ -6,7 +6,7 @@
 //! - [`Builds`]: builds images from sources, once per commit and builder (berth-build).
 //! - [`Clock`]: the time, so that deadlines can be tested.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,7 +17,7 @@ use crate::{
     error::Invalid,
     image::ImageRef,
     instance::{Instance, LogLine, LogQuery, Terminated},
-    objects::{Build, Event, NewEvent},
+    objects::{Build, DeploymentPhase, Event, NewEvent},
     render::{Workload, WorkloadKey},
     rollout::Counts,
 };
@@ -256,6 +256,11 @@ pub trait Store: Send + Sync {
     /// Every governing deployment (of one application, when asked), one per application
     /// and environment, in creation order: what a reconciler loads at start.
     async fn governing_deployments(&self, query: &GoverningQuery) -> Result<Page, StoreError>;
+    /// How many governing deployments (those [`Store::governing_deployments`] lists) are
+    /// in each phase; a phase none is in is absent, a document without a phase counts as
+    /// [`DeploymentPhase::Pending`]. What `/metrics` reports, without reading every
+    /// document.
+    async fn governing_deployments_by_phase(&self) -> Result<BTreeMap<DeploymentPhase, u64>, StoreError>;
     /// Every deployment of `application` (any environment, any phase) that deployed one of
     /// `releases`, by release number, then in creation order. With the releases of one
     /// template or digest, this is what `requireVerifiedIn`

@@ -15,7 +15,10 @@
 //! server-side apply with field ownership and conflicts between managers, label and
 //! field selectors, pagination, watch with resource versions and bookmarks (410 when a
 //! version is too old), 409 on a stale `resourceVersion`, and the status subresource.
-//! Pods are derived from the simulated Deployments. Tests inject API failures
+//! Pods are derived from the simulated Deployments, and so are the kubelet's `Unhealthy`
+//! events about their failing probes (listed with the events clients wrote, selectable
+//! by `involvedObject.name`, `reason` and the other fields the API server selects events
+//! by; not watched). Tests inject API failures
 //! ([`Fault`]) and rollout failures ([`RolloutFailure`]) and count requests
 //! ([`RequestCounts`]), e.g. to prove a steady-state pass writes nothing.
 //!

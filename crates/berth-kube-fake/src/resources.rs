@@ -79,6 +79,7 @@ pub const RESOURCES: &[ResourceType] = &[
     ),
     rt("", "v1", "resourcequotas", "ResourceQuota", true, true),
     rt("", "v1", "limitranges", "LimitRange", true, false),
+    rt("", "v1", "events", "Event", true, false),
 ];
 
 /// Index of the pods resource (served from the rollout simulation).
@@ -89,6 +90,28 @@ pub const DEPLOYMENTS: usize = 5;
 pub const AUTOSCALERS: usize = 7;
 /// Index of the namespaces resource.
 pub const NAMESPACES: usize = 0;
+/// Index of the core/v1 events resource (stored ones, and the kubelet's about the
+/// simulated pods' probes).
+pub const EVENTS: usize = 11;
+
+/// The fields a field selector may name on a resource, besides `metadata.name` and
+/// `metadata.namespace` (what the API server supports for it).
+#[must_use]
+pub fn selectable_fields(resource: usize) -> &'static [&'static str] {
+    match resource {
+        EVENTS => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "type",
+        ],
+        _ => &[],
+    }
+}
 
 /// The resource type at `group/version/plural`.
 #[must_use]
@@ -101,6 +124,8 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<usize> {
 fn verbs(r: &ResourceType) -> Value {
     if r.plural == "pods" {
         json!(["get", "list"])
+    } else if r.plural == "events" {
+        json!(["create", "delete", "get", "list", "patch", "update"])
     } else {
         json!(["create", "delete", "get", "list", "patch", "update", "watch"])
     }

@@ -29,6 +29,10 @@ pub enum RolloutFailure {
     ImagePull,
     /// The container keeps exiting (`CrashLoopBackOff`).
     CrashLoop,
+    /// The container fails its liveness probe, so the kubelet kills it (exit code 137)
+    /// again and again (`CrashLoopBackOff`), with `Unhealthy` events saying what the
+    /// probe answered.
+    FailsLiveness,
     /// Each replica takes this long to become ready.
     Slow(Duration),
 }
@@ -339,15 +343,22 @@ pub(crate) fn pods(
                 match failure {
                     Some(RolloutFailure::ImagePull) => json!({"waiting": {"reason": "ImagePullBackOff",
                         "message": format!("Back-off pulling image \"{image}\"")}}),
-                    Some(RolloutFailure::CrashLoop) => json!({"waiting": {"reason": "CrashLoopBackOff",
-                        "message": format!("back-off 40s restarting failed container={container}")}}),
+                    Some(RolloutFailure::CrashLoop | RolloutFailure::FailsLiveness) => {
+                        json!({"waiting": {"reason": "CrashLoopBackOff",
+                        "message": format!("back-off 40s restarting failed container={container}")}})
+                    }
                     Some(RolloutFailure::NeverReady) => {
                         json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}})
                     }
                     _ => json!({"waiting": {"reason": "ContainerCreating"}}),
                 }
             };
-            let restarts = if matches!(failure, Some(RolloutFailure::CrashLoop)) && is_new && !ready {
+            let restarts = if matches!(
+                failure,
+                Some(RolloutFailure::CrashLoop | RolloutFailure::FailsLiveness)
+            ) && is_new
+                && !ready
+            {
                 5
             } else {
                 0
@@ -359,8 +370,13 @@ pub(crate) fn pods(
             };
             let ready_text = if ready { "True" } else { "False" };
             let last_state = if restarts > 0 {
-                json!({"terminated": {"exitCode": 1, "reason": "Error",
-                    "finishedAt": "2026-01-01T00:00:05Z"}})
+                let code = if failure == Some(RolloutFailure::FailsLiveness) {
+                    137
+                } else {
+                    1
+                };
+                json!({"terminated": {"exitCode": code, "reason": "Error",
+                    "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:05Z"}})
             } else {
                 json!({})
             };
@@ -372,6 +388,59 @@ pub(crate) fn pods(
                     "conditions": [{"type": "Ready", "status": ready_text}],
                     "containerStatuses": [{"name": container, "image": image, "ready": ready,
                         "restartCount": restarts, "state": state, "lastState": last_state}]}
+            }));
+        }
+    }
+    out
+}
+
+/// The `Unhealthy` events the kubelet would have recorded about the pods in `namespace`,
+/// as the pods show them: a new pod running but not ready failed its readiness probe
+/// (first refused, lately answering 500), one killed with code 137 and backing off failed
+/// its liveness probe during its last run. Listed newest first, which is no order the
+/// API server promises.
+pub(crate) fn events(store: &Store, settings: &RolloutSettings, namespace: Option<&str>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for pod in pods(store, settings, namespace, &Selector::default()) {
+        let c = &pod["status"]["containerStatuses"][0];
+        if c["ready"] == true || pod["metadata"]["labels"]["pod-template-hash"] == "previous" {
+            continue;
+        }
+        let answers: &[(&str, &str, &str)] = if c["state"].get("running").is_some() {
+            &[
+                (
+                    "2026-01-01T00:00:09Z",
+                    "b",
+                    "Readiness probe failed: HTTP probe failed with statuscode: 500",
+                ),
+                (
+                    "2026-01-01T00:00:03Z",
+                    "a",
+                    "Readiness probe failed: Get \"http://10.0.0.9:8080/healthz\": dial tcp 10.0.0.9:8080: connect: connection refused",
+                ),
+            ]
+        } else if c["lastState"]["terminated"]["exitCode"] == 137 {
+            &[(
+                "2026-01-01T00:00:04Z",
+                "a",
+                "Liveness probe failed: HTTP probe failed with statuscode: 503",
+            )]
+        } else {
+            continue;
+        };
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        let container = c["name"].as_str().unwrap_or("app");
+        for (at, suffix, message) in answers {
+            out.push(json!({
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": format!("{name}.unhealthy-{suffix}"), "namespace": ns,
+                    "creationTimestamp": "2026-01-01T00:00:01Z"},
+                "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "apiVersion": "v1",
+                    "fieldPath": format!("spec.containers{{{container}}}")},
+                "reason": "Unhealthy", "message": message, "type": "Warning",
+                "source": {"component": "kubelet", "host": "fake-node"},
+                "firstTimestamp": "2026-01-01T00:00:01Z", "lastTimestamp": at, "count": 3,
             }));
         }
     }

@@ -105,6 +105,11 @@ pub struct FieldSelector(Vec<(String, bool, String)>);
 impl FieldSelector {
     /// Parses `metadata.name=web,metadata.namespace!=x`.
     pub fn parse(text: &str) -> Result<Self, BadSelector> {
+        Self::parse_with(text, &[])
+    }
+
+    /// Parses a selector that may also name the fields in `more` (`reason` on events).
+    pub fn parse_with(text: &str, more: &[&str]) -> Result<Self, BadSelector> {
         let mut out = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (field, equal, value) = if let Some((f, v)) = part.split_once("!=") {
@@ -114,7 +119,9 @@ impl FieldSelector {
             } else {
                 return Err(BadSelector(part.to_owned()));
             };
-            if !matches!(field.trim(), "metadata.name" | "metadata.namespace") {
+            if !matches!(field.trim(), "metadata.name" | "metadata.namespace")
+                && !more.contains(&field.trim())
+            {
                 return Err(BadSelector(format!(
                     "field label not supported: {}",
                     field.trim()
@@ -130,6 +137,20 @@ impl FieldSelector {
     pub fn matches(&self, namespace: &str, name: &str) -> bool {
         self.0.iter().all(|(field, equal, value)| {
             let actual = if field == "metadata.name" { name } else { namespace };
+            (actual == value) == *equal
+        })
+    }
+
+    /// Whether `object` is selected, reading each field named (`involvedObject.name`)
+    /// from it; a missing field is the empty string, as on the API server.
+    #[must_use]
+    pub fn matches_object(&self, object: &serde_json::Value) -> bool {
+        self.0.iter().all(|(field, equal, value)| {
+            let pointer = format!("/{}", field.replace('.', "/"));
+            let actual = object
+                .pointer(&pointer)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
             (actual == value) == *equal
         })
     }

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use crate::{
     Shared, Verb,
-    resources::{self, PODS, RESOURCES},
+    resources::{self, EVENTS, PODS, RESOURCES},
     rollout,
     selector::{FieldSelector, Selector},
     store::{ApiError, EventType, Key, PatchType, WatchEvent},
@@ -415,17 +415,21 @@ fn pod_log(shared: &Shared, namespace: &str, name: &str, q: &HashMap<String, Str
     (StatusCode::OK, body).into_response()
 }
 
-fn selectors(q: &HashMap<String, String>) -> Result<(Selector, FieldSelector), ApiError> {
+fn selectors(q: &HashMap<String, String>, resource: usize) -> Result<(Selector, FieldSelector), ApiError> {
     let bad = |e: crate::selector::BadSelector| ApiError::new(400, "BadRequest", e.to_string());
     Ok((
         Selector::parse(q.get("labelSelector").map_or("", String::as_str)).map_err(bad)?,
-        FieldSelector::parse(q.get("fieldSelector").map_or("", String::as_str)).map_err(bad)?,
+        FieldSelector::parse_with(
+            q.get("fieldSelector").map_or("", String::as_str),
+            resources::selectable_fields(resource),
+        )
+        .map_err(bad)?,
     ))
 }
 
 fn list(shared: &Shared, target: &Target, q: &HashMap<String, String>) -> Response {
     let rt = &RESOURCES[target.resource];
-    let (labels, fields) = match selectors(q) {
+    let (labels, fields) = match selectors(q, target.resource) {
         Ok(s) => s,
         Err(e) => return error(&e),
     };
@@ -453,6 +457,28 @@ fn list(shared: &Shared, target: &Target, q: &HashMap<String, String>) -> Respon
             items.push(list_item(&Bytes::from(
                 serde_json::to_vec(&p).unwrap_or_default(),
             )));
+        }
+        rv = shared.store.resource_version();
+    } else if target.resource == EVENTS {
+        // What the simulated kubelet reports, then what clients wrote.
+        let settings = shared
+            .rollouts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut events = rollout::events(&shared.store, &settings, target.namespace.as_deref());
+        {
+            let inner = shared.store.lock();
+            events.extend(
+                inner.objects[EVENTS]
+                    .iter()
+                    .filter(|((ns, _), _)| target.namespace.as_deref().is_none_or(|n| n == ns))
+                    .filter(|(_, s)| labels.matches(&s.labels))
+                    .filter_map(|(_, s)| serde_json::from_slice::<Value>(&s.raw).ok()),
+            );
+        }
+        for e in events.iter().filter(|e| fields.matches_object(e)) {
+            items.push(list_item(&Bytes::from(serde_json::to_vec(e).unwrap_or_default())));
         }
         rv = shared.store.resource_version();
     } else {
@@ -554,15 +580,15 @@ fn fell_behind(why: &str) -> Bytes {
 }
 
 fn watch(shared: Arc<Shared>, target: &Target, q: &HashMap<String, String>) -> Response {
-    let (labels, fields) = match selectors(q) {
+    let (labels, fields) = match selectors(q, target.resource) {
         Ok(s) => s,
         Err(e) => return error(&e),
     };
-    if target.resource == PODS {
+    if target.resource == PODS || target.resource == EVENTS {
         return error(&ApiError::new(
             405,
             "MethodNotAllowed",
-            "the fake does not watch pods",
+            "the fake does not watch pods or events",
         ));
     }
     let resource = target.resource;

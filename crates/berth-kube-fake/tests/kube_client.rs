@@ -8,7 +8,7 @@ use berth_kube_fake::{FakeCluster, FakeOptions, Fault, RolloutFailure};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, Namespace, Pod},
+    core::v1::{ConfigMap, Event, Namespace, Pod},
 };
 use kube::{
     Api, Client, Config,
@@ -288,11 +288,18 @@ async fn client_for(fake: &FakeCluster) -> Client {
     client(fake).await
 }
 
-#[tokio::test]
-async fn rollouts_progress_and_injected_failures_stall() {
+/// A fake whose rollouts finish in 50 ms (or fail at `progress_deadline`), with
+/// Deployment `web` of `image` applied to namespace `qa` after `failure` (a pattern and
+/// what rollouts matching it do) was injected.
+async fn rolling(
+    progress_deadline: Option<Duration>,
+    failure: Option<(&str, RolloutFailure)>,
+    image: &str,
+    replicas: i32,
+) -> (FakeCluster, Client) {
     let fake = FakeCluster::start(FakeOptions {
         ready_after: Duration::from_millis(50),
-        progress_deadline: Some(Duration::from_millis(300)),
+        progress_deadline,
         ..FakeOptions::default()
     })
     .await
@@ -300,14 +307,24 @@ async fn rollouts_progress_and_injected_failures_stall() {
     fake.create("namespaces", "", json!({"metadata": {"name": "qa"}}), "test")
         .unwrap();
     let client = client(&fake).await;
+    if let Some((pattern, failure)) = failure {
+        fake.fail_rollouts(pattern, failure);
+    }
     let api: Api<Deployment> = Api::namespaced(client.clone(), "qa");
     api.patch(
         "web",
         &PatchParams::apply("berth"),
-        &Patch::Apply(deployment("img:1", 3)),
+        &Patch::Apply(deployment(image, replicas)),
     )
     .await
     .unwrap();
+    (fake, client)
+}
+
+#[tokio::test]
+async fn rollouts_progress_and_injected_failures_stall() {
+    let (fake, client) = rolling(Some(Duration::from_millis(300)), None, "img:1", 3).await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "qa");
     let done = wait(&api, |d| {
         let s = d.status.clone().unwrap_or_default();
         s.available_replicas == Some(3) && s.observed_generation == Some(1)
@@ -363,6 +380,60 @@ async fn rollouts_progress_and_injected_failures_stall() {
         })
         .collect();
     assert_eq!(reasons, ["ImagePullBackOff"; 3]);
+}
+
+/// The kubelet's `Unhealthy` events about pods whose probes fail, in the real wire
+/// format, selected by the fields `kubectl describe pod` selects them by.
+#[tokio::test]
+async fn pods_failing_probes_have_unhealthy_events_selected_by_fields() {
+    let never_ready = Some(("notready", RolloutFailure::NeverReady));
+    let (_fake, client) = rolling(None, never_ready, "img:notready", 2).await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "qa");
+    wait(&api, |d| {
+        d.status.as_ref().is_some_and(|s| s.updated_replicas == Some(2))
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "qa");
+    let pods = pods.list(&ListParams::default().labels("app=web")).await.unwrap();
+    let pod = pods.items[0].metadata.name.clone().unwrap();
+    let events: Api<Event> = Api::namespaced(client.clone(), "qa");
+    let mine = events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={pod},reason=Unhealthy")))
+        .await
+        .unwrap();
+    assert_eq!(mine.items.len(), 2, "{:#?}", mine.items);
+    for e in &mine.items {
+        assert_eq!(e.involved_object.name.as_deref(), Some(pod.as_str()));
+        assert_eq!(e.reason.as_deref(), Some("Unhealthy"));
+        assert!(
+            e.message
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("Readiness probe failed: "),
+            "{e:?}"
+        );
+        assert!(e.last_timestamp.is_some(), "{e:?}");
+    }
+    let all = events.list(&ListParams::default()).await.unwrap();
+    assert_eq!(all.items.len(), 4, "two per pod: {:#?}", all.items);
+    let other = events
+        .list(&ListParams::default().fields("reason=Killing"))
+        .await
+        .unwrap();
+    assert!(other.items.is_empty());
+    // Fields the API server does not select events by are refused, as it refuses them.
+    let e = events
+        .list(&ListParams::default().fields("message=x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, kube::Error::Api(ref s) if s.code == 400), "{e:?}");
+    // Pods are not selected by an event's fields.
+    let pods: Api<Pod> = Api::namespaced(client, "qa");
+    assert!(
+        pods.list(&ListParams::default().fields("reason=Unhealthy"))
+            .await
+            .is_err()
+    );
 }
 
 async fn wait(api: &Api<Deployment>, ok: impl Fn(&Deployment) -> bool) -> Deployment {

@@ -5,6 +5,11 @@
 //! Logs come from `GET …/pods/{pod}/log`, which the API server proxies to the kubelet of
 //! the pod's node: a cluster without kubelets (or a node that went away) answers with an
 //! error, which is passed on naming the cluster and the pod.
+//!
+//! What a pod's probes last answered comes from its `Unhealthy` events (`GET
+//! …/namespaces/{ns}/events?fieldSelector=involvedObject.name={pod},reason=Unhealthy`),
+//! read only for pods whose container stopped or runs unready, and best effort: a
+//! cluster that does not let Berth read events loses the answer, not the instance.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -14,7 +19,11 @@ use berth_core::{
     render::WorkloadKey,
 };
 use futures::{AsyncBufReadExt, StreamExt, stream};
-use kube::Client;
+use kube::{
+    Client,
+    api::ListParams,
+    core::{ObjectList, Request},
+};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -27,6 +36,14 @@ use crate::{
 
 /// How often a followed log looks for pods (and container runs) that started meanwhile.
 const DISCOVER_EVERY: Duration = Duration::from_secs(1);
+
+/// Pods whose probe answers one call looks up at most (each is a request); the others'
+/// exit reasons go without the answer.
+pub(super) const PROBE_LOOKUPS: usize = 10;
+
+/// Pods not ready whose readiness answer an explanation of a slow rollout looks up at
+/// most: they mostly answer alike, and the pass has other workloads to explain.
+pub(super) const READINESS_LOOKUPS: usize = 3;
 
 /// Which part of a container's log to read.
 #[derive(Debug, Clone, Default)]
@@ -126,30 +143,74 @@ impl Inner {
             .unwrap_or_default()
     }
 
+    /// What the pod's probes last answered, from its `Unhealthy` events. Best effort: a
+    /// failed lookup (no right to list events, say) reads as nothing said.
+    pub(super) async fn probe_answers(&self, client: &Client, pod: &Value) -> pods::ProbeAnswers {
+        let lp = ListParams::default()
+            .fields(&format!(
+                "involvedObject.name={},reason=Unhealthy",
+                pods::name(pod)
+            ))
+            .limit(self.options.page_size);
+        let path = format!("/api/v1/namespaces/{}/events", pods::namespace(pod));
+        let read = match Request::new(path).list(&lp) {
+            Ok(req) => self
+                .call(|| client.request::<ObjectList<Value>>(clone_request(&req)))
+                .await
+                .map_err(|f| self.error(f).to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match read {
+            Ok(list) => pods::probe_answers(&list.items),
+            Err(e) => {
+                tracing::debug!(cluster = %self.name, pod = pods::name(pod), error = %e, "cannot read the pod's events");
+                pods::ProbeAnswers::default()
+            }
+        }
+    }
+
+    /// The liveness answer that ended the pod's last run, looked up while `budget`
+    /// lookups remain for pods that stopped.
+    async fn killing_answer(&self, client: &Client, pod: &Value, budget: &mut usize) -> Option<String> {
+        if *budget == 0 || !pods::has_stopped(pod) {
+            return None;
+        }
+        *budget -= 1;
+        let answers = self.probe_answers(client, pod).await;
+        pods::killing_answer(pod, &answers).map(str::to_owned)
+    }
+
     pub(super) async fn instances(&self, key: &WorkloadKey) -> Result<Vec<Instance>> {
         let client = self.client().await?;
-        Ok(self
-            .pods_of(&client, key)
-            .await?
-            .iter()
-            .map(|p| pods::instance(p, &self.name, pods::port(p)))
-            .collect())
+        let mut budget = PROBE_LOOKUPS;
+        let mut out = Vec::new();
+        for p in self.pods_of(&client, key).await? {
+            let mut instance = pods::instance(&p, &self.name, pods::port(&p));
+            if let Some(answer) = self.killing_answer(&client, &p, &mut budget).await {
+                instance.last_exit = pods::exit_reason(&p, Some(&answer));
+            }
+            out.push(instance);
+        }
+        Ok(out)
     }
 
     pub(super) async fn terminated(&self, key: &WorkloadKey) -> Result<Vec<Terminated>> {
         let client = self.client().await?;
         let mut out = Vec::new();
+        let mut budget = PROBE_LOOKUPS;
         for pod in self
             .pods_of(&client, key)
             .await?
             .iter()
             .filter(|p| pods::has_previous(p))
         {
-            let Some(exit) =
-                pods::terminated_reason(&pod["status"]["containerStatuses"][0]["lastState"]["terminated"])
-            else {
+            let terminated = &pod["status"]["containerStatuses"][0]["lastState"]["terminated"];
+            let Some(mut exit) = pods::terminated_reason(terminated) else {
                 continue;
             };
+            if let Some(answer) = self.killing_answer(&client, pod, &mut budget).await {
+                exit = pods::killed_by_probe(exit, &answer);
+            }
             let req = LogRequest {
                 tail: Some(KEEP_LINES as u32),
                 previous: true,

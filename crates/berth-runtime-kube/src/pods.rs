@@ -6,6 +6,7 @@
 //!  pod status.containerStatuses[0] ──▶ Instance { state, ready, restarts, lastExit }
 //!        lastState.terminated / state.waiting ──▶ ExitReason
 //!  pods of the release, none ready, one in CrashLoopBackOff ──▶ the rollout fails now
+//!  the pod's Unhealthy events ──▶ ProbeAnswers ──▶ ExitReason.probe / "not ready (…)"
 //! ```
 
 use berth_core::instance::{ExitCause, ExitReason, Instance, InstanceState, LogLine};
@@ -25,6 +26,101 @@ const PULL_FAILURES: [&str; 4] = [
     "InvalidImageName",
     "ErrImageNeverPull",
 ];
+
+/// A liveness (or startup) probe failure first seen up to this long after a run ended
+/// still counts for that run: event times are whole seconds, and a killed container
+/// takes up to its grace period to stop.
+const KILL_SLACK_SECONDS: i64 = 60;
+
+/// One failing probe's last answer and the times its (aggregated) event covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeFailure {
+    /// When it was first seen (`firstTimestamp`), when known.
+    pub first: Option<DateTime<Utc>>,
+    /// When it was last seen, when known.
+    pub last: Option<DateTime<Utc>>,
+    /// The kubelet's message (`Liveness probe failed: HTTP probe failed with statuscode: 503`).
+    pub message: String,
+}
+
+/// The last answers of a pod's failing probes, from its `Unhealthy` events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeAnswers {
+    /// The last failure of the probe that gets a container killed (liveness or startup).
+    pub liveness: Option<ProbeFailure>,
+    /// The last failure of the readiness probe, its message.
+    pub readiness: Option<String>,
+}
+
+/// When an event was last seen: `lastTimestamp`, else the newer API's `series` or
+/// `eventTime`, else its creation.
+fn event_time(e: &Value) -> Option<DateTime<Utc>> {
+    time(&e["lastTimestamp"])
+        .or_else(|| time(&e["series"]["lastObservedTime"]))
+        .or_else(|| time(&e["eventTime"]))
+        .or_else(|| time(&e["metadata"]["creationTimestamp"]))
+}
+
+/// The newest answer of each kind of probe among a pod's `Unhealthy` events (in any
+/// order; other events are ignored).
+#[must_use]
+pub fn probe_answers(events: &[Value]) -> ProbeAnswers {
+    let mut sorted: Vec<&Value> = events.iter().filter(|e| e["reason"] == "Unhealthy").collect();
+    // Newest first; an event without a time counts as oldest.
+    sorted.sort_by_key(|e| std::cmp::Reverse(event_time(e)));
+    let mut answers = ProbeAnswers::default();
+    for e in sorted {
+        let Some(message) = e["message"].as_str().map(str::trim).filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        if message.starts_with("Readiness probe") {
+            answers.readiness.get_or_insert_with(|| message.to_owned());
+        } else if message.starts_with("Liveness probe") || message.starts_with("Startup probe") {
+            answers.liveness.get_or_insert_with(|| ProbeFailure {
+                first: time(&e["firstTimestamp"]).or_else(|| event_time(e)),
+                last: event_time(e),
+                message: message.to_owned(),
+            });
+        }
+    }
+    answers
+}
+
+/// The liveness answer that ended the container's last run, if its failure was seen
+/// during that run: the times its event covers (the kubelet aggregates repeated failures
+/// into one event, whose last time moves on into later runs) overlap the run, from its
+/// start to shortly after its end. Unknown times count.
+#[must_use]
+pub fn killing_answer<'a>(pod: &Value, answers: &'a ProbeAnswers) -> Option<&'a str> {
+    let failure = answers.liveness.as_ref()?;
+    let c = container(pod);
+    let run = c["state"]
+        .get("terminated")
+        .or_else(|| c["lastState"].get("terminated"))?;
+    let before_run = matches!(
+        (failure.last, time(&run["startedAt"])),
+        (Some(last), Some(started)) if last < started
+    );
+    let after_run = matches!(
+        (failure.first, time(&run["finishedAt"])),
+        (Some(first), Some(finished)) if first > finished + chrono::Duration::seconds(KILL_SLACK_SECONDS)
+    );
+    (!before_run && !after_run).then_some(failure.message.as_str())
+}
+
+/// Whether the pod's container ran and stopped (its liveness probe may have killed it).
+#[must_use]
+pub fn has_stopped(pod: &Value) -> bool {
+    let c = container(pod);
+    c["lastState"].get("terminated").is_some() || c["state"].get("terminated").is_some()
+}
+
+/// Whether the pod's container runs but is not ready (its readiness probe fails).
+#[must_use]
+pub fn runs_unready(pod: &Value) -> bool {
+    let c = container(pod);
+    c["state"].get("running").is_some() && c["ready"].as_bool() != Some(true)
+}
 
 /// The pod's name.
 #[must_use]
@@ -119,16 +215,28 @@ pub fn exit_reason(pod: &Value, unhealthy: Option<&str>) -> Option<ExitReason> {
     let terminated = c["state"]
         .get("terminated")
         .or_else(|| c["lastState"].get("terminated"))?;
-    let mut exit = terminated_reason(terminated)?;
-    if let Some(probe) = unhealthy
-        && exit.cause != ExitCause::OutOfMemory
-    {
-        let finished = exit.finished_at;
-        exit = ExitReason::unhealthy(Some(probe.to_owned()));
-        exit.finished_at = finished;
-        exit.exit_code = terminated["exitCode"].as_i64();
+    let exit = terminated_reason(terminated)?;
+    Some(match unhealthy {
+        Some(probe) => killed_by_probe(exit, probe),
+        None => exit,
+    })
+}
+
+/// A run's exit as the kubelet's kill for a failing liveness probe that answered
+/// `probe`, keeping its exit code, end and message; an OOM kill stays one (the kernel
+/// killed it first).
+#[must_use]
+pub fn killed_by_probe(exit: ExitReason, probe: &str) -> ExitReason {
+    if exit.cause == ExitCause::OutOfMemory {
+        return exit;
     }
-    Some(exit)
+    ExitReason {
+        exit_code: exit.exit_code,
+        finished_at: exit.finished_at,
+        message: exit.message,
+        last_lines: exit.last_lines,
+        ..ExitReason::unhealthy(Some(probe.to_owned()))
+    }
 }
 
 /// The pod as one of Berth's instances; the service fills in the datacenter.
@@ -175,32 +283,35 @@ pub fn port(pod: &Value) -> Option<u16> {
         .and_then(|p| u16::try_from(p).ok())
 }
 
-/// Why the pods of `release` crash-loop, or `None`: none of the release's pods is ready
+/// The pod of `release` that crash-loops, or `None`: none of the release's pods is ready
 /// (`ready_new`, from its Deployment's status) and one of them is in `CrashLoopBackOff`
-/// after [`CRASH_LOOP_RESTARTS`] restarts or more. Returns the pod and the sentence
-/// naming it, its restarts and its last exit; the caller adds its last log lines.
+/// after [`CRASH_LOOP_RESTARTS`] restarts or more.
 #[must_use]
-pub fn crash_loop(pods: &[Value], release_number: u64, ready_new: u32) -> Option<(String, String)> {
+pub fn crash_loop(pods: &[Value], release_number: u64, ready_new: u32) -> Option<&Value> {
     if ready_new > 0 {
         return None;
     }
-    let looping = pods.iter().filter(|p| release(p) == release_number).find(|p| {
+    pods.iter().filter(|p| release(p) == release_number).find(|p| {
         let c = container(p);
         c["ready"].as_bool() != Some(true)
             && c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
             && c["restartCount"].as_u64().unwrap_or(0) >= CRASH_LOOP_RESTARTS
-    })?;
-    let c = container(looping);
-    let exit = exit_reason(looping, None).map_or_else(|| "it keeps exiting".to_owned(), |e| e.describe());
-    Some((
-        name(looping).to_owned(),
-        format!(
-            "release {release_number} crash-loops: pod {} restarted {} times and no pod of the release is ready; \
-             the last run {exit}",
-            name(looping),
-            c["restartCount"],
-        ),
-    ))
+    })
+}
+
+/// The sentence that fails a crash-looping release: the pod, its restarts and its last
+/// exit (`unhealthy`: the liveness answer that ended it, [`killing_answer`]); the caller
+/// adds its last log lines.
+#[must_use]
+pub fn crash_loop_message(looping: &Value, release_number: u64, unhealthy: Option<&str>) -> String {
+    let exit =
+        exit_reason(looping, unhealthy).map_or_else(|| "it keeps exiting".to_owned(), |e| e.describe());
+    format!(
+        "release {release_number} crash-loops: pod {} restarted {} times and no pod of the release is ready; \
+         the last run {exit}",
+        name(looping),
+        container(looping)["restartCount"],
+    )
 }
 
 /// One line of a pod log read with `timestamps=true`: `2026-12-03T10:00:00.123456789Z text`.
@@ -335,10 +446,11 @@ mod tests {
                 "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}}}]}),
             )
         };
-        let (pod_name, why) = crash_loop(&[looping(2)], 3, 0).unwrap();
-        assert_eq!(pod_name, "web-7d9-abc");
+        let pods = [looping(2)];
+        let found = crash_loop(&pods, 3, 0).unwrap();
+        assert_eq!(name(found), "web-7d9-abc");
         assert_eq!(
-            why,
+            crash_loop_message(found, 3, None),
             "release 3 crash-loops: pod web-7d9-abc restarted 2 times and no pod of the release is ready; \
              the last run exited with code 3"
         );
@@ -353,6 +465,92 @@ mod tests {
             None,
             "a ready pod of the release serves"
         );
+        assert_eq!(
+            crash_loop_message(
+                &looping(2),
+                3,
+                Some("Liveness probe failed: HTTP probe failed with statuscode: 503")
+            ),
+            "release 3 crash-loops: pod web-7d9-abc restarted 2 times and no pod of the release is ready; \
+             the last run failed its health check (last answer: Liveness probe failed: HTTP probe failed with \
+             statuscode: 503)"
+        );
+    }
+
+    fn unhealthy(message: &str, last: &str) -> Value {
+        json!({"reason": "Unhealthy", "message": message, "type": "Warning", "lastTimestamp": last,
+            "involvedObject": {"kind": "Pod", "name": "web-7d9-abc"}})
+    }
+
+    #[test]
+    fn the_newest_answer_of_each_probe_from_unhealthy_events() {
+        let events = [
+            unhealthy(
+                "Readiness probe failed: HTTP probe failed with statuscode: 500",
+                "2026-12-03T10:00:09Z",
+            ),
+            unhealthy(
+                "Liveness probe failed: connection refused",
+                "2026-12-03T10:00:02Z",
+            ),
+            unhealthy(
+                "Readiness probe failed: connection refused",
+                "2026-12-03T10:00:03Z",
+            ),
+            unhealthy(
+                "Liveness probe failed: HTTP probe failed with statuscode: 503",
+                "2026-12-03T10:00:04Z",
+            ),
+            json!({"reason": "Killing", "message": "Container app failed liveness probe, will be restarted",
+                "lastTimestamp": "2026-12-03T10:00:05Z"}),
+        ];
+        let a = probe_answers(&events);
+        assert_eq!(
+            a.readiness.as_deref(),
+            Some("Readiness probe failed: HTTP probe failed with statuscode: 500")
+        );
+        let failure = a.liveness.clone().unwrap();
+        assert_eq!(
+            failure.message,
+            "Liveness probe failed: HTTP probe failed with statuscode: 503"
+        );
+        assert_eq!(failure.last.unwrap().to_rfc3339(), "2026-12-03T10:00:04+00:00");
+        assert_eq!(probe_answers(&[]), ProbeAnswers::default());
+
+        // The answer ended the last run only if it came during that run.
+        let run = |started: &str, finished: &str| {
+            pod(
+                json!({"containerStatuses": [{"lastState": {"terminated": {"exitCode": 137, "reason": "Error",
+                "startedAt": started, "finishedAt": finished}}}]}),
+            )
+        };
+        let during = run("2026-12-03T10:00:00Z", "2026-12-03T10:00:05Z");
+        assert_eq!(
+            killing_answer(&during, &a),
+            Some("Liveness probe failed: HTTP probe failed with statuscode: 503")
+        );
+        let later = run("2026-12-03T10:30:00Z", "2026-12-03T10:31:00Z");
+        assert_eq!(killing_answer(&later, &a), None, "a failure of an earlier run");
+        let long_before = run("2026-12-03T09:00:00Z", "2026-12-03T09:01:00Z");
+        assert_eq!(
+            killing_answer(&long_before, &a),
+            None,
+            "a failure after the run ended"
+        );
+        // One aggregated event: failing since before the run ended, seen again since.
+        let ongoing = probe_answers(&[json!({"reason": "Unhealthy", "count": 9,
+            "message": "Liveness probe failed: HTTP probe failed with statuscode: 503",
+            "firstTimestamp": "2026-12-03T09:00:30Z", "lastTimestamp": "2026-12-03T10:00:04Z"})]);
+        assert_eq!(
+            killing_answer(&long_before, &ongoing),
+            Some("Liveness probe failed: HTTP probe failed with statuscode: 503")
+        );
+        let running = pod(json!({"containerStatuses": [{"state": {"running": {}}, "ready": false}]}));
+        assert_eq!(killing_answer(&running, &a), None, "nothing was killed");
+        assert!(runs_unready(&running) && !has_stopped(&running));
+        assert!(has_stopped(&during) && !runs_unready(&during));
+        let ready = pod(json!({"containerStatuses": [{"state": {"running": {}}, "ready": true}]}));
+        assert!(!runs_unready(&ready) && !has_stopped(&ready));
     }
 
     #[test]

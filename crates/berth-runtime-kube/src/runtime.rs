@@ -1360,11 +1360,14 @@ impl Inner {
                 continue;
             };
             // A release whose pods crash-loop fails now, not at its progress deadline.
-            if let Some((looping, why)) = crate::pods::crash_loop(&pods, w.release, r.counts.ready) {
-                let lines = match pods.iter().find(|p| crate::pods::name(p) == looping) {
-                    Some(p) => self.previous_lines(client, p).await,
-                    None => Vec::new(),
-                };
+            if let Some(looping) = crate::pods::crash_loop(&pods, w.release, r.counts.ready) {
+                let answers = self.probe_answers(client, looping).await;
+                let why = crate::pods::crash_loop_message(
+                    looping,
+                    w.release,
+                    crate::pods::killing_answer(looping, &answers),
+                );
+                let lines = self.previous_lines(client, looping).await;
                 let quoted = berth_core::instance::ExitReason::unhealthy(None)
                     .with_lines(&lines)
                     .quoted_lines();
@@ -1373,7 +1376,18 @@ impl Inner {
                 r.message = Some(format!("{why}{quoted}"));
                 continue;
             }
-            if let Some(why) = status::pod_problems(&pods) {
+            // Pods that run but are not ready: what their readiness probe last answered.
+            let mut readiness = HashMap::new();
+            for p in pods
+                .iter()
+                .filter(|p| crate::pods::release(p) == w.release && crate::pods::runs_unready(p))
+                .take(operate::READINESS_LOOKUPS)
+            {
+                if let Some(answer) = self.probe_answers(client, p).await.readiness {
+                    readiness.insert(crate::pods::name(p).to_owned(), answer);
+                }
+            }
+            if let Some(why) = status::pod_problems(&pods, &readiness) {
                 r.message = Some(match &r.message {
                     Some(m) => format!("{m}; {why}"),
                     None => why,

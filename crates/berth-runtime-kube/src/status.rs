@@ -5,6 +5,8 @@
 //! `Progressing` condition with reason `ProgressDeadlineExceeded` means Kubernetes gave
 //! up: the rollout is reported as stalled and the deployment fails.
 
+use std::collections::HashMap;
+
 use berth_core::{render::Workload, rollout::Counts};
 use serde_json::Value;
 
@@ -130,9 +132,10 @@ pub fn rollout(w: &Workload, d: &DeploymentState) -> Rollout {
 }
 
 /// Why pods are not ready, from a pod list: `2 pods: ImagePullBackOff (Back-off pulling
-/// image "x")`; `None` when nothing says.
+/// image "x")`; `None` when nothing says. `readiness` holds, by pod name, the last answer
+/// of the readiness probe of pods that run but are not ready, where it was looked up.
 #[must_use]
-pub fn pod_problems(pods: &[Value]) -> Option<String> {
+pub fn pod_problems(pods: &[Value], readiness: &HashMap<String, String>) -> Option<String> {
     let mut reasons: Vec<(String, u32)> = Vec::new();
     let mut count = |text: String| match reasons.iter_mut().find(|(t, _)| *t == text) {
         Some((_, n)) => *n += 1,
@@ -170,7 +173,11 @@ pub fn pod_problems(pods: &[Value]) -> Option<String> {
             } else if let Some(r) = terminated["reason"].as_str() {
                 format!("last exit: {r} (code {})", terminated["exitCode"])
             } else if c["state"].get("running").is_some() {
-                "running but not ready (the readiness probe fails)".to_owned()
+                let pod = p["metadata"]["name"].as_str().unwrap_or_default();
+                match readiness.get(pod) {
+                    Some(answer) => format!("running but not ready ({answer})"),
+                    None => "running but not ready (the readiness probe fails)".to_owned(),
+                }
             } else {
                 continue;
             };
@@ -246,8 +253,33 @@ mod tests {
             json!({"status": {"containerStatuses": [{"ready": true, "state": {"running": {}}}]}}),
         ];
         assert_eq!(
-            pod_problems(&pods).as_deref(),
+            pod_problems(&pods, &HashMap::new()).as_deref(),
             Some("2 pod(s): ImagePullBackOff (Back-off)")
+        );
+    }
+
+    #[test]
+    fn pods_not_ready_quote_their_readiness_answer() {
+        let running = |name: &str| {
+            json!({"metadata": {"name": name},
+                "status": {"containerStatuses": [{"ready": false, "state": {"running": {}}}]}})
+        };
+        let answers = HashMap::from([
+            (
+                "a".to_owned(),
+                "Readiness probe failed: HTTP probe failed with statuscode: 500".to_owned(),
+            ),
+            (
+                "b".to_owned(),
+                "Readiness probe failed: HTTP probe failed with statuscode: 500".to_owned(),
+            ),
+        ]);
+        assert_eq!(
+            pod_problems(&[running("a"), running("b"), running("c")], &answers).as_deref(),
+            Some(
+                "2 pod(s): running but not ready (Readiness probe failed: HTTP probe failed with statuscode: 500); \
+                 1 pod(s): running but not ready (the readiness probe fails)"
+            )
         );
     }
 
@@ -258,7 +290,7 @@ mod tests {
             "status": "False", "reason": "Unschedulable",
             "message": "0/3 nodes are available: 3 Insufficient memory."}]}});
         assert_eq!(
-            pod_problems(&[pending.clone(), pending]).as_deref(),
+            pod_problems(&[pending.clone(), pending], &HashMap::new()).as_deref(),
             Some("2 pod(s): Unschedulable (0/3 nodes are available: 3 Insufficient memory.)")
         );
     }

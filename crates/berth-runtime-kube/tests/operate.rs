@@ -15,7 +15,8 @@ use std::time::Duration;
 use berth_core::{
     instance::{ExitCause, InstanceState, LogQuery},
     objects::{KubeconfigSource, KubernetesRuntime},
-    ports::{ClusterRuntime, RuntimeError},
+    ports::{ClusterReport, ClusterRuntime, RuntimeError},
+    render::Workload,
 };
 use berth_kube_fake::{FakeOptions, RolloutFailure};
 use berth_runtime_kube::{KubeRuntime, RuntimeOptions};
@@ -148,6 +149,33 @@ async fn pods_are_instances_with_logs_and_a_restart_rolls_them() {
     h.cleanup().await;
 }
 
+/// Rolls out release 1 of `web` with `replicas`, then release 2 on an image named `image`
+/// whose rollouts the fake fails with `failure`, until the runtime reports it stalled:
+/// release 2 and that report.
+async fn stalled_release(
+    h: &Harness,
+    rt: &KubeRuntime,
+    replicas: u32,
+    image: &str,
+    failure: RolloutFailure,
+) -> (Workload, ClusterReport) {
+    let good = h.workload("web", 1, 1);
+    h.until(rt, std::slice::from_ref(&good), wait(), |r| complete(r, &good))
+        .await;
+    let mut bad = h.workload("web", 2, replicas);
+    bad.startup_deadline_seconds = 600;
+    bad.image = format!(
+        "registry.example.com/{image}@sha256:00000000000000000000000000000000000000000000000000000000000000ee"
+    );
+    if let Some(fake) = &h.fake {
+        fake.fail_rollouts(image, failure);
+    }
+    let report = h
+        .until(rt, std::slice::from_ref(&bad), wait(), |r| r.workloads[0].stalled)
+        .await;
+    (bad, report)
+}
+
 #[tokio::test]
 async fn a_crash_looping_release_fails_at_once_with_its_exit_and_last_lines() {
     if real() {
@@ -156,21 +184,8 @@ async fn a_crash_looping_release_fails_at_once_with_its_exit_and_last_lines() {
     }
     let h = Harness::start_with("crash", FakeOptions::default()).await;
     let rt = h.runtime(options());
-    let good = h.workload("web", 1, 1);
-    h.until(&rt, std::slice::from_ref(&good), wait(), |r| complete(r, &good))
-        .await;
-    let mut bad = h.workload("web", 2, 1);
-    bad.startup_deadline_seconds = 600;
-    bad.image = "registry.example.com/crashing@sha256:00000000000000000000000000000000000000000000000000000000000000ee".into();
-    if let Some(fake) = &h.fake {
-        fake.fail_rollouts("crashing", RolloutFailure::CrashLoop);
-    }
     let started = tokio::time::Instant::now();
-    let report = h
-        .until(&rt, std::slice::from_ref(&bad), wait(), |r| {
-            r.workloads[0].stalled
-        })
-        .await;
+    let (bad, report) = stalled_release(&h, &rt, 1, "crashing", RolloutFailure::CrashLoop).await;
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
@@ -272,4 +287,80 @@ async fn logs_of_an_unreachable_cluster_fail_naming_it() {
     assert!(e.to_string().contains("dc-gone"), "{e}");
     let e = rt.instances(&key).await.unwrap_err();
     assert!(e.to_string().contains("dc-gone"), "{e}");
+}
+
+#[tokio::test]
+async fn a_release_its_liveness_probe_kills_fails_with_the_probe_answer() {
+    if real() {
+        eprintln!("skipped on a real cluster: kwok runs no container, so no probe fails");
+        return;
+    }
+    let h = Harness::start_with("liveness", FakeOptions::default()).await;
+    let rt = h.runtime(options());
+    let (bad, report) = stalled_release(&h, &rt, 1, "unhealthy", RolloutFailure::FailsLiveness).await;
+    // What the deployment status and its event say.
+    let answer = "Liveness probe failed: HTTP probe failed with statuscode: 503";
+    let message = report.workloads[0].message.clone().unwrap_or_default();
+    assert!(message.contains("release 2 crash-loops"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "the last run failed its health check (last answer: {answer})"
+        )),
+        "{message}"
+    );
+
+    let instances = rt.instances(&bad.key).await.unwrap();
+    let looping: Vec<_> = instances.iter().filter(|i| i.restarts > 0).collect();
+    assert_eq!(looping.len(), 1, "{instances:#?}");
+    let exit = looping[0].last_exit.as_ref().unwrap();
+    assert_eq!(
+        (exit.cause, exit.exit_code, exit.probe.as_deref()),
+        (ExitCause::Unhealthy, Some(137), Some(answer))
+    );
+    // The instances that did not stop have no exit to explain.
+    assert!(
+        instances
+            .iter()
+            .filter(|i| i.restarts == 0)
+            .all(|i| i.last_exit.is_none()),
+        "{instances:#?}"
+    );
+
+    let dead = rt.terminated(&bad.key).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(
+        (dead[0].exit.cause, dead[0].exit.probe.as_deref()),
+        (ExitCause::Unhealthy, Some(answer))
+    );
+    assert!(!dead[0].exit.last_lines.is_empty(), "{dead:#?}");
+    h.cleanup().await;
+}
+
+#[tokio::test]
+async fn pods_that_never_become_ready_say_what_their_readiness_probe_answered() {
+    if real() {
+        eprintln!("skipped on a real cluster: kwok's pods are always ready");
+        return;
+    }
+    let h = Harness::start_with(
+        "readiness",
+        FakeOptions {
+            progress_deadline: Some(Duration::from_millis(300)),
+            ..FakeOptions::default()
+        },
+    )
+    .await;
+    let rt = h.runtime(options());
+    let (_, report) = stalled_release(&h, &rt, 2, "notready", RolloutFailure::NeverReady).await;
+    let message = report.workloads[0].message.clone().unwrap_or_default();
+    assert!(message.contains("ProgressDeadlineExceeded"), "{message}");
+    // The newest answer of each pod, not an earlier one (`connection refused`).
+    assert!(
+        message.contains(
+            "2 pod(s): running but not ready (Readiness probe failed: HTTP probe failed with statuscode: 500)"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("connection refused"), "{message}");
+    h.cleanup().await;
 }

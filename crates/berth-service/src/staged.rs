@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use berth_core::{
     NewEvent,
     audit::{AuditEntry, AuditQuery, Change, Checkpoint, Verification},
-    objects::Event,
+    objects::{DeploymentPhase, Event},
     ports::{
         Commit, DeploymentQuery, EventQuery, GoverningQuery, ListQuery, Page, Store, StoreError, TeamQuery,
         TokenRecord, Write,
@@ -373,6 +373,10 @@ impl Store for Staged {
 
     async fn governing_deployments(&self, query: &GoverningQuery) -> Result<Page, StoreError> {
         self.inner.governing_deployments(query).await
+    }
+
+    async fn governing_deployments_by_phase(&self) -> Result<BTreeMap<DeploymentPhase, u64>, StoreError> {
+        self.inner.governing_deployments_by_phase().await
     }
 
     async fn deployments_of_releases(

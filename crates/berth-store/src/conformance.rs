@@ -11,7 +11,8 @@ mod queries;
 
 pub use queries::{
     build_queries, deployments_newest_first, deployments_of_releases, governing_and_last_succeeded,
-    governing_deployments_paged, next_numbers, release_queries, team_applications_paged, team_releases,
+    governing_deployments_by_phase, governing_deployments_paged, next_numbers, release_queries,
+    team_applications_paged, team_releases,
 };
 
 use berth_core::{

@@ -11,6 +11,7 @@
 //! other writer wait a queue's worth of scheduling delays per statement.
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     path::Path,
     pin::Pin,
@@ -27,7 +28,7 @@ use berth_core::{
         self, AuditEntry, AuditKey, AuditQuery, Change, Checkpoint, CheckpointSource, GENESIS, Operation,
         Seal, StoredState, Verification, Verifier,
     },
-    objects::{Event, EventType, NewEvent},
+    objects::{DeploymentPhase, Event, EventType, NewEvent},
     ports::{
         Commit, DeploymentQuery, EventQuery, GoverningQuery, ListQuery, Page, Store, StoreError, TeamQuery,
         TokenRecord, Write,
@@ -535,6 +536,10 @@ impl Store for SqliteStore {
 
     async fn governing_deployments(&self, query: &GoverningQuery) -> Result<Page, StoreError> {
         queries::governing_all(&self.pool, query).await
+    }
+
+    async fn governing_deployments_by_phase(&self) -> Result<BTreeMap<DeploymentPhase, u64>, StoreError> {
+        queries::governing_by_phase(&self.pool).await
     }
 
     async fn deployments_of_releases(
@@ -1834,6 +1839,7 @@ mod tests {
                         governing_and_last_succeeded,
                         deployments_newest_first,
                         governing_deployments_paged,
+                        governing_deployments_by_phase,
                         deployments_of_releases,
                         release_queries,
                         team_releases,
@@ -2535,6 +2541,17 @@ mod tests {
                         .is_some_and(|s| s.starts_with("SEARCH ") && s.contains(index)),
                     "{label} ({when}) does not start by searching {index}: {steps:#?}"
                 );
+            }
+            for (label, sql, args, index) in queries::WHOLE_INDEX_PLANS {
+                let steps = plan(&store, sql, args).await;
+                let whole = format!("SCAN d USING INDEX {index}");
+                assert_eq!(
+                    steps.first(),
+                    Some(&whole),
+                    "{label} ({when}) does not read {index}: {steps:#?}"
+                );
+                let scans: Vec<&String> = steps[1..].iter().filter(|s| reads_everything(s)).collect();
+                assert!(scans.is_empty(), "{label} ({when}) scans: {steps:#?}");
             }
         };
         // The check can fail: a lookup by a document field without an index scans.

@@ -1,7 +1,7 @@
 //! A real store that tells what was read, and fails commits on request.
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeMap, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use berth_core::{
     Kind, NewEvent, Resource,
     audit::{AuditEntry, AuditQuery, Change, Checkpoint, Verification},
-    objects::Event,
+    objects::{DeploymentPhase, Event},
     ports::{
         Commit, DeploymentQuery, EventQuery, GoverningQuery, ListQuery, Page, Store, StoreError, TeamQuery,
         TokenRecord, Write,
@@ -191,6 +191,11 @@ impl Store for RecordingStore {
             query.application.clone().unwrap_or_default(),
         );
         self.inner.governing_deployments(query).await
+    }
+
+    async fn governing_deployments_by_phase(&self) -> Result<BTreeMap<DeploymentPhase, u64>, StoreError> {
+        self.query("governing_deployments_by_phase", String::new());
+        self.inner.governing_deployments_by_phase().await
     }
 
     async fn deployments_of_releases(

@@ -50,9 +50,9 @@ use anyhow::{Context, bail};
 use berth_kube_fake::{FakeCluster, FakeOptions};
 use serde_json::{Value, json};
 
-/// Requests per second (and burst) each token may make on the measured server: far
-/// above what this machine can serve, so that no request is refused by the limiter.
-const RATE_LIMIT: &str = "1000000";
+mod common;
+
+use common::{RATE_LIMIT, Server, bin, percentile, server_command};
 
 /// Kubernetes clusters in the environment.
 const CLUSTERS: usize = 3;
@@ -119,16 +119,6 @@ fn options() -> anyhow::Result<Options> {
         bail!("--apps must be at least 1");
     }
     Ok(o)
-}
-
-/// The release binary: `$BERTH_BIN`, else the `berth` built next to this program.
-fn bin() -> String {
-    std::env::var("BERTH_BIN").unwrap_or_else(|_| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| Some(exe.parent()?.parent()?.join("berth")))
-            .map_or_else(|| "berth".to_owned(), |p| p.display().to_string())
-    })
 }
 
 fn app_name(i: usize) -> String {
@@ -264,20 +254,6 @@ impl Drop for Fakes {
 // ---------------------------------------------------------------------------------------
 // The server and what is read of it.
 
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-    token: String,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -286,43 +262,11 @@ async fn start_server(http: &reqwest::Client) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     let api = format!("127.0.0.1:{}", free_port()?);
     let router = format!("127.0.0.1:{}", free_port()?);
-    let child = Command::new(bin())
-        .args(["server", "--listen", &api, "--router-listen", &router])
-        .args(["--insecure-registry", "127.0.0.1:5000"])
-        .args(["--rate-limit", RATE_LIMIT, "--rate-burst", RATE_LIMIT])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(
-            std::env::temp_dir().join("bench-control-plane-server.log"),
-        )?))
-        .spawn()
-        .with_context(|| format!("starting {}", bin()))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let up = http
-            .get(format!("http://{api}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if up && dir.path().join("bootstrap-token").exists() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the server did not become healthy in 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let token = std::fs::read_to_string(dir.path().join("bootstrap-token"))?
-        .trim()
-        .to_owned();
-    Ok(Server {
-        child,
-        _dir: dir,
-        token,
-        base: format!("http://{api}/api/v1"),
-    })
+    let mut command = server_command(dir.path(), &api, &router);
+    command.stderr(Stdio::from(std::fs::File::create(
+        std::env::temp_dir().join("bench-control-plane-server.log"),
+    )?));
+    Server::start(http, command, dir, &api, Duration::from_secs(30)).await
 }
 
 fn proc_stat(pid: u32) -> anyhow::Result<Vec<String>> {
@@ -423,12 +367,6 @@ async fn call(req: reqwest::RequestBuilder, what: &str, failures: &Failures) -> 
             None
         }
     }
-}
-
-/// The `p` percentile of `sorted`; zero when there is nothing to measure.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len().saturating_sub(1)) as f64 * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
 }
 
 fn ms(d: Duration) -> String {

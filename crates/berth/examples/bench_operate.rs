@@ -18,66 +18,15 @@
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader},
-    path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::json;
 
-/// Far above what this machine serves, so that no request is refused by the limiter.
-const RATE_LIMIT: &str = "1000000";
+mod common;
 
-/// `$BERTH_BIN`, else the `berth` built next to this program.
-fn bin() -> String {
-    std::env::var("BERTH_BIN").unwrap_or_else(|_| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| Some(exe.parent()?.parent()?.join("berth")))
-            .map_or_else(|| "berth".to_owned(), |p| p.display().to_string())
-    })
-}
-
-fn spawn(data: &Path, api: &str, router: &str, metrics: bool) -> anyhow::Result<Child> {
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "server",
-        "--listen",
-        api,
-        "--router-listen",
-        router,
-        "--insecure-registry",
-        "127.0.0.1:5000",
-        "--rate-limit",
-        RATE_LIMIT,
-        "--rate-burst",
-        RATE_LIMIT,
-    ])
-    .arg("--data-dir")
-    .arg(data)
-    .env("RUST_LOG", "warn")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    if !metrics {
-        cmd.arg("--no-request-metrics");
-    }
-    Ok(cmd.spawn()?)
-}
-
-async fn wait_healthy(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
-    for _ in 0..20_000 {
-        if http
-            .get(format!("http://{api}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    anyhow::bail!("server did not become healthy")
-}
+use common::{RATE_LIMIT, Server, bin, percentile, server_command};
 
 /// CPU time (user + system) the process has used so far, from `/proc/PID/stat`: what a
 /// request costs the server, which a busy shared machine disturbs far less than the
@@ -93,26 +42,7 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     Ok(Duration::from_millis((ticks(11) + ticks(12)) * 10))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len().saturating_sub(1)) as f64 * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
 /// A server with one application (and an environment on a local cluster) to read.
-struct Server {
-    child: Child,
-    base: String,
-    token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn server(
     http: &reqwest::Client,
     api: &str,
@@ -121,17 +51,17 @@ async fn server(
     cluster: &str,
 ) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
-    let child = spawn(dir.path(), api, router, metrics)?;
-    wait_healthy(http, api).await?;
-    let token = std::fs::read_to_string(dir.path().join("bootstrap-token"))?
-        .trim()
-        .to_owned();
-    let base = format!("http://{api}/api/v1");
-    http.put(format!("{base}/clusters/{cluster}")).bearer_auth(&token)
+    let mut command = server_command(dir.path(), api, router);
+    if !metrics {
+        command.arg("--no-request-metrics");
+    }
+    let server = Server::start(http, command, dir, api, Duration::from_secs(30)).await?;
+    let (base, token) = (&server.base, &server.token);
+    http.put(format!("{base}/clusters/{cluster}")).bearer_auth(token)
         .json(&json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": cluster}, "spec": {}}))
         .send().await?.error_for_status()?;
     http.put(format!("{base}/environments/qa"))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .json(
             &json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": "qa"},
             "spec": {"clusters": [{"cluster": cluster}]}}),
@@ -141,7 +71,7 @@ async fn server(
         .error_for_status()?;
     // It prints a line at start and one per request it serves.
     http.put(format!("{base}/applications/web"))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .json(
             &json!({"apiVersion": "berth.dev/v1", "kind": "Application", "metadata": {"name": "web"},
             "spec": {"image": "127.0.0.1:5000/busybox:latest",
@@ -151,12 +81,7 @@ async fn server(
         .send()
         .await?
         .error_for_status()?;
-    Ok(Server {
-        child,
-        base,
-        token,
-        _dir: dir,
-    })
+    Ok(server)
 }
 
 /// `clients` concurrent clients GET `url` for `run_for`: (answered 2xx, failures by why, elapsed).

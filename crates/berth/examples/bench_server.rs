@@ -26,43 +26,15 @@ use std::{
 
 use serde_json::json;
 
-/// Requests per second (and burst) each token may make on the measured server: far
-/// above what this machine can serve, so that no request is refused by the limiter.
-const RATE_LIMIT: &str = "1000000";
+mod common;
 
-/// The release binary: `$BERTH_BIN`, else the `berth` built next to this program
-/// (`<target>/release/examples/bench_server` → `<target>/release/berth`, wherever
-/// `CARGO_TARGET_DIR` put them).
-fn bin() -> String {
-    std::env::var("BERTH_BIN").unwrap_or_else(|_| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| Some(exe.parent()?.parent()?.join("berth")))
-            .map_or_else(|| "berth".to_owned(), |p| p.display().to_string())
-    })
-}
+use common::{RATE_LIMIT, bin, percentile, server_command, wait_healthy};
+
+/// How long a start may take before the benchmark gives up on it.
+const START_WITHIN: Duration = Duration::from_secs(10);
 
 fn spawn(data: &Path, api: &str, router: &str) -> anyhow::Result<Child> {
-    Ok(Command::new(bin())
-        .args([
-            "server",
-            "--listen",
-            api,
-            "--router-listen",
-            router,
-            "--insecure-registry",
-            "127.0.0.1:5000",
-            "--rate-limit",
-            RATE_LIMIT,
-            "--rate-burst",
-            RATE_LIMIT,
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?)
+    Ok(server_command(data, api, router).spawn()?)
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -72,27 +44,6 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .find(|l| l.starts_with("VmRSS:"))
         .ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
     Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
-}
-
-/// The `p` percentile of `sorted`; zero when there is nothing to measure.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len().saturating_sub(1)) as f64 * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
-async fn wait_healthy(http: &reqwest::Client, api: &str) -> anyhow::Result<()> {
-    for _ in 0..2000 {
-        if http
-            .get(format!("http://{api}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    anyhow::bail!("server did not become healthy")
 }
 
 #[tokio::main]
@@ -110,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let t = Instant::now();
         let mut child = spawn(dir.path(), api, router)?;
-        wait_healthy(&http, api).await?;
+        wait_healthy(&http, api, START_WITHIN).await?;
         starts.push(t.elapsed());
         child.kill()?;
         child.wait()?;
@@ -128,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let dir = tempfile::tempdir()?;
     let mut child = spawn(dir.path(), api, router)?;
-    wait_healthy(&http, api).await?;
+    wait_healthy(&http, api, START_WITHIN).await?;
     let token = std::fs::read_to_string(dir.path().join("bootstrap-token"))?
         .trim()
         .to_owned();

@@ -60,7 +60,9 @@ pub struct DeploymentSpec {
 }
 
 /// Where a deployment stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 pub enum DeploymentPhase {
     /// Recorded; no cluster has acted on it yet.
     #[default]
@@ -76,6 +78,26 @@ pub enum DeploymentPhase {
 }
 
 impl DeploymentPhase {
+    /// Every phase, in the order a deployment goes through them.
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Progressing,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Superseded,
+    ];
+
+    /// The phase as written in documents (`Pending`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Progressing => "Progressing",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Superseded => "Superseded",
+        }
+    }
+
     /// Whether the deployment can no longer change.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Superseded)
@@ -169,5 +191,21 @@ impl Kind for DeploymentKind {
 
     fn owner(spec: &DeploymentSpec) -> Option<&str> {
         Some(&spec.application)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `as_str` is what documents hold: metrics and store queries compare with it.
+    #[test]
+    fn phase_names_are_the_serialized_ones() {
+        for phase in DeploymentPhase::ALL {
+            assert_eq!(
+                serde_json::to_value(phase).unwrap(),
+                serde_json::Value::from(phase.as_str())
+            );
+        }
     }
 }

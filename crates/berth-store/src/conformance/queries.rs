@@ -2,7 +2,7 @@
 //! every object (`governing`, `last_succeeded`, `lineage`, `Demand::of`), with failed,
 //! retired and deleted objects in the way.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use berth_core::{
     build::{BuildKey, reusable},
@@ -341,6 +341,86 @@ pub async fn governing_deployments_paged(store: &dyn Store) -> Result<(), StoreE
         ["web-production-2", "api-qa-2", "webx-qa-1", "web-qa-4"]
     );
     Ok(())
+}
+
+/// Governing deployments counted by phase: the phases of what the core decides governs
+/// each key, absent phases left out, a deployment without a recorded phase `Pending`,
+/// and a change of phase counted at once.
+pub async fn governing_deployments_by_phase(store: &dyn Store) -> Result<(), StoreError> {
+    use DeploymentPhase::{Pending, Progressing, Succeeded, Superseded};
+    assert_eq!(store.governing_deployments_by_phase().await?, BTreeMap::new());
+    history(store).await?;
+    let counts = store.governing_deployments_by_phase().await?;
+    assert_eq!(counts, core_counts(store).await?, "as the core decides");
+    assert_eq!(
+        counts,
+        BTreeMap::from([(Pending, 1), (Progressing, 1), (Succeeded, 1), (Superseded, 1)])
+    );
+
+    // A newer deployment takes its key's count to its phase; a failed one does not; one
+    // whose document has no status yet is pending.
+    let unrecorded = json!({
+        "apiVersion": "berth.dev/v1",
+        "kind": "Deployment",
+        "metadata": { "name": "api-staging-1" },
+        "spec": { "application": "api", "environment": "staging", "release": 1, "number": 1 },
+    });
+    commit(
+        store,
+        vec![
+            create(&deployment("web", "qa", 4, 4, Pending))?,
+            create(&deployment("api", "qa", 3, 3, DeploymentPhase::Failed))?,
+            Write::Create {
+                kind: "Deployment".to_owned(),
+                name: "api-staging-1".to_owned(),
+                owner: Some("api".to_owned()),
+                document: unrecorded,
+            },
+        ],
+    )
+    .await?;
+    assert_eq!(
+        store.governing_deployments_by_phase().await?,
+        BTreeMap::from([(Pending, 3), (Progressing, 1), (Superseded, 1)])
+    );
+
+    // A phase changes: counted in its new phase by the next query.
+    let stored = store.get("Deployment", "web-qa-4").await?;
+    let mut web: Deployment = typed(stored.as_ref().unwrap_or(&Value::Null))?;
+    web.status.phase = Succeeded;
+    commit(
+        store,
+        vec![repo::replace(&web).map_err(|e| broken("a replace", &e))?],
+    )
+    .await?;
+    let counts = store.governing_deployments_by_phase().await?;
+    assert_eq!(
+        counts,
+        BTreeMap::from([(Pending, 2), (Progressing, 1), (Succeeded, 1), (Superseded, 1)])
+    );
+    assert_eq!(counts, core_counts(store).await?, "as the core decides");
+    Ok(())
+}
+
+/// Governing deployments by phase as the core decides over every deployment stored.
+async fn core_counts(store: &dyn Store) -> Result<BTreeMap<DeploymentPhase, u64>, StoreError> {
+    let all = all_deployments(store).await?;
+    let keys: BTreeSet<(&str, &str)> = all
+        .iter()
+        .map(|d| (d.spec.application.as_str(), d.spec.environment.as_str()))
+        .collect();
+    let mut counts = BTreeMap::new();
+    for (app, env) in keys {
+        let of_key: Vec<Deployment> = all
+            .iter()
+            .filter(|d| d.spec.application == app && d.spec.environment == env)
+            .cloned()
+            .collect();
+        if let Some(d) = governing(&of_key) {
+            *counts.entry(d.status.phase).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
 }
 
 /// Deployments of given releases of one application, in any environment and phase.

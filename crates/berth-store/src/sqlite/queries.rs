@@ -6,8 +6,10 @@
 //! condition implies the index's. [`PLANS`] lists every statement with sample arguments,
 //! for the test that checks none of them scans `objects`.
 
+use std::collections::BTreeMap;
+
 use berth_core::{
-    objects::{Release, ReleaseKind},
+    objects::{DeploymentPhase, Release, ReleaseKind},
     ports::{DeploymentQuery, GoverningQuery, Page, StoreError, TeamQuery},
 };
 use serde_json::Value;
@@ -64,6 +66,16 @@ pub(super) const GOVERNING_ALL: &str = concat!(
     " AND d.id > ?1",
     newest_of_key!(),
     " ORDER BY d.id LIMIT ?2"
+);
+
+/// How many governing deployments are in each phase (`NULL`: none recorded). It reads
+/// the whole of `deployments_governing` (every deployment that may govern, and only
+/// those): counting them all is the point.
+pub(super) const GOVERNING_BY_PHASE: &str = concat!(
+    "SELECT d.phase, count(*) FROM objects d INDEXED BY deployments_governing WHERE ",
+    may_govern!("d"),
+    newest_of_key!(),
+    " GROUP BY d.phase"
 );
 
 /// The governing deployments of one application in creation order (a few: one per
@@ -224,6 +236,17 @@ pub(super) const PLANS: &[(&str, &str, &[&str], &str)] = &[
     ),
 ];
 
+/// Queries that read one partial index whole, because they aggregate over every object
+/// it holds, with sample arguments and that index, for the plan test: their first step
+/// scans that index and no other step reads everything.
+#[cfg(test)]
+pub(super) const WHOLE_INDEX_PLANS: &[(&str, &str, &[&str], &str)] = &[(
+    "governing deployments by phase",
+    GOVERNING_BY_PHASE,
+    &[],
+    "deployments_governing",
+)];
+
 /// Runs `sql` and decodes its `(name, document)` rows.
 async fn documents(
     pool: &SqlitePool,
@@ -339,6 +362,30 @@ pub(super) async fn governing_all(pool: &SqlitePool, query: &GoverningQuery) -> 
     }
     .map_err(|e| backend("listing governing deployments", &e))?;
     page("Deployment", rows, limit)
+}
+
+pub(super) async fn governing_by_phase(
+    pool: &SqlitePool,
+) -> Result<BTreeMap<DeploymentPhase, u64>, StoreError> {
+    const DOING: &str = "counting governing deployments by phase";
+    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(GOVERNING_BY_PHASE)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| backend(DOING, &e))?;
+    let mut counts = BTreeMap::new();
+    for (phase, n) in rows {
+        let phase = match phase {
+            None => DeploymentPhase::default(),
+            Some(text) => DeploymentPhase::ALL
+                .into_iter()
+                .find(|p| p.as_str() == text)
+                .ok_or_else(|| StoreError::Backend {
+                    message: format!("{DOING}: a stored deployment has the unknown phase '{text}'"),
+                })?,
+        };
+        *counts.entry(phase).or_insert(0) += to_u64(n, "count")?;
+    }
+    Ok(counts)
 }
 
 pub(super) async fn of_releases(
