@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Ship applications with Berth, an application-centric container cloud.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version)]
