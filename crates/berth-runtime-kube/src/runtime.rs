@@ -172,7 +172,7 @@ struct Inner {
     options: RuntimeOptions,
     client: tokio::sync::OnceCell<Client>,
     /// Objects known to match what Berth applied: key → (resourceVersion, hash).
-    verified: Arc<Mutex<HashMap<ObjKey, (String, String)>>>,
+    verified: Arc<Mutex<HashMap<ObjKey, Verified>>>,
     /// What the watches say about Berth's objects.
     cache: Arc<Mutex<WatchCache>>,
     /// Namespaces known to exist.
@@ -189,6 +189,10 @@ struct Inner {
     /// status change of its rollout, and rendering is JSON building plus a SHA-256).
     rendered: Mutex<HashMap<WorkloadKey, Rendered>>,
 }
+
+/// What Berth last left in one object: its resourceVersion and hash. Boxed: the table
+/// of a cluster's objects keeps room for about twice the entries it holds.
+type Verified = Box<(String, String)>;
 
 /// The objects one workload renders to, without their bodies.
 struct Rendered {
@@ -530,7 +534,7 @@ impl Inner {
             Seen::Outdated
         } else if lock(&self.verified)
             .get(&key)
-            .is_some_and(|(v, h)| *v == rv && h == hash)
+            .is_some_and(|v| v.0 == rv && v.1 == *hash)
         {
             Seen::InSync
         } else {
@@ -538,7 +542,7 @@ impl Inner {
                 .map(|m| diff::differences(&m.body, obj))
                 .unwrap_or_default();
             if diffs.is_empty() {
-                lock(&self.verified).insert(key.clone(), (rv.clone(), hash.clone()));
+                lock(&self.verified).insert(key.clone(), Box::new((rv.clone(), hash.clone())));
                 Seen::InSync
             } else {
                 let mut managers: Vec<String> = Vec::new();
@@ -774,7 +778,7 @@ impl Inner {
             match result {
                 Ok((rv, rollout, hash)) => {
                     lock(&self.conflicted).remove(&key);
-                    let before = lock(&self.verified).insert(key.clone(), (rv, hash.clone()));
+                    let before = lock(&self.verified).insert(key.clone(), Box::new((rv, hash.clone())));
                     if let Some(r) = rollout {
                         rollouts.insert(i, r);
                     }
@@ -796,7 +800,7 @@ impl Inner {
                                 ),
                             ));
                         }
-                        None if before.is_some_and(|(_, h)| h == hash) => {
+                        None if before.is_some_and(|v| v.1 == *hash) => {
                             notices.push(notice(
                                 w,
                                 true,
@@ -939,7 +943,7 @@ fn seen(
     kind: ObjectKind,
     obj: &kube::core::DynamicObject,
     cache: &Mutex<WatchCache>,
-    verified: &Mutex<HashMap<ObjKey, (String, String)>>,
+    verified: &Mutex<HashMap<ObjKey, Verified>>,
 ) -> bool {
     let Some((id, now)) = watched_of(kind, obj) else {
         return false;
@@ -952,7 +956,7 @@ fn seen(
     if previous.is_some_and(|p| p.resource_version == now.resource_version) {
         return false;
     }
-    let echo = keyed::judge_event(kind, previous, &now, lock(verified).get_mut(&id));
+    let echo = keyed::judge_event(kind, previous, &now, lock(verified).get_mut(&id).map(Box::as_mut));
     let key = now.key.clone();
     cache.objects.insert(id, Box::new(now));
     if echo == Echo::Key {
@@ -1128,7 +1132,7 @@ impl Inner {
                         w.force_conflicts,
                         synced,
                         watched,
-                        lock(&self.verified).get(id),
+                        lock(&self.verified).get(id).map(Box::as_ref),
                         lock(&self.conflicted).get(id),
                     );
                     (
@@ -1211,7 +1215,7 @@ impl Inner {
                     if m.kind == ObjectKind::Deployment {
                         rollouts.insert(i, status::rollout(w, &DeploymentState::of_object(&obj)));
                     }
-                    lock(&self.verified).insert(id, (rv, m.hash.clone()));
+                    lock(&self.verified).insert(id, Box::new((rv, m.hash.clone())));
                 }
                 Done::Applied(applied) => {
                     if m.kind == ObjectKind::Namespace {
@@ -1227,7 +1231,7 @@ impl Inner {
                         );
                         rollouts.insert(i, status::rollout(w, &d));
                     }
-                    lock(&self.verified).insert(id.clone(), (rv.clone(), m.hash.clone()));
+                    lock(&self.verified).insert(id.clone(), Box::new((rv.clone(), m.hash.clone())));
                     match plan {
                         Plan::Apply { recreated: true, .. } => notices.push(Notice {
                             key: w.key.clone(),

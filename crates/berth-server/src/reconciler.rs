@@ -113,7 +113,8 @@ struct Index {
     clusters: BTreeMap<String, Cluster>,
     environments: BTreeMap<String, Environment>,
     teams: HashMap<String, Team>,
-    /// Ordered by key, so that an application's keys are one range.
+    /// Ordered by key, so that an application's keys are one range. Each list is kept
+    /// at its length: a vector grows to room for four deployments, and most keys have one.
     deployments: BTreeMap<WorkloadKey, Vec<Deployment>>,
     /// The release of each key's governing deployment (boxed: the table keeps room for
     /// more entries than it holds, and a release is large).
@@ -127,7 +128,10 @@ impl Index {
         let list = self.deployments.entry(key).or_default();
         match list.iter_mut().find(|x| x.metadata.name == d.metadata.name) {
             Some(x) => *x = d,
-            None => list.push(d),
+            None => {
+                list.push(d);
+                list.shrink_to_fit();
+            }
         }
     }
 
@@ -374,6 +378,9 @@ impl Reconciler {
         for d in repo::list_all::<DeploymentKind>(store, None).await? {
             index.deployments.entry(key_of(&d)).or_default().push(d);
         }
+        for list in index.deployments.values_mut() {
+            list.shrink_to_fit();
+        }
         self.index = index;
         let keys: Vec<WorkloadKey> = self.index.deployments.keys().cloned().collect();
         for k in keys {
@@ -546,6 +553,8 @@ impl Reconciler {
                             })
                     });
                     if !same {
+                        let mut list = list;
+                        list.shrink_to_fit();
                         self.index.deployments.insert(k.clone(), list);
                         keys.push(k);
                     }
