@@ -53,6 +53,9 @@ const MAX_PAGE: u32 = 1000;
 /// Reading connections of a file-backed store (writes have one of their own).
 const CONNECTIONS: u32 = 5;
 
+/// The page cache of each reading connection, in KiB (SQLite's default is 2,000).
+const READER_CACHE_KIB: u32 = 512;
+
 /// How long a connection waits for a lock held by another process using the same file.
 /// Writers of this process never wait here: they queue on [`SqliteStore::writer`] first.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -281,7 +284,13 @@ impl SqliteStore {
         let opening = |e: sqlx::Error| backend(&format!("opening the store at {}", path.display()), &e);
         let pool = SqlitePoolOptions::new()
             .max_connections(CONNECTIONS)
-            .connect_with(options.clone())
+            // Readers keep a small page cache each: the kernel's page cache holds the
+            // file for all of them, outside the server's own memory.
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
+            )
             .await
             .map_err(opening)?;
         let write_pool = SqlitePoolOptions::new()
@@ -686,7 +695,7 @@ impl Store for SqliteStore {
                         before: before.as_ref().map(token_digest),
                         after: Some(token_digest(&token)),
                     };
-                    record(conn, &key, &change, Utc::now(), &[written]).await
+                    record(conn, &key, &change, Utc::now(), &[written], None).await
                 })
             }),
         )
@@ -766,7 +775,7 @@ impl Store for SqliteStore {
                         before: Some(token_digest(&before)),
                         after: Some(token_digest(&after)),
                     };
-                    record(conn, &key, &change, Utc::now(), &[written]).await?;
+                    record(conn, &key, &change, Utc::now(), &[written], None).await?;
                     Ok(after)
                 })
             }),
@@ -1040,7 +1049,7 @@ async fn apply(
             after: after.clone(),
         })
         .collect();
-    record(conn, key, change, now, &entries).await?;
+    record(conn, key, change, now, &entries, Some(revision)).await?;
 
     let mut recorded = Vec::with_capacity(events.len());
     for event in events {
@@ -1210,7 +1219,8 @@ struct AuditedWrite<'a> {
 }
 
 /// Appends one audit entry per write, each signed with `key` and chained to the log's
-/// last entry, and moves the signed head.
+/// last entry, and moves the signed head. `revision` is the store's revision when the
+/// caller knows it (a commit just moved it), else it is read.
 ///
 /// The chain continues from the log itself, not from the head row: a head row someone
 /// edited must not make every later write fail (verification reports it instead).
@@ -1220,14 +1230,18 @@ async fn record(
     change: &Change,
     time: DateTime<Utc>,
     writes: &[AuditedWrite<'_>],
+    revision: Option<i64>,
 ) -> Result<(), StoreError> {
     if writes.is_empty() {
         return Ok(());
     }
-    let revision: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| backend("reading the store revision", &e))?;
+    let revision: i64 = match revision {
+        Some(r) => r,
+        None => sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| backend("reading the store revision", &e))?,
+    };
     let (mut seq, mut prev) = audit_end(conn).await?;
     for w in writes {
         seq += 1;
@@ -1424,6 +1438,7 @@ async fn seal_once(
         &Change::new("berth", "audit.baseline"),
         Utc::now(),
         &baseline,
+        None,
     )
     .await?;
     let head = audit_head(&mut tx).await?;
@@ -2053,6 +2068,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(foreign_keys, 1);
+        // Readers keep a small cache of their own; the writer keeps SQLite's default.
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(cache, -i64::from(READER_CACHE_KIB));
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&store.write_pool)
+            .await
+            .unwrap();
+        assert_eq!(cache, -2000);
     }
 
     #[tokio::test]
