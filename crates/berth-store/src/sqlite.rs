@@ -53,6 +53,13 @@ const MAX_PAGE: u32 = 1000;
 /// Reading connections of a file-backed store (writes have one of their own).
 const CONNECTIONS: u32 = 5;
 
+/// Audit entries inserted by one statement: 12 values each, well within SQLite's limit of
+/// 32,766 bound values.
+const AUDIT_ROWS_A_STATEMENT: usize = 1000;
+
+/// Events inserted by one statement: 10 values each.
+const EVENT_ROWS_A_STATEMENT: usize = 1000;
+
 /// The page cache of each reading connection, in KiB (SQLite's default is 2,000).
 const READER_CACHE_KIB: u32 = 512;
 
@@ -1051,10 +1058,7 @@ async fn apply(
         .collect();
     record(conn, key, change, now, &entries, Some(revision)).await?;
 
-    let mut recorded = Vec::with_capacity(events.len());
-    for event in events {
-        recorded.push(append(conn, now, &stamp, event).await?);
-    }
+    let recorded = append_all(conn, now, &stamp, events).await?;
 
     Ok(Commit {
         revision: to_u64(revision, "store revision")?,
@@ -1170,43 +1174,58 @@ async fn current(
     }
 }
 
-/// Appends one event.
-async fn append(
+/// Appends a commit's events, one statement for each chunk of them (a statement is a
+/// round trip to the connection's thread). Their seqs follow the order given.
+async fn append_all(
     conn: &mut SqliteConnection,
     time: DateTime<Utc>,
     stamp: &str,
-    event: NewEvent,
-) -> Result<Event, StoreError> {
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO events (time, type, reason, kind, name, application, environment, cluster, \
-         actor, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-    )
-    .bind(stamp)
-    .bind(event_type_name(event.event_type))
-    .bind(&event.reason)
-    .bind(&event.kind)
-    .bind(&event.name)
-    .bind(&event.application)
-    .bind(&event.environment)
-    .bind(&event.cluster)
-    .bind(&event.actor)
-    .bind(&event.message)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| {
-        backend(
-            &format!(
-                "recording event {} about {} '{}'",
-                event.reason, event.kind, event.name
-            ),
-            &e,
-        )
-    })?;
-    Ok(Event {
-        seq: to_u64(seq, "event seq")?,
-        time,
-        event,
-    })
+    events: Vec<NewEvent>,
+) -> Result<Vec<Event>, StoreError> {
+    let mut recorded = Vec::with_capacity(events.len());
+    let mut rest = events;
+    while !rest.is_empty() {
+        let later = rest.split_off(rest.len().min(EVENT_ROWS_A_STATEMENT));
+        let chunk = std::mem::replace(&mut rest, later);
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (time, type, reason, kind, name, application, environment, cluster, \
+             actor, message) ",
+        );
+        insert.push_values(&chunk, |mut row, event| {
+            row.push_bind(stamp)
+                .push_bind(event_type_name(event.event_type))
+                .push_bind(&event.reason)
+                .push_bind(&event.kind)
+                .push_bind(&event.name)
+                .push_bind(&event.application)
+                .push_bind(&event.environment)
+                .push_bind(&event.cluster)
+                .push_bind(&event.actor)
+                .push_bind(&event.message);
+        });
+        insert.push(" RETURNING seq");
+        let mut seqs: Vec<i64> = insert
+            .build_query_scalar()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| {
+                let about: Vec<String> = chunk
+                    .iter()
+                    .map(|ev| format!("{} about {} '{}'", ev.reason, ev.kind, ev.name))
+                    .collect();
+                backend(&format!("recording event {}", about.join(", ")), &e)
+            })?;
+        // Rows are inserted in the order given, RETURNING may list them in any order.
+        seqs.sort_unstable();
+        for (seq, event) in seqs.into_iter().zip(chunk) {
+            recorded.push(Event {
+                seq: to_u64(seq, "event seq")?,
+                time,
+                event,
+            });
+        }
+    }
+    Ok(recorded)
 }
 
 /// One write as the audit log records it.
@@ -1243,6 +1262,7 @@ async fn record(
             .map_err(|e| backend("reading the store revision", &e))?,
     };
     let (mut seq, mut prev) = audit_end(conn).await?;
+    let mut entries = Vec::with_capacity(writes.len());
     for w in writes {
         seq += 1;
         let mut entry = AuditEntry {
@@ -1260,26 +1280,34 @@ async fn record(
             hash: String::new(),
         };
         entry.hash = key.entry_mac(&entry);
-        sqlx::query(
+        prev.clone_from(&entry.hash);
+        entries.push(entry);
+    }
+    // One statement for a commit's entries (in chunks that stay within SQLite's limit of
+    // bound values): each statement is a round trip to the connection's thread.
+    for chunk in entries.chunks(AUDIT_ROWS_A_STATEMENT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO audit (seq, time, actor, action, operation, kind, name, before, after, revision, \
-             prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(cursor(Some(entry.seq)))
-        .bind(timestamp(entry.time))
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(entry.operation.as_str())
-        .bind(&entry.kind)
-        .bind(&entry.name)
-        .bind(&entry.before)
-        .bind(&entry.after)
-        .bind(revision)
-        .bind(&entry.prev)
-        .bind(&entry.hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| backend(&format!("auditing {} '{}'", entry.kind, entry.name), &e))?;
-        prev = entry.hash;
+             prev, hash) ",
+        );
+        insert.push_values(chunk, |mut row, entry| {
+            row.push_bind(cursor(Some(entry.seq)))
+                .push_bind(timestamp(entry.time))
+                .push_bind(&entry.actor)
+                .push_bind(&entry.action)
+                .push_bind(entry.operation.as_str())
+                .push_bind(&entry.kind)
+                .push_bind(&entry.name)
+                .push_bind(&entry.before)
+                .push_bind(&entry.after)
+                .push_bind(revision)
+                .push_bind(&entry.prev)
+                .push_bind(&entry.hash);
+        });
+        insert.build().execute(&mut *conn).await.map_err(|e| {
+            let names: Vec<String> = chunk.iter().map(|e| format!("{} '{}'", e.kind, e.name)).collect();
+            backend(&format!("auditing {}", names.join(", ")), &e)
+        })?;
     }
     move_head(conn, &key.checkpoint(seq, &prev)).await
 }
@@ -1932,6 +1960,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.generation(), Some(seen), "reads do not move it");
+    }
+
+    /// A commit's audit entries go in by chunks of one statement each: a commit larger
+    /// than one chunk is audited whole, chained in order, and verifies.
+    #[tokio::test]
+    async fn a_commit_of_more_writes_than_one_statement_holds_is_audited_whole() {
+        let (_dir, store) = on_disk().await;
+        let n = AUDIT_ROWS_A_STATEMENT * 2 + 7;
+        let writes = (0..n).map(|i| create("Release", &format!("web-{i}"))).collect();
+        store.commit(writes, Vec::new()).await.unwrap();
+        store
+            .commit(vec![create("Release", "last")], Vec::new())
+            .await
+            .unwrap();
+        let v = store.verify_audit(None).await.unwrap();
+        assert!(v.ok, "{:?}", v.messages);
+        let (count, newest): (i64, i64) = sqlx::query_as("SELECT COUNT(*), MAX(seq) FROM audit")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        let n = i64::try_from(n).unwrap();
+        assert_eq!((count, newest), (n + 1, n + 1), "one entry per write");
     }
 
     /// A writer holds the write lock while it commits: if it had to wait for a reader to
