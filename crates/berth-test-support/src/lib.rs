@@ -9,12 +9,13 @@
 //! | `ClusterRuntime` | [`FakeRuntime`]       | every desired set; the counts it reports   |
 //!
 //! Tests of integration use the real adapters instead; [`http::call`] calls the API of
-//! either over real HTTP.
+//! either over real HTTP; [`git::Repo`] makes the git repositories they build or sync from.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod builds;
 mod clock;
+pub mod git;
 pub mod http;
 mod images;
 mod runtime;

@@ -7,70 +7,23 @@
 
 mod support;
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::time::Duration;
+
+use berth_test_support::git::Repo;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::{Berth, wait_until};
 
-/// A git repository of the test's own, on branch `main`.
-struct Repo {
-    dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Repo {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("platform");
-        std::fs::create_dir_all(&path).unwrap();
-        let repo = Self { dir, path };
-        repo.git(&["init", "-q", "-b", "main"]);
-        repo
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@example.com",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .current_dir(&self.path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// Writes (or with `None`, removes) files and commits them; the commit's id.
-    fn commit(&self, files: &[(&str, Option<&str>)]) -> String {
-        for (name, content) in files {
-            let file = self.path.join(name);
-            match content {
-                Some(text) => {
-                    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-                    std::fs::write(&file, text).unwrap();
-                }
-                None => std::fs::remove_file(&file).unwrap(),
-            }
+/// Writes (or with `None`, removes) files in `repo` and commits them; the commit's id.
+fn commit(repo: &Repo, files: &[(&str, Option<&str>)]) -> String {
+    for (name, content) in files {
+        match content {
+            Some(text) => repo.write(name, text),
+            None => repo.remove(name),
         }
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "-m", "change"]);
-        self.git(&["rev-parse", "HEAD"])
     }
-
-    fn url(&self) -> String {
-        format!("file://{}", self.path.display())
-    }
+    repo.commit("change")
 }
 
 fn cluster(name: &str) -> String {
@@ -152,14 +105,17 @@ async fn exists(berth: &Berth, path: &str) -> bool {
 async fn a_commit_is_applied_within_the_poll_period() {
     let berth = Berth::start().await;
     let repo = Repo::new();
-    let first = repo.commit(&[(
-        "platform.yaml",
-        Some(&format!(
-            "{}---\n{}",
-            environment("qa", &berth.cluster),
-            cluster(&berth.cluster)
-        )),
-    )]);
+    let first = commit(
+        &repo,
+        &[(
+            "platform.yaml",
+            Some(&format!(
+                "{}---\n{}",
+                environment("qa", &berth.cluster),
+                cluster(&berth.cluster)
+            )),
+        )],
+    );
     let s = follow(&berth, "platform", &repo, json!({"interval": "5s"}), &first).await;
     let changes = s["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 2, "{s}");
@@ -168,7 +124,7 @@ async fn a_commit_is_applied_within_the_poll_period() {
     assert_eq!(env["metadata"]["labels"]["berth.dev/source"], "platform", "{env}");
 
     // A new commit, nobody asks: the next poll (every 5 s) applies it.
-    let second = repo.commit(&[("web.yaml", Some(&application("web", 1)))]);
+    let second = commit(&repo, &[("web.yaml", Some(&application("web", 1)))]);
     let s = synced_to(&berth, "platform", &second, Duration::from_secs(12)).await;
     assert_eq!(
         s["changes"],
@@ -189,10 +145,11 @@ async fn a_commit_is_applied_within_the_poll_period() {
 async fn a_sync_request_applies_a_commit_at_once() {
     let berth = Berth::start().await;
     let repo = Repo::new();
-    let first = repo.commit(&[("web.yaml", Some(&application("web", 1)))]);
+    let first = commit(&repo, &[("web.yaml", Some(&application("web", 1)))]);
     // Applied from a file like any document; polled every hour: only its creation and
     // the requests sync it.
-    let file = repo.dir.path().join("source.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("source.yaml");
     std::fs::write(
         &file,
         format!(
@@ -208,7 +165,7 @@ async fn a_sync_request_applies_a_commit_at_once() {
         "{text}"
     );
     synced_to(&berth, "apps", &first, Duration::from_secs(10)).await;
-    let second = repo.commit(&[("api.yaml", Some(&application("api", 1)))]);
+    let second = commit(&repo, &[("api.yaml", Some(&application("api", 1)))]);
     sync(&berth, "apps").await;
     synced_to(&berth, "apps", &second, Duration::from_secs(5)).await;
     assert!(exists(&berth, "/applications/api").await);
@@ -265,25 +222,31 @@ async fn a_sync_request_applies_a_commit_at_once() {
 async fn a_bad_commit_is_refused_and_the_previous_objects_kept() {
     let berth = Berth::start().await;
     let repo = Repo::new();
-    let good = repo.commit(&[
-        ("cluster.yaml", Some(&cluster(&berth.cluster))),
-        ("web.yaml", Some(&application("web", 1))),
-    ]);
+    let good = commit(
+        &repo,
+        &[
+            ("cluster.yaml", Some(&cluster(&berth.cluster))),
+            ("web.yaml", Some(&application("web", 1))),
+        ],
+    );
     follow(&berth, "platform", &repo, pruning(), &good).await;
 
     // One good change and one bad document (an unknown field, a missing cluster): none
     // of it is applied.
-    let bad = repo.commit(&[
-        ("web.yaml", Some(&application("web", 2))),
-        (
-            "envs.yaml",
-            Some(&format!(
-                "{}  colour: blue\n---\n{}",
-                environment("qa", &berth.cluster),
-                environment("staging", "nowhere")
-            )),
-        ),
-    ]);
+    let bad = commit(
+        &repo,
+        &[
+            ("web.yaml", Some(&application("web", 2))),
+            (
+                "envs.yaml",
+                Some(&format!(
+                    "{}  colour: blue\n---\n{}",
+                    environment("qa", &berth.cluster),
+                    environment("staging", "nowhere")
+                )),
+            ),
+        ],
+    );
     sync(&berth, "platform").await;
     wait_until(Duration::from_secs(5), "the bad commit refused", || async {
         status(&berth, "platform").await["phase"] == "Failed"
@@ -320,7 +283,7 @@ async fn a_bad_commit_is_refused_and_the_previous_objects_kept() {
     assert!(!exists(&berth, "/environments/qa").await);
 
     // Fixed in the next commit: applied.
-    let fixed = repo.commit(&[("envs.yaml", Some(&environment("qa", &berth.cluster)))]);
+    let fixed = commit(&repo, &[("envs.yaml", Some(&environment("qa", &berth.cluster)))]);
     sync(&berth, "platform").await;
     let s = synced_to(&berth, "platform", &fixed, Duration::from_secs(5)).await;
     assert!(s.get("error").is_none(), "{s}");
@@ -333,14 +296,20 @@ async fn a_file_removed_from_git_is_pruned_only_with_prune() {
     let berth = Berth::start().await;
     let pruned = Repo::new();
     let kept = Repo::new();
-    let a = pruned.commit(&[
-        ("web.yaml", Some(&application("web", 1))),
-        ("api.yaml", Some(&application("api", 1))),
-    ]);
-    let b = kept.commit(&[
-        ("shop.yaml", Some(&application("shop", 1))),
-        ("cart.yaml", Some(&application("cart", 1))),
-    ]);
+    let a = commit(
+        &pruned,
+        &[
+            ("web.yaml", Some(&application("web", 1))),
+            ("api.yaml", Some(&application("api", 1))),
+        ],
+    );
+    let b = commit(
+        &kept,
+        &[
+            ("shop.yaml", Some(&application("shop", 1))),
+            ("cart.yaml", Some(&application("cart", 1))),
+        ],
+    );
     source(&berth, "pruning", &pruned, pruning()).await;
     source(&berth, "keeping", &kept, json!({"interval": "1h"})).await;
     synced_to(&berth, "pruning", &a, Duration::from_secs(10)).await;
@@ -356,8 +325,8 @@ async fn a_file_removed_from_git_is_pruned_only_with_prune() {
         .await;
     assert!(s.is_success(), "{body}");
 
-    let a2 = pruned.commit(&[("api.yaml", None)]);
-    let b2 = kept.commit(&[("cart.yaml", None)]);
+    let a2 = commit(&pruned, &[("api.yaml", None)]);
+    let b2 = commit(&kept, &[("cart.yaml", None)]);
     sync(&berth, "pruning").await;
     sync(&berth, "keeping").await;
     let s = synced_to(&berth, "pruning", &a2, Duration::from_secs(5)).await;
@@ -376,7 +345,7 @@ async fn a_file_removed_from_git_is_pruned_only_with_prune() {
     // Another source naming an object of this one takes nothing over: it fails, naming
     // the owner, and the object stays as this source made it.
     let other = Repo::new();
-    other.commit(&[("web.yaml", Some(&application("web", 5)))]);
+    commit(&other, &[("web.yaml", Some(&application("web", 5)))]);
     source(&berth, "other", &other, json!({"interval": "1h"})).await;
     wait_until(Duration::from_secs(5), "the take-over refused", || async {
         status(&berth, "other").await["phase"] == "Failed"
@@ -397,8 +366,8 @@ async fn a_file_removed_from_git_is_pruned_only_with_prune() {
 async fn drift_is_reported_and_reverted_with_self_heal() {
     let berth = Berth::start().await;
     let repo = Repo::new();
-    let commit = repo.commit(&[("web.yaml", Some(&application("web", 1)))]);
-    follow(&berth, "apps", &repo, json!({"interval": "1h"}), &commit).await;
+    let head = commit(&repo, &[("web.yaml", Some(&application("web", 1)))]);
+    follow(&berth, "apps", &repo, json!({"interval": "1h"}), &head).await;
     let edit = |replicas: u32| {
         let berth = &berth;
         async move {
@@ -475,13 +444,16 @@ async fn a_prune_never_stops_an_application_running_in_production() {
         berth.cluster
     );
     let web = serde_json::to_string(&support::web_app("v1", 1, "/healthz")).unwrap();
-    let first = repo.commit(&[
-        (
-            "platform.yaml",
-            Some(&format!("{}---\n{production}", cluster(&berth.cluster))),
-        ),
-        ("web.json", Some(&web)),
-    ]);
+    let first = commit(
+        &repo,
+        &[
+            (
+                "platform.yaml",
+                Some(&format!("{}---\n{production}", cluster(&berth.cluster))),
+            ),
+            ("web.json", Some(&web)),
+        ],
+    );
     follow(&berth, "platform", &repo, pruning(), &first).await;
     let out = berth.cli(&["deploy", "web", "--env", "production"]);
     assert!(
@@ -492,7 +464,7 @@ async fn a_prune_never_stops_an_application_running_in_production() {
     );
     assert_eq!(berth.running().len(), 1);
 
-    let second = repo.commit(&[("web.json", None)]);
+    let second = commit(&repo, &[("web.json", None)]);
     sync(&berth, "platform").await;
     wait_until(Duration::from_secs(5), "the prune refused", || async {
         status(&berth, "platform").await["phase"] == "Failed"

@@ -4,62 +4,7 @@
 
 use std::{path::Path, process::Command};
 
-/// A git repository in a temporary directory, on branch `main`.
-pub struct Repo {
-    pub dir: tempfile::TempDir,
-}
-
-impl Repo {
-    pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Self { dir };
-        repo.git(&["init", "-q", "-b", "main"]);
-        repo
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn url(&self) -> String {
-        format!("file://{}", self.path().display())
-    }
-
-    pub fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=Test",
-                "-c",
-                "user.email=t@example.com",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .current_dir(self.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
-    pub fn write(&self, path: &str, data: impl AsRef<[u8]>) {
-        let p = self.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, data).unwrap();
-    }
-
-    /// Commits everything and returns the commit id.
-    pub fn commit(&self, message: &str) -> String {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "-m", message]);
-        self.git(&["rev-parse", "HEAD"])
-    }
-}
+pub use berth_test_support::git::Repo;
 
 /// The sample Java application (examples/java-hello) in a fresh repository, compiled into
 /// `build/app.jar` with the classes' `Greeting` text set to `greeting`.
