@@ -20,8 +20,9 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$version"; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-cargo build -q -p berth --bin berth
-cargo build -q -p berth-kube-fake --example serve
+# The whole workspace's programs, as the test run built them (`-p berth` would build them
+# again with one package's features); nothing to do after scripts/test.sh's tests.
+cargo build -q --workspace --bins --examples
 bin=${CARGO_TARGET_DIR:-target}/debug
 work=$(mktemp -d)
 server=

@@ -5,6 +5,7 @@
 #   scripts/test.sh          (as root on Debian/Ubuntu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
 
 bash scripts/setup-runtime.sh up
 export DOCKER_HOST=unix:///run/podman/podman.sock
@@ -28,10 +29,41 @@ else
   echo "########## SKIPPED: cargo clippy is not installed and could not be installed ##########"
 fi
 
+# The TLS end-to-end test makes its certificates with openssl.
+command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+
+# nextest runs the tests in parallel processes with per-test timeouts; it installs from
+# crates.io once per machine (kept in ~/.cargo/bin). Plain cargo test if that fails.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked --quiet || echo "cargo-nextest could not be installed; using cargo test"
+fi
+nextest=false
+cargo nextest --version >/dev/null 2>&1 && nextest=true
+if $nextest; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+# only_tests PACKAGE [TEST]: one package's tests (or one of its test programs), one at a
+# time, from the workspace build above. nextest selects them; `cargo test -p` would build
+# them again with that package's own features: a second copy of most of the dependency
+# tree, gigabytes of disk a CI machine may not have.
+only_tests() {
+  if $nextest; then
+    local set="package($1)"
+    [ -z "${2:-}" ] || set+=" and binary($2)"
+    cargo nextest run --workspace --no-fail-fast --test-threads=1 -E "$set"
+  else
+    cargo test -p "$1" ${2:+--test "$2"} --no-fail-fast -- --test-threads=1
+  fi
+}
+
 # Every Kubernetes manifest the renderer makes for a fixture set must validate (strictly:
 # no unknown fields) against the official schemas of the oldest Kubernetes Berth
 # supports (1.33, k8s-openapi's v1_33) and the newest one kubernetes-validate ships.
-# The schemas come inside the PyPI package, so validation itself works offline.
+# The schemas come inside the PyPI package, so validation itself works offline. The
+# example that renders them was built with the tests above.
 venv=target/kubernetes-validate-venv
 if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
@@ -43,25 +75,11 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
 fi
 schemas=$("$venv/bin/python" -c 'import kubernetes_validate, os; print(os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema"))')
 newest=$(ls "$schemas" | sed -n 's/^v\([0-9.]*\)-local-strict$/\1/p' | sort -V | tail -1)
-cargo run -q -p berth-runtime-kube --example manifests -- target/rendered-manifests
+"$target/debug/examples/manifests" target/rendered-manifests
 for version in 1.33.0 "$newest"; do
   "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" target/rendered-manifests/*.yaml
   echo "rendered manifests valid for Kubernetes $version"
 done
-
-# The TLS end-to-end test makes its certificates with openssl.
-command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
-
-# nextest runs the tests in parallel processes with per-test timeouts; it installs from
-# crates.io once per machine (kept in ~/.cargo/bin). Plain cargo test if that fails.
-if ! cargo nextest --version >/dev/null 2>&1; then
-  cargo install cargo-nextest --locked --quiet || echo "cargo-nextest could not be installed; using cargo test"
-fi
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
-else
-  cargo test --workspace --no-fail-fast
-fi
 
 # The Kubernetes suite again, against real control planes built from the pinned Go modules
 # (tools/kubernetes; cached, so only the first run on a machine compiles): the runtime's
@@ -78,9 +96,9 @@ for c in "${k8s_names[@]}"; do
 done
 BERTH_TEST_K8S=real KUBECONFIG="${k8s_kubeconfigs[0]}" BERTH_TEST_KUBECTL="$k8s_bin/kubectl" \
   BERTH_TEST_IMAGE="registry.example.com/web@sha256:$(printf '%064d' 1)" \
-  cargo test -p berth-runtime-kube --no-fail-fast -- --test-threads=1
+  only_tests berth-runtime-kube
 BERTH_TEST_K8S=real BERTH_TEST_KUBECONFIGS="${k8s_kubeconfigs[0]}:${k8s_kubeconfigs[1]}" \
-  cargo test -p berth-server --test e2e_kube --no-fail-fast -- --test-threads=1
+  only_tests berth-server e2e_kube
 for c in "${k8s_names[@]}"; do tools/kubernetes/cluster.sh down "$c"; done
 trap - EXIT
 
