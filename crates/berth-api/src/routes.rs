@@ -838,10 +838,7 @@ pub fn router_with(state: ApiState, governance: Governance) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY));
     // Outermost of the matched routes: every answer counts, refusals too.
     let api = if state.metrics.records_requests() {
-        api.route_layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            metrics::record,
-        ))
+        api.route_layer(metrics::RecordLayer(state.metrics.clone()))
     } else {
         api
     };

@@ -1397,7 +1397,7 @@ async fn metrics_parse_count_routes_and_carry_no_secret() {
             .map(|s| s.value.clone())
     };
     let gets = find(
-        "berth_http_requests_total",
+        "berth_http_request_duration_seconds_count",
         &[
             ("route", "/api/v1/applications/:name"),
             ("method", "GET"),
