@@ -47,7 +47,7 @@ use crate::{
     FIELD_MANAGER,
     diff::{self, Difference},
     error::{Error, Result},
-    keyed::{self, Echo, ObjKey, Plan, WatchCache, Watched},
+    keyed::{self, Echo, ObjKey, Plan, Text, WatchCache, Watched},
     render::{self, APPLICATION, APPLIED_HASH, ENVIRONMENT, MANAGED_BY, MANAGED_SELECTOR, ObjectKind},
     status::{self, DeploymentState, Rollout},
 };
@@ -192,14 +192,14 @@ struct Inner {
 
 /// What Berth last left in one object: its resourceVersion and hash. Boxed: the table
 /// of a cluster's objects keeps room for about twice the entries it holds.
-type Verified = Box<(String, String)>;
+type Verified = Box<(Text, Text)>;
 
 /// The objects one workload renders to, without their bodies.
 struct Rendered {
     /// [`fingerprint`] of the workload.
     fingerprint: u64,
     /// Each object but the Namespace, and its hash.
-    objects: Arc<[(ObjKey, String)]>,
+    objects: Arc<[(ObjKey, Text)]>,
 }
 
 /// A fingerprint of everything in a workload (secret values included): equal
@@ -471,7 +471,7 @@ impl Inner {
         client: &Client,
         kind: ObjectKind,
         desired: &[Workload],
-        wanted: &BTreeMap<ObjKey, (usize, String)>,
+        wanted: &BTreeMap<ObjKey, (usize, Text)>,
     ) -> Result<Vec<Observed>> {
         let mut out = Vec::new();
         let path = collection_path(kind, None);
@@ -490,13 +490,13 @@ impl Inner {
         kind: ObjectKind,
         obj: &Value,
         desired: &[Workload],
-        wanted: &BTreeMap<ObjKey, (usize, String)>,
+        wanted: &BTreeMap<ObjKey, (usize, Text)>,
     ) -> Option<Observed> {
         let meta = &obj["metadata"];
         let key = ObjKey {
             kind,
-            namespace: meta["namespace"].as_str().unwrap_or_default().to_owned(),
-            name: meta["name"].as_str().unwrap_or_default().to_owned(),
+            namespace: meta["namespace"].as_str().unwrap_or_default().into(),
+            name: meta["name"].as_str().unwrap_or_default().into(),
         };
         let Some((i, hash)) = wanted.get(&key) else {
             let labels = &meta["labels"];
@@ -516,14 +516,14 @@ impl Inner {
             return None;
         };
         let w = &desired[*i];
-        let rv = meta["resourceVersion"].as_str().unwrap_or_default().to_owned();
+        let rv: Text = meta["resourceVersion"].as_str().unwrap_or_default().into();
         // A conflict stands while nothing changed: not the object, not what Berth wants,
         // and the environment still does not force. "The object" is its generation where it
         // has one: on a real cluster the controllers write the status of a Deployment, HPA
         // or PDB all the time, and each write is a new resourceVersion but the same spec.
         let version = meta["generation"]
             .as_i64()
-            .map_or_else(|| rv.clone(), |g| format!("generation {g}"));
+            .map_or_else(|| rv.to_string(), |g| format!("generation {g}"));
         let standing = lock(&self.conflicted)
             .get(&key)
             .filter(|(v, h, _)| *v == version && h == hash && !w.force_conflicts)
@@ -638,7 +638,7 @@ impl Inner {
             lock(&self.rendered).retain(|k, _| keys.contains(k));
         }
         // What Berth wants: object → (workload, hash).
-        let mut wanted: BTreeMap<ObjKey, (usize, String)> = BTreeMap::new();
+        let mut wanted: BTreeMap<ObjKey, (usize, Text)> = BTreeMap::new();
         let mut namespaces: BTreeMap<String, usize> = BTreeMap::new();
         for (i, w) in desired.iter().enumerate() {
             namespaces.entry(render::namespace(w)).or_insert(i);
@@ -778,7 +778,8 @@ impl Inner {
             match result {
                 Ok((rv, rollout, hash)) => {
                     lock(&self.conflicted).remove(&key);
-                    let before = lock(&self.verified).insert(key.clone(), Box::new((rv, hash.clone())));
+                    let before = lock(&self.verified)
+                        .insert(key.clone(), Box::new((rv.as_str().into(), hash.as_str().into())));
                     if let Some(r) = rollout {
                         rollouts.insert(i, r);
                     }
@@ -835,7 +836,7 @@ impl Inner {
                         );
                         notices.push(notice(w, true, "ApplyConflict", text.clone()));
                         let rv = observed_rv.get(&key).cloned().unwrap_or_default();
-                        let hash = wanted.get(&key).map(|(_, h)| h.clone()).unwrap_or_default();
+                        let hash = wanted.get(&key).map(|(_, h)| h.to_string()).unwrap_or_default();
                         lock(&self.conflicted).insert(key.clone(), (rv, hash, text.clone()));
                         problems.entry(i).or_default().push(text);
                         continue;
@@ -853,7 +854,7 @@ impl Inner {
         let pruned = stream::iter(prune.into_iter().map(|(key, wk)| {
             let client = client.clone();
             async move {
-                let req = Request::new(collection_path(key.kind, Some(&key.namespace)))
+                let req = Request::new(collection_path(key.kind, Some(key.namespace.as_str())))
                     .delete(&key.name, &DeleteParams::background())
                     .map_err(|e| Failure::Kube(kube::Error::BuildRequest(e)));
                 let r = match req {
@@ -921,17 +922,17 @@ fn watched_of(kind: ObjectKind, obj: &kube::core::DynamicObject) -> Option<(ObjK
     Some((
         ObjKey {
             kind,
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
+            namespace: meta.namespace.as_deref().unwrap_or_default().into(),
+            name: meta.name.as_deref().unwrap_or_default().into(),
         },
         Watched {
-            resource_version: meta.resource_version.clone().unwrap_or_default(),
+            resource_version: meta.resource_version.as_deref().unwrap_or_default().into(),
             generation: meta.generation,
             hash: meta
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(APPLIED_HASH))
-                .cloned(),
+                .map(|h| h.as_str().into()),
             key,
             rollout,
         },
@@ -1031,11 +1032,8 @@ impl Inner {
             {
                 out.push(ObjKey {
                     kind,
-                    namespace: obj["metadata"]["namespace"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    name: obj["metadata"]["name"].as_str().unwrap_or_default().to_owned(),
+                    namespace: obj["metadata"]["namespace"].as_str().unwrap_or_default().into(),
+                    name: obj["metadata"]["name"].as_str().unwrap_or_default().into(),
                 });
             }
         }
@@ -1044,24 +1042,24 @@ impl Inner {
 
     /// The objects `w` renders to (but its Namespace) and their hashes, rendered again
     /// only when the workload changed since.
-    fn rendered(&self, w: &Workload) -> Arc<[(ObjKey, String)]> {
+    fn rendered(&self, w: &Workload) -> Arc<[(ObjKey, Text)]> {
         let print = fingerprint(w);
         if let Some(r) = lock(&self.rendered).get(&w.key)
             && r.fingerprint == print
         {
             return Arc::clone(&r.objects);
         }
-        let objects: Arc<[(ObjKey, String)]> = render::manifests(w)
+        let objects: Arc<[(ObjKey, Text)]> = render::manifests(w)
             .into_iter()
             .filter(|m| m.kind != ObjectKind::Namespace)
             .map(|m| {
                 (
                     ObjKey {
                         kind: m.kind,
-                        namespace: m.namespace,
-                        name: m.name,
+                        namespace: m.namespace.into(),
+                        name: m.name.into(),
                     },
-                    m.hash,
+                    m.hash.into(),
                 )
             })
             .collect();
@@ -1096,7 +1094,7 @@ impl Inner {
         for key in keys.iter().filter(|k| !wanted_keys.contains(k)) {
             lock(&self.rendered).remove(key);
             for obj in self.objects_of(&client, key).await? {
-                let req = Request::new(collection_path(obj.kind, Some(&obj.namespace)))
+                let req = Request::new(collection_path(obj.kind, Some(obj.namespace.as_str())))
                     .delete(&obj.name, &DeleteParams::background())
                     .map_err(|e| Error::Api {
                         cluster: self.name.clone(),
@@ -1109,7 +1107,7 @@ impl Inner {
         }
 
         // Plan: per wanted object, skip or apply.
-        let mut todo: Vec<(usize, render::Manifest, Plan, Option<String>)> = Vec::new();
+        let mut todo: Vec<(usize, render::Manifest, Plan, Option<Text>)> = Vec::new();
         for (i, w) in desired.iter().enumerate() {
             let ns = render::namespace(w);
             if !lock(&self.namespaces).contains(&ns) {
@@ -1203,19 +1201,19 @@ impl Inner {
             let w = &desired[i];
             let id = ObjKey {
                 kind: m.kind,
-                namespace: m.namespace.clone(),
-                name: m.name.clone(),
+                namespace: m.namespace.as_str().into(),
+                name: m.name.as_str().into(),
             };
             match result {
                 Done::Verified(obj) => {
-                    let rv = obj["metadata"]["resourceVersion"]
+                    let rv: Text = obj["metadata"]["resourceVersion"]
                         .as_str()
                         .unwrap_or_default()
-                        .to_owned();
+                        .into();
                     if m.kind == ObjectKind::Deployment {
                         rollouts.insert(i, status::rollout(w, &DeploymentState::of_object(&obj)));
                     }
-                    lock(&self.verified).insert(id, Box::new((rv, m.hash.clone())));
+                    lock(&self.verified).insert(id, Box::new((rv, m.hash.as_str().into())));
                 }
                 Done::Applied(applied) => {
                     if m.kind == ObjectKind::Namespace {
@@ -1231,7 +1229,8 @@ impl Inner {
                         );
                         rollouts.insert(i, status::rollout(w, &d));
                     }
-                    lock(&self.verified).insert(id.clone(), Box::new((rv.clone(), m.hash.clone())));
+                    lock(&self.verified)
+                        .insert(id.clone(), Box::new((rv.as_str().into(), m.hash.as_str().into())));
                     match plan {
                         Plan::Apply { recreated: true, .. } => notices.push(Notice {
                             key: w.key.clone(),
@@ -1283,7 +1282,7 @@ impl Inner {
                     });
                     let version = lock(&self.cache).objects.get(&id).map_or_else(String::new, |o| {
                         o.generation
-                            .map_or_else(|| o.resource_version.clone(), |g| format!("generation {g}"))
+                            .map_or_else(|| o.resource_version.to_string(), |g| format!("generation {g}"))
                     });
                     lock(&self.conflicted).insert(id.clone(), (version, m.hash.clone(), text.clone()));
                     problems.entry(i).or_default().push(text);
