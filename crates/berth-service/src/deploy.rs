@@ -167,8 +167,13 @@ impl Delivery {
     /// [`crate::Error::Store`] when the releases or deployments cannot be read.
     pub async fn rollouts(&self, app: &str, spec: &ApplicationSpec) -> Result<Vec<Rollout>> {
         let store = self.store.as_ref();
-        let releases = reads::releases(store, app).await?;
         let deployments = reads::deployments(store, app).await?;
+        if deployments.is_empty() {
+            // Never deployed: nothing to roll out, and no need to read its releases (an
+            // apply of many documents asks this of every application it changes).
+            return Ok(Vec::new());
+        }
+        let releases = reads::releases(store, app).await?;
         let mut environments: Vec<&str> = deployments.iter().map(|d| d.spec.environment.as_str()).collect();
         environments.sort_unstable();
         environments.dedup();
