@@ -375,7 +375,8 @@ async fn web_in_qa_and_production(berth: &Berth, dir: &Path) -> [FakeCluster; 2]
     std::fs::create_dir_all(dir).unwrap();
     // JSON is YAML: the file is the document the API calls send.
     std::fs::write(dir.join("web.yaml"), web("a", 2).to_string()).unwrap();
-    run(berth, &["apply", "-f", dir.to_str().unwrap()]);
+    // Applied as source `apps`, so that a prune of the directory would delete it.
+    run(berth, &["apply", "--prune", "-f", dir.to_str().unwrap()]);
     for env in ["qa", "production"] {
         assert_eq!(deploy_web(berth, env).await["spec"]["release"], 1);
     }
@@ -399,9 +400,10 @@ async fn stored(berth: &Berth) -> [serde_json::Value; 4] {
 }
 
 /// `berth diff`, `apply --dry-run` and `POST /apply?dryRun=All` say which environments
-/// a deploy of the change would roll a new release out to, and why; and they change
-/// nothing: not the store (objects, releases, deployments, events) and not the clusters
-/// (no request that writes). The real apply then answers the same, and the deploys after
+/// a deploy of the change would roll a new release out to, and why; and they (with a
+/// dry-run prune of the running application, and a dry-run `PATCH`) change nothing: not
+/// the store (objects, releases, deployments, events) and not the clusters (no request
+/// that writes). The real apply then answers the same, and the deploys after
 /// it make exactly the releases named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_names_the_rollout_and_changes_nothing_in_the_store_or_on_the_clusters() {
@@ -451,6 +453,21 @@ async fn a_dry_run_names_the_rollout_and_changes_nothing_in_the_store_or_on_the_
         serde_json::json!([{"application": "web", "environment": "production", "runningRelease": 1,
             "release": 2, "newRelease": true, "changes": ["environments.production"]}])
     );
+
+    // A dry-run prune of the running application stops nothing either.
+    let moved = dir.parent().unwrap().join("web.yaml");
+    std::fs::rename(dir.join("web.yaml"), &moved).unwrap();
+    std::fs::write(
+        dir.join("other.yaml"),
+        serde_json::json!({"apiVersion": "berth.dev/v1", "kind": "Application", "metadata": {"name": "other"},
+            "spec": {"image": support::IMAGE}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = run(&berth, &["diff", "--prune", "-f", dir.to_str().unwrap()]);
+    assert!(out.contains("- application/web would be pruned"), "{out}");
+    std::fs::remove_file(dir.join("other.yaml")).unwrap();
+    std::fs::rename(&moved, dir.join("web.yaml")).unwrap();
 
     // A single object's dry-run write, too.
     let (s, b) = berth
