@@ -12,16 +12,24 @@
 //! and objects carrying that label that the documents no longer have are deleted, each
 //! as its own `DELETE` would be (permissions, production protection), in the same
 //! commit; objects without the label are never touched.
+//!
+//! The answer also says what deploying each configured application would
+//! then roll out, per environment it runs in ([`berth_service::Delivery::rollouts`]):
+//! the deploy use case's own decision, so a plan and the deploy after it agree.
 
 use std::collections::BTreeSet;
 
 use axum::http::{Method, StatusCode};
-use berth_contract::{Action, AppliedObject, ApplyDocument, ApplyRequest, ApplyResult, SOURCE_LABEL};
+use berth_contract::{
+    Action, AppliedObject, ApplyDocument, ApplyRequest, ApplyResult, Rollout, SOURCE_LABEL,
+};
 use berth_core::{
     FieldError, Kind,
     audit::Change,
     authz::Principal,
-    objects::{ApplicationKind, ClusterKind, EnvironmentKind, SourceKind, TeamKind, UserKind},
+    objects::{
+        ApplicationKind, ApplicationSpec, ClusterKind, EnvironmentKind, SourceKind, TeamKind, UserKind,
+    },
 };
 use berth_service::Staged;
 use serde_json::Value;
@@ -110,6 +118,7 @@ impl Applier<'_> {
         if !refusals.errors.is_empty() {
             return Err(refusals.into_error(request.documents.len()));
         }
+        let rollouts = rollouts(&state, &objects).await?;
         if !dry_run && let Some(commit) = staged.flush(&Change::new(&self.actor.0, "apply")).await? {
             self.state.changed.notify_one();
             for object in &mut objects {
@@ -124,7 +133,11 @@ impl Applier<'_> {
                 }
             }
         }
-        Ok(ApplyResult { dry_run, objects })
+        Ok(ApplyResult {
+            dry_run,
+            objects,
+            rollouts,
+        })
     }
 
     async fn apply_one(&self, state: &ApiState, doc: &Placed<'_>) -> Result<AppliedObject> {
@@ -274,6 +287,27 @@ impl Applier<'_> {
         };
         before.map_err(|e| ApiError::BadRequest(e.to_string()))
     }
+}
+
+/// What deploying each configured application of `objects` would roll out, asked of the
+/// deploy use case against `state` (the staged store: the releases and deployments as
+/// they are, the application as applied). A created application runs nowhere yet (the
+/// deployments of a deleted one of that name are retired), an unchanged one rolls out
+/// nothing: neither is asked about, which keeps an apply of many new documents cheap.
+async fn rollouts(state: &ApiState, objects: &[AppliedObject]) -> Result<Vec<Rollout>> {
+    let mut rollouts = Vec::new();
+    for object in objects {
+        if object.kind != ApplicationKind::KIND || object.action != Action::Configured {
+            continue;
+        }
+        let Some(spec) = object.after.as_ref().and_then(|a| a.get("spec")) else {
+            continue;
+        };
+        let spec: ApplicationSpec =
+            serde_json::from_value(spec.clone()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        rollouts.extend(state.delivery().rollouts(&object.name, &spec).await?);
+    }
+    Ok(rollouts)
 }
 
 /// Every refusal of an apply, and what they have in common.

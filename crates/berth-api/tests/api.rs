@@ -837,10 +837,31 @@ async fn openapi_document_describes_every_route() {
         "Deployment",
         "ApplicationSpec",
         "Problem",
+        "Rollout",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
             "schema {schema} missing"
+        );
+    }
+    // An apply's answer says what a deploy would roll out, per application and environment.
+    let apply = &doc["components"]["schemas"]["ApplyResult"]["properties"];
+    assert_eq!(
+        apply["rollouts"]["items"]["$ref"], "#/components/schemas/Rollout",
+        "{apply}"
+    );
+    let rollout = &doc["components"]["schemas"]["Rollout"];
+    for field in [
+        "application",
+        "environment",
+        "runningRelease",
+        "release",
+        "newRelease",
+        "changes",
+    ] {
+        assert!(
+            rollout["properties"][field].is_object(),
+            "Rollout.{field}: {rollout}"
         );
     }
 }

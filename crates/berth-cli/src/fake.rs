@@ -209,6 +209,7 @@ async fn apply(
     }
     Json(ApplyResult {
         dry_run,
+        rollouts: Vec::new(),
         objects: result,
     })
     .into_response()

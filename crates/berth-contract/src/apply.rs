@@ -1,5 +1,8 @@
 //! `POST /apply`: many documents applied in one transaction (all stored or none), and
-//! what it did (or, as a dry run, would do) to each object.
+//! what it did (or, as a dry run, would do) to each object, and what a deploy of each
+//! changed application would then roll out.
+
+pub use berth_core::delivery::Rollout;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -107,4 +110,10 @@ pub struct ApplyResult {
     pub dry_run: bool,
     /// Every object applied or pruned, in the order Berth applied them.
     pub objects: Vec<AppliedObject>,
+    /// For each configured application and each environment it runs in, what
+    /// deploying its new spec there would roll out (a new or another release, and which
+    /// fields change there); environments where nothing it runs would change are not
+    /// listed. An apply deploys nothing itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<Rollout>,
 }

@@ -17,7 +17,9 @@ pub mod operate;
 pub mod problem;
 pub mod secrets;
 
-pub use apply::{Action, AppliedObject, ApplyDocument, ApplyRequest, ApplyResult, Prune, SOURCE_LABEL};
+pub use apply::{
+    Action, AppliedObject, ApplyDocument, ApplyRequest, ApplyResult, Prune, Rollout, SOURCE_LABEL,
+};
 pub use builds::{BuildListParams, BuildRequest, LogEnd, LogParams};
 pub use delivery::{
     ApplicationState, DeployRequest, DeploymentSummary, EnvironmentState, PromoteRequest, ProvenanceParams,

@@ -1,9 +1,14 @@
 //! Decisions of delivery: which release a deploy uses, what a rollback goes back to,
-//! how deployments are numbered. Pure; the API layer loads the inputs and commits.
+//! how deployments are numbered, and what a deploy of a changed spec would roll out.
+//! Pure; the service layer loads the inputs and commits.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{
     deployment::governing,
-    objects::{ApplicationSpec, Builder, Deployment, DeploymentPhase, Release},
+    objects::{ApplicationSpec, Builder, Deployment, DeploymentPhase, EnvironmentOverride, Release},
+    template::template_differences,
 };
 
 /// What a deploy request asks for.
@@ -212,6 +217,132 @@ pub fn next_release_number(releases: &[Release]) -> u64 {
     releases.iter().map(|r| r.spec.number).max().unwrap_or(0) + 1
 }
 
+/// What deploying an application's current spec to one environment where it runs would
+/// roll out there: a new release (or another existing one) and what it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// The application.
+    pub application: String,
+    /// The environment it runs in.
+    pub environment: String,
+    /// The release running there now.
+    pub running_release: u64,
+    /// The release a deploy would put there.
+    pub release: u64,
+    /// Whether a deploy would make `release` (a new release), rather than reuse it.
+    pub new_release: bool,
+    /// What changes in this environment, as fields of the application's spec (JSON
+    /// names, sorted): `image`, a template field (`command`, `env`, `configFiles`, …),
+    /// `replicas`, `team`, or `environments.<environment>` (its own override).
+    pub changes: Vec<String>,
+}
+
+/// What a deploy of `spec` (the application's current spec) to `environment` would
+/// roll out there, decided as a deploy decides its release ([`choose_release`]):
+/// `deployments` are those of the application in `environment`, `releases` all of its
+/// releases. `None` when nothing runs there, or when nothing that environment runs
+/// would change (the same release; or a spec that differs only in what other
+/// environments override, in `source` or in nothing at all).
+///
+/// # Errors
+///
+/// As [`choose_release`]: a spec built from source that no build has released yet.
+pub fn rollout(
+    application: &str,
+    environment: &str,
+    spec: &ApplicationSpec,
+    releases: &[Release],
+    deployments: &[Deployment],
+) -> Result<Option<Rollout>, DeliveryError> {
+    let find = |n: u64| releases.iter().find(|r| r.spec.number == n);
+    let Some(running) = governing(deployments).and_then(|d| find(d.spec.release)) else {
+        return Ok(None);
+    };
+    let (release, new_release, next, next_image) =
+        match choose_release(application, spec, releases, &Requested::Current)? {
+            ReleaseChoice::Existing(n) if n == running.spec.number => return Ok(None),
+            ReleaseChoice::Existing(n) => match find(n) {
+                Some(r) => (n, false, r.spec.template.clone(), requested_image(r).to_owned()),
+                None => return Ok(None),
+            },
+            ReleaseChoice::New { number, template } => {
+                let image = template.image.clone();
+                (number, true, *template, image)
+            }
+        };
+    let changes = changes_in(
+        &running.spec.template,
+        requested_image(running),
+        &next,
+        &next_image,
+        environment,
+    );
+    Ok((!changes.is_empty()).then(|| Rollout {
+        application: application.to_owned(),
+        environment: environment.to_owned(),
+        running_release: running.spec.number,
+        release,
+        new_release,
+        changes,
+    }))
+}
+
+/// The image a release was asked for (a tag, before it was pinned), else what it runs.
+fn requested_image(release: &Release) -> &str {
+    release
+        .spec
+        .origin
+        .requested_image
+        .as_deref()
+        .unwrap_or(&release.spec.template.image)
+}
+
+/// The spec fields in which `next` (asking for `next_image`) runs differently from
+/// `running` (asked for `running_image`) in `environment`: the template, the image, the
+/// team (its namespace), the environment's own override, and the replicas unless the
+/// override sets them on both sides. Other environments' overrides and `source` are not
+/// run there.
+fn changes_in(
+    running: &ApplicationSpec,
+    running_image: &str,
+    next: &ApplicationSpec,
+    next_image: &str,
+    environment: &str,
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    if running_image != next_image {
+        changes.push("image".to_owned());
+    }
+    let same_image = ApplicationSpec {
+        image: next.image.clone(),
+        ..running.clone()
+    };
+    changes.extend(
+        template_differences(&same_image, next)
+            .into_iter()
+            .filter(|f| f != "image"),
+    );
+    if running.team != next.team {
+        changes.push("team".to_owned());
+    }
+    let (was, will) = (
+        running.environments.get(environment),
+        next.environments.get(environment),
+    );
+    if was != will {
+        changes.push(format!("environments.{environment}"));
+    }
+    let sets_replicas =
+        |o: Option<&EnvironmentOverride>| o.is_some_and(|o| o.replicas.is_some() || o.autoscaling.is_some());
+    if running.replicas != next.replicas && !(sets_replicas(was) && sets_replicas(will)) {
+        changes.push("replicas".to_owned());
+    }
+    changes.sort();
+    changes.dedup();
+    changes
+}
+
 /// The deployment an automatic rollback makes after `failed` failed: back to the
 /// release of `last_succeeded` (the newest deployment that succeeded in the environment),
 /// when that is another release, numbered `number`. `None` when there is nothing to go
@@ -315,6 +446,96 @@ mod tests {
         assert!(
             auto_rollback(&failed, Some(&same), 3).is_none(),
             "the failed release itself"
+        );
+    }
+
+    fn in_env(mut d: Deployment, env: &str) -> Deployment {
+        d.spec.environment = env.into();
+        d
+    }
+
+    #[test]
+    fn a_rollout_names_the_environments_whose_running_spec_changes_and_why() {
+        let mut first = release(1, "r/web:1");
+        first.spec.template.environments =
+            serde_json::from_value(serde_json::json!({"production": {"replicas": 3}})).unwrap();
+        let releases = [first.clone()];
+        let qa = [in_env(dep(1, 1, DeploymentPhase::Succeeded), "qa")];
+        let production = [in_env(dep(1, 1, DeploymentPhase::Succeeded), "production")];
+        let current = ApplicationSpec {
+            image: "r/web:1".into(),
+            ..first.spec.template.clone()
+        };
+        let both = |spec: &ApplicationSpec| {
+            [("qa", &qa[..]), ("production", &production[..])]
+                .map(|(env, deployments)| rollout("web", env, spec, &releases, deployments).unwrap())
+        };
+
+        assert_eq!(
+            both(&current),
+            [None, None],
+            "an unchanged spec rolls out nothing"
+        );
+
+        let mut config = current.clone();
+        config.env.insert("MODE".into(), "fast".into());
+        let [in_qa, in_production] = both(&config);
+        let expected = |env: &str| Rollout {
+            application: "web".into(),
+            environment: env.into(),
+            running_release: 1,
+            release: 2,
+            new_release: true,
+            changes: vec!["env".into()],
+        };
+        assert_eq!(in_qa, Some(expected("qa")));
+        assert_eq!(in_production, Some(expected("production")));
+
+        let mut scaled = current.clone();
+        scaled
+            .environments
+            .entry("production".into())
+            .or_default()
+            .replicas = Some(5);
+        let [in_qa, in_production] = both(&scaled);
+        assert_eq!(in_qa, None, "production's override is not run in qa");
+        assert_eq!(
+            in_production.map(|r| r.changes),
+            Some(vec!["environments.production".to_owned()])
+        );
+
+        let mut base = current.clone();
+        base.replicas = 4;
+        let [in_qa, in_production] = both(&base);
+        assert_eq!(in_qa.map(|r| r.changes), Some(vec!["replicas".to_owned()]));
+        assert_eq!(in_production, None, "production sets its own replicas");
+
+        let mut image = current;
+        image.image = "r/web:2".into();
+        let [in_qa, _] = both(&image);
+        assert_eq!(in_qa.map(|r| r.changes), Some(vec!["image".to_owned()]));
+
+        assert_eq!(
+            rollout("web", "staging", &config, &releases, &[]).unwrap(),
+            None,
+            "nothing runs in staging"
+        );
+    }
+
+    #[test]
+    fn a_rollout_reuses_a_newer_release_that_already_has_the_spec() {
+        let mut second = release(2, "r/web:1");
+        second.spec.template.env.insert("MODE".into(), "fast".into());
+        let releases = [release(1, "r/web:1"), second.clone()];
+        let qa = [in_env(dep(1, 1, DeploymentPhase::Succeeded), "qa")];
+        let spec = ApplicationSpec {
+            image: "r/web:1".into(),
+            ..second.spec.template
+        };
+        let planned = rollout("web", "qa", &spec, &releases, &qa).unwrap().unwrap();
+        assert_eq!(
+            (planned.release, planned.new_release, planned.changes),
+            (2, false, vec!["env".to_owned()])
         );
     }
 

@@ -737,6 +737,7 @@ mod tests {
         let now = Utc::now();
         let result = ApplyResult {
             dry_run: false,
+            rollouts: Vec::new(),
             objects: vec![
                 applied("Team", "a", Action::Created, None, Some(json!({}))),
                 applied("Team", "b", Action::Unchanged, None, None),
@@ -755,6 +756,7 @@ mod tests {
 
         let edited = ApplyResult {
             dry_run: true,
+            rollouts: Vec::new(),
             objects: vec![applied(
                 "Environment",
                 "qa",
@@ -800,6 +802,7 @@ mod tests {
         let labelled = |source: &str| json!({"metadata": {"labels": {"berth.dev/source": source}}});
         let planned = ApplyResult {
             dry_run: true,
+            rollouts: Vec::new(),
             objects: vec![
                 applied("Team", "mine", Action::Configured, Some(labelled("a")), None),
                 applied("Team", "theirs", Action::Configured, Some(labelled("b")), None),
@@ -821,6 +824,7 @@ mod tests {
         assert!(taken_over("b", "abc", &planned).is_some());
         let mine = ApplyResult {
             dry_run: true,
+            rollouts: Vec::new(),
             objects: planned.objects[..1].to_vec(),
         };
         assert!(taken_over("a", "abc", &mine).is_none());

@@ -4,10 +4,11 @@
 
 use berth_core::{
     Kind, NewEvent,
-    delivery::{self, ReleaseChoice, Requested, next_release_number},
+    delivery::{self, ReleaseChoice, Requested, Rollout, next_release_number},
     deployment::governing,
     objects::{
-        Deployment, DeploymentCause, DeploymentKind, DeploymentSpec, Promotion, Release, deployment_name,
+        ApplicationSpec, Deployment, DeploymentCause, DeploymentKind, DeploymentSpec, Promotion, Release,
+        deployment_name,
     },
     promotion, repo,
 };
@@ -154,6 +155,37 @@ impl Delivery {
                 .await
         })
         .await
+    }
+
+    /// What deploying `spec` (application `app`'s spec as it would be stored) would roll
+    /// out in each environment the application runs in, decided as [`Delivery::deploy`]
+    /// decides its release, by environment name. Environments where a deploy would be
+    /// refused for want of a build are left out: nothing there could roll out.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Store`] when the releases or deployments cannot be read.
+    pub async fn rollouts(&self, app: &str, spec: &ApplicationSpec) -> Result<Vec<Rollout>> {
+        let store = self.store.as_ref();
+        let deployments = reads::deployments(store, app).await?;
+        if deployments.is_empty() {
+            // Never deployed: nothing to roll out, and no need to read its releases (an
+            // apply of many documents asks this of every application it changes).
+            return Ok(Vec::new());
+        }
+        let releases = reads::releases(store, app).await?;
+        let mut environments: Vec<&str> = deployments.iter().map(|d| d.spec.environment.as_str()).collect();
+        environments.sort_unstable();
+        environments.dedup();
+        Ok(environments
+            .into_iter()
+            .filter_map(|env| {
+                let of_env = reads::of_environment(&deployments, env);
+                delivery::rollout(app, env, spec, &releases, &of_env)
+                    .ok()
+                    .flatten()
+            })
+            .collect())
     }
 
     /// Rolls an environment back to an earlier release: the one asked for, or the newest

@@ -1,13 +1,16 @@
 //! Infrastructure as code with the real binary: a lossless export round trip, an atomic
-//! apply, a dry run that changes nothing, and a prune that removes only what its source
-//! applied.
+//! apply, a dry run that changes nothing (in the store and on Kubernetes clusters) and
+//! says what a deploy would roll out, and a prune that removes only what its source
+//! applied. The rollout test needs the local registry of `scripts/setup-runtime.sh`
+//! (its image is resolved there).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
-use std::{collections::BTreeMap, path::Path, process::Output};
+use std::{collections::BTreeMap, path::Path, process::Output, time::Duration};
 
+use berth_kube_fake::{FakeCluster, FakeOptions};
 use reqwest::{Method, StatusCode};
 use support::Berth;
 
@@ -300,4 +303,204 @@ async fn a_prune_removes_only_what_its_source_applied() {
     );
     let (s, _) = berth.call(Method::GET, "/environments/qa", None).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// Application `web` as a document: `MODE` in every environment, production's replicas
+/// by its own override.
+fn web(mode: &str, production_replicas: u32) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "berth.dev/v1", "kind": "Application", "metadata": {"name": "web"},
+        "spec": {"image": support::IMAGE, "replicas": 1, "healthCheck": {"path": "/healthz"},
+            "env": {"MODE": mode},
+            "environments": {"production": {"replicas": production_replicas}}}})
+}
+
+/// `POST /apply` of `documents`, as a dry run with `dry_run`; the answer.
+async fn apply(berth: &Berth, documents: &[serde_json::Value], dry_run: bool) -> serde_json::Value {
+    let path = if dry_run { "/apply?dryRun=All" } else { "/apply" };
+    let body = serde_json::json!({"documents": documents.iter().map(|d| serde_json::json!({"object": d})).collect::<Vec<_>>()});
+    let (s, b) = berth.call(Method::POST, path, Some(body)).await;
+    assert_eq!(s, StatusCode::OK, "{path}: {b}");
+    b
+}
+
+/// Deploys `web`'s current spec to `env`; the deployment once it succeeded.
+async fn deploy_web(berth: &Berth, env: &str) -> serde_json::Value {
+    let (s, d) = berth
+        .call(
+            Method::POST,
+            "/applications/web/deploy",
+            Some(serde_json::json!({"environment": env})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let name = d["metadata"]["name"].as_str().unwrap().to_owned();
+    berth
+        .wait_phase(&name, "Succeeded", Duration::from_secs(60))
+        .await
+}
+
+/// `web` running release 1 in qa and in production, each a Kubernetes cluster of its own
+/// (fake API servers, which count the requests they get); the clusters, qa's first.
+async fn web_in_qa_and_production(berth: &Berth, dir: &Path) -> [FakeCluster; 2] {
+    let options = FakeOptions {
+        ready_after: Duration::from_millis(100),
+        ..FakeOptions::default()
+    };
+    let clusters = [
+        FakeCluster::start(options.clone()).await.unwrap(),
+        FakeCluster::start(options).await.unwrap(),
+    ];
+    for (env, fake) in ["qa", "production"].iter().zip(&clusters) {
+        let cluster = format!("k-{env}");
+        let (s, b) = berth
+            .call(
+                Method::PUT,
+                &format!("/clusters/{cluster}"),
+                Some(serde_json::json!({"apiVersion": "berth.dev/v1", "kind": "Cluster", "metadata": {"name": cluster},
+                    "spec": {"runtime": "kubernetes", "datacenter": "dc1",
+                        "kubernetes": {"kubeconfig": {"inline": fake.kubeconfig()}, "context": "fake"}}})),
+            )
+            .await;
+        assert!(s.is_success(), "{b}");
+        let (s, b) = berth
+            .call(
+                Method::PUT,
+                &format!("/environments/{env}"),
+                Some(serde_json::json!({"apiVersion": "berth.dev/v1", "kind": "Environment", "metadata": {"name": env},
+                    "spec": {"clusters": [{"cluster": cluster}]}})),
+            )
+            .await;
+        assert!(s.is_success(), "{b}");
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    // JSON is YAML: the file is the document the API calls send.
+    std::fs::write(dir.join("web.yaml"), web("a", 2).to_string()).unwrap();
+    // Applied as source `apps`, so that a prune of the directory would delete it.
+    run(berth, &["apply", "--prune", "-f", dir.to_str().unwrap()]);
+    for env in ["qa", "production"] {
+        assert_eq!(deploy_web(berth, env).await["spec"]["release"], 1);
+    }
+    clusters
+}
+
+/// What a store holds of `web`: the application, its releases, its deployments, events.
+async fn stored(berth: &Berth) -> [serde_json::Value; 4] {
+    let mut out = Vec::new();
+    for path in [
+        "/applications/web",
+        "/applications/web/releases",
+        "/deployments",
+        "/events?limit=1000",
+    ] {
+        let (s, b) = berth.call(Method::GET, path, None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {b}");
+        out.push(b);
+    }
+    out.try_into().unwrap()
+}
+
+/// `berth diff`, `apply --dry-run` and `POST /apply?dryRun=All` say which environments
+/// a deploy of the change would roll a new release out to, and why; and they (with a
+/// dry-run prune of the running application, and a dry-run `PATCH`) change nothing: not
+/// the store (objects, releases, deployments, events) and not the clusters (no request
+/// that writes). The real apply then answers the same, and the deploys after
+/// it make exactly the releases named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_names_the_rollout_and_changes_nothing_in_the_store_or_on_the_clusters() {
+    let berth = Berth::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("apps");
+    let clusters = web_in_qa_and_production(&berth, &dir).await;
+    // The rollouts are done; what the clusters get from here on is counted.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for fake in &clusters {
+        fake.reset_requests();
+    }
+    let before = stored(&berth).await;
+
+    // A config change of the application: both environments get a new release.
+    let both = serde_json::json!([
+        {"application": "web", "environment": "production", "runningRelease": 1, "release": 2,
+            "newRelease": true, "changes": ["env"]},
+        {"application": "web", "environment": "qa", "runningRelease": 1, "release": 2,
+            "newRelease": true, "changes": ["env"]},
+    ]);
+    assert_eq!(apply(&berth, &[web("b", 2)], true).await["rollouts"], both);
+    std::fs::write(dir.join("web.yaml"), web("b", 2).to_string()).unwrap();
+    for verb in [&["diff"][..], &["apply", "--dry-run"][..]] {
+        let args: Vec<&str> = verb
+            .iter()
+            .copied()
+            .chain(["-f", dir.to_str().unwrap()])
+            .collect();
+        let out = run(&berth, &args);
+        assert!(
+            out.contains(
+                "a deploy would roll out:\n  \
+                 ~ web in production: release 1 -> new release 2 (env)\n  \
+                 ~ web in qa: release 1 -> new release 2 (env)\n"
+            ),
+            "{verb:?}: {out}"
+        );
+        assert!(!out.contains('\x1b'), "piped, so plain: {out:?}");
+    }
+    // Unchanged: nothing rolls out.
+    let unchanged = apply(&berth, &[web("a", 2)], true).await;
+    assert!(unchanged["rollouts"].is_null(), "{unchanged}");
+    // Production's own override: production alone.
+    assert_eq!(
+        apply(&berth, &[web("a", 3)], true).await["rollouts"],
+        serde_json::json!([{"application": "web", "environment": "production", "runningRelease": 1,
+            "release": 2, "newRelease": true, "changes": ["environments.production"]}])
+    );
+
+    // A dry-run prune of the running application stops nothing either.
+    let moved = dir.parent().unwrap().join("web.yaml");
+    std::fs::rename(dir.join("web.yaml"), &moved).unwrap();
+    std::fs::write(
+        dir.join("other.yaml"),
+        serde_json::json!({"apiVersion": "berth.dev/v1", "kind": "Application", "metadata": {"name": "other"},
+            "spec": {"image": support::IMAGE}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = run(&berth, &["diff", "--prune", "-f", dir.to_str().unwrap()]);
+    assert!(out.contains("- application/web would be pruned"), "{out}");
+    std::fs::remove_file(dir.join("other.yaml")).unwrap();
+    std::fs::rename(&moved, dir.join("web.yaml")).unwrap();
+
+    // A single object's dry-run write, too.
+    let (s, b) = berth
+        .call(
+            Method::PATCH,
+            "/applications/web?dryRun=All",
+            Some(serde_json::json!({"spec": {"env": {"MODE": "c"}}})),
+        )
+        .await;
+    assert_eq!(
+        (s, &b["spec"]["env"]["MODE"]),
+        (StatusCode::OK, &serde_json::json!("c")),
+        "{b}"
+    );
+
+    // Nothing stored, nothing sent to a cluster (a reconcile of a change would have
+    // written by now: a deploy above took a fraction of a second).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stored(&berth).await, before);
+    for (env, fake) in ["qa", "production"].iter().zip(&clusters) {
+        let requests = fake.requests();
+        assert_eq!(requests.writes(), 0, "{env}: {requests:?}");
+    }
+
+    // The real apply answers the same, and the deploys make the one release it named.
+    assert_eq!(apply(&berth, &[web("b", 2)], false).await["rollouts"], both);
+    for (env, fake) in ["qa", "production"].iter().zip(&clusters) {
+        assert_eq!(deploy_web(&berth, env).await["spec"]["release"], 2, "{env}");
+        let d = fake
+            .object("deployments", &format!("default-{env}"), "web")
+            .unwrap();
+        assert_eq!(d["metadata"]["labels"]["berth.dev/release"], "2", "{env}: {d}");
+    }
+    let (_, releases) = berth.call(Method::GET, "/applications/web/releases", None).await;
+    assert_eq!(releases["items"].as_array().map(Vec::len), Some(2), "{releases}");
 }

@@ -1,5 +1,6 @@
 //! What an apply did or would do, per object: created, configured (with a field-level
-//! diff), unchanged, pruned; coloured on a terminal, plain when piped.
+//! diff), unchanged, pruned; and what deploying the changed applications would roll out
+//! in each environment they run in. Coloured on a terminal, plain when piped.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -36,7 +37,8 @@ const RESET: &str = "\x1b[0m";
 
 /// The lines of `result`: `kind/name action` per object (with `(dry run)` and the
 /// would-be verbs for a dry run) and, with `style.fields`, `  ~ path: old -> new` under
-/// each configured object.
+/// each configured object and the rollouts a deploy would make
+/// (`  ~ web in qa: release 1 -> new release 2 (env)`).
 #[must_use]
 pub fn render(result: &ApplyResult, style: Style) -> String {
     let mut out = String::new();
@@ -69,6 +71,24 @@ pub fn render(result: &ApplyResult, style: Style) -> String {
             for change in changes(object) {
                 paint(&mut out, &format!("    {change}"), color, style.color);
             }
+        }
+    }
+    if style.fields && !result.rollouts.is_empty() {
+        out.push_str("a deploy would roll out:\n");
+        for r in &result.rollouts {
+            let release = if r.new_release {
+                format!("new release {}", r.release)
+            } else {
+                format!("release {}", r.release)
+            };
+            let line = format!(
+                "  ~ {} in {}: release {} -> {release} ({})",
+                r.application,
+                r.environment,
+                r.running_release,
+                r.changes.join(", ")
+            );
+            paint(&mut out, &line, YELLOW, style.color);
         }
     }
     out
@@ -157,11 +177,49 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_names_what_a_deploy_would_roll_out_where() {
+        let rollout = |env: &str, release: u64, new_release: bool| berth_contract::Rollout {
+            application: "web".into(),
+            environment: env.into(),
+            running_release: 1,
+            release,
+            new_release,
+            changes: vec!["configFiles".into(), "env".into()],
+        };
+        let result = ApplyResult {
+            dry_run: true,
+            rollouts: vec![rollout("production", 2, false), rollout("qa", 3, true)],
+            objects: Vec::new(),
+        };
+        let style = |color| Style { color, fields: true };
+        assert_eq!(
+            render(&result, style(false)),
+            "a deploy would roll out:\n  \
+             ~ web in production: release 1 -> release 2 (configFiles, env)\n  \
+             ~ web in qa: release 1 -> new release 3 (configFiles, env)\n"
+        );
+        assert!(
+            render(&result, style(true))
+                .contains("\x1b[33m  ~ web in qa: release 1 -> new release 3 (configFiles, env)\x1b[0m"),
+        );
+        let plain_apply = Style {
+            color: false,
+            fields: false,
+        };
+        assert_eq!(
+            render(&result, plain_apply),
+            "",
+            "a plain apply prints its objects only"
+        );
+    }
+
+    #[test]
     fn a_plan_names_each_object_and_each_changed_field() {
         let before = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "env": {"A": "1", "B": "2"}, "command": ["a"]}});
         let after = json!({"metadata": {"name": "web", "labels": {"tier": "web"}}, "spec": {"replicas": 3, "env": {"A": "1"}, "command": ["a", "b"]}});
         let result = ApplyResult {
             dry_run: true,
+            rollouts: Vec::new(),
             objects: vec![
                 object(Action::Created, None, Some(after.clone())),
                 object(Action::Configured, Some(before), Some(after.clone())),
@@ -203,6 +261,7 @@ mod tests {
         // Without fields (a plain apply), the lines the apply always printed.
         let applied = ApplyResult {
             dry_run: false,
+            rollouts: Vec::new(),
             objects: result.objects,
         };
         assert!(
