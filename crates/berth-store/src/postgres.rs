@@ -37,9 +37,7 @@
 
 use std::{
     collections::BTreeMap,
-    future::Future,
     path::PathBuf,
-    pin::Pin,
     str::FromStr,
     sync::{
         Arc,
@@ -116,6 +114,10 @@ const TIME_AT_LEAST: (&str, &str) = (" AND time::timestamptz >= ", "::timestampt
 /// An audit entry's time before a bound, around the bound's text.
 const TIME_BEFORE: (&str, &str) = (" AND time::timestamptz < ", "::timestamptz");
 
+/// Begins the read transaction of an audit verification: one snapshot of the log, its
+/// head and the objects.
+const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
 /// A page of one kind.
 const LIST: &str = "SELECT id, name, document FROM objects WHERE kind = $1 AND id > $2 ORDER BY id LIMIT $3";
 /// A page of one kind of one owner.
@@ -123,12 +125,7 @@ const LIST_OF_OWNER: &str =
     "SELECT id, name, document FROM objects WHERE kind = $1 AND owner = $2 AND id > $3 ORDER BY id LIMIT $4";
 
 /// The work of one write transaction, given its connection.
-type TransactionWork<T> = Box<
-    dyn for<'c> FnOnce(
-            &'c mut PgConnection,
-        ) -> Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>
-        + Send,
->;
+type TransactionWork<T> = crate::sql::TransactionWork<PgConnection, T>;
 
 /// A [`Store`] in PostgreSQL.
 #[derive(Debug)]
@@ -269,17 +266,6 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
-    /// Tells waiters that the log now reaches `seq`.
-    fn announce(&self, seq: u64) {
-        self.last_seq.send_if_modified(|last| {
-            let newer = seq > *last;
-            if newer {
-                *last = seq;
-            }
-            newer
-        });
-    }
-
     /// Runs `work` in a write transaction holding the commit lock, committing when it
     /// succeeds. The transaction runs to its end on a task of its own even when the
     /// caller stops waiting for it: nothing is left half-done.
@@ -363,7 +349,7 @@ impl PostgresStore {
 crate::sql::store_impl!(PostgresStore {
     async fn last_event(&self) -> Result<u64, StoreError> {
         let last = statements::last_seq(&self.pool).await?;
-        self.announce(last);
+        crate::sql::announce(&self.last_seq, last);
         Ok(last)
     }
 
@@ -403,25 +389,6 @@ crate::sql::store_impl!(PostgresStore {
         self.probe().await
     }
 
-    async fn verify_audit(&self, given: Option<&Checkpoint>) -> Result<Verification, StoreError> {
-        let file = self.outside.read();
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| backend("verifying the audit log", &e))?;
-        // One snapshot: the log, its head and the objects as of one instant.
-        let mut tx = conn
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await
-            .map_err(|e| backend("verifying the audit log", &e))?;
-        let verification =
-            statements::verify_in(&mut tx, &self.key, file.as_ref(), self.outside_lost, given).await;
-        if let Err(e) = tx.rollback().await {
-            tracing::warn!(error = %e, "ending the audit verification's read transaction");
-        }
-        verification
-    }
 });
 
 #[cfg(test)]

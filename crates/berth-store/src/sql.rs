@@ -8,7 +8,7 @@
 //! over `sqlx::Database`: the bounds every statement would need (encoders, decoders and
 //! executors for each type it binds or reads) would outweigh the statements themselves.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use berth_core::{
     audit::{self, Operation},
@@ -250,6 +250,25 @@ pub(crate) fn page(kind: &str, rows: Vec<(i64, String, String)>, limit: u32) -> 
 pub(crate) fn bounds(limit: u32) -> (u32, i64) {
     let limit = limit.clamp(1, MAX_PAGE);
     (limit, i64::from(limit) + 1)
+}
+
+/// The work of one write transaction, given its connection `C`, returning a `T`.
+pub(crate) type TransactionWork<C, T> = Box<
+    dyn for<'c> FnOnce(
+            &'c mut C,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>
+        + Send,
+>;
+
+/// Tells the waiters on `last_seq` that the log now reaches `seq` (never moving back).
+pub(crate) fn announce(last_seq: &tokio::sync::watch::Sender<u64>, seq: u64) {
+    last_seq.send_if_modified(|last| {
+        let newer = seq > *last;
+        if newer {
+            *last = seq;
+        }
+        newer
+    });
 }
 
 /// The migrator of `migrations` (version, description, SQL).
@@ -1563,9 +1582,10 @@ pub(crate) use query_functions;
 
 /// The methods of [`Store`](berth_core::ports::Store) that read the same in both
 /// adapters, around the adapter's own: `store_impl!(Type { own methods })` implements the
-/// trait for `Type`, which has a `pool`, a `key`, a `commit_observer`, `announce(seq)`
-/// and `in_transaction(doing, work)`, beside the modules `statements`
-/// ([`store_statements!`]) and `queries` ([`query_functions!`]).
+/// trait for `Type`, which has a `pool`, a `key`, a `commit_observer`, a `last_seq`, an
+/// `outside` checkpoint (and `outside_lost`) and `in_transaction(doing, work)`, beside the
+/// modules `statements` ([`store_statements!`]) and `queries` ([`query_functions!`]) and
+/// the statements `LIST`, `LIST_OF_OWNER` and `BEGIN_SNAPSHOT`.
 macro_rules! store_impl {
     ($store:ty { $($own:tt)* }) => {
         #[async_trait::async_trait]
@@ -1591,7 +1611,7 @@ macro_rules! store_impl {
                 }
                 let commit = committed?;
                 if let Some(event) = commit.events.last() {
-                    self.announce(event.seq);
+                    crate::sql::announce(&self.last_seq, event.seq);
                 }
                 tracing::debug!(
                     revision = commit.revision,
@@ -1749,6 +1769,26 @@ macro_rules! store_impl {
 
             async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
                 statements::audit(&self.pool, query).await
+            }
+
+            async fn verify_audit(&self, given: Option<&Checkpoint>) -> Result<Verification, StoreError> {
+                // The file first: it is written after each commit, so it is never ahead of
+                // the snapshot read below unless the log lost entries.
+                let file = self.outside.read();
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(|e| backend("verifying the audit log", &e))?;
+                let mut tx = sqlx::Connection::begin_with(&mut *conn, BEGIN_SNAPSHOT)
+                    .await
+                    .map_err(|e| backend("verifying the audit log", &e))?;
+                let verification =
+                    statements::verify_in(&mut tx, &self.key, file.as_ref(), self.outside_lost, given).await;
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!(error = %e, "ending the audit verification's read transaction");
+                }
+                verification
             }
 
             $($own)*

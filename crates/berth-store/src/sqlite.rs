@@ -12,9 +12,7 @@
 
 use std::{
     collections::BTreeMap,
-    future::Future,
     path::Path,
-    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -113,12 +111,7 @@ pub struct SqliteStore {
 }
 
 /// The work of one write transaction, given its connection.
-type TransactionWork<T> = Box<
-    dyn for<'c> FnOnce(
-            &'c mut SqliteConnection,
-        ) -> Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>
-        + Send,
->;
+type TransactionWork<T> = crate::sql::TransactionWork<SqliteConnection, T>;
 
 /// A thread with a runtime of its own on which every write transaction runs, from
 /// `BEGIN IMMEDIATE` to the checkpoint after its `COMMIT`. It stops when the store is
@@ -399,17 +392,6 @@ impl SqliteStore {
             commit_observer: std::sync::OnceLock::new(),
         })
     }
-
-    /// Tells waiters that the log now reaches `seq`.
-    fn announce(&self, seq: u64) {
-        self.last_seq.send_if_modified(|last| {
-            let newer = seq > *last;
-            if newer {
-                *last = seq;
-            }
-            newer
-        });
-    }
 }
 
 /// An audit entry's time at or after a bound, around the bound's text: stored times vary
@@ -418,6 +400,10 @@ const TIME_AT_LEAST: (&str, &str) = (" AND julianday(time) >= julianday(", ")");
 
 /// An audit entry's time before a bound, around the bound's text.
 const TIME_BEFORE: (&str, &str) = (" AND julianday(time) < julianday(", ")");
+
+/// Begins the read transaction of an audit verification: one snapshot of the log, its
+/// head and the objects.
+const BEGIN_SNAPSHOT: &str = "BEGIN";
 
 /// A page of one kind. The index is named: with statistics (after `ANALYZE`) SQLite may
 /// otherwise walk every row after the cursor in id order, all kinds included.
@@ -454,26 +440,6 @@ crate::sql::store_impl!(SqliteStore {
         self.probe().await
     }
 
-    async fn verify_audit(&self, given: Option<&Checkpoint>) -> Result<Verification, StoreError> {
-        // The file first: it is written after each commit, so it is never ahead of the
-        // snapshot read below unless the log lost entries.
-        let file = self.outside.read();
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| backend("verifying the audit log", &e))?;
-        // One read transaction: the log, its head and the objects as of one instant.
-        let mut tx = conn
-            .begin()
-            .await
-            .map_err(|e| backend("verifying the audit log", &e))?;
-        let verification = statements::verify_in(&mut tx, &self.key, file.as_ref(), self.outside_lost, given).await;
-        if let Err(e) = tx.rollback().await {
-            tracing::warn!(error = %e, "ending the audit verification's read transaction");
-        }
-        verification
-    }
 });
 
 impl SqliteStore {
