@@ -31,6 +31,7 @@ const PROMPTLY: Duration = Duration::from_secs(10);
 /// this suite: those taking `&dyn Store`, then those taking `Arc<dyn Store>`. Each
 /// adapter's tests expand it once, so that a new conformance function runs against
 /// every adapter without being listed twice.
+#[cfg(test)]
 macro_rules! every_test {
     ($m:ident $(, $($prefix:tt)*)?) => {
         $m! {
@@ -67,6 +68,7 @@ macro_rules! every_test {
     };
 }
 
+#[cfg(test)]
 pub(crate) use every_test;
 
 // === Helpers ===

@@ -34,6 +34,8 @@ mod postgres;
 pub mod seal;
 mod sql;
 mod sqlite;
+#[cfg(any(test, feature = "conformance"))]
+pub mod testing;
 
 pub use postgres::{POLL_EVERY, PostgresStore};
 pub use sql::CommitObserver;

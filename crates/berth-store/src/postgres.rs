@@ -238,14 +238,21 @@ impl PostgresStore {
         let entries = statements::audit_end(&mut conn).await?.0;
         let had_checkpoint = outside.read().is_some();
         let sealed_now = statements::seal_once(&mut conn, &key, &outside).await?;
-        // Another server's commits are not in this server's checkpoint file: a missing
-        // file of a shared log only means this server never wrote one yet.
+        // Other servers write to the log too, so this server's checkpoint file is only
+        // what it has seen: a server new to a log with entries starts its file at the
+        // head as it finds it (verification checks that head against the log), and from
+        // then on the file says how far the log reached at least.
         let outside_lost = false;
-        if entries > 0 && !had_checkpoint && !sealed_now {
+        if entries > 0
+            && !had_checkpoint
+            && !sealed_now
+            && let Some(head) = statements::audit_head(&mut conn).await?
+        {
             tracing::info!(
-                entries,
-                "no audit checkpoint file yet for this log: this server starts one with its next commit"
+                seq = head.seq,
+                "starting this server's audit checkpoint file at the log's head"
             );
+            outside.advance(head);
         }
         drop(conn);
         Ok(Self {
@@ -396,78 +403,30 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-
-    /// A schema of its own in the database of `BERTH_TEST_POSTGRES`, dropped when the
-    /// test ends (also when it fails).
-    pub(crate) struct TestSchema {
-        url: String,
-        name: String,
-    }
-
-    impl Drop for TestSchema {
-        fn drop(&mut self) {
-            let (url, name) = (self.url.clone(), self.name.clone());
-            // Drop runs inside the test's runtime: drop the schema from a thread with a
-            // runtime of its own.
-            let dropped = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    let mut conn = PgConnection::connect(&url).await.unwrap();
-                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{name}\" CASCADE")))
-                        .execute(&mut conn)
-                        .await
-                        .unwrap();
-                });
-            })
-            .join();
-            if dropped.is_err() {
-                eprintln!("could not drop the test schema {}", self.name);
-            }
-        }
-    }
-
-    /// The database the PostgreSQL tests use: `BERTH_TEST_POSTGRES`. Unset, the tests
-    /// fail (so that they never pass without running) unless it says `skip`.
-    pub(crate) fn test_database() -> Option<String> {
-        match std::env::var("BERTH_TEST_POSTGRES") {
-            Ok(url) if url == "skip" => {
-                eprintln!("SKIPPED: a PostgreSQL store test (BERTH_TEST_POSTGRES=skip)");
-                None
-            }
-            Ok(url) if !url.is_empty() => Some(url),
-            _ => panic!(
-                "BERTH_TEST_POSTGRES is not set: the PostgreSQL store tests need a database, e.g. \
-                 BERTH_TEST_POSTGRES=postgres://postgres@127.0.0.1:55432/postgres (scripts/test.sh \
-                 starts one and sets it), or BERTH_TEST_POSTGRES=skip to skip them"
-            ),
-        }
-    }
+    use crate::testing::{self, Cleanup};
 
     /// A fresh store in a schema of its own, or none when the tests are skipped.
-    pub(crate) async fn on_postgres() -> (Option<TestSchema>, Option<PostgresStore>) {
-        let Some(url) = test_database() else {
+    pub(crate) async fn on_postgres() -> (Option<Cleanup>, Option<PostgresStore>) {
+        let Some(url) = testing::database("a PostgreSQL store test") else {
             return (None, None);
         };
         let name = format!("berth_test_{:016x}", rand::random::<u64>());
-        let mut conn = PgConnection::connect(&url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{name}\"")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let schema = TestSchema {
+        testing::run(&url, &format!("CREATE SCHEMA \"{name}\"")).await;
+        let schema = Cleanup {
             url: url.clone(),
-            name: name.clone(),
+            sql: format!("DROP SCHEMA \"{name}\" CASCADE"),
         };
-        let options = PgConnectOptions::from_str(&url)
-            .unwrap()
-            .options([("search_path", name.as_str())]);
-        let store = PostgresStore::open_with(options, crate::seal::random_key(), None)
+        let store = PostgresStore::open_with(in_schema(&url, &name), crate::seal::random_key(), None)
             .await
             .unwrap();
         (Some(schema), Some(store))
+    }
+
+    /// Connection options for `url` with `schema` first on the search path.
+    fn in_schema(url: &str, schema: &str) -> PgConnectOptions {
+        PgConnectOptions::from_str(url)
+            .unwrap()
+            .options([("search_path", schema)])
     }
 
     macro_rules! conformance_on_postgres {
@@ -532,10 +491,8 @@ mod tests {
         let (Some(schema), Some(first)) = on_postgres().await else {
             return;
         };
-        let options = PgConnectOptions::from_str(&schema.url)
-            .unwrap()
-            .options([("search_path", schema.name.as_str())]);
-        let second = PostgresStore::open_with(options, first.key.clone(), None)
+        let name = schema.sql.split('"').nth(1).unwrap();
+        let second = PostgresStore::open_with(in_schema(&schema.url, name), first.key.clone(), None)
             .await
             .unwrap();
         let waiting = tokio::spawn(async move {
