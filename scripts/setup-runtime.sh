@@ -11,10 +11,12 @@
 # Usage:  setup-runtime.sh [up|install|check|status|down]        (default: up)
 #   install only the apt packages (e.g. a separate, cacheable CI step).
 #   up      install packages, write config, build the base image, start the podman
-#           API socket and the registry. Idempotent: re-running is a no-op (~1 s).
+#           API socket, the registry and a throwaway PostgreSQL. Idempotent: re-running
+#           is a no-op (~1 s).
 #   check   smoke test: run a container with a port mapping, push/pull via the registry.
 #   status  print what is running.
-#   down    stop the two services this script started (by their PID files only).
+#   down    stop the services this script started (by their PID files only) and
+#           remove the PostgreSQL data directory.
 #
 # After `up`:  export DOCKER_HOST=unix:///run/podman/podman.sock
 #   - bollard: Docker::connect_with_defaults() (reads DOCKER_HOST) or
@@ -24,6 +26,9 @@
 #     is insecure by /etc/containers/registries.conf.d/50-local-runtime.conf).
 #   - base image: localhost/busybox:latest (and 127.0.0.1:5000/busybox:latest), built
 #     from Debian's busybox-static because nothing can be pulled from Docker Hub.
+#   - PostgreSQL (Debian's, for the store's conformance suite): 127.0.0.1:55432 only,
+#     user postgres without a password, data in /tmp/berth-postgres (throwaway):
+#     export BERTH_TEST_POSTGRES=postgres://postgres@127.0.0.1:55432/postgres
 #
 # Timings seen (2 cores): apt-get update 1-3 s; package install ~15-18 s on the `rust`
 # image (35 packages, ~35 MB of .debs), 41 s incl. update on a debootstrap minbase
@@ -37,6 +42,8 @@ set -euo pipefail
 : "${LINK_DOCKER_SOCK:=1}"                        # 0: leave /var/run/docker.sock alone
 : "${JRE_IMAGE:=berth/jre:17}"                   # the java builder's default base image
 : "${TOMCAT_IMAGE:=berth/tomcat:10.1}"            # the java builder's base image for a war
+: "${PG_PORT:=55432}"                            # PostgreSQL, on 127.0.0.1 only
+: "${PG_DIR:=/tmp/berth-postgres}"               # its data, socket and log: throwaway
 
 RUN_DIR="$LOCAL_RUNTIME_DIR/run"
 LOG_DIR="$LOCAL_RUNTIME_DIR/log"
@@ -60,10 +67,11 @@ die() { log "ERROR: $*"; exit 1; }
 # javac compiles java sources for it. libtomcat10-java + tomcat10-common: Debian's Tomcat
 # 10.1 (Jakarta EE 10) jars for the servlet base image (not `tomcat10`, which is the
 # systemd service around them). maven: the java builder runs `mvn package` on the build
-# host for a commit with a pom.xml.
+# host for a commit with a pom.xml. postgresql: the server the store's PostgreSQL
+# conformance tests run against (Debian 12 ships 15).
 PKGS=(podman runc buildah catatonit netavark aardvark-dns iptables skopeo docker-registry
       busybox-static iproute2 iputils-ping curl jq openjdk-17-jdk-headless git
-      libtomcat10-java tomcat10-common maven)
+      libtomcat10-java tomcat10-common maven postgresql)
 
 install_packages() {
   local missing=() p
@@ -257,6 +265,41 @@ EOF
   log "registry: up at http://$REGISTRY_ADDR (pid $(cat "$RUN_DIR/registry.pid"))"
 }
 
+# The newest PostgreSQL server installed (Debian keeps each major in its own directory).
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+pg_up() { local bin; bin=$(pg_bin); [ -n "$bin" ] && "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+
+# A PostgreSQL of our own rather than Debian's cluster: on loopback only, on a port of its
+# own, with a data directory made here (initdb) that `down` removes. It runs as the
+# postgres user (the server refuses root) without systemd, through pg_ctl.
+start_postgres() {
+  local bin; bin=$(pg_bin)
+  [ -n "$bin" ] || die "postgresql: no server under /usr/lib/postgresql (apt-get install -y postgresql)"
+  if pg_up; then log "postgresql: already up at 127.0.0.1:$PG_PORT"; return; fi
+  if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
+    rm -rf "$PG_DIR"
+    install -d -o postgres -g postgres -m 0700 "$PG_DIR"
+    runuser -u postgres -- "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust \
+      -E UTF8 --no-locale >>"$LOG_DIR/postgres-initdb.log" 2>&1 \
+      || die "postgresql: initdb failed (see $LOG_DIR/postgres-initdb.log)"
+  fi
+  # fsync off: the data is thrown away, and tests commit a lot.
+  runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 30 \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c max_connections=300 -c fsync=off" \
+    start >/dev/null || die "postgresql: did not start (see $PG_DIR/postgres.log)"
+  wait_for "postgresql" pg_up
+  log "postgresql: up at postgres://postgres@127.0.0.1:$PG_PORT/postgres (data $PG_DIR)"
+}
+
+stop_postgres() {
+  local bin; bin=$(pg_bin)
+  if [ -n "$bin" ] && [ -f "$PG_DIR/data/postmaster.pid" ]; then
+    runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null \
+      && log "stopped postgresql ($PG_DIR)"
+  fi
+  rm -rf "$PG_DIR"
+}
+
 push_base_image() {
   local name="${BASE_IMAGE#localhost/}" ; local repo="${name%:*}" tag="${name##*:}"
   if curl -fsS "http://$REGISTRY_ADDR/v2/$repo/tags/list" 2>/dev/null | grep -q "\"$tag\""; then
@@ -390,6 +433,7 @@ cmd_up() {
   push_base_image
   build_jre_image
   build_tomcat_image
+  start_postgres
   log "ready: export DOCKER_HOST=unix://$PODMAN_SOCK ; registry http://$REGISTRY_ADDR"
 }
 
@@ -417,6 +461,7 @@ cmd_check() {
 cmd_status() {
   printf 'podman API  %s  %s\n' "$(api_up && echo up || echo down)" "$PODMAN_SOCK"
   printf 'registry    %s  http://%s\n' "$(reg_up && echo up || echo down)" "$REGISTRY_ADDR"
+  printf 'postgresql  %s  127.0.0.1:%s\n' "$(pg_up && echo up || echo down)" "$PG_PORT"
   podman info --format 'runtime={{.Host.OCIRuntime.Name}} cgroups={{.Host.CgroupManager}}/{{.Host.CgroupsVersion}} network={{.Host.NetworkBackend}} storage={{.Store.GraphDriverName}}' 2>/dev/null || true
 }
 
@@ -426,6 +471,7 @@ cmd_down() {
     if pid_alive "$f"; then kill "$(cat "$f")" && log "stopped pid $(cat "$f") ($(basename "$f" .pid))"; fi
     rm -f "$f"
   done
+  stop_postgres
 }
 
 case "${1:-up}" in

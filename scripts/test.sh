@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: format, lints, unit and integration tests (the integration
-# tests use real Podman containers and a real OCI registry, which this script starts).
+# tests use real Podman containers, a real OCI registry and a real PostgreSQL, which this
+# script starts).
 #
 #   scripts/test.sh          (as root on Debian/Ubuntu)
 set -euo pipefail
@@ -9,6 +10,9 @@ target=${CARGO_TARGET_DIR:-target}
 
 bash scripts/setup-runtime.sh up
 export DOCKER_HOST=unix:///run/podman/podman.sock
+# The store's conformance suite runs against PostgreSQL too (setup-runtime.sh started it);
+# without this the PostgreSQL tests fail rather than pass unrun.
+export BERTH_TEST_POSTGRES=postgres://postgres@127.0.0.1:55432/postgres
 
 # fmt and clippy come with the toolchain; where they are missing and rustup cannot add
 # them, say so loudly instead of passing quietly.

@@ -87,9 +87,105 @@ fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The lock file of a data directory: held, exclusively, by the one server using it.
+pub const LOCK_FILE: &str = "berth.lock";
+
+/// An exclusive lock on a data directory, held until dropped (for the life of the server).
+///
+/// SQLite is one file on one machine: two servers on it would both run the reconcilers and
+/// fight over every container. The lock is an advisory `flock` on `<dir>/berth.lock`, so
+/// the kernel releases it when the process ends, however it ends (no stale lock after a
+/// crash or `kill -9`).
+#[derive(Debug)]
+pub struct DirLock {
+    /// Kept open: closing it releases the lock.
+    _file: std::fs::File,
+}
+
+/// Why a data directory cannot be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds the lock: a second server on the same directory.
+    #[error(
+        "another berth server is already using the data directory {dir} (it holds {lock}); \
+         stop that server first, give this one its own --data-dir, or use a PostgreSQL store \
+         (--store postgres://...) to run several servers"
+    )]
+    Held {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The lock file in it.
+        lock: std::path::PathBuf,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("cannot lock the data directory {dir} through {lock}")]
+    Io {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The lock file in it.
+        lock: std::path::PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Takes the exclusive lock of `dir` (which must exist), without waiting.
+///
+/// # Errors
+///
+/// [`LockError::Held`] when another server holds it, [`LockError::Io`] when the lock file
+/// cannot be opened or locked.
+pub fn lock(dir: &Path) -> Result<DirLock, LockError> {
+    let path = dir.join(LOCK_FILE);
+    let io = |source| LockError::Io {
+        dir: dir.to_owned(),
+        lock: path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(DirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held {
+            dir: dir.to_owned(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_directory_is_refused_until_the_first_is_dropped() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        prepare(&dir).unwrap();
+        let first = lock(&dir).unwrap();
+        let refused = lock(&dir).unwrap_err();
+        assert!(matches!(refused, LockError::Held { .. }), "{refused:?}");
+        let message = refused.to_string();
+        assert!(message.contains("another berth server"), "{message}");
+        assert!(
+            message.contains(&dir.display().to_string()),
+            "names the directory: {message}"
+        );
+        assert!(message.contains("--data-dir"), "says how to fix it: {message}");
+        let other = root.path().join("other");
+        prepare(&other).unwrap();
+        lock(&other).expect("another directory is free");
+        drop(first);
+        lock(&dir).expect("free again once the holder is gone");
+    }
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -2,7 +2,7 @@
 //! built-in router.
 //!
 //! ```text
-//!   HTTP :7070 ──▶ api ──▶ store (SQLite in --data-dir)
+//!   HTTP :7070 ──▶ api ──▶ store (SQLite in --data-dir, or PostgreSQL: --store)
 //!                              ▲
 //!   reconciler (every 1 s, or when woken) ──▶ cluster runtimes ──▶ containers
 //!                                                  │
@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod reconciler;
 mod runtimes;
 pub mod serve;
+mod store;
 pub mod tls;
 mod write_check;
 
@@ -33,7 +34,6 @@ use berth_core::{
 use berth_registry::RegistryResolver;
 use berth_runtime_kube::{KubeRuntime, RuntimeOptions as KubeOptions};
 use berth_runtime_local::{LocalRuntime, RouteTable, Router, RouterOptions, RuntimeOptions};
-use berth_store::SqliteStore;
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +48,11 @@ pub struct ServerArgs {
     /// Directory for the database and the bootstrap token.
     #[arg(long, env = "BERTH_DATA_DIR", default_value = "berth-data")]
     pub data_dir: PathBuf,
+    /// Where the store lives: `sqlite` (the default: berth.db in --data-dir, one server)
+    /// or a PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/DATABASE (several servers
+    /// may share it).
+    #[arg(long, env = "BERTH_STORE", value_name = "sqlite|URL")]
+    pub store: Option<String>,
     /// Address the built-in router listens on for application traffic.
     #[arg(long, env = "BERTH_ROUTER_LISTEN", default_value = "127.0.0.1:8080")]
     pub router_listen: SocketAddr,
@@ -154,6 +159,8 @@ pub struct Server {
     tasks: tokio::task::JoinSet<()>,
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
+    /// The data directory's lock while the store is SQLite: one server per directory.
+    _lock: Option<data_dir::DirLock>,
 }
 
 impl Server {
@@ -191,17 +198,17 @@ fn wait_for(shutdown: &CancellationToken) -> impl Future<Output = ()> + Send + '
 pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
     write_check::warn_if_read_only(&args.data_dir);
     data_dir::prepare(&args.data_dir)?;
-    let store = Arc::new(
-        SqliteStore::open_with(
-            &args.data_dir.join("berth.db"),
-            berth_store::seal::key_source(
-                std::env::var("BERTH_AUDIT_KEY").ok().as_deref(),
-                args.audit_key_file.as_deref(),
-            )?,
-        )
-        .await
-        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?,
-    );
+    let location = store::location(args.store.as_deref())?;
+    let opened = store::open(
+        &location,
+        &args.data_dir,
+        berth_store::seal::key_source(
+            std::env::var("BERTH_AUDIT_KEY").ok().as_deref(),
+            args.audit_key_file.as_deref(),
+        )?,
+    )
+    .await?;
+    let store = opened.store();
     let bootstrap_token = if args.rotate_bootstrap_token {
         let token = auth::rotate_bootstrap_token(store.as_ref())
             .await
@@ -222,7 +229,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
     let sealed = credentials::migrate(store.as_ref(), &keyring).await?;
     if !sealed.is_empty() {
         // The rows they replaced leave their text in free pages and the log otherwise.
-        store
+        opened
             .purge_free_space()
             .await
             .context("cannot purge the replaced kubeconfigs")?;
@@ -249,7 +256,8 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
 
     let router_metrics = berth_runtime_local::RouterMetrics::default();
     let server_metrics = metrics::ServerMetrics::default();
-    store.observe_commits(server_metrics.commit_observer());
+    opened.observe_commits(server_metrics.commit_observer());
+    let lock = opened.into_lock();
     let router = Router::new(
         table.clone(),
         RouterOptions {
@@ -339,6 +347,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<Server> {
         tasks,
         shutdown,
         shutdown_timeout: args.shutdown_timeout,
+        _lock: lock,
     })
 }
 

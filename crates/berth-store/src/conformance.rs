@@ -27,6 +27,50 @@ use tokio::time::Instant;
 /// How long a test waits for something that should happen promptly before calling it broken.
 const PROMPTLY: Duration = Duration::from_secs(10);
 
+/// Expands `$m! { $prefix by_ref: [..], shared: [..] }` with the name of every function of
+/// this suite: those taking `&dyn Store`, then those taking `Arc<dyn Store>`. Each
+/// adapter's tests expand it once, so that a new conformance function runs against
+/// every adapter without being listed twice.
+#[cfg(test)]
+macro_rules! every_test {
+    ($m:ident $(, $($prefix:tt)*)?) => {
+        $m! {
+            $($($prefix)*)?
+            by_ref: [
+                create_get_and_list,
+                list_pages,
+                create_existing_fails,
+                replace_keeps_creation,
+                stale_version_conflicts,
+                failed_commit_writes_nothing,
+                delete_removes,
+                writes_share_revision,
+                rejects_non_object_documents,
+                events_in_order,
+                wait_returns_when_events_exist,
+                wait_times_out,
+                tokens,
+                audit_records_every_write,
+                audit_filters,
+                governing_and_last_succeeded,
+                deployments_newest_first,
+                governing_deployments_paged,
+                governing_deployments_by_phase,
+                deployments_of_releases,
+                release_queries,
+                team_releases,
+                team_applications_paged,
+                next_numbers,
+                build_queries,
+            ],
+            shared: [wait_wakes_on_commit, concurrent_commits],
+        }
+    };
+}
+
+#[cfg(test)]
+pub(crate) use every_test;
+
 // === Helpers ===
 
 /// A document of `kind/name` with a spec.

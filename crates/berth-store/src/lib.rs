@@ -1,4 +1,5 @@
-//! Berth's store: objects and the append-only event log in SQLite, one transaction per mutation.
+//! Berth's store: objects and the append-only event log in SQLite or PostgreSQL, one
+//! transaction per mutation.
 //!
 //! ```text
 //!   commit(writes, events) ──▶ BEGIN IMMEDIATE
@@ -19,13 +20,23 @@
 //! application in a table its triggers update in the commit's transaction. A test checks
 //! the plan of every query searches its index.
 //!
+//! [`PostgresStore`] is the same store in PostgreSQL, for several servers on one database:
+//! the same schema and, where the dialects agree, the same statements (module `sql`); its
+//! module says how commits are ordered without a revision row.
+//!
 //! [`conformance`] holds the behaviour every `Store` adapter must show, as functions over
 //! `&dyn Store`; it is compiled for this crate's tests and, with the `conformance` feature,
 //! for other adapters' tests.
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod postgres;
 pub mod seal;
+mod sql;
 mod sqlite;
+#[cfg(any(test, feature = "conformance"))]
+pub mod testing;
 
-pub use sqlite::{AuditKeySource, CommitObserver, SqliteStore};
+pub use postgres::{POLL_EVERY, PostgresStore};
+pub use sql::CommitObserver;
+pub use sqlite::{AuditKeySource, SqliteStore};

@@ -12,9 +12,7 @@
 
 use std::{
     collections::BTreeMap,
-    future::Future,
     path::Path,
-    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -22,43 +20,31 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
 use berth_core::{
-    audit::{
-        self, AuditEntry, AuditKey, AuditQuery, Change, Checkpoint, CheckpointSource, GENESIS, Operation,
-        Seal, StoredState, Verification, Verifier,
-    },
-    objects::{DeploymentPhase, Event, EventType, NewEvent},
+    audit::{AuditEntry, AuditKey, AuditQuery, Change, Checkpoint, Verification},
+    objects::{DeploymentPhase, Event, NewEvent},
     ports::{
         Commit, DeploymentQuery, EventQuery, GoverningQuery, ListQuery, Page, Store, StoreError, TeamQuery,
         TokenRecord, Write,
     },
 };
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::{
-    AssertSqlSafe, Connection, QueryBuilder, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool,
-    migrate::{Migration, MigrationType, Migrator},
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    Connection, Sqlite, SqliteConnection, SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 use tokio::sync::{Mutex, oneshot, watch};
 
-use crate::seal::{self, Outside};
+use crate::{
+    seal::{self, Outside},
+    sql::{CommitObserver, CommitTimer, TokenKey, WriteHealth, backend, migrator},
+};
 
 mod queries;
 
-/// Most items one page of objects or events holds, whatever the caller asks for.
-const MAX_PAGE: u32 = 1000;
-
 /// Reading connections of a file-backed store (writes have one of their own).
 const CONNECTIONS: u32 = 5;
-
-/// Audit entries inserted by one statement: 12 values each, well within SQLite's limit of
-/// 32,766 bound values.
-const AUDIT_ROWS_A_STATEMENT: usize = 1000;
-
-/// Events inserted by one statement: 10 values each.
-const EVENT_ROWS_A_STATEMENT: usize = 1000;
 
 /// The page cache of each reading connection, in KiB (SQLite's default is 2,000).
 const READER_CACHE_KIB: u32 = 512;
@@ -66,6 +52,20 @@ const READER_CACHE_KIB: u32 = 512;
 /// How long a connection waits for a lock held by another process using the same file.
 /// Writers of this process never wait here: they queue on [`SqliteStore::writer`] first.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Moves the store revision on by one, in the commit's transaction, and returns it.
+const NEXT_REVISION: &str = "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value";
+
+/// The store revision as it stands.
+const CURRENT_REVISION: &str = "SELECT value FROM revision WHERE id = 1";
+
+/// A transaction holding the database's write lock from its start, so that it never
+/// fails with `SQLITE_BUSY` halfway.
+async fn begin_write(conn: &mut SqliteConnection) -> Result<sqlx::Transaction<'_, Sqlite>, sqlx::Error> {
+    conn.begin_with("BEGIN IMMEDIATE").await
+}
+
+crate::sql::store_statements!(sqlx::Sqlite, sqlx::SqliteConnection, sqlx::sqlite::SqliteRow);
 
 /// The schema, embedded in the binary.
 ///
@@ -79,24 +79,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "audit seal", include_str!("../migrations/0003_audit_seal.sql")),
     (4, "queries", include_str!("../migrations/0004_queries.sql")),
 ];
-
-/// The migrator of `migrations` (version, description, SQL).
-fn migrator(migrations: &[(i64, &str, &'static str)]) -> Migrator {
-    Migrator::with_migrations(
-        migrations
-            .iter()
-            .map(|&(version, description, sql)| {
-                Migration::new(
-                    version,
-                    description.to_owned().into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    )
-}
 
 /// A [`Store`] in SQLite.
 #[derive(Debug)]
@@ -129,12 +111,7 @@ pub struct SqliteStore {
 }
 
 /// The work of one write transaction, given its connection.
-type TransactionWork<T> = Box<
-    dyn for<'c> FnOnce(
-            &'c mut SqliteConnection,
-        ) -> Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>
-        + Send,
->;
+type TransactionWork<T> = crate::sql::TransactionWork<SqliteConnection, T>;
 
 /// A thread with a runtime of its own on which every write transaction runs, from
 /// `BEGIN IMMEDIATE` to the checkpoint after its `COMMIT`. It stops when the store is
@@ -222,7 +199,7 @@ impl WriteSide {
             conn.close_on_drop();
         } else if outcome.is_ok() {
             // Still holding the writer: checkpoints reach the file in commit order.
-            match audit_head(&mut conn).await {
+            match statements::audit_head(&mut conn).await {
                 Ok(Some(head)) => self.outside.advance(head),
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, "reading the audit head after a commit"),
@@ -230,18 +207,6 @@ impl WriteSide {
         }
         self.health.written(outcome.as_ref().map(|_| ()));
         outcome
-    }
-}
-
-/// Called with the time each commit took, whether it committed or failed.
-pub type CommitObserver = Box<dyn Fn(Duration) + Send + Sync>;
-
-/// The observer set, which `Debug` only names.
-struct CommitTimer(CommitObserver);
-
-impl std::fmt::Debug for CommitTimer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CommitObserver")
     }
 }
 
@@ -396,14 +361,14 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend {
                 message: format!("migrating the store schema: {e}"),
             })?;
-        let last = last_seq(&pool).await?;
+        let last = statements::last_seq(&pool).await?;
         let mut conn = write_pool
             .acquire()
             .await
             .map_err(|e| backend("reading the audit seal", &e))?;
-        let entries = audit_end(&mut conn).await?.0;
+        let entries = statements::audit_end(&mut conn).await?.0;
         let had_checkpoint = outside.read().is_some();
-        let sealed_now = seal_once(&mut conn, &key, &outside).await?;
+        let sealed_now = statements::seal_once(&mut conn, &key, &outside).await?;
         let outside_lost = entries > 0 && !had_checkpoint && !sealed_now;
         if outside_lost {
             tracing::error!(
@@ -427,18 +392,18 @@ impl SqliteStore {
             commit_observer: std::sync::OnceLock::new(),
         })
     }
-
-    /// Tells waiters that the log now reaches `seq`.
-    fn announce(&self, seq: u64) {
-        self.last_seq.send_if_modified(|last| {
-            let newer = seq > *last;
-            if newer {
-                *last = seq;
-            }
-            newer
-        });
-    }
 }
+
+/// An audit entry's time at or after a bound, around the bound's text: stored times vary
+/// in their fractional digits, so they are compared as numbers.
+const TIME_AT_LEAST: (&str, &str) = (" AND julianday(time) >= julianday(", ")");
+
+/// An audit entry's time before a bound, around the bound's text.
+const TIME_BEFORE: (&str, &str) = (" AND julianday(time) < julianday(", ")");
+
+/// Begins the read transaction of an audit verification: one snapshot of the log, its
+/// head and the objects.
+const BEGIN_SNAPSHOT: &str = "BEGIN";
 
 /// A page of one kind. The index is named: with statistics (after `ANALYZE`) SQLite may
 /// otherwise walk every row after the cursor in id order, all kinds included.
@@ -448,209 +413,9 @@ const LIST: &str = "SELECT id, name, document FROM objects INDEXED BY objects_by
 const LIST_OF_OWNER: &str = "SELECT id, name, document FROM objects INDEXED BY objects_by_owner \
      WHERE kind = ? AND owner = ? AND id > ? ORDER BY id LIMIT ?";
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn commit_as(
-        &self,
-        change: &Change,
-        writes: Vec<Write>,
-        events: Vec<NewEvent>,
-    ) -> Result<Commit, StoreError> {
-        let started = std::time::Instant::now();
-        let (key, change) = (self.key.clone(), change.clone());
-        let committed = self
-            .in_transaction(
-                "committing",
-                Box::new(move |conn| {
-                    Box::pin(async move { apply(conn, &key, &change, writes, events).await })
-                }),
-            )
-            .await;
-        if let Some(CommitTimer(observe)) = self.commit_observer.get() {
-            observe(started.elapsed());
-        }
-        let commit = committed?;
-        if let Some(event) = commit.events.last() {
-            self.announce(event.seq);
-        }
-        tracing::debug!(
-            revision = commit.revision,
-            writes = commit.documents.len(),
-            events = commit.events.len(),
-            "committed"
-        );
-        Ok(commit)
-    }
-
-    async fn get(&self, kind: &str, name: &str) -> Result<Option<Value>, StoreError> {
-        let document: Option<String> =
-            sqlx::query_scalar("SELECT document FROM objects WHERE kind = ? AND name = ?")
-                .bind(kind)
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| backend(&format!("reading {kind} '{name}'"), &e))?;
-        document.map(|text| parse_document(kind, name, &text)).transpose()
-    }
-
-    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let limit = query.limit.clamp(1, MAX_PAGE);
-        let after = cursor(query.after);
-        // One more than asked, to know whether there is a next page.
-        let fetch = i64::from(limit) + 1;
-        let rows: Vec<(i64, String, String)> = match &query.owner {
-            Some(owner) => {
-                sqlx::query_as(LIST_OF_OWNER)
-                    .bind(&query.kind)
-                    .bind(owner)
-                    .bind(after)
-                    .bind(fetch)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-            None => {
-                sqlx::query_as(LIST)
-                    .bind(&query.kind)
-                    .bind(after)
-                    .bind(fetch)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(|e| backend(&format!("listing {}", query.kind), &e))?;
-
-        let more = rows.len() > limit as usize;
-        let mut page = Page::default();
-        for (id, name, text) in rows.into_iter().take(limit as usize) {
-            page.items.push(parse_document(&query.kind, &name, &text)?);
-            if more {
-                page.next = Some(to_u64(id, "object id")?);
-            }
-        }
-        Ok(page)
-    }
-
-    async fn governing_deployment(
-        &self,
-        application: &str,
-        environment: &str,
-    ) -> Result<Option<Value>, StoreError> {
-        queries::governing(&self.pool, application, environment).await
-    }
-
-    async fn last_succeeded_deployment(
-        &self,
-        application: &str,
-        environment: &str,
-    ) -> Result<Option<Value>, StoreError> {
-        queries::last_succeeded(&self.pool, application, environment).await
-    }
-
-    async fn deployments(&self, query: &DeploymentQuery) -> Result<Page, StoreError> {
-        queries::deployments(&self.pool, query).await
-    }
-
-    async fn governing_deployments(&self, query: &GoverningQuery) -> Result<Page, StoreError> {
-        queries::governing_all(&self.pool, query).await
-    }
-
-    async fn governing_deployments_by_phase(&self) -> Result<BTreeMap<DeploymentPhase, u64>, StoreError> {
-        queries::governing_by_phase(&self.pool).await
-    }
-
-    async fn deployments_of_releases(
-        &self,
-        application: &str,
-        releases: &[u64],
-    ) -> Result<Vec<Value>, StoreError> {
-        queries::of_releases(&self.pool, application, releases).await
-    }
-
-    async fn newest_release(&self, application: &str) -> Result<Option<Value>, StoreError> {
-        queries::newest_release(&self.pool, application, false).await
-    }
-
-    async fn newest_built_release(&self, application: &str) -> Result<Option<Value>, StoreError> {
-        queries::newest_release(&self.pool, application, true).await
-    }
-
-    async fn releases_with_digest(&self, application: &str, digest: &str) -> Result<Vec<Value>, StoreError> {
-        queries::releases_with_digest(&self.pool, application, digest).await
-    }
-
-    async fn releases_with_template(
-        &self,
-        application: &str,
-        template_hash: &str,
-    ) -> Result<Vec<Value>, StoreError> {
-        queries::releases_with_template(&self.pool, application, template_hash).await
-    }
-
-    async fn team_releases_in(&self, team: &str, environment: &str) -> Result<Vec<Value>, StoreError> {
-        queries::team_releases(&self.pool, team, environment).await
-    }
-
-    async fn team_applications(&self, query: &TeamQuery) -> Result<Page, StoreError> {
-        queries::team_applications(&self.pool, query).await
-    }
-
-    async fn reusable_build(
-        &self,
-        application: &str,
-        revision: &str,
-        builder_hash: &str,
-    ) -> Result<Option<Value>, StoreError> {
-        queries::reusable_build(&self.pool, application, revision, builder_hash).await
-    }
-
-    async fn unfinished_builds(&self, after: Option<u64>, limit: u32) -> Result<Page, StoreError> {
-        queries::unfinished_builds(&self.pool, after, limit).await
-    }
-
-    async fn next_release_number(&self, application: &str) -> Result<u64, StoreError> {
-        queries::next_number(&self.pool, "Release", application, "").await
-    }
-
-    async fn next_build_number(&self, application: &str) -> Result<u64, StoreError> {
-        queries::next_number(&self.pool, "Build", application, "").await
-    }
-
-    async fn next_deployment_number(&self, application: &str, environment: &str) -> Result<u64, StoreError> {
-        queries::next_number(&self.pool, "Deployment", application, environment).await
-    }
-
-    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
-        let limit = i64::from(query.limit.clamp(1, MAX_PAGE));
-        let after = cursor(Some(query.after));
-        let rows = match &query.application {
-            Some(application) => {
-                sqlx::query(
-                    "SELECT seq, time, type, reason, kind, name, application, environment, cluster, \
-                 actor, message FROM events WHERE application = ? AND seq > ? ORDER BY seq LIMIT ?",
-                )
-                .bind(application)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-            }
-            None => {
-                sqlx::query(
-                    "SELECT seq, time, type, reason, kind, name, application, environment, cluster, \
-                 actor, message FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                )
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-            }
-        }
-        .map_err(|e| backend("reading events", &e))?;
-        rows.iter().map(event_from_row).collect()
-    }
-
+crate::sql::store_impl!(SqliteStore {
     async fn last_event(&self) -> Result<u64, StoreError> {
-        last_seq(&self.pool).await
+        statements::last_seq(&self.pool).await
     }
 
     async fn wait_for_events(&self, after: u64, timeout: Duration) {
@@ -667,191 +432,15 @@ impl Store for SqliteStore {
         let _ = tokio::time::timeout_at(deadline, seen.wait_for(|&last| last > after)).await;
     }
 
-    async fn put_token(&self, token: TokenRecord, change: &Change) -> Result<(), StoreError> {
-        let (key, change) = (self.key.clone(), change.clone());
-        self.in_transaction(
-            "storing a token",
-            Box::new(move |conn| {
-                Box::pin(async move {
-                    let before = token_row(conn, TokenKey::Hash(&token.hash)).await?;
-                    sqlx::query(
-                        "INSERT INTO tokens (hash, id, name, subject, created_at, expires_at, revoked_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET id = excluded.id, \
-                 name = excluded.name, subject = excluded.subject, created_at = excluded.created_at, \
-                 expires_at = excluded.expires_at, revoked_at = excluded.revoked_at",
-                    )
-                    .bind(&token.hash)
-                    .bind(&token.id)
-                    .bind(&token.name)
-                    .bind(&token.subject)
-                    .bind(timestamp(token.created_at))
-                    .bind(token.expires_at.map(timestamp))
-                    .bind(token.revoked_at.map(timestamp))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| backend(&format!("storing token '{}'", token.name), &e))?;
-                    let operation = if before.is_some() {
-                        Operation::Update
-                    } else {
-                        Operation::Create
-                    };
-                    let written = AuditedWrite {
-                        operation,
-                        kind: "Token",
-                        name: &token.id,
-                        before: before.as_ref().map(token_digest),
-                        after: Some(token_digest(&token)),
-                    };
-                    record(conn, &key, &change, Utc::now(), &[written], None).await
-                })
-            }),
-        )
-        .await
-    }
-
-    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| backend("looking up a token", &e))?;
-        token_row(&mut conn, TokenKey::Hash(hash)).await
-    }
-
     fn generation(&self) -> Option<u64> {
         Some(self.generation.load(Ordering::SeqCst))
-    }
-
-    async fn count_tokens(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| backend("counting tokens", &e))?;
-        to_u64(count, "token count")
-    }
-
-    async fn list_tokens(&self, subject: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
-        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {TOKEN_COLUMNS} FROM tokens"));
-        if let Some(subject) = subject {
-            query.push(" WHERE subject = ").push_bind(subject);
-        }
-        query.push(" ORDER BY created_at, id");
-        let rows = query
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| backend("listing tokens", &e))?;
-        rows.iter().map(token_from_row).collect()
-    }
-
-    async fn revoke_token(
-        &self,
-        id: &str,
-        at: DateTime<Utc>,
-        change: &Change,
-    ) -> Result<TokenRecord, StoreError> {
-        let (key, change, id) = (self.key.clone(), change.clone(), id.to_owned());
-        self.in_transaction(
-            "revoking a token",
-            Box::new(move |conn| {
-                Box::pin(async move {
-                    let id = id.as_str();
-                    let Some(before) = token_row(conn, TokenKey::Id(id)).await? else {
-                        return Err(StoreError::NotFound {
-                            kind: "Token".to_owned(),
-                            name: id.to_owned(),
-                        });
-                    };
-                    if before.revoked_at.is_some() {
-                        return Ok(before);
-                    }
-                    sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ?")
-                        .bind(timestamp(at))
-                        .bind(id)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(|e| backend(&format!("revoking token {id}"), &e))?;
-                    let after = TokenRecord {
-                        revoked_at: Some(at),
-                        ..before.clone()
-                    };
-                    let written = AuditedWrite {
-                        operation: Operation::Update,
-                        kind: "Token",
-                        name: id,
-                        before: Some(token_digest(&before)),
-                        after: Some(token_digest(&after)),
-                    };
-                    record(conn, &key, &change, Utc::now(), &[written], None).await?;
-                    Ok(after)
-                })
-            }),
-        )
-        .await
-    }
-
-    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT seq, time, actor, action, operation, kind, name, before, after, revision, prev, hash \
-             FROM audit WHERE seq > ",
-        );
-        q.push_bind(cursor(Some(query.after)));
-        for (column, value) in [
-            ("actor", &query.actor),
-            ("kind", &query.kind),
-            ("name", &query.name),
-            ("action", &query.action),
-        ] {
-            if let Some(value) = value {
-                q.push(format!(" AND {column} = ")).push_bind(value.clone());
-            }
-        }
-        // Stored times vary in their fractional digits, so compare them as numbers.
-        if let Some(since) = query.since {
-            q.push(" AND julianday(time) >= julianday(")
-                .push_bind(timestamp(since))
-                .push(")");
-        }
-        if let Some(until) = query.until {
-            q.push(" AND julianday(time) < julianday(")
-                .push_bind(timestamp(until))
-                .push(")");
-        }
-        q.push(" ORDER BY seq LIMIT ")
-            .push_bind(i64::from(query.limit.clamp(1, MAX_PAGE)));
-        let rows = q
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| backend("reading the audit log", &e))?;
-        rows.iter().map(audit_from_row).collect()
     }
 
     async fn writable(&self) -> Result<(), StoreError> {
         self.probe().await
     }
 
-    async fn verify_audit(&self, given: Option<&Checkpoint>) -> Result<Verification, StoreError> {
-        // The file first: it is written after each commit, so it is never ahead of the
-        // snapshot read below unless the log lost entries.
-        let file = self.outside.read();
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| backend("verifying the audit log", &e))?;
-        // One read transaction: the log, its head and the objects as of one instant.
-        let mut tx = conn
-            .begin()
-            .await
-            .map_err(|e| backend("verifying the audit log", &e))?;
-        let verification = verify_in(&mut tx, &self.key, file.as_ref(), self.outside_lost, given).await;
-        if let Err(e) = tx.rollback().await {
-            tracing::warn!(error = %e, "ending the audit verification's read transaction");
-        }
-        verification
-    }
-}
+});
 
 impl SqliteStore {
     /// Runs `work` in a write transaction of its own on the [`WriterThread`], committing
@@ -882,7 +471,7 @@ impl SqliteStore {
         }
     }
 
-    /// Whether a write can be made now, probing at most once per [`PROBE_EVERY`] and
+    /// Whether a write can be made now, probing at most once per [`PROBE_EVERY`](crate::sql::PROBE_EVERY) and
     /// only while the last write failed or none was made yet: readiness checks cost a
     /// lock and a read of the last outcome, not a write each.
     async fn probe(&self) -> Result<(), StoreError> {
@@ -919,910 +508,16 @@ impl SqliteStore {
     }
 }
 
-/// How often [`SqliteStore::probe`] may write while the store is failing.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
-
-/// The outcome of the store's latest write or probe.
-#[derive(Debug, Default)]
-struct WriteHealth {
-    state: std::sync::Mutex<Health>,
-}
-
-#[derive(Debug, Default)]
-struct Health {
-    /// Why the latest write failed; none after a success.
-    error: Option<StoreError>,
-    /// Whether any write or probe succeeded since the store opened.
-    ever_written: bool,
-    /// When the latest probe ran.
-    probed: Option<std::time::Instant>,
-}
-
-impl WriteHealth {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Health> {
-        // A panic while holding this lock leaves plain data behind: keep using it.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Records a write's outcome; domain refusals (not found, conflicts) say nothing
-    /// about the database.
-    fn written(&self, outcome: Result<(), &StoreError>) {
-        let mut h = self.lock();
-        match outcome {
-            Ok(()) => {
-                h.error = None;
-                h.ever_written = true;
-            }
-            Err(e @ StoreError::Backend { .. }) => h.error = Some(e.clone()),
-            Err(_) => {}
-        }
-    }
-
-    fn probed(&self, outcome: Result<(), StoreError>) {
-        let mut h = self.lock();
-        h.probed = Some(std::time::Instant::now());
-        match outcome {
-            Ok(()) => {
-                h.error = None;
-                h.ever_written = true;
-            }
-            Err(e) => h.error = Some(e),
-        }
-    }
-
-    /// The answer without probing, when one is due: the last write worked, or a probe
-    /// ran a moment ago.
-    fn known(&self) -> Option<Result<(), StoreError>> {
-        let h = self.lock();
-        let fresh = h.probed.is_some_and(|at| at.elapsed() < PROBE_EVERY);
-        match &h.error {
-            None if h.ever_written => Some(Ok(())),
-            Some(e) if fresh => Some(Err(e.clone())),
-            None if fresh => Some(Ok(())),
-            _ => None,
-        }
-    }
-
-    fn last(&self) -> Result<(), StoreError> {
-        self.lock().error.clone().map_or(Ok(()), Err)
-    }
-}
-
-// === One commit, inside its transaction ===
-
-/// Bumps the revision, applies every write and appends every event; the caller commits or
-/// rolls back.
-async fn apply(
-    conn: &mut SqliteConnection,
-    key: &AuditKey,
-    change: &Change,
-    writes: Vec<Write>,
-    events: Vec<NewEvent>,
-) -> Result<Commit, StoreError> {
-    let revision: i64 =
-        sqlx::query_scalar("UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| backend("bumping the store revision", &e))?;
-    let now = Utc::now();
-    let stamp = timestamp(now);
-
-    let mut documents = Vec::with_capacity(writes.len());
-    let mut audited = Vec::with_capacity(writes.len());
-    for write in writes {
-        let (stored, entry) = match write {
-            Write::Create {
-                kind,
-                name,
-                owner,
-                document,
-            } => {
-                let stored = create(conn, revision, &stamp, &kind, &name, owner.as_deref(), document).await?;
-                let after = Some(audit::digest(&stored.to_string()));
-                (Some(stored), (Operation::Create, kind, name, None, after))
-            }
-            Write::Replace {
-                kind,
-                name,
-                document,
-                expected_version,
-            } => {
-                let (stored, before) =
-                    replace(conn, revision, &stamp, &kind, &name, document, expected_version).await?;
-                let after = Some(audit::digest(&stored.to_string()));
-                (Some(stored), (Operation::Update, kind, name, Some(before), after))
-            }
-            Write::Delete {
-                kind,
-                name,
-                expected_version,
-            } => {
-                let before = delete(conn, &kind, &name, expected_version).await?;
-                (None, (Operation::Delete, kind, name, Some(before), None))
-            }
-        };
-        documents.push(stored);
-        audited.push(entry);
-    }
-    let entries: Vec<AuditedWrite<'_>> = audited
-        .iter()
-        .map(|(operation, kind, name, before, after)| AuditedWrite {
-            operation: *operation,
-            kind,
-            name,
-            before: before.clone(),
-            after: after.clone(),
-        })
-        .collect();
-    record(conn, key, change, now, &entries, Some(revision)).await?;
-
-    let recorded = append_all(conn, now, &stamp, events).await?;
-
-    Ok(Commit {
-        revision: to_u64(revision, "store revision")?,
-        documents,
-        events: recorded,
-    })
-}
-
-/// Inserts a new object.
-async fn create(
-    conn: &mut SqliteConnection,
-    revision: i64,
-    stamp: &str,
-    kind: &str,
-    name: &str,
-    owner: Option<&str>,
-    document: Value,
-) -> Result<Value, StoreError> {
-    let document = with_bookkeeping(document, kind, name, revision, stamp, stamp)?;
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO objects (kind, name, owner, document, version, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, name) DO NOTHING RETURNING id",
-    )
-    .bind(kind)
-    .bind(name)
-    .bind(owner)
-    .bind(document.to_string())
-    .bind(revision)
-    .bind(stamp)
-    .bind(stamp)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(|e| backend(&format!("creating {kind} '{name}'"), &e))?;
-    match id {
-        Some(_) => Ok(document),
-        None => Err(StoreError::AlreadyExists {
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-        }),
-    }
-}
-
-/// Replaces the document of an existing object, keeping its id (creation order), owner and
-/// creation time.
-async fn replace(
-    conn: &mut SqliteConnection,
-    revision: i64,
-    stamp: &str,
-    kind: &str,
-    name: &str,
-    document: Value,
-    expected_version: Option<u64>,
-) -> Result<(Value, String), StoreError> {
-    let (id, created_at, before) = current(conn, kind, name, expected_version).await?;
-    let document = with_bookkeeping(document, kind, name, revision, &created_at, stamp)?;
-    sqlx::query("UPDATE objects SET document = ?, version = ?, updated_at = ? WHERE id = ?")
-        .bind(document.to_string())
-        .bind(revision)
-        .bind(stamp)
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| backend(&format!("replacing {kind} '{name}'"), &e))?;
-    Ok((document, audit::digest(&before)))
-}
-
-/// Deletes an existing object, returning the digest of the document it had.
-async fn delete(
-    conn: &mut SqliteConnection,
-    kind: &str,
-    name: &str,
-    expected_version: Option<u64>,
-) -> Result<String, StoreError> {
-    let (id, _, before) = current(conn, kind, name, expected_version).await?;
-    sqlx::query("DELETE FROM objects WHERE id = ?")
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| backend(&format!("deleting {kind} '{name}'"), &e))?;
-    Ok(audit::digest(&before))
-}
-
-/// The row id, creation time and document of `kind/name`, once it is known to exist at the
-/// version the caller expects.
-async fn current(
-    conn: &mut SqliteConnection,
-    kind: &str,
-    name: &str,
-    expected_version: Option<u64>,
-) -> Result<(i64, String, String), StoreError> {
-    let row: Option<(i64, i64, String, String)> =
-        sqlx::query_as("SELECT id, version, created_at, document FROM objects WHERE kind = ? AND name = ?")
-            .bind(kind)
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| backend(&format!("reading {kind} '{name}'"), &e))?;
-    let Some((id, version, created_at, document)) = row else {
-        return Err(StoreError::NotFound {
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-        });
-    };
-    let actual = to_u64(version, "object version")?;
-    match expected_version {
-        Some(expected) if expected != actual => Err(StoreError::Conflict {
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-            expected,
-            actual,
-        }),
-        _ => Ok((id, created_at, document)),
-    }
-}
-
-/// Appends a commit's events, one statement for each chunk of them (a statement is a
-/// round trip to the connection's thread). Their seqs follow the order given.
-async fn append_all(
-    conn: &mut SqliteConnection,
-    time: DateTime<Utc>,
-    stamp: &str,
-    events: Vec<NewEvent>,
-) -> Result<Vec<Event>, StoreError> {
-    let mut recorded = Vec::with_capacity(events.len());
-    let mut rest = events;
-    while !rest.is_empty() {
-        let later = rest.split_off(rest.len().min(EVENT_ROWS_A_STATEMENT));
-        let chunk = std::mem::replace(&mut rest, later);
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (time, type, reason, kind, name, application, environment, cluster, \
-             actor, message) ",
-        );
-        insert.push_values(&chunk, |mut row, event| {
-            row.push_bind(stamp)
-                .push_bind(event_type_name(event.event_type))
-                .push_bind(&event.reason)
-                .push_bind(&event.kind)
-                .push_bind(&event.name)
-                .push_bind(&event.application)
-                .push_bind(&event.environment)
-                .push_bind(&event.cluster)
-                .push_bind(&event.actor)
-                .push_bind(&event.message);
-        });
-        insert.push(" RETURNING seq");
-        let mut seqs: Vec<i64> = insert
-            .build_query_scalar()
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| {
-                let about: Vec<String> = chunk
-                    .iter()
-                    .map(|ev| format!("{} about {} '{}'", ev.reason, ev.kind, ev.name))
-                    .collect();
-                backend(&format!("recording event {}", about.join(", ")), &e)
-            })?;
-        // Rows are inserted in the order given, RETURNING may list them in any order.
-        seqs.sort_unstable();
-        for (seq, event) in seqs.into_iter().zip(chunk) {
-            recorded.push(Event {
-                seq: to_u64(seq, "event seq")?,
-                time,
-                event,
-            });
-        }
-    }
-    Ok(recorded)
-}
-
-/// One write as the audit log records it.
-struct AuditedWrite<'a> {
-    operation: Operation,
-    kind: &'a str,
-    name: &'a str,
-    before: Option<String>,
-    after: Option<String>,
-}
-
-/// Appends one audit entry per write, each signed with `key` and chained to the log's
-/// last entry, and moves the signed head. `revision` is the store's revision when the
-/// caller knows it (a commit just moved it), else it is read.
-///
-/// The chain continues from the log itself, not from the head row: a head row someone
-/// edited must not make every later write fail (verification reports it instead).
-async fn record(
-    conn: &mut SqliteConnection,
-    key: &AuditKey,
-    change: &Change,
-    time: DateTime<Utc>,
-    writes: &[AuditedWrite<'_>],
-    revision: Option<i64>,
-) -> Result<(), StoreError> {
-    if writes.is_empty() {
-        return Ok(());
-    }
-    let revision: i64 = match revision {
-        Some(r) => r,
-        None => sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| backend("reading the store revision", &e))?,
-    };
-    let (mut seq, mut prev) = audit_end(conn).await?;
-    let mut entries = Vec::with_capacity(writes.len());
-    for w in writes {
-        seq += 1;
-        let mut entry = AuditEntry {
-            seq,
-            time,
-            actor: change.actor.clone(),
-            action: change.action.clone(),
-            operation: w.operation,
-            kind: w.kind.to_owned(),
-            name: w.name.to_owned(),
-            before: w.before.clone(),
-            after: w.after.clone(),
-            revision: to_u64(revision, "store revision")?,
-            prev: prev.clone(),
-            hash: String::new(),
-        };
-        entry.hash = key.entry_mac(&entry);
-        prev.clone_from(&entry.hash);
-        entries.push(entry);
-    }
-    // One statement for a commit's entries (in chunks that stay within SQLite's limit of
-    // bound values): each statement is a round trip to the connection's thread.
-    for chunk in entries.chunks(AUDIT_ROWS_A_STATEMENT) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO audit (seq, time, actor, action, operation, kind, name, before, after, revision, \
-             prev, hash) ",
-        );
-        insert.push_values(chunk, |mut row, entry| {
-            row.push_bind(cursor(Some(entry.seq)))
-                .push_bind(timestamp(entry.time))
-                .push_bind(&entry.actor)
-                .push_bind(&entry.action)
-                .push_bind(entry.operation.as_str())
-                .push_bind(&entry.kind)
-                .push_bind(&entry.name)
-                .push_bind(&entry.before)
-                .push_bind(&entry.after)
-                .push_bind(revision)
-                .push_bind(&entry.prev)
-                .push_bind(&entry.hash);
-        });
-        insert.build().execute(&mut *conn).await.map_err(|e| {
-            let names: Vec<String> = chunk.iter().map(|e| format!("{} '{}'", e.kind, e.name)).collect();
-            backend(&format!("auditing {}", names.join(", ")), &e)
-        })?;
-    }
-    move_head(conn, &key.checkpoint(seq, &prev)).await
-}
-
-/// Records `head` as the log's signed head.
-async fn move_head(conn: &mut SqliteConnection, head: &Checkpoint) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
-    )
-    .bind(cursor(Some(head.seq)))
-    .bind(&head.hash)
-    .bind(&head.mac)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| backend("moving the audit head", &e))?;
-    Ok(())
-}
-
-/// The position and hash of the log's last entry (0 and [`GENESIS`] when it is empty).
-async fn audit_end(conn: &mut SqliteConnection) -> Result<(u64, String), StoreError> {
-    let row: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| backend("reading the end of the audit log", &e))?;
-    match row {
-        Some((seq, hash)) => Ok((to_u64(seq, "audit seq")?, hash)),
-        None => Ok((0, GENESIS.to_owned())),
-    }
-}
-
-/// The head recorded in the database, as a checkpoint. A row someone garbled reads as a
-/// checkpoint that does not verify rather than as an error, so that verification names it.
-async fn audit_head(conn: &mut SqliteConnection) -> Result<Option<Checkpoint>, StoreError> {
-    let row = sqlx::query("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| backend("reading the audit head", &e))?;
-    Ok(row.map(|row| Checkpoint {
-        seq: row
-            .try_get::<i64, _>("seq")
-            .ok()
-            .and_then(|s| u64::try_from(s).ok())
-            .unwrap_or(u64::MAX),
-        hash: row.try_get::<String, _>("hash").unwrap_or_default(),
-        mac: row
-            .try_get::<Option<String>, _>("mac")
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
-    }))
-}
-
-/// The seal's columns: keyed_from, prev, key_id, mac (all empty before sealing).
-type SealRow = (Option<i64>, Option<String>, Option<String>, Option<String>);
-
-/// The seal of the log; none when the row was deleted or never filled.
-async fn audit_seal(conn: &mut SqliteConnection) -> Result<Option<Seal>, StoreError> {
-    let row: Option<SealRow> =
-        sqlx::query_as("SELECT keyed_from, prev, key_id, mac FROM audit_seal WHERE id = 1")
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| backend("reading the audit seal", &e))?;
-    Ok(match row {
-        Some((Some(keyed_from), Some(prev), Some(key_id), Some(mac))) => Some(Seal {
-            keyed_from: u64::try_from(keyed_from).unwrap_or(u64::MAX),
-            prev,
-            key_id,
-            mac,
-        }),
-        _ => None,
-    })
-}
-
-/// Seals the log at the first open of a database migrated to a signed log: entries
-/// written so far stay as they are (unsigned), signing starts after them, and objects
-/// and tokens that no entry records (written before the audit log existed) get an entry
-/// each, so that later changes to them show. Returns whether it sealed now.
-async fn seal_once(
-    conn: &mut SqliteConnection,
-    key: &AuditKey,
-    outside: &Outside,
-) -> Result<bool, StoreError> {
-    let pending: Option<Option<i64>> = sqlx::query_scalar("SELECT keyed_from FROM audit_seal WHERE id = 1")
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| backend("reading the audit seal", &e))?;
-    match pending {
-        None => {
-            tracing::error!("the audit seal was deleted from the database: `berth audit verify` reports it");
-            return Ok(false);
-        }
-        Some(Some(_)) => return Ok(false),
-        Some(None) if outside.read().is_some() => {
-            // A checkpoint exists, so this log was sealed before: someone emptied the
-            // seal to have the signed entries read as unsigned ones.
-            tracing::error!(
-                "the audit seal was reset in the database: not sealing again; `berth audit verify` reports it"
-            );
-            return Ok(false);
-        }
-        Some(None) => {}
-    }
-    let mut tx = conn
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(|e| backend("sealing the audit log", &e))?;
-    let (last, prev) = audit_end(&mut tx).await?;
-    let seal = key.seal(last + 1, &prev);
-    sqlx::query("UPDATE audit_seal SET keyed_from = ?, prev = ?, key_id = ?, mac = ? WHERE id = 1")
-        .bind(cursor(Some(seal.keyed_from)))
-        .bind(&seal.prev)
-        .bind(&seal.key_id)
-        .bind(&seal.mac)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| backend("sealing the audit log", &e))?;
-    // The head as it stands, signed.
-    move_head(&mut tx, &key.checkpoint(last, &prev)).await?;
-
-    let unaudited: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT kind, name, document FROM objects o \
-         WHERE NOT EXISTS (SELECT 1 FROM audit a WHERE a.kind = o.kind AND a.name = o.name) ORDER BY id",
-    )
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(|e| backend("finding objects the audit log does not record", &e))?;
-    let tokens = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {TOKEN_COLUMNS} FROM tokens t \
-         WHERE NOT EXISTS (SELECT 1 FROM audit a WHERE a.kind = 'Token' AND a.name = t.id)"
-    )))
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(|e| backend("finding tokens the audit log does not record", &e))?;
-    let tokens = tokens.iter().map(token_from_row).collect::<Result<Vec<_>, _>>()?;
-    let mut baseline: Vec<AuditedWrite<'_>> = unaudited
-        .iter()
-        .map(|(kind, name, document)| AuditedWrite {
-            operation: Operation::Create,
-            kind,
-            name,
-            before: None,
-            after: Some(audit::digest(document)),
-        })
-        .collect();
-    baseline.extend(tokens.iter().map(|t| AuditedWrite {
-        operation: Operation::Create,
-        kind: "Token",
-        name: &t.id,
-        before: None,
-        after: Some(token_digest(t)),
-    }));
-    record(
-        &mut tx,
-        key,
-        &Change::new("berth", "audit.baseline"),
-        Utc::now(),
-        &baseline,
-        None,
-    )
-    .await?;
-    let head = audit_head(&mut tx).await?;
-    tx.commit()
-        .await
-        .map_err(|e| backend("sealing the audit log", &e))?;
-    if let Some(head) = head {
-        outside.advance(head);
-    }
-    tracing::info!(
-        signed_from = seal.keyed_from,
-        baseline = baseline.len(),
-        "audit log sealed: entries from here on are signed with the audit key"
-    );
-    Ok(true)
-}
-
-/// An object beside its latest entry: id, kind, name, document, entry seq, entry after.
-type ObjectState = (i64, String, String, String, Option<i64>, Option<String>);
-
-/// How many stored objects one page of the verification reads.
-const VERIFY_PAGE: i64 = 1000;
-
-/// Verifies the log, its checkpoints and every stored object and token, inside the
-/// caller's read transaction.
-async fn verify_in(
-    conn: &mut SqliteConnection,
-    key: &AuditKey,
-    file: Option<&Checkpoint>,
-    file_lost: bool,
-    given: Option<&Checkpoint>,
-) -> Result<Verification, StoreError> {
-    let seal = audit_seal(conn).await?;
-    let head = audit_head(conn).await?;
-    let mut verifier = Verifier::new(key, seal.as_ref())
-        .against(CheckpointSource::Database, head.as_ref())
-        .against(CheckpointSource::File, if file_lost { None } else { file });
-    if given.is_some() {
-        verifier = verifier.against(CheckpointSource::Given, given);
-    }
-    let mut after = 0;
-    loop {
-        let rows = sqlx::query(
-            "SELECT seq, time, actor, action, operation, kind, name, before, after, revision, prev, hash \
-             FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(after)
-        .bind(VERIFY_PAGE)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| backend("reading the audit log", &e))?;
-        let Some(last) = rows.last() else { break };
-        after = last
-            .try_get("seq")
-            .map_err(|e| backend("reading the audit log", &e))?;
-        for row in &rows {
-            verifier.push(&audit_from_row(row)?);
-        }
-    }
-
-    // Every object beside its latest entry, a page at a time.
-    let latest =
-        "(SELECT a.seq FROM audit a WHERE a.kind = {k} AND a.name = {n} ORDER BY a.seq DESC LIMIT 1)";
-    let latest_after =
-        "(SELECT a.after FROM audit a WHERE a.kind = {k} AND a.name = {n} ORDER BY a.seq DESC LIMIT 1)";
-    let about = |sql: &str, k: &str, n: &str| sql.replace("{k}", k).replace("{n}", n);
-    let objects = format!(
-        "SELECT o.id, o.kind, o.name, o.document, {} AS seq, {} AS audited FROM objects o \
-         WHERE o.id > ? ORDER BY o.id LIMIT ?",
-        about(latest, "o.kind", "o.name"),
-        about(latest_after, "o.kind", "o.name"),
-    );
-    let mut after = 0i64;
-    loop {
-        let rows: Vec<ObjectState> = sqlx::query_as(AssertSqlSafe(objects.clone()))
-            .bind(after)
-            .bind(VERIFY_PAGE)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| backend("comparing stored objects with the audit log", &e))?;
-        let Some(last) = rows.last() else { break };
-        after = last.0;
-        for (_, kind, name, document, seq, audited) in rows {
-            verifier.check(&StoredState {
-                kind,
-                name,
-                stored: Some(audit::digest(&document)),
-                audited: seq.map(|s| (u64::try_from(s).unwrap_or_default(), audited)),
-            });
-        }
-    }
-    let tokens = format!(
-        "SELECT {TOKEN_COLUMNS}, {} AS seq, {} AS audited FROM tokens t",
-        about(latest, "'Token'", "t.id"),
-        about(latest_after, "'Token'", "t.id"),
-    );
-    let rows = sqlx::query(AssertSqlSafe(tokens))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| backend("comparing stored tokens with the audit log", &e))?;
-    for row in &rows {
-        let token = token_from_row(row)?;
-        let seq: Option<i64> = row.try_get("seq").map_err(|e| backend("decoding a token", &e))?;
-        let audited: Option<String> = row
-            .try_get("audited")
-            .map_err(|e| backend("decoding a token", &e))?;
-        verifier.check(&StoredState {
-            kind: "Token".to_owned(),
-            name: token.id.clone(),
-            stored: Some(token_digest(&token)),
-            audited: seq.map(|s| (u64::try_from(s).unwrap_or_default(), audited)),
-        });
-    }
-    // What the log says exists but is stored nowhere.
-    let gone: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
-        "SELECT a.kind, a.name, a.seq, a.after FROM audit a \
-         WHERE a.after IS NOT NULL \
-           AND a.seq = (SELECT MAX(b.seq) FROM audit b WHERE b.kind = a.kind AND b.name = a.name) \
-           AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.kind = a.kind AND o.name = a.name) \
-           AND NOT EXISTS (SELECT 1 FROM tokens t WHERE a.kind = 'Token' AND t.id = a.name) \
-         ORDER BY a.seq",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| backend("finding audited objects that are not stored", &e))?;
-    for (kind, name, seq, audited) in gone {
-        verifier.check(&StoredState {
-            kind,
-            name,
-            stored: None,
-            audited: Some((u64::try_from(seq).unwrap_or_default(), audited)),
-        });
-    }
-    Ok(verifier.finish())
-}
-
-/// The columns of a token row, in the order [`token_from_row`] reads them.
-const TOKEN_COLUMNS: &str = "hash, id, name, subject, created_at, expires_at, revoked_at";
-
-/// How a token is looked up.
-#[derive(Clone, Copy)]
-enum TokenKey<'a> {
-    /// By the hash of its secret.
-    Hash(&'a str),
-    /// By its public id.
-    Id(&'a str),
-}
-
-/// The token with `key`.
-async fn token_row(
-    conn: &mut SqliteConnection,
-    key: TokenKey<'_>,
-) -> Result<Option<TokenRecord>, StoreError> {
-    let (sql, value) = match key {
-        TokenKey::Hash(h) => (
-            "SELECT hash, id, name, subject, created_at, expires_at, revoked_at FROM tokens WHERE hash = ?",
-            h,
-        ),
-        TokenKey::Id(id) => (
-            "SELECT hash, id, name, subject, created_at, expires_at, revoked_at FROM tokens WHERE id = ?",
-            id,
-        ),
-    };
-    let row = sqlx::query(sql)
-        .bind(value)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| backend("looking up a token", &e))?;
-    row.as_ref().map(token_from_row).transpose()
-}
-
-/// What the audit log records of a token: a digest of every field, the secret's hash
-/// included (it is a hash already).
-fn token_digest(t: &TokenRecord) -> String {
-    let fields = serde_json::json!([
-        t.id,
-        t.name,
-        t.subject,
-        t.hash,
-        timestamp(t.created_at),
-        t.expires_at.map(timestamp),
-        t.revoked_at.map(timestamp),
-    ]);
-    audit::digest(&fields.to_string())
-}
-
-/// Sets the fields of `metadata` the store owns.
-fn with_bookkeeping(
-    mut document: Value,
-    kind: &str,
-    name: &str,
-    revision: i64,
-    created: &str,
-    updated: &str,
-) -> Result<Value, StoreError> {
-    let not_object = |what: &str| StoreError::Backend {
-        message: format!("cannot store {kind} '{name}': {what} is not a JSON object"),
-    };
-    let metadata = document
-        .as_object_mut()
-        .ok_or_else(|| not_object("the document"))?
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()))
-        .as_object_mut()
-        .ok_or_else(|| not_object("metadata"))?;
-    metadata.insert("resourceVersion".to_owned(), Value::String(revision.to_string()));
-    metadata.insert("creationTimestamp".to_owned(), Value::String(created.to_owned()));
-    metadata.insert("updateTimestamp".to_owned(), Value::String(updated.to_owned()));
-    Ok(document)
-}
-
-// === Reading rows ===
-
-/// Position of the newest event, 0 for an empty log.
-async fn last_seq(pool: &SqlitePool) -> Result<u64, StoreError> {
-    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
-        .fetch_one(pool)
-        .await
-        .map_err(|e| backend("reading the last event", &e))?;
-    to_u64(seq, "event seq")
-}
-
-/// An event as stored.
-fn event_from_row(row: &SqliteRow) -> Result<Event, StoreError> {
-    let column = |e: sqlx::Error| backend("decoding an event", &e);
-    let event_type: String = row.try_get("type").map_err(column)?;
-    let time: String = row.try_get("time").map_err(column)?;
-    Ok(Event {
-        seq: to_u64(row.try_get("seq").map_err(column)?, "event seq")?,
-        time: parse_time(&time, "event time")?,
-        event: NewEvent {
-            event_type: match event_type.as_str() {
-                "Normal" => EventType::Normal,
-                "Warning" => EventType::Warning,
-                other => {
-                    return Err(StoreError::Backend {
-                        message: format!("stored event has unknown type '{other}'"),
-                    });
-                }
-            },
-            reason: row.try_get("reason").map_err(column)?,
-            kind: row.try_get("kind").map_err(column)?,
-            name: row.try_get("name").map_err(column)?,
-            application: row.try_get("application").map_err(column)?,
-            environment: row.try_get("environment").map_err(column)?,
-            cluster: row.try_get("cluster").map_err(column)?,
-            actor: row.try_get("actor").map_err(column)?,
-            message: row.try_get("message").map_err(column)?,
-        },
-    })
-}
-
-/// A token as stored.
-fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
-    let column = |e: sqlx::Error| backend("decoding a token", &e);
-    let time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        let text: Option<String> = row.try_get(name).map_err(column)?;
-        text.map(|t| parse_time(&t, "token time")).transpose()
-    };
-    let hash: String = row.try_get("hash").map_err(column)?;
-    let id: Option<String> = row.try_get("id").map_err(column)?;
-    Ok(TokenRecord {
-        id: id.unwrap_or_else(|| hash.chars().take(16).collect()),
-        name: row.try_get("name").map_err(column)?,
-        subject: row.try_get("subject").map_err(column)?,
-        created_at: time("created_at")?.ok_or_else(|| StoreError::Backend {
-            message: "stored token has no creation time".to_owned(),
-        })?,
-        expires_at: time("expires_at")?,
-        revoked_at: time("revoked_at")?,
-        hash,
-    })
-}
-
-/// An audit entry as stored.
-fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
-    let column = |e: sqlx::Error| backend("decoding an audit entry", &e);
-    let time: String = row.try_get("time").map_err(column)?;
-    let operation: String = row.try_get("operation").map_err(column)?;
-    Ok(AuditEntry {
-        seq: to_u64(row.try_get("seq").map_err(column)?, "audit seq")?,
-        time: parse_time(&time, "audit time")?,
-        actor: row.try_get("actor").map_err(column)?,
-        action: row.try_get("action").map_err(column)?,
-        operation: Operation::parse(&operation).ok_or_else(|| StoreError::Backend {
-            message: format!("stored audit entry has unknown operation '{operation}'"),
-        })?,
-        kind: row.try_get("kind").map_err(column)?,
-        name: row.try_get("name").map_err(column)?,
-        before: row.try_get("before").map_err(column)?,
-        after: row.try_get("after").map_err(column)?,
-        revision: to_u64(row.try_get("revision").map_err(column)?, "audit revision")?,
-        prev: row.try_get("prev").map_err(column)?,
-        hash: row.try_get("hash").map_err(column)?,
-    })
-}
-
-/// A stored document.
-fn parse_document(kind: &str, name: &str, text: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Backend {
-        message: format!("stored document of {kind} '{name}' is not valid JSON: {e}"),
-    })
-}
-
-/// A stored time.
-fn parse_time(text: &str, what: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Backend {
-            message: format!("stored {what} '{text}' is not RFC 3339: {e}"),
-        })
-}
-
-// === Small conversions ===
-
-/// RFC 3339 in UTC with as many fractional digits as needed, so that parsing it gives back
-/// the same instant.
-fn timestamp(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
-/// How an event type is stored.
-fn event_type_name(event_type: EventType) -> &'static str {
-    match event_type {
-        EventType::Normal => "Normal",
-        EventType::Warning => "Warning",
-    }
-}
-
-/// A caller's cursor as an SQLite integer; beyond the largest rowid means "after everything".
-fn cursor(after: Option<u64>) -> i64 {
-    after.map_or(0, |after| i64::try_from(after).unwrap_or(i64::MAX))
-}
-
-/// A stored integer the store only ever makes non-negative.
-fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Backend {
-        message: format!("stored {what} {value} is negative"),
-    })
-}
-
-/// A database failure, saying what the store was doing.
-fn backend(doing: &str, error: &sqlx::Error) -> StoreError {
-    StoreError::Backend {
-        message: format!("{doing}: {error}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use sqlx::AssertSqlSafe;
+    use berth_core::audit::{self, GENESIS, Operation};
+    use sqlx::{AssertSqlSafe, Row};
     use tempfile::TempDir;
 
     use super::*;
+    use crate::sql::{AUDIT_ROWS_A_STATEMENT, cursor, parse_time, timestamp};
 
     /// A fresh in-memory store; no directory to keep.
     async fn in_memory() -> (Option<TempDir>, SqliteStore) {
@@ -1861,37 +556,7 @@ mod tests {
             mod $module {
                 use super::*;
 
-                conformance_suite! {
-                    open: $open,
-                    by_ref: [
-                        create_get_and_list,
-                        list_pages,
-                        create_existing_fails,
-                        replace_keeps_creation,
-                        stale_version_conflicts,
-                        failed_commit_writes_nothing,
-                        delete_removes,
-                        writes_share_revision,
-                        rejects_non_object_documents,
-                        events_in_order,
-                        wait_returns_when_events_exist,
-                        wait_times_out,
-                        tokens,
-                        audit_records_every_write,
-                        audit_filters,
-                        governing_and_last_succeeded,
-                        deployments_newest_first,
-                        governing_deployments_paged,
-                        governing_deployments_by_phase,
-                        deployments_of_releases,
-                        release_queries,
-                        team_releases,
-                        team_applications_paged,
-                        next_numbers,
-                        build_queries,
-                    ],
-                    shared: [wait_wakes_on_commit, concurrent_commits],
-                }
+                crate::conformance::every_test!(conformance_suite, open: $open,);
             }
         };
     }
