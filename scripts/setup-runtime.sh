@@ -200,6 +200,11 @@ validate_run() {
 
 # --------------------------------------------------------------------------- services
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Whether the service of PID file $1 works in a directory that has since been deleted
+# (one started by an older version of this script from a checkout removed since): conmon
+# inherits podman's working directory and fails every container start with "Failed to
+# get working directory" ("write child: broken pipe" through the API).
+cwd_gone() { pid_alive "$1" && [[ "$(readlink "/proc/$(cat "$1")/cwd")" == *" (deleted)" ]]; }
 api_up() { curl -fsS --max-time 2 --unix-socket "$PODMAN_SOCK" http://d/_ping >/dev/null 2>&1; }
 reg_up() { curl -fsS --max-time 2 "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; }
 wait_for() {  # $1=name $2=check-fn
@@ -208,9 +213,11 @@ wait_for() {  # $1=name $2=check-fn
 }
 
 start_podman_api() {
-  # A config change needs a restart of a service that this script started.
+  # A config change needs a restart of a service that this script started, and so does
+  # one whose working directory is gone.
+  if cwd_gone "$RUN_DIR/podman-api.pid"; then CONFIG_CHANGED=1; fi
   if [ "$CONFIG_CHANGED" = 1 ] && pid_alive "$RUN_DIR/podman-api.pid"; then
-    log "podman API: restarting to pick up new config"
+    log "podman API: restarting to pick up new config (or a working directory of its own)"
     local pid i; pid=$(cat "$RUN_DIR/podman-api.pid"); kill "$pid"
     for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   elif [ "$CONFIG_CHANGED" = 1 ] && api_up; then
@@ -221,8 +228,9 @@ start_podman_api() {
   # --time=0: never exit on idle. setsid+nohup: survive the calling shell; output goes
   # to a log file and stdin is /dev/null so a CI runner's pipes are not held open.
   # (Run from a non-interactive shell, setsid does not fork, so $! is podman's PID.)
-  setsid nohup podman system service --time=0 "unix://$PODMAN_SOCK" \
-    >>"$LOG_DIR/podman-api.log" 2>&1 </dev/null &
+  # Started in /, never in the caller's directory: see cwd_gone.
+  (cd / && exec setsid nohup podman system service --time=0 "unix://$PODMAN_SOCK" \
+    >>"$LOG_DIR/podman-api.log" 2>&1 </dev/null) &
   echo $! >"$RUN_DIR/podman-api.pid"
   wait_for "podman API" api_up
   log "podman API: up at $PODMAN_SOCK (pid $(cat "$RUN_DIR/podman-api.pid"))"
@@ -258,8 +266,8 @@ EOF
   if reg_up; then log "registry: already up at $REGISTRY_ADDR"; return; fi
   # Debian's unit would run it as user docker-registry via systemd; there is no
   # systemd here, so run the binary directly (as root, data under $REG_DIR).
-  setsid nohup docker-registry serve "$REG_DIR/config.yml" \
-    >>"$LOG_DIR/registry.log" 2>&1 </dev/null &
+  (cd / && exec setsid nohup docker-registry serve "$REG_DIR/config.yml" \
+    >>"$LOG_DIR/registry.log" 2>&1 </dev/null) &
   echo $! >"$RUN_DIR/registry.pid"
   wait_for "registry" reg_up
   log "registry: up at http://$REGISTRY_ADDR (pid $(cat "$RUN_DIR/registry.pid"))"
