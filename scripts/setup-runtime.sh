@@ -11,8 +11,8 @@
 # Usage:  setup-runtime.sh [up|install|check|status|down]        (default: up)
 #   install only the apt packages (e.g. a separate, cacheable CI step).
 #   up      install packages, write config, build the base image, start the podman
-#           API socket, the registry and a throwaway PostgreSQL. Idempotent: re-running
-#           is a no-op (~1 s).
+#           API socket, the registry and a throwaway PostgreSQL (not with
+#           WITH_POSTGRES=0). Idempotent: re-running is a no-op (~1 s).
 #   check   smoke test: run a container with a port mapping, push/pull via the registry.
 #   status  print what is running.
 #   down    stop the services this script started (by their PID files only) and
@@ -44,6 +44,7 @@ set -euo pipefail
 : "${TOMCAT_IMAGE:=berth/tomcat:10.1}"            # the java builder's base image for a war
 : "${PG_PORT:=55432}"                            # PostgreSQL, on 127.0.0.1 only
 : "${PG_DIR:=/tmp/berth-postgres}"               # its data, socket and log: throwaway
+: "${WITH_POSTGRES:=1}"                          # 0: neither install nor start it (up.sh)
 
 RUN_DIR="$LOCAL_RUNTIME_DIR/run"
 LOG_DIR="$LOCAL_RUNTIME_DIR/log"
@@ -71,7 +72,8 @@ die() { log "ERROR: $*"; exit 1; }
 # conformance tests run against (Debian 12 ships 15).
 PKGS=(podman runc buildah catatonit netavark aardvark-dns iptables skopeo docker-registry
       busybox-static iproute2 iputils-ping curl jq openjdk-17-jdk-headless git
-      libtomcat10-java tomcat10-common maven postgresql)
+      libtomcat10-java tomcat10-common maven)
+[ "$WITH_POSTGRES" = 0 ] || PKGS+=(postgresql)
 
 install_packages() {
   local missing=() p
@@ -441,7 +443,7 @@ cmd_up() {
   push_base_image
   build_jre_image
   build_tomcat_image
-  start_postgres
+  [ "$WITH_POSTGRES" = 0 ] || start_postgres
   log "ready: export DOCKER_HOST=unix://$PODMAN_SOCK ; registry http://$REGISTRY_ADDR"
 }
 

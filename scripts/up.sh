@@ -21,7 +21,8 @@ API=127.0.0.1:7070
 ROUTER=127.0.0.1:8080
 log() { printf '[berth-up %s] %s\n' "$(date +%T)" "$*" >&2; }
 
-bash scripts/setup-runtime.sh up
+# The local platform runs on SQLite: no PostgreSQL (the test suite's) is installed or started.
+WITH_POSTGRES=0 bash scripts/setup-runtime.sh up
 export DOCKER_HOST=unix:///run/podman/podman.sock
 
 # A debug build: on 2 cores it takes half the time of a release build on a fresh machine,
